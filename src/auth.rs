@@ -1,0 +1,325 @@
+//! The decision: route, extract, validate, authorize, and the headers to send upstream.
+//!
+//! `decide` is a pure function of the request head, one config/keys snapshot and the clock.
+//! It does no I/O and takes no lock, so it is unit-tested and benchmarked without a network.
+//! Every refusal is a `Reject`, which alone decides status, `WWW-Authenticate`, metric label
+//! and log field.
+
+pub mod claims;
+pub mod extract;
+pub mod jwks;
+pub mod keystore;
+pub mod normalize;
+pub mod policy;
+pub mod validate;
+
+use http::header::HOST;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+
+use crate::config::Snapshot;
+use claims::render_header_value;
+use extract::{extract_bearer, Credential};
+use normalize::{normalize_host, normalize_target, BadTarget};
+use policy::AuthMode;
+
+/// Why a request was refused. One variant = one metric label = one log value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reject {
+    /// No route matches: default deny.
+    NoRoute,
+    /// The request target cannot be normalized safely.
+    BadPath,
+    /// Missing, repeated or malformed `Host`, or an absolute-form target naming another host.
+    BadHost,
+    /// Conflicting or malformed message framing (`Content-Length` / `Transfer-Encoding`).
+    BadFraming,
+    /// More than one `Authorization` header.
+    MultipleAuthorization,
+    /// No bearer token on a route that needs one.
+    MissingToken,
+    TokenTooLarge,
+    /// Not a compact JWS, bad base64url, bad JSON.
+    MalformedToken,
+    /// `alg` is `none`, unknown, outside the allow-list, or not the key's algorithm.
+    AlgNotAllowed,
+    /// A `crit` header parameter the gateway does not implement.
+    CritUnsupported,
+    /// `iss` names no provider this route accepts.
+    BadIssuer,
+    /// No key with this `kid` (after one rate-limited refetch).
+    UnknownKid,
+    BadSignature,
+    Expired,
+    /// `nbf` or `iat` in the future.
+    NotYetValid,
+    BadAudience,
+    /// `exp` missing, or a time claim that is not a JSON number.
+    BadClaims,
+    /// A forwarded claim would put control characters into a header.
+    UnsafeClaimValue,
+    InsufficientScope,
+    ClaimMismatch,
+    /// The provider's keys are not loaded (yet).
+    KeysUnavailable,
+    /// The upstream refused the connection or broke it.
+    UpstreamUnavailable,
+    UpstreamTimeout,
+}
+
+/// What a granted request carries to the upstream.
+#[derive(Debug)]
+pub struct Grant {
+    pub route: usize,
+    pub upstream: usize,
+    /// Normalized path plus the query as sent: exactly what was authorized.
+    pub path_and_query: String,
+    /// Claim headers to add (the client's copies are stripped first).
+    pub claim_headers: Vec<(HeaderName, HeaderValue)>,
+    /// The provider that verified the token (none for anonymous requests).
+    pub provider: Option<usize>,
+}
+
+/// A refusal, with what the thin layer needs to answer it and to retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Denial {
+    pub reason: Reject,
+    pub route: Option<usize>,
+    /// For `UnknownKid`: the provider whose keys should be refetched once.
+    pub provider: Option<usize>,
+}
+
+/// The request head, borrowed from whatever server parsed it.
+pub struct RequestHead<'a> {
+    pub method: &'a Method,
+    /// Request target as it was on the request line.
+    pub target: &'a [u8],
+    pub headers: &'a HeaderMap,
+}
+
+// === impl Reject ===
+
+impl Reject {
+    /// Every variant, for documentation and for pre-registering metric labels.
+    pub const ALL: [Reject; 23] = [
+        Self::NoRoute,
+        Self::BadPath,
+        Self::BadHost,
+        Self::BadFraming,
+        Self::MultipleAuthorization,
+        Self::MissingToken,
+        Self::TokenTooLarge,
+        Self::MalformedToken,
+        Self::AlgNotAllowed,
+        Self::CritUnsupported,
+        Self::BadIssuer,
+        Self::UnknownKid,
+        Self::BadSignature,
+        Self::Expired,
+        Self::NotYetValid,
+        Self::BadAudience,
+        Self::BadClaims,
+        Self::UnsafeClaimValue,
+        Self::InsufficientScope,
+        Self::ClaimMismatch,
+        Self::KeysUnavailable,
+        Self::UpstreamUnavailable,
+        Self::UpstreamTimeout,
+    ];
+
+    /// Metric label and log value.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::NoRoute => "no_route",
+            Self::BadPath => "bad_path",
+            Self::BadHost => "bad_host",
+            Self::BadFraming => "bad_framing",
+            Self::MultipleAuthorization => "multiple_authorization",
+            Self::MissingToken => "missing_token",
+            Self::TokenTooLarge => "token_too_large",
+            Self::MalformedToken => "malformed_token",
+            Self::AlgNotAllowed => "alg_not_allowed",
+            Self::CritUnsupported => "crit_unsupported",
+            Self::BadIssuer => "bad_issuer",
+            Self::UnknownKid => "unknown_kid",
+            Self::BadSignature => "bad_signature",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::BadAudience => "bad_audience",
+            Self::BadClaims => "bad_claims",
+            Self::UnsafeClaimValue => "unsafe_claim_value",
+            Self::InsufficientScope => "insufficient_scope",
+            Self::ClaimMismatch => "claim_mismatch",
+            Self::KeysUnavailable => "keys_unavailable",
+            Self::UpstreamUnavailable => "upstream_unavailable",
+            Self::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+
+    pub const fn status(self) -> u16 {
+        match self {
+            Self::BadPath | Self::BadHost | Self::BadFraming | Self::MultipleAuthorization => 400,
+            Self::MissingToken
+            | Self::TokenTooLarge
+            | Self::MalformedToken
+            | Self::AlgNotAllowed
+            | Self::CritUnsupported
+            | Self::BadIssuer
+            | Self::UnknownKid
+            | Self::BadSignature
+            | Self::Expired
+            | Self::NotYetValid
+            | Self::BadAudience
+            | Self::BadClaims
+            | Self::UnsafeClaimValue => 401,
+            Self::InsufficientScope | Self::ClaimMismatch => 403,
+            Self::NoRoute => 404,
+            Self::UpstreamUnavailable => 502,
+            Self::KeysUnavailable => 503,
+            Self::UpstreamTimeout => 504,
+        }
+    }
+
+    /// RFC 6750 §3.1 error code, when the answer carries one.
+    pub const fn oauth_error(self) -> Option<&'static str> {
+        match self {
+            Self::MultipleAuthorization => Some("invalid_request"),
+            Self::TokenTooLarge
+            | Self::MalformedToken
+            | Self::AlgNotAllowed
+            | Self::CritUnsupported
+            | Self::BadIssuer
+            | Self::UnknownKid
+            | Self::BadSignature
+            | Self::Expired
+            | Self::NotYetValid
+            | Self::BadAudience
+            | Self::BadClaims
+            | Self::UnsafeClaimValue => Some("invalid_token"),
+            Self::InsufficientScope | Self::ClaimMismatch => Some("insufficient_scope"),
+            Self::NoRoute
+            | Self::BadPath
+            | Self::BadHost
+            | Self::BadFraming
+            | Self::MissingToken
+            | Self::KeysUnavailable
+            | Self::UpstreamUnavailable
+            | Self::UpstreamTimeout => None,
+        }
+    }
+
+    /// Short, fixed text for `error_description` and the JSON body. Never echoes input.
+    pub const fn description(self) -> &'static str {
+        match self {
+            Self::NoRoute => "no route for this request",
+            Self::BadPath => "request path cannot be normalized safely",
+            Self::BadHost => "missing, repeated or inconsistent host",
+            Self::BadFraming => "conflicting or malformed message framing",
+            Self::MultipleAuthorization => "more than one Authorization header",
+            Self::MissingToken => "bearer token required",
+            Self::TokenTooLarge => "token too large",
+            Self::MalformedToken => "token is not a well-formed JWT",
+            Self::AlgNotAllowed => "token algorithm not allowed",
+            Self::CritUnsupported => "token has unsupported critical header parameters",
+            Self::BadIssuer => "token issuer not accepted",
+            Self::UnknownKid => "no key found for this token",
+            Self::BadSignature => "token signature is invalid",
+            Self::Expired => "token has expired",
+            Self::NotYetValid => "token is not valid yet",
+            Self::BadAudience => "token audience not accepted",
+            Self::BadClaims => "token claims are missing or malformed",
+            Self::UnsafeClaimValue => "token claim cannot be forwarded safely",
+            Self::InsufficientScope => "token lacks a required scope",
+            Self::ClaimMismatch => "token lacks a required claim value",
+            Self::KeysUnavailable => "verification keys are not available",
+            Self::UpstreamUnavailable => "upstream unavailable",
+            Self::UpstreamTimeout => "upstream timed out",
+        }
+    }
+}
+
+impl From<BadTarget> for Reject {
+    fn from(_: BadTarget) -> Self {
+        Reject::BadPath
+    }
+}
+
+// === impl Denial ===
+
+impl Denial {
+    fn new(reason: Reject, route: Option<usize>) -> Self {
+        Self {
+            reason,
+            route,
+            provider: None,
+        }
+    }
+}
+
+/// Routes, authenticates and authorizes one request. `now` is seconds since the Unix epoch.
+pub fn decide(snap: &Snapshot, head: &RequestHead<'_>, now: f64) -> Result<Grant, Denial> {
+    let config = &snap.config;
+    let target = normalize_target(head.target).map_err(|e| Denial::new(e.into(), None))?;
+    let host = request_host(head.headers, target.authority_host.as_deref())
+        .map_err(|r| Denial::new(r, None))?;
+    let route_idx = config
+        .routes
+        .match_route(host.as_deref(), &target.path, head.method)
+        .ok_or(Denial::new(Reject::NoRoute, None))?;
+    let route = config.routes.get(route_idx);
+    let deny = |reason| Denial::new(reason, Some(route_idx));
+
+    let mut grant = Grant {
+        route: route_idx,
+        upstream: route.upstream,
+        path_and_query: target.path_and_query(),
+        claim_headers: Vec::new(),
+        provider: None,
+    };
+    if route.auth == AuthMode::None {
+        return Ok(grant);
+    }
+    let token = match extract_bearer(head.headers, config.server.max_token_bytes).map_err(deny)? {
+        Credential::Bearer(t) => t,
+        Credential::None if route.auth == AuthMode::Optional => return Ok(grant),
+        Credential::None => return Err(deny(Reject::MissingToken)),
+    };
+    let verified = validate::verify(token, &route.providers, snap, now).map_err(|(reason, provider)| Denial {
+        reason,
+        route: Some(route_idx),
+        provider,
+    })?;
+    route.authorize(&verified.claims).map_err(deny)?;
+    for fc in &config.headers.forward_claims {
+        if let Some(value) = fc.claim.lookup(&verified.claims) {
+            match render_header_value(value) {
+                Ok(Some(v)) => grant.claim_headers.push((fc.header.clone(), v)),
+                Ok(None) => {}
+                Err(_) => return Err(deny(Reject::UnsafeClaimValue)),
+            }
+        }
+    }
+    grant.provider = Some(verified.provider);
+    Ok(grant)
+}
+
+/// The host the request is for: exactly one `Host` header (or none, e.g. HTTP/2 with only
+/// `:authority`), consistent with an absolute-form target.
+fn request_host(headers: &HeaderMap, authority: Option<&str>) -> Result<Option<String>, Reject> {
+    let mut hosts = headers.get_all(HOST).iter();
+    let header_host = match (hosts.next(), hosts.next()) {
+        (None, _) => None,
+        (Some(h), None) => {
+            let h = h.to_str().map_err(|_| Reject::BadHost)?;
+            Some(normalize_host(h).ok_or(Reject::BadHost)?)
+        }
+        (Some(_), Some(_)) => return Err(Reject::BadHost),
+    };
+    match (header_host, authority) {
+        (Some(h), Some(a)) if h != a => Err(Reject::BadHost),
+        (Some(h), _) => Ok(Some(h)),
+        (None, a) => Ok(a.map(str::to_owned)),
+    }
+}
+
+#[cfg(test)]
+mod tests;

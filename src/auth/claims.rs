@@ -1,0 +1,185 @@
+//! Claims after verification: dotted paths, scopes, matching, and rendering as header values.
+
+use http::HeaderValue;
+use serde_json::{Map, Value};
+
+/// Verified claims of one token.
+pub type Claims = Map<String, Value>;
+
+/// A claim named in config: `sub`, or a dotted path into nested objects such as `org.id`.
+///
+/// A top-level claim whose name is the whole string (URL-style names such as
+/// `https://example.com/roles` contain dots) wins over the dotted reading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimPath {
+    full: String,
+    segments: Vec<String>,
+}
+
+/// A claim value that cannot be sent as a header without letting the token's content
+/// shape the upstream request (CR/LF header injection, NUL, other control characters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnsafeValue;
+
+// === impl ClaimPath ===
+
+impl ClaimPath {
+    pub fn parse(s: &str) -> Result<Self, &'static str> {
+        if s.is_empty() {
+            return Err("claim path is empty");
+        }
+        if s.chars().any(char::is_control) {
+            return Err("claim path contains a control character");
+        }
+        let segments: Vec<String> = s.split('.').map(str::to_owned).collect();
+        Ok(Self {
+            full: s.to_owned(),
+            segments,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.full
+    }
+
+    pub fn lookup<'c>(&self, claims: &'c Claims) -> Option<&'c Value> {
+        if let Some(v) = claims.get(&self.full) {
+            return Some(v);
+        }
+        if self.segments.len() < 2 {
+            return None;
+        }
+        let (first, rest) = self.segments.split_first()?;
+        let mut cur = claims.get(first)?;
+        for seg in rest {
+            cur = cur.as_object()?.get(seg)?;
+        }
+        Some(cur)
+    }
+}
+
+/// The token's scopes: the space-delimited `scope` string (RFC 8693 / RFC 9068) and the
+/// `scp` claim (an array, or a space-delimited string), as whole, case-sensitive words.
+pub fn has_scope(claims: &Claims, wanted: &str) -> bool {
+    let in_str = |v: &Value| v.as_str().is_some_and(|s| s.split(' ').any(|w| w == wanted));
+    if claims.get("scope").is_some_and(in_str) {
+        return true;
+    }
+    match claims.get("scp") {
+        Some(Value::Array(items)) => items.iter().any(|i| i.as_str() == Some(wanted)),
+        Some(v) => in_str(v),
+        None => false,
+    }
+}
+
+/// True when the claim's value equals one of `accepted`; an array matches when any of
+/// its elements does. Numbers and booleans compare as their JSON text.
+pub fn matches_any(value: &Value, accepted: &[String]) -> bool {
+    match value {
+        Value::Array(items) => items.iter().any(|i| scalar_matches(i, accepted)),
+        other => scalar_matches(other, accepted),
+    }
+}
+
+fn scalar_matches(value: &Value, accepted: &[String]) -> bool {
+    match value {
+        Value::String(s) => accepted.iter().any(|a| a == s),
+        Value::Number(n) => {
+            let text = n.to_string();
+            accepted.iter().any(|a| *a == text)
+        }
+        Value::Bool(b) => {
+            let text = if *b { "true" } else { "false" };
+            accepted.iter().any(|a| a == text)
+        }
+        Value::Null | Value::Array(_) | Value::Object(_) => false,
+    }
+}
+
+/// Renders a claim for a header: strings as they are, arrays of strings joined with `,`,
+/// numbers and booleans as JSON text, anything else as compact JSON. `null` sends nothing.
+pub fn render_header_value(value: &Value) -> Result<Option<HeaderValue>, UnsafeValue> {
+    let text = match value {
+        Value::Null => return Ok(None),
+        Value::String(s) => s.clone(),
+        Value::Array(items) if items.iter().all(Value::is_string) => {
+            let parts: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
+            parts.join(",")
+        }
+        Value::Bool(_) | Value::Number(_) | Value::Array(_) | Value::Object(_) => {
+            value.to_string()
+        }
+    };
+    // `char::is_control` covers C0 (CR, LF, NUL, TAB...), DEL and C1 controls.
+    if text.chars().any(char::is_control) {
+        return Err(UnsafeValue);
+    }
+    HeaderValue::from_str(&text)
+        .map(Some)
+        .map_err(|_| UnsafeValue)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims(v: Value) -> Claims {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn dotted_paths_and_literal_names() {
+        let c = claims(json!({"org": {"id": "o1", "tier": "gold"}, "https://x.io/r": ["a"]}));
+        assert_eq!(ClaimPath::parse("org.id").unwrap().lookup(&c), Some(&json!("o1")));
+        assert_eq!(ClaimPath::parse("org.nope").unwrap().lookup(&c), None);
+        assert_eq!(ClaimPath::parse("https://x.io/r").unwrap().lookup(&c), Some(&json!(["a"])));
+        assert_eq!(ClaimPath::parse("org").unwrap().lookup(&c).map(Value::is_object), Some(true));
+    }
+
+    #[test]
+    fn scopes_are_whole_case_sensitive_words() {
+        let c = claims(json!({"scope": "read write:all"}));
+        assert!(has_scope(&c, "read"));
+        assert!(has_scope(&c, "write:all"));
+        assert!(!has_scope(&c, "write"));
+        assert!(!has_scope(&c, "READ"));
+        assert!(!has_scope(&c, "read write:all"));
+        let c = claims(json!({"scp": ["admin", "read"]}));
+        assert!(has_scope(&c, "admin"));
+        assert!(!has_scope(&c, "adm"));
+        let c = claims(json!({"scope": ["admin"]}));
+        assert!(!has_scope(&c, "admin"), "scope must be a string");
+    }
+
+    #[test]
+    fn rendering() {
+        let r = |v: Value| render_header_value(&v).map(|o| o.map(|h| h.to_str().unwrap().to_owned()));
+        assert_eq!(r(json!("u1")), Ok(Some("u1".into())));
+        assert_eq!(r(json!(["a", "b"])), Ok(Some("a,b".into())));
+        assert_eq!(r(json!(42)), Ok(Some("42".into())));
+        assert_eq!(r(json!(1.5)), Ok(Some("1.5".into())));
+        assert_eq!(r(json!(true)), Ok(Some("true".into())));
+        assert_eq!(r(json!({"a": 1})), Ok(Some("{\"a\":1}".into())));
+        assert_eq!(r(json!([1, "a"])), Ok(Some("[1,\"a\"]".into())));
+        assert_eq!(r(json!(null)), Ok(None));
+        assert_eq!(r(json!("a\r\nX-Admin: 1")), Err(UnsafeValue));
+        assert_eq!(r(json!("a\0b")), Err(UnsafeValue));
+        assert_eq!(r(json!("tab\there")), Err(UnsafeValue));
+        assert_eq!(r(json!(["ok", "bad\n"])), Err(UnsafeValue));
+        assert_eq!(r(json!({"k": "v\n"})), Ok(Some("{\"k\":\"v\\n\"}".into())), "escaped by JSON");
+        assert_eq!(r(json!("\u{85}")), Err(UnsafeValue), "C1 control");
+    }
+
+    #[test]
+    fn matching() {
+        let acc = vec!["gold".to_owned(), "7".to_owned(), "true".to_owned()];
+        assert!(matches_any(&json!("gold"), &acc));
+        assert!(!matches_any(&json!("Gold"), &acc));
+        assert!(matches_any(&json!(7), &acc));
+        assert!(matches_any(&json!(true), &acc));
+        assert!(matches_any(&json!(["x", "gold"]), &acc));
+        assert!(!matches_any(&json!({"gold": 1}), &acc));
+        assert!(!matches_any(&json!(null), &acc));
+    }
+}

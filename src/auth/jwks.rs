@@ -1,0 +1,267 @@
+//! Key sets: a provider's verification keys, parsed from a JWKS document (RFC 7517) or built
+//! from an HMAC secret, each key pinned to the algorithms it may verify.
+//!
+//! Parsing is robust: one malformed or unsupported key is skipped with a reason and never
+//! poisons the rest; duplicate `kid`s make the whole document unusable (which key would a
+//! token mean?), so the last good set stays in force.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::Value;
+
+/// RSA moduli below this many bits are refused: 1024-bit RSA is within reach of a
+/// well-funded attacker, and RFC 7518 §3.3 requires 2048.
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// With no `kid` in the token, at most this many keys are tried: a JWKS of many keys must not
+/// turn one bad token into many signature checks.
+pub const MAX_KIDLESS_CANDIDATES: usize = 4;
+
+/// One usable verification key.
+pub struct VerifyKey {
+    pub kid: Option<String>,
+    /// The algorithms this key may verify: the JWK's own `alg` if it has one, otherwise
+    /// the provider allow-list restricted to the key's type and curve.
+    pub algorithms: Vec<Algorithm>,
+    pub key: DecodingKey,
+}
+
+/// All usable keys of one provider.
+#[derive(Default)]
+pub struct KeySet {
+    keys: Vec<VerifyKey>,
+    by_kid: HashMap<String, usize>,
+}
+
+/// A key left out of a set, and why (logged as a warning).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedKey {
+    pub index: usize,
+    pub kid: Option<String>,
+    pub reason: String,
+}
+
+/// Why a whole JWKS document was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwksError {
+    #[error("not a JSON object with a \"keys\" array: {0}")]
+    Shape(String),
+    #[error("duplicate kid {0:?}")]
+    DuplicateKid(String),
+    #[error("no usable signing key ({0} skipped)")]
+    NoUsableKeys(usize),
+}
+
+// === impl KeySet ===
+
+impl KeySet {
+    /// A set holding one HMAC secret, for the `HS*` algorithms of the allow-list.
+    pub fn from_hmac_secret(secret: &[u8], allowed: &[Algorithm]) -> Self {
+        let algorithms: Vec<Algorithm> = allowed
+            .iter()
+            .copied()
+            .filter(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
+            .collect();
+        Self {
+            keys: vec![VerifyKey {
+                kid: None,
+                algorithms,
+                key: DecodingKey::from_secret(secret),
+            }],
+            by_kid: HashMap::new(),
+        }
+    }
+
+    /// Parses a JWKS document, keeping the keys usable with `allowed`.
+    pub fn from_jwks(doc: &[u8], allowed: &[Algorithm]) -> Result<(Self, Vec<SkippedKey>), JwksError> {
+        let value: Value = serde_json::from_slice(doc).map_err(|e| JwksError::Shape(e.to_string()))?;
+        let keys = value
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or_else(|| JwksError::Shape("missing \"keys\" array".to_owned()))?;
+        let mut set = KeySet::default();
+        let mut skipped = Vec::new();
+        for (index, jwk) in keys.iter().enumerate() {
+            let kid = jwk.get("kid").and_then(Value::as_str).map(str::to_owned);
+            match parse_jwk(jwk, allowed) {
+                Ok(key) => {
+                    if let Some(kid) = &key.kid {
+                        if set.by_kid.insert(kid.clone(), set.keys.len()).is_some() {
+                            return Err(JwksError::DuplicateKid(kid.clone()));
+                        }
+                    }
+                    set.keys.push(key);
+                }
+                Err(reason) => skipped.push(SkippedKey {
+                    index,
+                    kid,
+                    reason: reason.to_owned(),
+                }),
+            }
+        }
+        if set.keys.is_empty() {
+            return Err(JwksError::NoUsableKeys(skipped.len()));
+        }
+        Ok((set, skipped))
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Keys to try for a token, by `kid` or, without one, by algorithm.
+    pub fn candidates<'k>(&'k self, kid: Option<&str>, alg: Algorithm) -> Candidates<'k> {
+        match kid {
+            Some(kid) => match self.by_kid.get(kid) {
+                Some(&i) if self.keys[i].algorithms.contains(&alg) => Candidates::One(&self.keys[i]),
+                Some(_) => Candidates::WrongAlgorithm,
+                // An HMAC set has no kids: its one key answers any kid.
+                None if self.by_kid.is_empty() && self.keys.iter().all(|k| k.kid.is_none()) => {
+                    self.kidless(alg)
+                }
+                None => Candidates::UnknownKid,
+            },
+            None => self.kidless(alg),
+        }
+    }
+
+    fn kidless(&self, alg: Algorithm) -> Candidates<'_> {
+        let keys: Vec<&VerifyKey> = self
+            .keys
+            .iter()
+            .filter(|k| k.algorithms.contains(&alg))
+            .take(MAX_KIDLESS_CANDIDATES)
+            .collect();
+        if keys.is_empty() {
+            Candidates::UnknownKid
+        } else {
+            Candidates::Several(keys)
+        }
+    }
+}
+
+/// Result of a key lookup.
+pub enum Candidates<'k> {
+    One(&'k VerifyKey),
+    Several(Vec<&'k VerifyKey>),
+    /// The `kid` names a key that is pinned to another algorithm (or another key type).
+    WrongAlgorithm,
+    UnknownKid,
+}
+
+impl fmt::Debug for KeySet {
+    // Key material stays out of logs; kids and algorithms are enough to debug.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.keys.iter().map(|k| (k.kid.as_deref(), &k.algorithms)))
+            .finish()
+    }
+}
+
+fn parse_jwk(jwk: &Value, allowed: &[Algorithm]) -> Result<VerifyKey, &'static str> {
+    let obj = jwk.as_object().ok_or("not a JSON object")?;
+    let field = |name: &str| obj.get(name).and_then(Value::as_str);
+    let kid = match obj.get("kid") {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err("kid is not a string"),
+    };
+    if let Some(u) = obj.get("use") {
+        if u.as_str() != Some("sig") {
+            return Err("use is not \"sig\"");
+        }
+    }
+    if let Some(ops) = obj.get("key_ops") {
+        let verify = ops
+            .as_array()
+            .is_some_and(|a| a.iter().any(|o| o.as_str() == Some("verify")));
+        if !verify {
+            return Err("key_ops does not include \"verify\"");
+        }
+    }
+    let (family, key): (&[Algorithm], DecodingKey) = match field("kty") {
+        Some("RSA") => {
+            let n = field("n").ok_or("RSA key without n")?;
+            let e = field("e").ok_or("RSA key without e")?;
+            let n_bytes = URL_SAFE_NO_PAD.decode(n).map_err(|_| "RSA n is not base64url")?;
+            URL_SAFE_NO_PAD.decode(e).map_err(|_| "RSA e is not base64url")?;
+            let significant = n_bytes.iter().skip_while(|&&b| b == 0).count();
+            if significant * 8 < MIN_RSA_BITS {
+                return Err("RSA modulus shorter than 2048 bits");
+            }
+            let key = DecodingKey::from_rsa_components(n, e).map_err(|_| "bad RSA components")?;
+            (
+                &[
+                    Algorithm::RS256,
+                    Algorithm::RS384,
+                    Algorithm::RS512,
+                    Algorithm::PS256,
+                    Algorithm::PS384,
+                    Algorithm::PS512,
+                ],
+                key,
+            )
+        }
+        Some("EC") => {
+            let (alg, len): (&[Algorithm], usize) = match field("crv") {
+                Some("P-256") => (&[Algorithm::ES256], 32),
+                Some("P-384") => (&[Algorithm::ES384], 48),
+                _ => return Err("unsupported EC curve"),
+            };
+            let x = field("x").ok_or("EC key without x")?;
+            let y = field("y").ok_or("EC key without y")?;
+            let ok = |s: &str| URL_SAFE_NO_PAD.decode(s).is_ok_and(|b| b.len() == len);
+            if !ok(x) || !ok(y) {
+                return Err("EC coordinates have the wrong length or encoding");
+            }
+            let key = DecodingKey::from_ec_components(x, y).map_err(|_| "bad EC components")?;
+            (alg, key)
+        }
+        Some("OKP") => {
+            if field("crv") != Some("Ed25519") {
+                return Err("unsupported OKP curve");
+            }
+            let x = field("x").ok_or("OKP key without x")?;
+            if !URL_SAFE_NO_PAD.decode(x).is_ok_and(|b| b.len() == 32) {
+                return Err("Ed25519 x has the wrong length or encoding");
+            }
+            let key = DecodingKey::from_ed_components(x).map_err(|_| "bad Ed25519 key")?;
+            (&[Algorithm::EdDSA], key)
+        }
+        Some("oct") => return Err("symmetric keys are never taken from a JWKS"),
+        _ => return Err("unsupported kty"),
+    };
+    let algorithms: Vec<Algorithm> = match obj.get("alg") {
+        None => family.iter().copied().filter(|a| allowed.contains(a)).collect(),
+        Some(Value::String(name)) => {
+            let alg: Algorithm = name.parse().map_err(|_| "unknown alg")?;
+            if !family.contains(&alg) {
+                return Err("alg does not match the key type");
+            }
+            if !allowed.contains(&alg) {
+                return Err("alg is not in the provider's allow-list");
+            }
+            vec![alg]
+        }
+        Some(_) => return Err("alg is not a string"),
+    };
+    if algorithms.is_empty() {
+        return Err("no allowed algorithm for this key type");
+    }
+    Ok(VerifyKey {
+        kid,
+        algorithms,
+        key,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,271 @@
+//! Request-target normalization: the one path that is routed, authorized and forwarded.
+//!
+//! Routing on one spelling of a path while the upstream reads another is how path-based
+//! rules get bypassed (`/public/../admin`, `/admin%2fx`, `/ADMIN;x`, `//admin`). So the
+//! target is normalized once, here, and anything that cannot be normalized without guessing
+//! how the upstream would read it is refused with a 400.
+
+use std::fmt::Write as _;
+
+/// Why a request target was refused (all answer 400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadTarget {
+    /// Not origin-form or absolute-form (e.g. `*`, `authority-form`, empty).
+    Form,
+    /// `%2F` or `%5C`: a slash the router cannot see but the upstream may decode.
+    EncodedSeparator,
+    /// A backslash, which some servers read as `/`.
+    Backslash,
+    /// NUL or another control character, raw or percent-encoded.
+    Control,
+    /// `..` above the root.
+    EscapesRoot,
+    /// `;` path parameters, which servlet containers strip before routing.
+    Parameters,
+    /// Malformed `%` escape, a raw non-ASCII byte, space or `#`.
+    Encoding,
+}
+
+/// A normalized origin-form target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// `/a/b`: decoded unreserved characters, dot segments resolved, slashes merged.
+    pub path: String,
+    /// The query string as sent, without `?` (not used for routing).
+    pub query: Option<String>,
+    /// Host from an absolute-form target, lowercase, without port.
+    pub authority_host: Option<String>,
+}
+
+// === impl Target ===
+
+impl Target {
+    /// What the upstream receives as its request target.
+    pub fn path_and_query(&self) -> String {
+        match &self.query {
+            Some(q) => format!("{}?{}", self.path, q),
+            None => self.path.clone(),
+        }
+    }
+}
+
+/// Normalizes a raw request target (the bytes of the request line).
+pub fn normalize_target(raw: &[u8]) -> Result<Target, BadTarget> {
+    let raw = std::str::from_utf8(raw).map_err(|_| BadTarget::Encoding)?;
+    if raw.bytes().any(|b| !(0x21..0x7f).contains(&b) || b == b'#') {
+        return Err(if raw.bytes().any(|b| b < 0x20 || b == 0x7f) {
+            BadTarget::Control
+        } else {
+            BadTarget::Encoding
+        });
+    }
+    let (authority_host, rest) = split_absolute_form(raw)?;
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q.to_owned())),
+        None => (rest, None),
+    };
+    if !path.starts_with('/') {
+        return Err(BadTarget::Form);
+    }
+    let path = normalize_path(path)?;
+    Ok(Target {
+        path,
+        query,
+        authority_host,
+    })
+}
+
+/// `http://Host:80/p?q` → (`Some("host")`, `/p?q`); origin-form passes through.
+fn split_absolute_form(raw: &str) -> Result<(Option<String>, &str), BadTarget> {
+    if raw.starts_with('/') {
+        return Ok((None, raw));
+    }
+    let lower_scheme = raw.get(..8).map(str::to_ascii_lowercase).unwrap_or_default();
+    let after = if lower_scheme.starts_with("http://") {
+        &raw[7..]
+    } else if lower_scheme.starts_with("https://") {
+        &raw[8..]
+    } else {
+        return Err(BadTarget::Form);
+    };
+    let (authority, rest) = match after.find(['/', '?']) {
+        Some(i) if after.as_bytes()[i] == b'/' => (&after[..i], &after[i..]),
+        // `http://host?q` has an empty path: that is `/`.
+        Some(_) | None => return Err(BadTarget::Form),
+    };
+    if authority.contains('@') {
+        return Err(BadTarget::Form);
+    }
+    let host = normalize_host(authority).ok_or(BadTarget::Form)?;
+    Ok((Some(host), rest))
+}
+
+/// Lowercase host without port or trailing dot; `None` when it is not a plausible host.
+pub fn normalize_host(authority: &str) -> Option<String> {
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        let end = v6.find(']')?;
+        let port = &v6[end + 1..];
+        if !(port.is_empty() || port.strip_prefix(':').is_some_and(is_port)) {
+            return None;
+        }
+        return Some(format!("[{}]", v6[..end].to_ascii_lowercase()));
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) if is_port(p) => h,
+            Some(_) => return None,
+            None => authority,
+        }
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    valid.then(|| host.to_ascii_lowercase())
+}
+
+fn is_port(p: &str) -> bool {
+    !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Decodes unreserved escapes, refuses dangerous ones, merges slashes, resolves dot segments.
+pub fn normalize_path(path: &str) -> Result<String, BadTarget> {
+    let decoded = decode_unreserved(path)?;
+    let mut out: Vec<&str> = Vec::new();
+    let trailing_slash = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
+    for seg in decoded.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                if out.pop().is_none() {
+                    return Err(BadTarget::EscapesRoot);
+                }
+            }
+            s => out.push(s),
+        }
+    }
+    let mut result = String::with_capacity(decoded.len());
+    for seg in &out {
+        result.push('/');
+        result.push_str(seg);
+    }
+    if result.is_empty() || trailing_slash {
+        result.push('/');
+    }
+    Ok(result)
+}
+
+/// Percent-decodes `ALPHA / DIGIT / - . _ ~` (RFC 3986 §6.2.2.2); keeps every other escape
+/// with uppercase hex; refuses escapes that change how the path splits or reads.
+fn decode_unreserved(path: &str) -> Result<String, BadTarget> {
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'%' => {
+                let hi = bytes.get(i + 1).and_then(|c| (*c as char).to_digit(16));
+                let lo = bytes.get(i + 2).and_then(|c| (*c as char).to_digit(16));
+                let (Some(hi), Some(lo)) = (hi, lo) else {
+                    return Err(BadTarget::Encoding);
+                };
+                let v = (hi * 16 + lo) as u8;
+                match v {
+                    b'/' | b'\\' => return Err(BadTarget::EncodedSeparator),
+                    0..=0x1f | 0x7f => return Err(BadTarget::Control),
+                    b';' => return Err(BadTarget::Parameters),
+                    b if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') => {
+                        out.push(b as char);
+                    }
+                    b => {
+                        let _ = write!(out, "%{b:02X}");
+                    }
+                }
+                i += 3;
+            }
+            b'\\' => return Err(BadTarget::Backslash),
+            b';' => return Err(BadTarget::Parameters),
+            b => {
+                out.push(b as char);
+                i += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(p: &str) -> Result<String, BadTarget> {
+        normalize_target(p.as_bytes()).map(|t| t.path_and_query())
+    }
+
+    #[test]
+    fn normalizes() {
+        assert_eq!(n("/"), Ok("/".into()));
+        assert_eq!(n("/api"), Ok("/api".into()));
+        assert_eq!(n("/api/"), Ok("/api/".into()));
+        assert_eq!(n("//api///x"), Ok("/api/x".into()));
+        assert_eq!(n("/public/../admin"), Ok("/admin".into()));
+        assert_eq!(n("/public/%2e%2e/admin"), Ok("/admin".into()));
+        assert_eq!(n("/public/%2E./admin"), Ok("/admin".into()));
+        assert_eq!(n("/a/./b/."), Ok("/a/b/".into()));
+        assert_eq!(n("/a/b/.."), Ok("/a/".into()));
+        assert_eq!(n("/%61pi"), Ok("/api".into()));
+        assert_eq!(n("/a%7e%2D"), Ok("/a~-".into()));
+        assert_eq!(n("/a%20b%c3%a9"), Ok("/a%20b%C3%A9".into()));
+        assert_eq!(n("/a?x=%2F&y=/../"), Ok("/a?x=%2F&y=/../".into()));
+        assert_eq!(n("/a/..?q"), Ok("/?q".into()));
+    }
+
+    #[test]
+    fn refuses() {
+        assert_eq!(n("/a%2fb"), Err(BadTarget::EncodedSeparator));
+        assert_eq!(n("/a%2Fb"), Err(BadTarget::EncodedSeparator));
+        assert_eq!(n("/a%5cb"), Err(BadTarget::EncodedSeparator));
+        assert_eq!(n("/a\\b"), Err(BadTarget::Backslash));
+        assert_eq!(n("/a%00"), Err(BadTarget::Control));
+        assert_eq!(n("/a%0d%0a"), Err(BadTarget::Control));
+        assert_eq!(n("/.."), Err(BadTarget::EscapesRoot));
+        assert_eq!(n("/a/../../b"), Err(BadTarget::EscapesRoot));
+        assert_eq!(n("/%2e%2e/x"), Err(BadTarget::EscapesRoot));
+        assert_eq!(n("/admin;x=1"), Err(BadTarget::Parameters));
+        assert_eq!(n("/admin%3bx"), Err(BadTarget::Parameters));
+        assert_eq!(n("/a%zz"), Err(BadTarget::Encoding));
+        assert_eq!(n("/a%2"), Err(BadTarget::Encoding));
+        assert_eq!(n("/a#frag"), Err(BadTarget::Encoding));
+        assert_eq!(n("*"), Err(BadTarget::Form));
+        assert_eq!(n("example.com:443"), Err(BadTarget::Form));
+        assert_eq!(n(""), Err(BadTarget::Form));
+        assert_eq!(normalize_target(b"/a\xff"), Err(BadTarget::Encoding));
+        assert_eq!(normalize_target(b"/a\x01"), Err(BadTarget::Control));
+    }
+
+    #[test]
+    fn absolute_form() {
+        let t = normalize_target(b"http://API.Example.com:8080/x/../y?q=1").unwrap();
+        assert_eq!(t.authority_host.as_deref(), Some("api.example.com"));
+        assert_eq!(t.path_and_query(), "/y?q=1");
+        assert_eq!(n("http://u@h/x"), Err(BadTarget::Form));
+        assert_eq!(n("ftp://h/x"), Err(BadTarget::Form));
+        assert_eq!(n("http://h"), Err(BadTarget::Form));
+    }
+
+    #[test]
+    fn hosts() {
+        assert_eq!(normalize_host("Example.COM:80").as_deref(), Some("example.com"));
+        assert_eq!(normalize_host("example.com.").as_deref(), Some("example.com"));
+        assert_eq!(normalize_host("[::1]:8080").as_deref(), Some("[::1]"));
+        assert_eq!(normalize_host("127.0.0.1").as_deref(), Some("127.0.0.1"));
+        assert_eq!(normalize_host(".example.com"), None);
+        assert_eq!(normalize_host("a..b"), None);
+        assert_eq!(normalize_host("a b"), None);
+        assert_eq!(normalize_host("h:x"), None);
+        assert_eq!(normalize_host(""), None);
+    }
+}

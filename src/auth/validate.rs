@@ -1,0 +1,152 @@
+//! Token verification: compact JWS parsing, key choice, signature, and registered claims.
+//!
+//! jsonwebtoken does the signature math (`crypto::verify`); everything around it is ours,
+//! because its `Validation` defaults differ from what a gateway must enforce (see README,
+//! "Security"): leeway 60 s, `nbf` unchecked, missing `iss`/`aud` accepted, `crit` ignored,
+//! the key's algorithm not pinned.
+
+use std::str::FromStr;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jsonwebtoken::Algorithm;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::claims::Claims;
+use super::jwks::Candidates;
+use super::Reject;
+use crate::config::{ProviderSettings, Snapshot};
+
+/// A token whose signature and registered claims checked out.
+#[derive(Debug)]
+pub struct Verified {
+    pub provider: usize,
+    pub claims: Claims,
+}
+
+/// The JOSE header fields we read. `jwk`, `jku`, `x5u` and `x5c` are deliberately not
+/// fields: the key never comes from the token (key injection, RFC 8725 §3.5).
+#[derive(Deserialize)]
+struct JoseHeader {
+    alg: String,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    crit: Option<Value>,
+}
+
+/// Verifies `token` against the first of `providers` whose issuer it names.
+/// On failure, returns the reason and, for `UnknownKid`, the provider to refetch.
+pub fn verify(token: &str, providers: &[usize], snap: &Snapshot, now: f64) -> Result<Verified, (Reject, Option<usize>)> {
+    let plain = |r| (r, None);
+    let mut parts = token.split('.');
+    let (Some(h64), Some(p64), Some(s64), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(plain(Reject::MalformedToken));
+    };
+    let header: JoseHeader = decode_json(h64).map_err(plain)?;
+    // `none` (any spelling) and unknown names fail before any key is considered.
+    let alg = Algorithm::from_str(&header.alg).map_err(|_| plain(Reject::AlgNotAllowed))?;
+    if header.crit.is_some() {
+        return Err(plain(Reject::CritUnsupported));
+    }
+    let claims: Claims = decode_json(p64).map_err(plain)?;
+
+    let provider_idx = pick_provider(&claims, providers, snap).map_err(plain)?;
+    let provider = &snap.config.providers[provider_idx];
+    // Allow-list from config, never from the header: stops RS/HS key confusion.
+    if !provider.algorithms.contains(&alg) {
+        return Err(plain(Reject::AlgNotAllowed));
+    }
+    let keys = snap.keys[provider_idx].current();
+    let Some(keys) = keys.as_ref() else {
+        return Err(plain(Reject::KeysUnavailable));
+    };
+    let message_len = h64.len() + 1 + p64.len();
+    let message = &token.as_bytes()[..message_len];
+    let verified = match keys.candidates(header.kid.as_deref(), alg) {
+        Candidates::One(k) => check_signature(s64, message, &k.key, alg),
+        Candidates::Several(ks) => ks.iter().any(|k| check_signature(s64, message, &k.key, alg)),
+        Candidates::WrongAlgorithm => return Err(plain(Reject::AlgNotAllowed)),
+        Candidates::UnknownKid => return Err((Reject::UnknownKid, Some(provider_idx))),
+    };
+    if !verified {
+        return Err(plain(Reject::BadSignature));
+    }
+    check_registered_claims(&claims, provider, now).map_err(plain)?;
+    Ok(Verified {
+        provider: provider_idx,
+        claims,
+    })
+}
+
+fn decode_json<T: for<'de> Deserialize<'de>>(part: &str) -> Result<T, Reject> {
+    let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| Reject::MalformedToken)?;
+    serde_json::from_slice(&bytes).map_err(|_| Reject::MalformedToken)
+}
+
+fn check_signature(sig: &str, message: &[u8], key: &jsonwebtoken::DecodingKey, alg: Algorithm) -> bool {
+    // Any error (bad base64, wrong key type for alg) is a failed verification.
+    jsonwebtoken::crypto::verify(sig, message, key, alg).unwrap_or(false)
+}
+
+/// With one provider, it is the one (its `iss` is checked after the signature). With
+/// several, the unverified `iss` only selects which provider's keys to try.
+fn pick_provider(claims: &Claims, providers: &[usize], snap: &Snapshot) -> Result<usize, Reject> {
+    match providers {
+        [only] => Ok(*only),
+        many => {
+            let iss = claims.get("iss").and_then(Value::as_str).ok_or(Reject::BadIssuer)?;
+            many.iter()
+                .copied()
+                .find(|&p| snap.config.providers[p].issuer == iss)
+                .ok_or(Reject::BadIssuer)
+        }
+    }
+}
+
+/// `iss` exact, `aud` contains an accepted audience, `exp`/`nbf`/`iat` as JSON numbers
+/// (RFC 7519 NumericDate, fractions allowed) within `leeway`.
+pub fn check_registered_claims(claims: &Claims, provider: &ProviderSettings, now: f64) -> Result<(), Reject> {
+    if claims.get("iss").and_then(Value::as_str) != Some(provider.issuer.as_str()) {
+        return Err(Reject::BadIssuer);
+    }
+    let aud_ok = match claims.get("aud") {
+        Some(Value::String(a)) => provider.audiences.iter().any(|x| x == a),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|a| provider.audiences.iter().any(|x| x == a)),
+        _ => false,
+    };
+    if !aud_ok {
+        return Err(Reject::BadAudience);
+    }
+    let leeway = provider.leeway.as_secs_f64();
+    match numeric_date(claims, "exp")? {
+        Some(exp) if now > exp + leeway => return Err(Reject::Expired),
+        Some(_) => {}
+        None if provider.require_exp => return Err(Reject::BadClaims),
+        None => {}
+    }
+    if let Some(nbf) = numeric_date(claims, "nbf")? {
+        if nbf > now + leeway {
+            return Err(Reject::NotYetValid);
+        }
+    }
+    if let Some(iat) = numeric_date(claims, "iat")? {
+        if iat > now + leeway {
+            return Err(Reject::NotYetValid);
+        }
+    }
+    Ok(())
+}
+
+/// `Ok(None)` when absent; a string, null or non-finite value is malformed.
+fn numeric_date(claims: &Claims, name: &str) -> Result<Option<f64>, Reject> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => n.as_f64().filter(|v| v.is_finite()).map(Some).ok_or(Reject::BadClaims),
+        Some(_) => Err(Reject::BadClaims),
+    }
+}

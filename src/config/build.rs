@@ -1,0 +1,584 @@
+//! `RawConfig` → `Config`: every cross-check, every matcher precompiled, every problem
+//! collected (not just the first), each naming file, line, key and reason.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use http::{HeaderName, HeaderValue, Method};
+use jsonwebtoken::Algorithm;
+use toml::Spanned;
+
+use super::load::line_col;
+use super::schema::{RawAuthMode, RawConfig, RawHeaders, RawProvider, RawRoute, RawUpstream};
+use super::{
+    AdminSettings, ClaimHeader, Config, ConfigError, HeaderPolicy, KeySource, ProviderSettings,
+    ServerSettings, Upstream,
+};
+use crate::auth::claims::ClaimPath;
+use crate::auth::jwks::KeySet;
+use crate::auth::normalize::{normalize_host, normalize_path};
+use crate::auth::policy::{AuthMode, ClaimRequirement, HostMatch, PathMatch, Route, RouteTable};
+
+/// Headers a claim may never be forwarded in: they carry framing, routing or credentials.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "authorization",
+    "proxy-authorization",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-connection",
+    "cookie",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+];
+
+/// Smallest HMAC secret: RFC 7518 §3.2 wants a key at least as long as the hash output.
+const MIN_HMAC_SECRET_BYTES: usize = 32;
+
+struct Ctx<'a> {
+    text: &'a str,
+    origin: &'a Path,
+    errors: Vec<ConfigError>,
+}
+
+impl Ctx<'_> {
+    /// Records a problem at byte offset `at` (`None`: no place in the file, e.g. a default).
+    fn err(&mut self, at: Option<usize>, key: impl Into<String>, message: impl Into<String>) {
+        let (line, column) = match at {
+            Some(offset) => line_col(self.text, offset),
+            None => (0, 0),
+        };
+        self.errors.push(ConfigError {
+            file: self.origin.to_path_buf(),
+            line,
+            column,
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn relative(&self, p: &str) -> PathBuf {
+        let path = Path::new(p);
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.origin.parent().unwrap_or(Path::new(".")).join(path)
+        }
+    }
+}
+
+/// Builds a runnable config, or returns every problem found.
+pub fn build(raw: RawConfig, text: &str, origin: &Path, content_hash: String) -> Result<Config, Vec<ConfigError>> {
+    let mut cx = Ctx {
+        text,
+        origin,
+        errors: Vec::new(),
+    };
+    let server = build_server(&mut cx, &raw);
+    let admin = AdminSettings {
+        listen: raw.admin.listen.get_ref().clone(),
+    };
+    check_listen(&mut cx, &raw.admin.listen, "admin.listen");
+    if admin.listen == server.listen && !admin.listen.ends_with(":0") {
+        cx.err(at(&raw.admin.listen), "admin.listen", "must differ from server.listen: the admin endpoints are never reachable through the proxy port");
+    }
+
+    let mut upstream_names = Vec::new();
+    let mut upstreams = Vec::new();
+    for (name, up) in &raw.upstreams {
+        if let Some(u) = build_upstream(&mut cx, name, up) {
+            upstream_names.push(name.clone());
+            upstreams.push(u);
+        }
+    }
+    let mut provider_names = Vec::new();
+    let mut providers = Vec::new();
+    for (name, p) in &raw.providers {
+        if let Some(p) = build_provider(&mut cx, name, p) {
+            provider_names.push(name.clone());
+            providers.push(p);
+        }
+    }
+    let headers = build_headers(&mut cx, &raw.headers);
+    let routes = build_routes(&mut cx, &raw, &upstream_names, &provider_names, &providers);
+
+    if cx.errors.is_empty() {
+        if let Some(routes) = routes {
+            return Ok(Config {
+                origin: origin.to_path_buf(),
+                content_hash,
+                server,
+                admin,
+                upstreams,
+                providers,
+                headers,
+                routes,
+            });
+        }
+    }
+    Err(cx.errors)
+}
+
+fn build_server(cx: &mut Ctx<'_>, raw: &RawConfig) -> ServerSettings {
+    let s = &raw.server;
+    check_listen(cx, &s.listen, "server.listen");
+    if s.threads == 0 || s.threads > 256 {
+        cx.err(None, "server.threads", "must be between 1 and 256");
+    }
+    if !(256..=65536).contains(&s.max_token_bytes) {
+        cx.err(None, "server.max_token_bytes", "must be between 256 and 65536");
+    }
+    ServerSettings {
+        listen: s.listen.get_ref().clone(),
+        threads: s.threads,
+        max_token_bytes: s.max_token_bytes,
+        shutdown_delay: s.shutdown_delay,
+        shutdown_grace: s.shutdown_grace,
+    }
+}
+
+fn check_listen(cx: &mut Ctx<'_>, listen: &Spanned<String>, key: &str) {
+    if SocketAddr::from_str(listen.get_ref()).is_err() {
+        cx.err(at(&listen), key, format!("{:?} is not an IP:port address", listen.get_ref()));
+    }
+}
+
+fn build_upstream(cx: &mut Ctx<'_>, name: &str, up: &Spanned<RawUpstream>) -> Option<Upstream> {
+    let span = at(up);
+    let key = format!("upstreams.{name}.url");
+    let raw = up.get_ref();
+    let uri: http::Uri = match raw.url.parse() {
+        Ok(u) => u,
+        Err(e) => {
+            cx.err(span, key, format!("not a URL: {e}"));
+            return None;
+        }
+    };
+    if uri.scheme_str() != Some("http") {
+        cx.err(span, key, "only http:// upstreams are supported (TLS to upstreams is not implemented yet)");
+        return None;
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        cx.err(span, key, "must not have a path or query: the upstream receives the request's own normalized path");
+        return None;
+    }
+    let Some(host) = uri.host() else {
+        cx.err(span, key, "has no host");
+        return None;
+    };
+    let port = uri.port_u16().unwrap_or(80);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    // Resolved once here: pingora's `HttpPeer::new` resolves with a blocking lookup and
+    // panics when it fails.
+    let addr = match (host, port).to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(a)) => a,
+        Ok(None) | Err(_) => {
+            cx.err(span, key, format!("host {host:?} does not resolve"));
+            return None;
+        }
+    };
+    Some(Upstream {
+        name: name.to_owned(),
+        addr,
+        connect_timeout: raw.connect_timeout,
+        read_timeout: raw.read_timeout,
+        write_timeout: raw.write_timeout,
+    })
+}
+
+fn build_provider(cx: &mut Ctx<'_>, name: &str, p: &Spanned<RawProvider>) -> Option<ProviderSettings> {
+    let span = at(p);
+    let raw = p.get_ref();
+    let before = cx.errors.len();
+    let key = |k: &str| format!("providers.{name}.{k}");
+    if !is_label(name) {
+        cx.err(span, format!("providers.{name}"), "name must be 1-64 characters of [A-Za-z0-9_.-]");
+    }
+    if raw.issuer.is_empty() {
+        cx.err(span, key("issuer"), "must not be empty");
+    }
+    if raw.audiences.is_empty() || raw.audiences.iter().any(String::is_empty) {
+        cx.err(span, key("audiences"), "must list at least one non-empty audience: a token for another API must not pass");
+    }
+    let mut algorithms = Vec::new();
+    for a in &raw.algorithms {
+        match Algorithm::from_str(a.get_ref()) {
+            Ok(alg) if !algorithms.contains(&alg) => algorithms.push(alg),
+            Ok(_) => {}
+            Err(_) => cx.err(
+                at(&a),
+                key("algorithms"),
+                format!("{:?} is not a supported algorithm (RS256/384/512, PS256/384/512, ES256/384, EdDSA, HS256/384/512; never none)", a.get_ref()),
+            ),
+        }
+    }
+    if algorithms.is_empty() && raw.algorithms.is_empty() {
+        cx.err(span, key("algorithms"), "must list at least one algorithm");
+    }
+    let hmac = |a: &Algorithm| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
+    let sources = [raw.jwks_url.is_some(), raw.jwks_file.is_some(), raw.hmac_secret_file.is_some()];
+    if sources.iter().filter(|s| **s).count() != 1 {
+        cx.err(span, key("jwks_url"), "set exactly one of jwks_url, jwks_file, hmac_secret_file");
+        return None;
+    }
+    let key_source = if let Some(url) = &raw.jwks_url {
+        match url.parse::<http::Uri>() {
+            Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {}
+            _ => cx.err(span, key("jwks_url"), format!("{url:?} is not an http(s) URL")),
+        }
+        if algorithms.iter().any(hmac) {
+            cx.err(span, key("algorithms"), "HS* algorithms need hmac_secret_file; they are never mixed with keys from a JWKS (key confusion)");
+        }
+        KeySource::JwksUrl(url.clone())
+    } else if let Some(file) = &raw.jwks_file {
+        let path = cx.relative(file);
+        match std::fs::read(&path) {
+            Ok(doc) => {
+                if let Err(e) = KeySet::from_jwks(&doc, &algorithms) {
+                    cx.err(span, key("jwks_file"), format!("{}: {e}", path.display()));
+                }
+            }
+            Err(e) => cx.err(span, key("jwks_file"), format!("cannot read {}: {e}", path.display())),
+        }
+        if algorithms.iter().any(hmac) {
+            cx.err(span, key("algorithms"), "HS* algorithms need hmac_secret_file; they are never mixed with keys from a JWKS (key confusion)");
+        }
+        KeySource::JwksFile(path)
+    } else {
+        let file = raw.hmac_secret_file.as_deref().unwrap_or_default();
+        let path = cx.relative(file);
+        if !algorithms.iter().all(hmac) {
+            cx.err(span, key("algorithms"), "a provider with hmac_secret_file may only allow HS256/HS384/HS512: one provider never mixes HMAC with asymmetric keys");
+        }
+        match std::fs::read(&path) {
+            Ok(mut secret) => {
+                while secret.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    secret.pop();
+                }
+                if secret.len() < MIN_HMAC_SECRET_BYTES {
+                    cx.err(span, key("hmac_secret_file"), format!("secret is shorter than {MIN_HMAC_SECRET_BYTES} bytes"));
+                }
+                KeySource::HmacSecret(secret)
+            }
+            Err(e) => {
+                cx.err(span, key("hmac_secret_file"), format!("cannot read {}: {e}", path.display()));
+                return None;
+            }
+        }
+    };
+    if raw.leeway.as_secs() > 600 {
+        cx.err(span, key("leeway"), "must be at most 10m");
+    }
+    if raw.jwks_refresh.as_secs() < 1 {
+        cx.err(span, key("jwks_refresh"), "must be at least 1s");
+    }
+    if cx.errors.len() > before {
+        return None;
+    }
+    Some(ProviderSettings {
+        name: name.to_owned(),
+        issuer: raw.issuer.clone(),
+        audiences: raw.audiences.clone(),
+        key_source,
+        algorithms,
+        leeway: raw.leeway,
+        jwks_refresh: raw.jwks_refresh,
+        jwks_refetch_cooldown: raw.jwks_refetch_cooldown,
+        require_exp: raw.require_exp,
+    })
+}
+
+fn build_headers(cx: &mut Ctx<'_>, raw: &RawHeaders) -> HeaderPolicy {
+    let mut forward_claims = Vec::new();
+    let mut seen = HashSet::new();
+    for (claim, header) in &raw.forward_claims {
+        let key = format!("headers.forward_claims.{claim}");
+        let claim_path = match ClaimPath::parse(claim) {
+            Ok(c) => c,
+            Err(e) => {
+                cx.err(at(&header), key, e);
+                continue;
+            }
+        };
+        let name = match HeaderName::from_str(header.get_ref()) {
+            Ok(n) => n,
+            Err(_) => {
+                cx.err(at(&header), key, format!("{:?} is not a valid header name", header.get_ref()));
+                continue;
+            }
+        };
+        let canonical = canonical_header(name.as_str());
+        if RESERVED_HEADERS.contains(&canonical.as_str()) {
+            cx.err(at(&header), key, format!("{name} carries framing, routing or credentials and cannot hold a claim"));
+            continue;
+        }
+        if !seen.insert(canonical) {
+            cx.err(at(&header), key, format!("header {name} is already used by another claim"));
+            continue;
+        }
+        forward_claims.push(ClaimHeader {
+            claim: claim_path,
+            header: name,
+        });
+    }
+    let mut strip_exact: Vec<String> = forward_claims
+        .iter()
+        .map(|c| canonical_header(c.header.as_str()))
+        .collect();
+    let mut strip_prefixes = Vec::new();
+    for s in &raw.strip {
+        let (name, wildcard) = match s.get_ref().strip_suffix('*') {
+            Some(prefix) => (prefix, true),
+            None => (s.get_ref().as_str(), false),
+        };
+        if name.is_empty() || HeaderName::from_str(name).is_err() {
+            cx.err(at(&s), "headers.strip", format!("{:?} is not a header name (a trailing * matches a prefix)", s.get_ref()));
+            continue;
+        }
+        let canonical = canonical_header(name);
+        if matches!(canonical.as_str(), "host" | "content-length" | "transfer-encoding") {
+            cx.err(at(&s), "headers.strip", format!("{name} is needed to route and frame the request"));
+            continue;
+        }
+        if wildcard {
+            strip_prefixes.push(canonical);
+        } else {
+            strip_exact.push(canonical);
+        }
+    }
+    HeaderPolicy {
+        forward_claims,
+        strip_exact,
+        strip_prefixes,
+        forward_token: raw.forward_token,
+    }
+}
+
+/// Lowercase, `_` folded to `-`: the spellings that CGI-style servers treat as one name.
+pub fn canonical_header(name: &str) -> String {
+    name.bytes()
+        .map(|b| if b == b'_' { '-' } else { b.to_ascii_lowercase() as char })
+        .collect()
+}
+
+fn build_routes(
+    cx: &mut Ctx<'_>,
+    raw: &RawConfig,
+    upstreams: &[String],
+    providers: &[String],
+    provider_settings: &[ProviderSettings],
+) -> Option<RouteTable> {
+    let mut routes = Vec::new();
+    let mut spans = Vec::new();
+    let mut names = BTreeMap::new();
+    if raw.routes.is_empty() {
+        cx.err(None, "routes", "no routes: every request would be refused (404)");
+    }
+    for (i, r) in raw.routes.iter().enumerate() {
+        let span = at(r);
+        if let Some(route) = build_route(cx, i, r.get_ref(), span, upstreams, providers, provider_settings) {
+            if let Some(prev) = names.insert(route.name.clone(), i) {
+                cx.err(span, format!("routes[{i}].name"), format!("{:?} is already the name of routes[{prev}]", route.name));
+            }
+            routes.push(route);
+            spans.push((i, span));
+        }
+    }
+    if routes.len() != raw.routes.len() {
+        return None;
+    }
+    match RouteTable::new(routes) {
+        Ok(t) => Some(t),
+        Err(ambiguities) => {
+            for a in ambiguities {
+                let (i, span) = spans[a.route];
+                let (j, _) = spans[a.other];
+                cx.err(
+                    span,
+                    format!("routes[{i}]"),
+                    format!("matches the same requests as routes[{j}] with the same specificity (same host, same path, overlapping methods): which one applies would be a guess"),
+                );
+            }
+            None
+        }
+    }
+}
+
+fn build_route(
+    cx: &mut Ctx<'_>,
+    i: usize,
+    r: &RawRoute,
+    span: Option<usize>,
+    upstreams: &[String],
+    providers: &[String],
+    provider_settings: &[ProviderSettings],
+) -> Option<Route> {
+    let before = cx.errors.len();
+    let key = |k: &str| format!("routes[{i}].{k}");
+    if !is_label(&r.name) {
+        cx.err(span, key("name"), "must be 1-64 characters of [A-Za-z0-9_.-] (it is a metric label)");
+    }
+    let host = match r.host.as_deref() {
+        None => HostMatch::Any,
+        Some(h) => match h.strip_prefix("*.") {
+            Some(suffix) => match normalize_host(suffix) {
+                Some(s) if s == suffix => HostMatch::Suffix(format!(".{s}")),
+                _ => {
+                    cx.err(span, key("host"), format!("{h:?} is not a lowercase host or *.domain"));
+                    HostMatch::Any
+                }
+            },
+            None => match normalize_host(h) {
+                Some(n) if n == h => HostMatch::Exact(n),
+                _ => {
+                    cx.err(span, key("host"), format!("{h:?} is not a lowercase host name without port, or *.domain"));
+                    HostMatch::Any
+                }
+            },
+        },
+    };
+    let path = match (&r.path, &r.path_prefix) {
+        (Some(p), None) => check_path(cx, span, key("path"), p).map(PathMatch::Exact),
+        (None, Some(p)) => check_path(cx, span, key("path_prefix"), p).map(|p| {
+            let trimmed = p.strip_suffix('/').filter(|t| !t.is_empty()).unwrap_or(&p);
+            PathMatch::Prefix(trimmed.to_owned())
+        }),
+        _ => {
+            cx.err(span, key("path_prefix"), "set exactly one of path and path_prefix");
+            None
+        }
+    };
+    let methods = r.methods.as_ref().map(|ms| {
+        let mut out = Vec::new();
+        for m in ms {
+            match Method::from_bytes(m.as_bytes()) {
+                Ok(method) if m.bytes().all(|b| b.is_ascii_uppercase()) => out.push(method),
+                _ => cx.err(span, key("methods"), format!("{m:?} is not an uppercase HTTP method")),
+            }
+        }
+        if out.is_empty() {
+            cx.err(span, key("methods"), "must not be empty (leave it out to match every method)");
+        }
+        out
+    });
+    let auth = match r.auth {
+        RawAuthMode::Required => AuthMode::Required,
+        RawAuthMode::Optional => AuthMode::Optional,
+        RawAuthMode::None => AuthMode::None,
+    };
+    if auth == AuthMode::None && (r.providers.is_some() || !r.require_scopes.is_empty() || !r.require_claims.is_empty()) {
+        cx.err(span, key("auth"), "auth = \"none\" never looks at tokens: providers, require_scopes and require_claims would be ignored");
+    }
+    let route_providers: Vec<usize> = match &r.providers {
+        None => (0..providers.len()).collect(),
+        Some(list) => list
+            .iter()
+            .filter_map(|p| {
+                let found = providers.iter().position(|n| n == p);
+                if found.is_none() {
+                    cx.err(span, key("providers"), format!("unknown provider {p:?}"));
+                }
+                found
+            })
+            .collect(),
+    };
+    if auth != AuthMode::None && route_providers.is_empty() && r.providers.is_none() {
+        cx.err(span, key("auth"), "needs tokens but no [providers] are configured");
+    }
+    let issuers: HashSet<&str> = route_providers
+        .iter()
+        .filter_map(|&p| provider_settings.get(p).map(|s| s.issuer.as_str()))
+        .collect();
+    if issuers.len() < route_providers.len() && auth != AuthMode::None {
+        cx.err(span, key("providers"), "two providers of this route share an issuer: the token's iss could not choose between them");
+    }
+    for s in &r.require_scopes {
+        if s.is_empty() || s.contains(' ') || s.contains('"') || s.contains('\\') || s.chars().any(char::is_control) {
+            cx.err(span, key("require_scopes"), format!("{s:?} is not a single scope token"));
+        }
+    }
+    let mut require_claims = Vec::new();
+    for (claim, values) in &r.require_claims {
+        match ClaimPath::parse(claim) {
+            Ok(c) => {
+                let accepted = values_vec(values);
+                if accepted.is_empty() {
+                    cx.err(span, key(&format!("require_claims.{claim}")), "must list at least one accepted value");
+                }
+                require_claims.push(ClaimRequirement { claim: c, accepted });
+            }
+            Err(e) => cx.err(span, key(&format!("require_claims.{claim}")), e),
+        }
+    }
+    let upstream = upstreams.iter().position(|u| *u == r.upstream);
+    if upstream.is_none() {
+        cx.err(span, key("upstream"), format!("unknown upstream {:?}", r.upstream));
+    }
+    let challenge = format!(
+        "Bearer realm=\"authgate\", error=\"insufficient_scope\", error_description=\"token lacks a required scope or claim\", scope=\"{}\"",
+        r.require_scopes.join(" ")
+    );
+    let challenge = HeaderValue::from_str(&challenge).ok();
+    if cx.errors.len() > before {
+        return None;
+    }
+    Some(Route {
+        name: r.name.clone(),
+        host,
+        path: path?,
+        methods,
+        auth,
+        providers: route_providers,
+        require_scopes: r.require_scopes.clone(),
+        require_claims,
+        upstream: upstream?,
+        insufficient_scope_challenge: challenge?,
+    })
+}
+
+fn values_vec(v: &super::schema::ClaimValues) -> Vec<String> {
+    match v {
+        super::schema::ClaimValues::One(s) => vec![s.clone()],
+        super::schema::ClaimValues::Many(m) => m.clone(),
+    }
+}
+
+fn check_path(cx: &mut Ctx<'_>, span: Option<usize>, key: String, p: &str) -> Option<String> {
+    if !p.starts_with('/') || p.contains('?') || p.contains('#') {
+        cx.err(span, key, format!("{p:?} must be an absolute path without query"));
+        return None;
+    }
+    match normalize_path(p) {
+        Ok(n) if n == p || n.strip_suffix('/') == Some(p) => Some(p.to_owned()),
+        Ok(n) => {
+            cx.err(span, key, format!("{p:?} is not normalized; requests are matched on the normalized form {n:?}"));
+            None
+        }
+        Err(e) => {
+            cx.err(span, key, format!("{p:?} is not a path a request could have ({e:?})"));
+            None
+        }
+    }
+}
+
+/// Where a spanned value starts; `None` for a default that is not in the file.
+fn at<T>(v: &Spanned<T>) -> Option<usize> {
+    let span = v.span();
+    (span.end > 0).then_some(span.start)
+}
+
+fn is_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+#[cfg(test)]
+mod tests;

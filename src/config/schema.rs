@@ -1,0 +1,241 @@
+//! `Raw*` types: the TOML file exactly as written, before any cross-checking.
+//!
+//! Every struct denies unknown fields, so a misspelled key is an error that names the key
+//! instead of a silent default. Defaults documented here are the defaults of the gateway;
+//! `config/authgate.toml` is the commented reference of every key.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, Spanned<RawUpstream>>,
+    #[serde(default)]
+    pub providers: BTreeMap<String, Spanned<RawProvider>>,
+    #[serde(default)]
+    pub headers: RawHeaders,
+    #[serde(default)]
+    pub routes: Vec<Spanned<RawRoute>>,
+}
+
+/// `[server]`: the client-facing listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Address of the client listener. Default `0.0.0.0:8080`. Port 0 picks a free port,
+    /// which the gateway logs once bound (used by the tests).
+    #[serde(default = "default_listen")]
+    pub listen: Spanned<String>,
+    /// Worker threads of the proxy. Default 2.
+    #[serde(default = "default_threads")]
+    pub threads: usize,
+    /// Largest bearer token accepted, in bytes. Default 8192; larger tokens get a 401.
+    #[serde(default = "default_max_token_bytes")]
+    pub max_token_bytes: usize,
+    /// After SIGTERM, keep serving this long (readiness already failing) before closing the
+    /// listener. Default 5s.
+    #[serde(default = "default_shutdown_delay", with = "humantime_serde")]
+    pub shutdown_delay: Duration,
+    /// After the listener closes, how long in-flight requests may take to finish. Default 15s.
+    #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+/// `[admin]`: metrics and probes, on a listener of their own.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Address of the admin listener. Default `127.0.0.1:9090`. Port 0 picks a free port.
+    #[serde(default = "default_admin_listen")]
+    pub listen: Spanned<String>,
+}
+
+/// `[upstreams.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    /// `http://host:port`; the host must be an IP address or a name that resolves at load.
+    pub url: String,
+    /// TCP connect timeout. Default 2s; a timeout answers 504.
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Longest wait for the upstream to answer / send more of its response. Default 30s.
+    #[serde(default = "default_read_timeout", with = "humantime_serde")]
+    pub read_timeout: Duration,
+    /// Longest wait to write the request to the upstream. Default 30s.
+    #[serde(default = "default_read_timeout", with = "humantime_serde")]
+    pub write_timeout: Duration,
+}
+
+/// `[providers.NAME]`: one token issuer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    /// Exact value of `iss`.
+    pub issuer: String,
+    /// Accepted `aud` values: the token's `aud` (a string, or an array) must contain one.
+    pub audiences: Vec<String>,
+    /// Where the keys come from: exactly one of these three.
+    pub jwks_url: Option<String>,
+    pub jwks_file: Option<String>,
+    /// Shared secret for HS256/384/512, read from this file (never inline in the config).
+    pub hmac_secret_file: Option<String>,
+    /// Algorithm allow-list. Default `["RS256", "ES256"]`; `none` is never accepted.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<Spanned<String>>,
+    /// Clock skew allowed on `exp`, `nbf` and `iat`. Default 30s.
+    #[serde(default = "default_leeway", with = "humantime_serde")]
+    pub leeway: Duration,
+    /// Keys are refetched at least this often. Default 5m.
+    #[serde(default = "default_jwks_refresh", with = "humantime_serde")]
+    pub jwks_refresh: Duration,
+    /// A token with an unknown `kid` triggers at most one refetch per this interval.
+    /// Default 5s.
+    #[serde(default = "default_refetch_cooldown", with = "humantime_serde")]
+    pub jwks_refetch_cooldown: Duration,
+    /// Reject tokens without `exp`. Default true.
+    #[serde(default = "default_true")]
+    pub require_exp: bool,
+}
+
+/// `[headers]`: what the upstream sees.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeaders {
+    /// Claim path (dotted) → header name the claim's value is sent in.
+    #[serde(default)]
+    pub forward_claims: BTreeMap<String, Spanned<String>>,
+    /// Client headers always removed; a trailing `*` matches a prefix.
+    #[serde(default)]
+    pub strip: Vec<Spanned<String>>,
+    /// Keep `Authorization` for the upstream. Default false: it is removed.
+    #[serde(default)]
+    pub forward_token: bool,
+}
+
+/// `[[routes]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: String,
+    /// Exact host or `*.example.com`; absent matches any host.
+    pub host: Option<String>,
+    /// Exactly one of `path` (exact) and `path_prefix` (whole segments).
+    pub path: Option<String>,
+    pub path_prefix: Option<String>,
+    /// Restrict to these methods; absent matches every method.
+    pub methods: Option<Vec<String>>,
+    /// `required` (default), `optional` or `none`.
+    #[serde(default)]
+    pub auth: RawAuthMode,
+    /// Providers whose tokens this route accepts. Default: all providers.
+    pub providers: Option<Vec<String>>,
+    #[serde(default)]
+    pub require_scopes: Vec<String>,
+    /// Claim path → accepted values (any one of them).
+    #[serde(default)]
+    pub require_claims: BTreeMap<String, ClaimValues>,
+    pub upstream: String,
+}
+
+/// `auth = ...` on a route.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawAuthMode {
+    #[default]
+    Required,
+    Optional,
+    None,
+}
+
+/// One accepted value or a list of them; a lone string is a list of one.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ClaimValues {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl ClaimValues {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            Self::One(v) => vec![v],
+            Self::Many(v) => v,
+        }
+    }
+}
+
+// === defaults ===
+
+fn default_listen() -> Spanned<String> {
+    Spanned::new(0..0, "0.0.0.0:8080".to_owned())
+}
+fn default_admin_listen() -> Spanned<String> {
+    Spanned::new(0..0, "127.0.0.1:9090".to_owned())
+}
+fn default_threads() -> usize {
+    2
+}
+fn default_max_token_bytes() -> usize {
+    8192
+}
+fn default_shutdown_delay() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_shutdown_grace() -> Duration {
+    Duration::from_secs(15)
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_read_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_algorithms() -> Vec<Spanned<String>> {
+    ["RS256", "ES256"]
+        .into_iter()
+        .map(|a| Spanned::new(0..0, a.to_owned()))
+        .collect()
+}
+fn default_leeway() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_jwks_refresh() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_refetch_cooldown() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            threads: default_threads(),
+            max_token_bytes: default_max_token_bytes(),
+            shutdown_delay: default_shutdown_delay(),
+            shutdown_grace: default_shutdown_grace(),
+        }
+    }
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        Self {
+            listen: default_admin_listen(),
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Live reload: the config file's directory is watched (a Kubernetes ConfigMap update swaps a
+//! `..data` symlink, and a watch on the file itself dies after the first such swap; editors
+//! write a temp file and rename it), SIGHUP forces a reload, and a slow poll backs both up.
+//! Bursts are debounced and unchanged content (same SHA-256) is skipped. Every path ends in
+//! `Reloader::reload`: load → build → one `ArcSwap` store, or keep the old config and say why.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+use super::{load_file, Config, ConfigErrors};
+use crate::state::State;
+
+/// Quiet time after the last file event before reloading.
+const DEBOUNCE: Duration = Duration::from_millis(200);
+/// Safety-net poll interval, for file systems whose events get lost.
+const POLL: Duration = Duration::from_secs(10);
+
+pub struct Reloader {
+    path: PathBuf,
+    state: Arc<State>,
+    /// Serializes reloads (file event, SIGHUP, poll); never taken by requests.
+    lock: Mutex<()>,
+}
+
+/// What a reload did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    Applied,
+    Unchanged,
+    Failed,
+}
+
+// === impl Reloader ===
+
+impl Reloader {
+    pub fn new(path: PathBuf, state: Arc<State>) -> Arc<Self> {
+        Arc::new(Self {
+            path,
+            state,
+            lock: Mutex::new(()),
+        })
+    }
+
+    pub fn reload(&self, trigger: &str) -> ReloadOutcome {
+        let _serial = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let metrics = &self.state.metrics;
+        let current = self.state.load();
+        let outcome = match load_file(&self.path) {
+            Err(errors) => {
+                tracing::error!(trigger, file = %self.path.display(), errors = %ConfigErrors(errors), "config reload failed; keeping the running config");
+                ReloadOutcome::Failed
+            }
+            Ok(new) if new.content_hash == current.config.content_hash => ReloadOutcome::Unchanged,
+            Ok(new) => match not_live(&current.config, &new) {
+                Some(why) => {
+                    tracing::error!(trigger, file = %self.path.display(), problem = %why, "config reload refused (restart to apply); keeping the running config");
+                    ReloadOutcome::Failed
+                }
+                None => {
+                    let hash = new.content_hash.clone();
+                    let routes = new.routes.len();
+                    self.state.apply(new);
+                    tracing::info!(trigger, file = %self.path.display(), sha256 = %hash, routes, "config reloaded");
+                    ReloadOutcome::Applied
+                }
+            },
+        };
+        let label = match outcome {
+            ReloadOutcome::Applied => "success",
+            ReloadOutcome::Unchanged => "unchanged",
+            ReloadOutcome::Failed => "error",
+        };
+        metrics.config_reloads.with_label_values(&[label]).inc();
+        outcome
+    }
+}
+
+/// Settings bound at start-up: a change to one is refused whole, never half-applied.
+fn not_live(old: &Config, new: &Config) -> Option<String> {
+    if old.server.listen != new.server.listen {
+        return Some("server.listen cannot change while running".to_owned());
+    }
+    if old.admin.listen != new.admin.listen {
+        return Some("admin.listen cannot change while running".to_owned());
+    }
+    if old.server.threads != new.server.threads {
+        return Some("server.threads cannot change while running".to_owned());
+    }
+    None
+}
+
+/// Runs forever on the control runtime: directory events, SIGHUP and the poll.
+pub async fn watch(reloader: Arc<Reloader>) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<&'static str>();
+    let _watcher = start_dir_watch(&reloader.path, tx.clone());
+    spawn_sighup(tx.clone());
+    let poll_tx = tx;
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(POLL).await;
+            if poll_tx.send("poll").is_err() {
+                return;
+            }
+        }
+    });
+    while let Some(mut trigger) = rx.recv().await {
+        if trigger == "file" {
+            // Debounce: a ConfigMap swap or an editor's save is several events.
+            loop {
+                match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+                    Ok(Some(t)) if t == "file" => continue,
+                    Ok(Some(t)) => {
+                        trigger = t;
+                        break;
+                    }
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
+        }
+        let r = reloader.clone();
+        let _ = tokio::task::spawn_blocking(move || r.reload(trigger)).await;
+    }
+}
+
+fn start_dir_watch(path: &Path, tx: mpsc::UnboundedSender<&'static str>) -> Option<notify::RecommendedWatcher> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            let _ = tx.send("file");
+        }
+    });
+    match watcher {
+        Ok(mut w) => match w.watch(dir, RecursiveMode::NonRecursive) {
+            Ok(()) => Some(w),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot watch config directory; relying on SIGHUP and polling");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "file watching unavailable; relying on SIGHUP and polling");
+            None
+        }
+    }
+}
+
+fn spawn_sighup(tx: mpsc::UnboundedSender<&'static str>) {
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            tracing::warn!("cannot install SIGHUP handler");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            if tx.send("sighup").is_err() {
+                return;
+            }
+        }
+    });
+}

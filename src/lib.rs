@@ -1,0 +1,186 @@
+//! authgate: a reverse-proxy authentication gateway. It validates OAuth 2.0 / OpenID Connect
+//! JWT access tokens against live JWKS and TOML route policies, forwards the claims the
+//! upstream needs as headers, strips what a client could spoof, and counts why it refused.
+//!
+//! `run` wires the parts: a control runtime (key refresh, config watch, admin endpoints) and
+//! the pingora server that carries client traffic through `proxy::Gateway`.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod httpd;
+pub mod metrics;
+pub mod proxy;
+pub mod state;
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+
+use config::watch::{watch, Reloader};
+use config::Config;
+use metrics::Metrics;
+use state::State;
+
+/// Start-up failures: a bad listen address, a port in use, no runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot bind {what} on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot start the control runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot build the JWKS HTTP client: {0}")]
+    Client(reqwest::Error),
+}
+
+/// Addresses actually bound, handed to `on_ready`.
+#[derive(Debug, Clone, Copy)]
+pub struct Ready {
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+/// How to run.
+pub struct RunOptions {
+    pub config: Config,
+    /// Watch this file (and SIGHUP) for reloads; `None` for an embedded config.
+    pub watch: Option<PathBuf>,
+    /// Runtime for background work; the demo passes the one its issuer and echo run on.
+    pub control: Option<tokio::runtime::Runtime>,
+    /// Called once the proxy port accepts connections.
+    pub on_ready: Option<Box<dyn FnOnce(Ready) + Send>>,
+}
+
+/// Creates the control runtime: one thread for key refreshes, reloads and admin requests,
+/// apart from the proxy's workers.
+pub fn control_runtime() -> Result<tokio::runtime::Runtime, StartError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("authgate-control")
+        .enable_all()
+        .build()
+        .map_err(StartError::Runtime)
+}
+
+/// Runs the gateway until SIGTERM (graceful) or SIGINT (fast). Does not return on success.
+pub fn run(opts: RunOptions) -> Result<(), StartError> {
+    let control = match opts.control {
+        Some(rt) => rt,
+        None => control_runtime()?,
+    };
+    let metrics = Arc::new(Metrics::new());
+    let client = auth::keystore::http_client().map_err(StartError::Client)?;
+    let server_settings = opts.config.server.clone();
+    let admin_listen = opts.config.admin.listen.clone();
+    let state = State::new(opts.config, metrics, control.handle().clone(), client);
+
+    // Admin: bound here, served on the control runtime.
+    let admin_std = bind("admin listener", &admin_listen)?;
+    let admin_addr = admin_std.local_addr().map_err(|source| StartError::Bind {
+        what: "admin listener",
+        addr: admin_listen.clone(),
+        source,
+    })?;
+    {
+        let _guard = control.enter();
+        let listener = tokio::net::TcpListener::from_std(admin_std).map_err(|source| StartError::Bind {
+            what: "admin listener",
+            addr: admin_listen.clone(),
+            source,
+        })?;
+        control.spawn(httpd::serve(listener, admin::handler(state.clone())));
+    }
+
+    // Proxy: pingora binds by address, so port 0 is resolved to a free port first.
+    let proxy_addr = free_addr(&server_settings.listen)?;
+    if let Some(path) = opts.watch {
+        control.spawn(watch(Reloader::new(path, state.clone())));
+    }
+    spawn_drain_flag(&control, state.clone());
+    spawn_ready_probe(&control, proxy_addr, admin_addr, opts.on_ready);
+
+    let conf = ServerConf {
+        threads: server_settings.threads,
+        // pingora's defaults (300 s + 300 s) would hold a pod far past Kubernetes' 30 s.
+        grace_period_seconds: Some(server_settings.shutdown_delay.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(server_settings.shutdown_grace.as_secs()),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, proxy::Gateway { state });
+    proxy.add_tcp(&proxy_addr.to_string());
+    server.add_service(proxy);
+    // The control runtime must outlive the server; leak it deliberately (the process exits).
+    std::mem::forget(control);
+    server.run_forever()
+}
+
+fn bind(what: &'static str, addr: &str) -> Result<StdListener, StartError> {
+    let l = StdListener::bind(addr).map_err(|source| StartError::Bind {
+        what,
+        addr: addr.to_owned(),
+        source,
+    })?;
+    l.set_nonblocking(true).map_err(|source| StartError::Bind {
+        what,
+        addr: addr.to_owned(),
+        source,
+    })?;
+    Ok(l)
+}
+
+/// `addr` with port 0 replaced by a port that is free now; checks the address is bindable.
+fn free_addr(addr: &str) -> Result<SocketAddr, StartError> {
+    let l = bind("proxy listener", addr)?;
+    l.local_addr().map_err(|source| StartError::Bind {
+        what: "proxy listener",
+        addr: addr.to_owned(),
+        source,
+    })
+}
+
+/// Logs `ready` (and calls `on_ready`) once the proxy port accepts connections.
+fn spawn_ready_probe(control: &tokio::runtime::Runtime, proxy: SocketAddr, admin: SocketAddr, on_ready: Option<Box<dyn FnOnce(Ready) + Send>>) {
+    control.spawn(async move {
+        let probe = if proxy.ip().is_unspecified() {
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), proxy.port())
+        } else {
+            proxy
+        };
+        for _ in 0..600 {
+            if tokio::net::TcpStream::connect(probe).await.is_ok() {
+                tracing::info!(proxy = %proxy, admin = %admin, version = env!("CARGO_PKG_VERSION"), "authgate ready");
+                if let Some(f) = on_ready {
+                    f(Ready { proxy, admin });
+                }
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tracing::error!(proxy = %proxy, "proxy listener did not come up within 30s");
+    });
+}
+
+/// `/readyz` turns 503 as soon as SIGTERM arrives; pingora then drains.
+fn spawn_drain_flag(control: &tokio::runtime::Runtime, state: Arc<State>) {
+    control.spawn(async move {
+        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            if term.recv().await.is_some() {
+                state.draining.store(true, Ordering::Relaxed);
+                tracing::info!("SIGTERM: readiness off, draining");
+            }
+        }
+    });
+}

@@ -1,0 +1,88 @@
+//! The `authgate` command: flags, logging, and a call into the library. The only home of
+//! `anyhow`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use authgate::config::{load_file, ConfigErrors};
+
+#[derive(Parser)]
+#[command(name = "authgate", version, about = "A reverse-proxy authentication gateway for JWT access tokens")]
+struct Cli {
+    /// Log format: `json` or `text`. Default: text on a terminal, JSON otherwise.
+    #[arg(long, global = true, env = "AUTHGATE_LOG_FORMAT")]
+    log_format: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Run {
+        /// Config file (TOML).
+        #[arg(short, long, env = "AUTHGATE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate a config file and print the routes as understood; starts nothing.
+    Check {
+        #[arg(short, long, env = "AUTHGATE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Run the self-contained demo: dev issuer, echo upstream, gateway on config/demo.toml.
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format.as_deref());
+    match execute(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("authgate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Check { config } => {
+            let cfg = load_file(&config).map_err(ConfigErrors)?;
+            print!("{}", cfg.describe());
+            println!("OK");
+            Ok(())
+        }
+        Command::Run { config } => {
+            let cfg = load_file(&config).map_err(ConfigErrors)?;
+            authgate::run(authgate::RunOptions {
+                config: cfg,
+                watch: Some(config),
+                control: None,
+                on_ready: None,
+            })
+            .context("cannot start")
+        }
+        Command::Demo => authgate::demo::run_demo().context("demo failed"),
+    }
+}
+
+fn init_logging(format: Option<&str>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AUTHGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = match format {
+        Some("json") => true,
+        Some(_) => false,
+        None => !std::io::stdout().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,124 @@
+//! Every metric, defined in one place. Label values come from config names and enums, never
+//! from request data, so cardinality stays bounded.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::auth::Reject;
+
+/// Route label for requests that matched no route.
+pub const NO_ROUTE: &str = "-";
+
+pub struct Metrics {
+    registry: Registry,
+    /// `outcome`: `allowed` (sent upstream), `rejected` (refused by the gateway).
+    pub requests: IntCounterVec,
+    /// `reason`: `Reject::label()`.
+    pub rejections: IntCounterVec,
+    pub duration: HistogramVec,
+    /// `result`: `success`, `not_modified`, `error`, `rate_limited`.
+    pub jwks_fetches: IntCounterVec,
+    pub jwks_keys: IntGaugeVec,
+    /// `result`: `success`, `error`, `unchanged`.
+    pub config_reloads: IntCounterVec,
+    pub build_info: IntGaugeVec,
+}
+
+// === impl Metrics ===
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("authgate_requests_total", "Requests handled, by route and outcome."),
+            &["route", "outcome"],
+        )
+        .expect("static metric definition");
+        let rejections = IntCounterVec::new(
+            Opts::new(
+                "authgate_rejections_total",
+                "Requests refused, by route and reason (see README, status and reason table).",
+            ),
+            &["route", "reason"],
+        )
+        .expect("static metric definition");
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "authgate_request_duration_seconds",
+                "Time from request head received to response finished, by route.",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["route"],
+        )
+        .expect("static metric definition");
+        let jwks_fetches = IntCounterVec::new(
+            Opts::new("authgate_jwks_fetches_total", "JWKS fetches, by provider and result."),
+            &["provider", "result"],
+        )
+        .expect("static metric definition");
+        let jwks_keys = IntGaugeVec::new(
+            Opts::new("authgate_jwks_keys", "Usable keys currently loaded, by provider."),
+            &["provider"],
+        )
+        .expect("static metric definition");
+        let config_reloads = IntCounterVec::new(
+            Opts::new("authgate_config_reloads_total", "Config reloads, by result."),
+            &["result"],
+        )
+        .expect("static metric definition");
+        let build_info = IntGaugeVec::new(
+            Opts::new("authgate_build_info", "Always 1; labels carry the version."),
+            &["version"],
+        )
+        .expect("static metric definition");
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(rejections.clone()),
+            Box::new(duration.clone()),
+            Box::new(jwks_fetches.clone()),
+            Box::new(jwks_keys.clone()),
+            Box::new(config_reloads.clone()),
+            Box::new(build_info.clone()),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        for result in ["success", "error", "unchanged"] {
+            config_reloads.with_label_values(&[result]);
+        }
+        Self {
+            registry,
+            requests,
+            rejections,
+            duration,
+            jwks_fetches,
+            jwks_keys,
+            config_reloads,
+            build_info,
+        }
+    }
+
+    pub fn record_rejection(&self, route: &str, reason: Reject) {
+        self.rejections.with_label_values(&[route, reason.label()]).inc();
+    }
+
+    /// Text exposition format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metric families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

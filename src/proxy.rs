@@ -1,0 +1,222 @@
+//! `impl ProxyHttp`: pingora phases only, each a few lines calling into `auth` and `proxy/*`.
+
+pub mod headers;
+pub mod respond;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use http::header::{CONNECTION, TRANSFER_ENCODING};
+use http::HeaderValue;
+use pingora::http::RequestHeader;
+use pingora::prelude::*;
+use pingora::proxy::FailToProxy;
+use pingora::{ErrorSource, ErrorType};
+
+use crate::auth::{decide, Denial, Grant, Reject, RequestHead};
+use crate::config::Snapshot;
+use crate::metrics::NO_ROUTE;
+use crate::state::State;
+
+/// Longest a request waits for the single-flight JWKS refetch an unknown `kid` triggers.
+const REFETCH_WAIT: Duration = Duration::from_secs(3);
+
+pub struct Gateway {
+    pub state: Arc<State>,
+}
+
+/// Per-request state across phases.
+pub struct RequestCtx {
+    start: Instant,
+    snap: Option<Arc<Snapshot>>,
+    grant: Option<Grant>,
+    denial: Option<Denial>,
+    request_id: String,
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            start: Instant::now(),
+            snap: None,
+            grant: None,
+            denial: None,
+            request_id: String::new(),
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let snap = self.state.load();
+        ctx.request_id = request_id(session.req_header());
+        let result = match check_framing(session) {
+            Err(reason) => Err(Denial { reason, route: None, provider: None }),
+            Ok(()) => decide(&snap, &head(session.req_header()), unix_now()),
+        };
+        let result = match result {
+            Err(Denial { reason: Reject::UnknownKid, provider: Some(p), .. }) => {
+                snap.keys[p].refetch_and_wait(REFETCH_WAIT).await;
+                decide(&snap, &head(session.req_header()), unix_now())
+            }
+            other => other,
+        };
+        ctx.snap = Some(snap.clone());
+        match result {
+            Ok(grant) => {
+                ctx.grant = Some(grant);
+                Ok(false)
+            }
+            Err(denial) => {
+                ctx.denial = Some(denial);
+                let route = denial.route.map(|r| snap.config.routes.get(r));
+                respond::write_rejection(session, denial.reason, route, &ctx.request_id).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        let (Some(snap), Some(grant)) = (&ctx.snap, &ctx.grant) else {
+            return Error::e_explain(ErrorType::InternalError, "no grant for an upstream request");
+        };
+        let up = &snap.config.upstreams[grant.upstream];
+        let mut peer = HttpPeer::new(up.addr, false, String::new());
+        peer.options.connection_timeout = Some(up.connect_timeout);
+        peer.options.read_timeout = Some(up.read_timeout);
+        peer.options.write_timeout = Some(up.write_timeout);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(&self, session: &mut Session, upstream: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+        let (Some(snap), Some(grant)) = (&ctx.snap, &ctx.grant) else {
+            return Error::e_explain(ErrorType::InternalError, "no grant for an upstream request");
+        };
+        // The upstream sees exactly the path that was routed and authorized.
+        upstream.set_raw_path(grant.path_and_query.as_bytes())?;
+        for name in headers::headers_to_remove(&session.req_header().headers, &snap.config.headers) {
+            upstream.remove_header(&name);
+        }
+        for (name, value) in &grant.claim_headers {
+            upstream.insert_header(name.clone(), value.clone())?;
+        }
+        if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
+            upstream.insert_header("x-forwarded-for", addr.ip().to_string())?;
+        }
+        upstream.insert_header("x-forwarded-proto", "http")?;
+        upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        let reason = match (e.esource(), e.etype()) {
+            (ErrorSource::Upstream, ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout) => {
+                Some(Reject::UpstreamTimeout)
+            }
+            (ErrorSource::Upstream, _) => Some(Reject::UpstreamUnavailable),
+            (ErrorSource::Downstream, ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed) => None,
+            (ErrorSource::Downstream, _) => Some(Reject::BadFraming),
+            (ErrorSource::Internal | ErrorSource::Unset, _) => None,
+        };
+        let Some(reason) = reason else {
+            let code = if matches!(e.esource(), ErrorSource::Downstream) { 0 } else { 500 };
+            if code > 0 {
+                let _ = session.respond_error(code).await;
+            }
+            return FailToProxy { error_code: code, can_reuse_downstream: false };
+        };
+        let route = ctx.grant.as_ref().map(|g| g.route);
+        ctx.denial = Some(Denial { reason, route, provider: None });
+        let route_ref = match (&ctx.snap, route) {
+            (Some(s), Some(r)) => Some(s.config.routes.get(r)),
+            _ => None,
+        };
+        // The response may have started already; then there is nothing left to say.
+        if session.response_written().is_none() {
+            let _ = respond::write_rejection(session, reason, route_ref, &ctx.request_id).await;
+        }
+        FailToProxy { error_code: reason.status(), can_reuse_downstream: false }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let metrics = &self.state.metrics;
+        let route_idx = ctx.grant.as_ref().map(|g| g.route).or(ctx.denial.and_then(|d| d.route));
+        let route = match (&ctx.snap, route_idx) {
+            (Some(s), Some(r)) => s.config.routes.get(r).name.as_str(),
+            _ => NO_ROUTE,
+        };
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let elapsed = ctx.start.elapsed();
+        let (outcome, reason) = match (&ctx.denial, &ctx.grant) {
+            (Some(d), _) => ("rejected", d.reason.label()),
+            (None, Some(_)) => ("allowed", "-"),
+            (None, None) => ("error", "-"),
+        };
+        metrics.requests.with_label_values(&[route, outcome]).inc();
+        metrics.duration.with_label_values(&[route]).observe(elapsed.as_secs_f64());
+        if let Some(d) = &ctx.denial {
+            metrics.record_rejection(route, d.reason);
+        }
+        let req = session.req_header();
+        tracing::info!(
+            target: "authgate::access",
+            request_id = %ctx.request_id,
+            route,
+            method = %req.method,
+            path = %ctx.grant.as_ref().map_or("-", |g| g.path_and_query.as_str()),
+            decision = outcome,
+            reason,
+            status,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+        );
+    }
+}
+
+fn head(req: &RequestHeader) -> RequestHead<'_> {
+    RequestHead {
+        method: &req.method,
+        target: req.raw_path(),
+        headers: &req.headers,
+    }
+}
+
+/// Refuses a request that carried both `Content-Length` and `Transfer-Encoding`.
+///
+/// pingora handles such a request safely (it drops `Content-Length`, frames by
+/// `Transfer-Encoding` and disables keep-alive, RFC 9112 §6.1), but a gateway should not
+/// forward a message some hop before it may have framed differently: smuggling attempts
+/// are refused outright. pingora removes the `Content-Length` before our filters run; its
+/// trace is keep-alive switched off on an HTTP/1.1 request that did not ask for `close`.
+fn check_framing(session: &Session) -> Result<(), Reject> {
+    let req = session.req_header();
+    if session.as_http1().is_none() || req.version != http::Version::HTTP_11 || !req.headers.contains_key(TRANSFER_ENCODING) {
+        return Ok(());
+    }
+    let asked_close = req
+        .headers
+        .get_all(CONNECTION)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"))));
+    if session.get_keepalive().is_none() && !asked_close {
+        return Err(Reject::BadFraming);
+    }
+    Ok(())
+}
+
+/// The client's `X-Request-Id` when it is a short token, else a fresh one.
+fn request_id(req: &RequestHeader) -> String {
+    if let Some(v) = req.headers.get("x-request-id").and_then(|v: &HeaderValue| v.to_str().ok()) {
+        if !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')) {
+            return v.to_owned();
+        }
+    }
+    format!("{:032x}", rand::random::<u128>())
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}

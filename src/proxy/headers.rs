@@ -1,0 +1,120 @@
+//! The upstream request's headers: spoofable and hop-by-hop headers out, claims in.
+
+use http::header::{AUTHORIZATION, CONNECTION, HeaderName, UPGRADE};
+use http::HeaderMap;
+
+use crate::config::build::canonical_header;
+use crate::config::HeaderPolicy;
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) and proxy credentials: never forwarded.
+const HOP_BY_HOP: &[&str] = &[
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "http2-settings",
+];
+
+/// Names of the client's headers that must not reach the upstream, given the policy.
+/// Compared case-insensitively and with `_` folded to `-`, so `X_User_Id` cannot slip past
+/// a rule for `X-User-Id` into a server that reads both as one name.
+pub fn headers_to_remove(headers: &HeaderMap, policy: &HeaderPolicy) -> Vec<HeaderName> {
+    let mut remove = Vec::new();
+    // Headers named in Connection are hop-by-hop too.
+    let listed: Vec<String> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| canonical_header(t.trim()))
+        .filter(|t| !t.is_empty())
+        .collect();
+    let h2c = headers
+        .get_all(UPGRADE)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|p| p.trim().eq_ignore_ascii_case("h2c"))));
+    for name in headers.keys() {
+        let n = name.as_str();
+        let canonical = canonical_header(n);
+        // A websocket `Upgrade` stays (the upstream decides); `h2c` never passes.
+        let in_connection = listed.contains(&canonical) && (canonical != "upgrade" || h2c);
+        let strip = policy.strip_exact.contains(&canonical)
+            || policy.strip_prefixes.iter().any(|p| canonical.starts_with(p.as_str()))
+            || HOP_BY_HOP.contains(&canonical.as_str())
+            || in_connection
+            || (*name == AUTHORIZATION && !policy.forward_token)
+            || (*name == UPGRADE && h2c)
+            || (*name == CONNECTION && h2c)
+            || canonical == "x-forwarded-for"
+            || canonical == "x-forwarded-proto";
+        if strip && !remove.contains(name) {
+            remove.push(name.clone());
+        }
+    }
+    remove
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn policy() -> HeaderPolicy {
+        HeaderPolicy {
+            forward_claims: Vec::new(),
+            strip_exact: vec!["x-user-id".into()],
+            strip_prefixes: vec!["x-internal-".into()],
+            forward_token: false,
+        }
+    }
+
+    fn names(h: &[(&str, &str)]) -> Vec<String> {
+        let mut m = HeaderMap::new();
+        for (k, v) in h {
+            m.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        let mut out: Vec<String> = headers_to_remove(&m, &policy()).iter().map(|n| n.to_string()).collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn strips_spoofable_and_hop_by_hop() {
+        assert_eq!(
+            names(&[
+                ("x-user-id", "evil"),
+                ("x_user_id", "evil"),
+                ("X-INTERNAL-role", "admin"),
+                ("x_internal_x", "1"),
+                ("authorization", "Bearer x"),
+                ("keep-alive", "5"),
+                ("connection", "keep-alive, x-secret"),
+                ("x-secret", "1"),
+                ("accept", "*/*"),
+                ("x-forwarded-for", "1.2.3.4"),
+            ]),
+            vec![
+                "authorization",
+                "keep-alive",
+                "x-forwarded-for",
+                "x-internal-role",
+                "x-secret",
+                "x-user-id",
+                "x_internal_x",
+                "x_user_id"
+            ]
+        );
+    }
+
+    #[test]
+    fn h2c_upgrade_never_passes() {
+        assert_eq!(
+            names(&[("connection", "Upgrade, HTTP2-Settings"), ("upgrade", "h2c"), ("http2-settings", "AAA")]),
+            vec!["connection", "http2-settings", "upgrade"]
+        );
+        // A websocket upgrade is left to the upstream.
+        assert_eq!(names(&[("connection", "Upgrade"), ("upgrade", "websocket")]), Vec::<String>::new());
+    }
+}

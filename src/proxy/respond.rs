@@ -1,0 +1,65 @@
+//! Answers the gateway writes itself: status, RFC 6750 `WWW-Authenticate`, a small JSON body.
+
+use bytes::Bytes;
+use http::HeaderValue;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+
+use crate::auth::policy::Route;
+use crate::auth::Reject;
+
+/// The `WWW-Authenticate` value for a refusal, if it carries one.
+/// 401 without a token: no error code (RFC 6750 §3.1). 401 with a bad token:
+/// `invalid_token`. 403: `insufficient_scope` with the route's scopes.
+pub fn challenge(reason: Reject, route: Option<&Route>) -> Option<HeaderValue> {
+    match (reason.oauth_error(), reason.status()) {
+        (None, 401) => Some(HeaderValue::from_static("Bearer realm=\"authgate\"")),
+        (Some("insufficient_scope"), _) => route.map(|r| r.insufficient_scope_challenge.clone()),
+        (Some(code), _) => {
+            let v = format!(
+                "Bearer realm=\"authgate\", error=\"{code}\", error_description=\"{}\"",
+                reason.description()
+            );
+            HeaderValue::from_str(&v).ok()
+        }
+        (None, _) => None,
+    }
+}
+
+/// `{"error":"invalid_token","error_description":"token has expired","reason":"expired"}`
+pub fn body(reason: Reject) -> Bytes {
+    let v = serde_json::json!({
+        "error": reason.oauth_error().unwrap_or(match reason.status() {
+            400 => "bad_request",
+            401 => "unauthorized",
+            404 => "not_found",
+            502 => "bad_gateway",
+            503 => "unavailable",
+            504 => "gateway_timeout",
+            _ => "error",
+        }),
+        "error_description": reason.description(),
+        "reason": reason.label(),
+    });
+    Bytes::from(v.to_string())
+}
+
+/// Writes the full answer for `reason`. Errors mean the client is gone.
+pub async fn write_rejection(session: &mut Session, reason: Reject, route: Option<&Route>, request_id: &str) -> pingora::Result<()> {
+    let body = body(reason);
+    let mut resp = ResponseHeader::build(reason.status(), Some(5))?;
+    if let Some(c) = challenge(reason, route) {
+        resp.insert_header(http::header::WWW_AUTHENTICATE, c)?;
+    }
+    resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    resp.insert_header("x-request-id", request_id)?;
+    if reason.status() >= 500 || reason == Reject::BadFraming {
+        // After a framing error the rest of the connection cannot be trusted.
+        session.set_keepalive(None);
+    }
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await?;
+    Ok(())
+}

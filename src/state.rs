@@ -1,0 +1,97 @@
+//! The one piece of shared, reloadable state: `ArcSwap<Snapshot>`, plus what builds snapshots
+//! (key stores to reuse, the control runtime their refresh tasks run on, metrics).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::auth::keystore::{ProviderKeys, StoreIdentity};
+use crate::config::{Config, Snapshot};
+use crate::metrics::Metrics;
+
+pub struct State {
+    snapshot: ArcSwap<Snapshot>,
+    pub metrics: Arc<Metrics>,
+    control: tokio::runtime::Handle,
+    client: reqwest::Client,
+    /// Set on SIGTERM: `/readyz` fails while the listener drains.
+    pub draining: AtomicBool,
+}
+
+// === impl State ===
+
+impl State {
+    pub fn new(config: Config, metrics: Arc<Metrics>, control: tokio::runtime::Handle, client: reqwest::Client) -> Arc<Self> {
+        let keys = Self::stores_for(&config, &[], &control, &client, &metrics);
+        Arc::new(Self {
+            snapshot: ArcSwap::from_pointee(Snapshot {
+                config: Arc::new(config),
+                keys,
+            }),
+            metrics,
+            control,
+            client,
+            draining: AtomicBool::new(false),
+        })
+    }
+
+    /// The snapshot in force (lock-free).
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Swaps in a new config in one store. Key stores whose source did not change carry
+    /// over (no refetch); the rest start fresh and the dropped ones stop their tasks.
+    pub fn apply(&self, config: Config) {
+        let old = self.snapshot.load();
+        let keys = Self::stores_for(&config, &old.keys, &self.control, &self.client, &self.metrics);
+        self.snapshot.store(Arc::new(Snapshot {
+            config: Arc::new(config),
+            keys,
+        }));
+    }
+
+    fn stores_for(
+        config: &Config,
+        old: &[Arc<ProviderKeys>],
+        control: &tokio::runtime::Handle,
+        client: &reqwest::Client,
+        metrics: &Arc<Metrics>,
+    ) -> Vec<Arc<ProviderKeys>> {
+        config
+            .providers
+            .iter()
+            .map(|p| {
+                let id = StoreIdentity::of(p);
+                if let Some(existing) = old.iter().find(|k| k.identity == id) {
+                    return existing.clone();
+                }
+                let store = ProviderKeys::new(p);
+                store.spawn_refresh(control, client.clone(), metrics.clone());
+                store
+            })
+            .collect()
+    }
+
+    /// Ready when not draining and every provider that a route uses has keys.
+    pub fn readiness(&self) -> Result<(), String> {
+        if self.draining.load(Ordering::Relaxed) {
+            return Err("shutting down".to_owned());
+        }
+        let snap = self.load();
+        let missing: Vec<&str> = snap
+            .config
+            .providers
+            .iter()
+            .zip(&snap.keys)
+            .filter(|(_, k)| !k.is_loaded())
+            .map(|(p, _)| p.name.as_str())
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("no keys yet for provider(s): {}", missing.join(", ")))
+        }
+    }
+}
