@@ -35,6 +35,8 @@ pub enum Reject {
     BadFraming,
     /// More than one `Authorization` header.
     MultipleAuthorization,
+    /// Request head larger than `server.max_header_bytes`.
+    HeadersTooLarge,
     /// No bearer token on a route that needs one.
     MissingToken,
     TokenTooLarge,
@@ -100,12 +102,13 @@ pub struct RequestHead<'a> {
 
 impl Reject {
     /// Every variant, for documentation and for pre-registering metric labels.
-    pub const ALL: [Reject; 23] = [
+    pub const ALL: [Reject; 24] = [
         Self::NoRoute,
         Self::BadPath,
         Self::BadHost,
         Self::BadFraming,
         Self::MultipleAuthorization,
+        Self::HeadersTooLarge,
         Self::MissingToken,
         Self::TokenTooLarge,
         Self::MalformedToken,
@@ -134,6 +137,7 @@ impl Reject {
             Self::BadHost => "bad_host",
             Self::BadFraming => "bad_framing",
             Self::MultipleAuthorization => "multiple_authorization",
+            Self::HeadersTooLarge => "headers_too_large",
             Self::MissingToken => "missing_token",
             Self::TokenTooLarge => "token_too_large",
             Self::MalformedToken => "malformed_token",
@@ -173,6 +177,7 @@ impl Reject {
             | Self::UnsafeClaimValue => 401,
             Self::InsufficientScope | Self::ClaimMismatch => 403,
             Self::NoRoute => 404,
+            Self::HeadersTooLarge => 431,
             Self::UpstreamUnavailable => 502,
             Self::KeysUnavailable => 503,
             Self::UpstreamTimeout => 504,
@@ -200,6 +205,7 @@ impl Reject {
             | Self::BadPath
             | Self::BadHost
             | Self::BadFraming
+            | Self::HeadersTooLarge
             | Self::MissingToken
             | Self::KeysUnavailable
             | Self::UpstreamUnavailable
@@ -215,6 +221,7 @@ impl Reject {
             Self::BadHost => "missing, repeated or inconsistent host",
             Self::BadFraming => "conflicting or malformed message framing",
             Self::MultipleAuthorization => "more than one Authorization header",
+            Self::HeadersTooLarge => "request headers too large",
             Self::MissingToken => "bearer token required",
             Self::TokenTooLarge => "token too large",
             Self::MalformedToken => "token is not a well-formed JWT",
@@ -283,11 +290,14 @@ pub fn decide(snap: &Snapshot, head: &RequestHead<'_>, now: f64) -> Result<Grant
         Credential::None if route.auth == AuthMode::Optional => return Ok(grant),
         Credential::None => return Err(deny(Reject::MissingToken)),
     };
-    let verified = validate::verify(token, &route.providers, snap, now).map_err(|(reason, provider)| Denial {
-        reason,
-        route: Some(route_idx),
-        provider,
-    })?;
+    let verified =
+        validate::verify(token, &route.providers, snap, now).map_err(|(reason, provider)| {
+            Denial {
+                reason,
+                route: Some(route_idx),
+                provider,
+            }
+        })?;
     route.authorize(&verified.claims).map_err(deny)?;
     for fc in &config.headers.forward_claims {
         if let Some(value) = fc.claim.lookup(&verified.claims) {

@@ -45,6 +45,7 @@ pub struct ServerSettings {
     pub listen: String,
     pub threads: usize,
     pub max_token_bytes: usize,
+    pub max_header_bytes: usize,
     pub shutdown_delay: Duration,
     pub shutdown_grace: Duration,
 }

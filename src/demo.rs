@@ -46,8 +46,14 @@ pub fn run_demo() -> Result<(), DemoError> {
         addr: addr.to_owned(),
         source,
     };
-    rt.spawn(crate::httpd::serve(jwks_listener.map_err(|e| bind_err(ISSUER_ADDR, e))?, issuer.handler()));
-    rt.spawn(crate::httpd::serve(echo_listener.map_err(|e| bind_err(ECHO_ADDR, e))?, echo::handler()));
+    rt.spawn(crate::httpd::serve(
+        jwks_listener.map_err(|e| bind_err(ISSUER_ADDR, e))?,
+        issuer.handler(),
+    ));
+    rt.spawn(crate::httpd::serve(
+        echo_listener.map_err(|e| bind_err(ECHO_ADDR, e))?,
+        echo::handler(),
+    ));
 
     let audience = provider.audiences[0].clone();
     let on_ready = Box::new(move |ready: Ready| print_guide(&issuer, &audience, ready));

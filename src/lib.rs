@@ -94,11 +94,12 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     })?;
     {
         let _guard = control.enter();
-        let listener = tokio::net::TcpListener::from_std(admin_std).map_err(|source| StartError::Bind {
-            what: "admin listener",
-            addr: admin_listen.clone(),
-            source,
-        })?;
+        let listener =
+            tokio::net::TcpListener::from_std(admin_std).map_err(|source| StartError::Bind {
+                what: "admin listener",
+                addr: admin_listen.clone(),
+                source,
+            })?;
         control.spawn(httpd::serve(listener, admin::handler(state.clone())));
     }
 
@@ -119,7 +120,8 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, proxy::Gateway { state });
+    let mut proxy =
+        pingora::proxy::http_proxy_service(&server.configuration, proxy::Gateway { state });
     proxy.add_tcp(&proxy_addr.to_string());
     server.add_service(proxy);
     // The control runtime must outlive the server; leak it deliberately (the process exits).
@@ -152,7 +154,12 @@ fn free_addr(addr: &str) -> Result<SocketAddr, StartError> {
 }
 
 /// Logs `ready` (and calls `on_ready`) once the proxy port accepts connections.
-fn spawn_ready_probe(control: &tokio::runtime::Runtime, proxy: SocketAddr, admin: SocketAddr, on_ready: Option<Box<dyn FnOnce(Ready) + Send>>) {
+fn spawn_ready_probe(
+    control: &tokio::runtime::Runtime,
+    proxy: SocketAddr,
+    admin: SocketAddr,
+    on_ready: Option<Box<dyn FnOnce(Ready) + Send>>,
+) {
     control.spawn(async move {
         let probe = if proxy.ip().is_unspecified() {
             SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), proxy.port())
@@ -176,7 +183,9 @@ fn spawn_ready_probe(control: &tokio::runtime::Runtime, proxy: SocketAddr, admin
 /// `/readyz` turns 503 as soon as SIGTERM arrives; pingora then drains.
 fn spawn_drain_flag(control: &tokio::runtime::Runtime, state: Arc<State>) {
     control.spawn(async move {
-        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             if term.recv().await.is_some() {
                 state.draining.store(true, Ordering::Relaxed);
                 tracing::info!("SIGTERM: readiness off, draining");

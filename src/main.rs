@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 use authgate::config::{load_file, ConfigErrors};
 
 #[derive(Parser)]
-#[command(name = "authgate", version, about = "A reverse-proxy authentication gateway for JWT access tokens")]
+#[command(
+    name = "authgate",
+    version,
+    about = "A reverse-proxy authentication gateway for JWT access tokens"
+)]
 struct Cli {
     /// Log format: `json` or `text`. Default: text on a terminal, JSON otherwise.
     #[arg(long, global = true, env = "AUTHGATE_LOG_FORMAT")]

@@ -31,7 +31,10 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("authgate_requests_total", "Requests handled, by route and outcome."),
+            Opts::new(
+                "authgate_requests_total",
+                "Requests handled, by route and outcome.",
+            ),
             &["route", "outcome"],
         )
         .expect("static metric definition");
@@ -56,17 +59,26 @@ impl Metrics {
         )
         .expect("static metric definition");
         let jwks_fetches = IntCounterVec::new(
-            Opts::new("authgate_jwks_fetches_total", "JWKS fetches, by provider and result."),
+            Opts::new(
+                "authgate_jwks_fetches_total",
+                "JWKS fetches, by provider and result.",
+            ),
             &["provider", "result"],
         )
         .expect("static metric definition");
         let jwks_keys = IntGaugeVec::new(
-            Opts::new("authgate_jwks_keys", "Usable keys currently loaded, by provider."),
+            Opts::new(
+                "authgate_jwks_keys",
+                "Usable keys currently loaded, by provider.",
+            ),
             &["provider"],
         )
         .expect("static metric definition");
         let config_reloads = IntCounterVec::new(
-            Opts::new("authgate_config_reloads_total", "Config reloads, by result."),
+            Opts::new(
+                "authgate_config_reloads_total",
+                "Config reloads, by result.",
+            ),
             &["result"],
         )
         .expect("static metric definition");
@@ -105,7 +117,9 @@ impl Metrics {
     }
 
     pub fn record_rejection(&self, route: &str, reason: Reject) {
-        self.rejections.with_label_values(&[route, reason.label()]).inc();
+        self.rejections
+            .with_label_values(&[route, reason.label()])
+            .inc();
     }
 
     /// Text exposition format.

@@ -52,12 +52,20 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snap = self.state.load();
         ctx.request_id = request_id(session.req_header());
-        let result = match check_framing(session) {
-            Err(reason) => Err(Denial { reason, route: None, provider: None }),
+        let result = match check_message(session, snap.config.server.max_header_bytes) {
+            Err(reason) => Err(Denial {
+                reason,
+                route: None,
+                provider: None,
+            }),
             Ok(()) => decide(&snap, &head(session.req_header()), unix_now()),
         };
         let result = match result {
-            Err(Denial { reason: Reject::UnknownKid, provider: Some(p), .. }) => {
+            Err(Denial {
+                reason: Reject::UnknownKid,
+                provider: Some(p),
+                ..
+            }) => {
                 snap.keys[p].refetch_and_wait(REFETCH_WAIT).await;
                 decide(&snap, &head(session.req_header()), unix_now())
             }
@@ -78,7 +86,11 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
         let (Some(snap), Some(grant)) = (&ctx.snap, &ctx.grant) else {
             return Error::e_explain(ErrorType::InternalError, "no grant for an upstream request");
         };
@@ -90,13 +102,19 @@ impl ProxyHttp for Gateway {
         Ok(Box::new(peer))
     }
 
-    async fn upstream_request_filter(&self, session: &mut Session, upstream: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
         let (Some(snap), Some(grant)) = (&ctx.snap, &ctx.grant) else {
             return Error::e_explain(ErrorType::InternalError, "no grant for an upstream request");
         };
         // The upstream sees exactly the path that was routed and authorized.
         upstream.set_raw_path(grant.path_and_query.as_bytes())?;
-        for name in headers::headers_to_remove(&session.req_header().headers, &snap.config.headers) {
+        for name in headers::headers_to_remove(&session.req_header().headers, &snap.config.headers)
+        {
             upstream.remove_header(&name);
         }
         for (name, value) in &grant.claim_headers {
@@ -110,25 +128,45 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
         let reason = match (e.esource(), e.etype()) {
-            (ErrorSource::Upstream, ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout) => {
-                Some(Reject::UpstreamTimeout)
-            }
+            (
+                ErrorSource::Upstream,
+                ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout,
+            ) => Some(Reject::UpstreamTimeout),
             (ErrorSource::Upstream, _) => Some(Reject::UpstreamUnavailable),
-            (ErrorSource::Downstream, ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed) => None,
+            (
+                ErrorSource::Downstream,
+                ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed,
+            ) => None,
             (ErrorSource::Downstream, _) => Some(Reject::BadFraming),
             (ErrorSource::Internal | ErrorSource::Unset, _) => None,
         };
         let Some(reason) = reason else {
-            let code = if matches!(e.esource(), ErrorSource::Downstream) { 0 } else { 500 };
+            let code = if matches!(e.esource(), ErrorSource::Downstream) {
+                0
+            } else {
+                500
+            };
             if code > 0 {
                 let _ = session.respond_error(code).await;
             }
-            return FailToProxy { error_code: code, can_reuse_downstream: false };
+            return FailToProxy {
+                error_code: code,
+                can_reuse_downstream: false,
+            };
         };
         let route = ctx.grant.as_ref().map(|g| g.route);
-        ctx.denial = Some(Denial { reason, route, provider: None });
+        ctx.denial = Some(Denial {
+            reason,
+            route,
+            provider: None,
+        });
         let route_ref = match (&ctx.snap, route) {
             (Some(s), Some(r)) => Some(s.config.routes.get(r)),
             _ => None,
@@ -137,12 +175,19 @@ impl ProxyHttp for Gateway {
         if session.response_written().is_none() {
             let _ = respond::write_rejection(session, reason, route_ref, &ctx.request_id).await;
         }
-        FailToProxy { error_code: reason.status(), can_reuse_downstream: false }
+        FailToProxy {
+            error_code: reason.status(),
+            can_reuse_downstream: false,
+        }
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         let metrics = &self.state.metrics;
-        let route_idx = ctx.grant.as_ref().map(|g| g.route).or(ctx.denial.and_then(|d| d.route));
+        let route_idx = ctx
+            .grant
+            .as_ref()
+            .map(|g| g.route)
+            .or(ctx.denial.and_then(|d| d.route));
         let route = match (&ctx.snap, route_idx) {
             (Some(s), Some(r)) => s.config.routes.get(r).name.as_str(),
             _ => NO_ROUTE,
@@ -155,7 +200,10 @@ impl ProxyHttp for Gateway {
             (None, None) => ("error", "-"),
         };
         metrics.requests.with_label_values(&[route, outcome]).inc();
-        metrics.duration.with_label_values(&[route]).observe(elapsed.as_secs_f64());
+        metrics
+            .duration
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64());
         if let Some(d) = &ctx.denial {
             metrics.record_rejection(route, d.reason);
         }
@@ -182,23 +230,36 @@ fn head(req: &RequestHeader) -> RequestHead<'_> {
     }
 }
 
-/// Refuses a request that carried both `Content-Length` and `Transfer-Encoding`.
+/// Refuses a request head over the size limit, and one that carried both `Content-Length`
+/// and `Transfer-Encoding`.
 ///
 /// pingora handles such a request safely (it drops `Content-Length`, frames by
 /// `Transfer-Encoding` and disables keep-alive, RFC 9112 §6.1), but a gateway should not
 /// forward a message some hop before it may have framed differently: smuggling attempts
 /// are refused outright. pingora removes the `Content-Length` before our filters run; its
 /// trace is keep-alive switched off on an HTTP/1.1 request that did not ask for `close`.
-fn check_framing(session: &Session) -> Result<(), Reject> {
+fn check_message(session: &Session, max_header_bytes: usize) -> Result<(), Reject> {
     let req = session.req_header();
-    if session.as_http1().is_none() || req.version != http::Version::HTTP_11 || !req.headers.contains_key(TRANSFER_ENCODING) {
+    // pingora accepts request heads up to 1 MiB; we keep to a configurable, smaller bound.
+    let head_bytes = req.raw_path().len()
+        + req
+            .headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 4)
+            .sum::<usize>();
+    if head_bytes > max_header_bytes {
+        return Err(Reject::HeadersTooLarge);
+    }
+    if session.as_http1().is_none()
+        || req.version != http::Version::HTTP_11
+        || !req.headers.contains_key(TRANSFER_ENCODING)
+    {
         return Ok(());
     }
-    let asked_close = req
-        .headers
-        .get_all(CONNECTION)
-        .iter()
-        .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"))));
+    let asked_close = req.headers.get_all(CONNECTION).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
+    });
     if session.get_keepalive().is_none() && !asked_close {
         return Err(Reject::BadFraming);
     }
@@ -207,8 +268,16 @@ fn check_framing(session: &Session) -> Result<(), Reject> {
 
 /// The client's `X-Request-Id` when it is a short token, else a fresh one.
 fn request_id(req: &RequestHeader) -> String {
-    if let Some(v) = req.headers.get("x-request-id").and_then(|v: &HeaderValue| v.to_str().ok()) {
-        if !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')) {
+    if let Some(v) = req
+        .headers
+        .get("x-request-id")
+        .and_then(|v: &HeaderValue| v.to_str().ok())
+    {
+        if !v.is_empty()
+            && v.len() <= 128
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        {
             return v.to_owned();
         }
     }

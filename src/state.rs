@@ -22,7 +22,12 @@ pub struct State {
 // === impl State ===
 
 impl State {
-    pub fn new(config: Config, metrics: Arc<Metrics>, control: tokio::runtime::Handle, client: reqwest::Client) -> Arc<Self> {
+    pub fn new(
+        config: Config,
+        metrics: Arc<Metrics>,
+        control: tokio::runtime::Handle,
+        client: reqwest::Client,
+    ) -> Arc<Self> {
         let keys = Self::stores_for(&config, &[], &control, &client, &metrics);
         Arc::new(Self {
             snapshot: ArcSwap::from_pointee(Snapshot {
@@ -45,7 +50,13 @@ impl State {
     /// over (no refetch); the rest start fresh and the dropped ones stop their tasks.
     pub fn apply(&self, config: Config) {
         let old = self.snapshot.load();
-        let keys = Self::stores_for(&config, &old.keys, &self.control, &self.client, &self.metrics);
+        let keys = Self::stores_for(
+            &config,
+            &old.keys,
+            &self.control,
+            &self.client,
+            &self.metrics,
+        );
         self.snapshot.store(Arc::new(Snapshot {
             config: Arc::new(config),
             keys,
@@ -91,7 +102,10 @@ impl State {
         if missing.is_empty() {
             Ok(())
         } else {
-            Err(format!("no keys yet for provider(s): {}", missing.join(", ")))
+            Err(format!(
+                "no keys yet for provider(s): {}",
+                missing.join(", ")
+            ))
         }
     }
 }

@@ -61,7 +61,10 @@ impl ClaimPath {
 /// The token's scopes: the space-delimited `scope` string (RFC 8693 / RFC 9068) and the
 /// `scp` claim (an array, or a space-delimited string), as whole, case-sensitive words.
 pub fn has_scope(claims: &Claims, wanted: &str) -> bool {
-    let in_str = |v: &Value| v.as_str().is_some_and(|s| s.split(' ').any(|w| w == wanted));
+    let in_str = |v: &Value| {
+        v.as_str()
+            .is_some_and(|s| s.split(' ').any(|w| w == wanted))
+    };
     if claims.get("scope").is_some_and(in_str) {
         return true;
     }
@@ -106,9 +109,7 @@ pub fn render_header_value(value: &Value) -> Result<Option<HeaderValue>, UnsafeV
             let parts: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
             parts.join(",")
         }
-        Value::Bool(_) | Value::Number(_) | Value::Array(_) | Value::Object(_) => {
-            value.to_string()
-        }
+        Value::Bool(_) | Value::Number(_) | Value::Array(_) | Value::Object(_) => value.to_string(),
     };
     // `char::is_control` covers C0 (CR, LF, NUL, TAB...), DEL and C1 controls.
     if text.chars().any(char::is_control) {
@@ -131,10 +132,22 @@ mod tests {
     #[test]
     fn dotted_paths_and_literal_names() {
         let c = claims(json!({"org": {"id": "o1", "tier": "gold"}, "https://x.io/r": ["a"]}));
-        assert_eq!(ClaimPath::parse("org.id").unwrap().lookup(&c), Some(&json!("o1")));
+        assert_eq!(
+            ClaimPath::parse("org.id").unwrap().lookup(&c),
+            Some(&json!("o1"))
+        );
         assert_eq!(ClaimPath::parse("org.nope").unwrap().lookup(&c), None);
-        assert_eq!(ClaimPath::parse("https://x.io/r").unwrap().lookup(&c), Some(&json!(["a"])));
-        assert_eq!(ClaimPath::parse("org").unwrap().lookup(&c).map(Value::is_object), Some(true));
+        assert_eq!(
+            ClaimPath::parse("https://x.io/r").unwrap().lookup(&c),
+            Some(&json!(["a"]))
+        );
+        assert_eq!(
+            ClaimPath::parse("org")
+                .unwrap()
+                .lookup(&c)
+                .map(Value::is_object),
+            Some(true)
+        );
     }
 
     #[test]
@@ -154,7 +167,8 @@ mod tests {
 
     #[test]
     fn rendering() {
-        let r = |v: Value| render_header_value(&v).map(|o| o.map(|h| h.to_str().unwrap().to_owned()));
+        let r =
+            |v: Value| render_header_value(&v).map(|o| o.map(|h| h.to_str().unwrap().to_owned()));
         assert_eq!(r(json!("u1")), Ok(Some("u1".into())));
         assert_eq!(r(json!(["a", "b"])), Ok(Some("a,b".into())));
         assert_eq!(r(json!(42)), Ok(Some("42".into())));
@@ -167,7 +181,11 @@ mod tests {
         assert_eq!(r(json!("a\0b")), Err(UnsafeValue));
         assert_eq!(r(json!("tab\there")), Err(UnsafeValue));
         assert_eq!(r(json!(["ok", "bad\n"])), Err(UnsafeValue));
-        assert_eq!(r(json!({"k": "v\n"})), Ok(Some("{\"k\":\"v\\n\"}".into())), "escaped by JSON");
+        assert_eq!(
+            r(json!({"k": "v\n"})),
+            Ok(Some("{\"k\":\"v\\n\"}".into())),
+            "escaped by JSON"
+        );
         assert_eq!(r(json!("\u{85}")), Err(UnsafeValue), "C1 control");
     }
 

@@ -43,10 +43,9 @@ pub fn extract_bearer(headers: &HeaderMap, max_bytes: usize) -> Result<Credentia
         return Err(Reject::TokenTooLarge);
     }
     // b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
-    if !token
-        .iter()
-        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'='))
-    {
+    if !token.iter().all(|&b| {
+        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
+    }) {
         return Err(Reject::MalformedToken);
     }
     // All bytes are ASCII, checked above.
@@ -81,20 +80,41 @@ mod tests {
     #[test]
     fn extracts() {
         let m = h(&["Bearer abc.def.ghi"]);
-        assert_eq!(extract_bearer(&m, 100), Ok(Credential::Bearer("abc.def.ghi")));
+        assert_eq!(
+            extract_bearer(&m, 100),
+            Ok(Credential::Bearer("abc.def.ghi"))
+        );
         let m = h(&["bEaReR   abc.def.ghi"]);
-        assert_eq!(extract_bearer(&m, 100), Ok(Credential::Bearer("abc.def.ghi")));
+        assert_eq!(
+            extract_bearer(&m, 100),
+            Ok(Credential::Bearer("abc.def.ghi"))
+        );
         assert_eq!(extract_bearer(&h(&[]), 100), Ok(Credential::None));
-        assert_eq!(extract_bearer(&h(&["Basic dXNlcjpwdw=="]), 100), Ok(Credential::None));
+        assert_eq!(
+            extract_bearer(&h(&["Basic dXNlcjpwdw=="]), 100),
+            Ok(Credential::None)
+        );
         assert_eq!(extract_bearer(&h(&["Bearer"]), 100), Ok(Credential::None));
     }
 
     #[test]
     fn refuses() {
-        assert_eq!(extract_bearer(&h(&["Bearer a", "Bearer b"]), 100), Err(Reject::MultipleAuthorization));
-        assert_eq!(extract_bearer(&h(&["Bearer  "]), 100), Err(Reject::MalformedToken));
-        assert_eq!(extract_bearer(&h(&["Bearer a b"]), 100), Err(Reject::MalformedToken));
-        assert_eq!(extract_bearer(&h(&["Bearer a,b"]), 100), Err(Reject::MalformedToken));
+        assert_eq!(
+            extract_bearer(&h(&["Bearer a", "Bearer b"]), 100),
+            Err(Reject::MultipleAuthorization)
+        );
+        assert_eq!(
+            extract_bearer(&h(&["Bearer  "]), 100),
+            Err(Reject::MalformedToken)
+        );
+        assert_eq!(
+            extract_bearer(&h(&["Bearer a b"]), 100),
+            Err(Reject::MalformedToken)
+        );
+        assert_eq!(
+            extract_bearer(&h(&["Bearer a,b"]), 100),
+            Err(Reject::MalformedToken)
+        );
         let big = format!("Bearer {}", "a".repeat(101));
         assert_eq!(extract_bearer(&h(&[&big]), 100), Err(Reject::TokenTooLarge));
     }

@@ -77,8 +77,12 @@ impl KeySet {
     }
 
     /// Parses a JWKS document, keeping the keys usable with `allowed`.
-    pub fn from_jwks(doc: &[u8], allowed: &[Algorithm]) -> Result<(Self, Vec<SkippedKey>), JwksError> {
-        let value: Value = serde_json::from_slice(doc).map_err(|e| JwksError::Shape(e.to_string()))?;
+    pub fn from_jwks(
+        doc: &[u8],
+        allowed: &[Algorithm],
+    ) -> Result<(Self, Vec<SkippedKey>), JwksError> {
+        let value: Value =
+            serde_json::from_slice(doc).map_err(|e| JwksError::Shape(e.to_string()))?;
         let keys = value
             .get("keys")
             .and_then(Value::as_array)
@@ -121,7 +125,9 @@ impl KeySet {
     pub fn candidates<'k>(&'k self, kid: Option<&str>, alg: Algorithm) -> Candidates<'k> {
         match kid {
             Some(kid) => match self.by_kid.get(kid) {
-                Some(&i) if self.keys[i].algorithms.contains(&alg) => Candidates::One(&self.keys[i]),
+                Some(&i) if self.keys[i].algorithms.contains(&alg) => {
+                    Candidates::One(&self.keys[i])
+                }
                 Some(_) => Candidates::WrongAlgorithm,
                 // An HMAC set has no kids: its one key answers any kid.
                 None if self.by_kid.is_empty() && self.keys.iter().all(|k| k.kid.is_none()) => {
@@ -191,8 +197,12 @@ fn parse_jwk(jwk: &Value, allowed: &[Algorithm]) -> Result<VerifyKey, &'static s
         Some("RSA") => {
             let n = field("n").ok_or("RSA key without n")?;
             let e = field("e").ok_or("RSA key without e")?;
-            let n_bytes = URL_SAFE_NO_PAD.decode(n).map_err(|_| "RSA n is not base64url")?;
-            URL_SAFE_NO_PAD.decode(e).map_err(|_| "RSA e is not base64url")?;
+            let n_bytes = URL_SAFE_NO_PAD
+                .decode(n)
+                .map_err(|_| "RSA n is not base64url")?;
+            URL_SAFE_NO_PAD
+                .decode(e)
+                .map_err(|_| "RSA e is not base64url")?;
             let significant = n_bytes.iter().skip_while(|&&b| b == 0).count();
             if significant * 8 < MIN_RSA_BITS {
                 return Err("RSA modulus shorter than 2048 bits");
@@ -240,7 +250,11 @@ fn parse_jwk(jwk: &Value, allowed: &[Algorithm]) -> Result<VerifyKey, &'static s
         _ => return Err("unsupported kty"),
     };
     let algorithms: Vec<Algorithm> = match obj.get("alg") {
-        None => family.iter().copied().filter(|a| allowed.contains(a)).collect(),
+        None => family
+            .iter()
+            .copied()
+            .filter(|a| allowed.contains(a))
+            .collect(),
         Some(Value::String(name)) => {
             let alg: Algorithm = name.parse().map_err(|_| "unknown alg")?;
             if !family.contains(&alg) {

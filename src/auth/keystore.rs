@@ -20,6 +20,9 @@ use crate::metrics::Metrics;
 
 /// Largest JWKS document accepted.
 pub const MAX_JWKS_BYTES: usize = 1 << 20;
+/// Retry delays after a failed fetch.
+const RETRY_MIN: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(60);
 /// Time limit of one JWKS fetch.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -49,9 +52,10 @@ impl ProviderKeys {
     /// the background task's first fetch (requests get 503 meanwhile).
     pub fn new(provider: &ProviderSettings) -> Arc<Self> {
         let initial = match &provider.key_source {
-            KeySource::HmacSecret(secret) => {
-                Some(Arc::new(KeySet::from_hmac_secret(secret, &provider.algorithms)))
-            }
+            KeySource::HmacSecret(secret) => Some(Arc::new(KeySet::from_hmac_secret(
+                secret,
+                &provider.algorithms,
+            ))),
             KeySource::JwksUrl(_) | KeySource::JwksFile(_) => None,
         };
         Arc::new(Self {
@@ -90,7 +94,12 @@ impl ProviderKeys {
 
     /// Starts the refresh task on `rt`. It ends when the last `Arc` to this store is dropped
     /// (the provider left the config, or its key source changed).
-    pub fn spawn_refresh(self: &Arc<Self>, rt: &tokio::runtime::Handle, client: reqwest::Client, metrics: Arc<Metrics>) {
+    pub fn spawn_refresh(
+        self: &Arc<Self>,
+        rt: &tokio::runtime::Handle,
+        client: reqwest::Client,
+        metrics: Arc<Metrics>,
+    ) {
         if matches!(self.identity.source, KeySource::HmacSecret(_)) {
             return;
         }
@@ -100,15 +109,25 @@ impl ProviderKeys {
 }
 
 async fn refresh_loop(weak: Weak<ProviderKeys>, client: reqwest::Client, metrics: Arc<Metrics>) {
+    let mut backoff = RETRY_MIN;
     loop {
         let Some(store) = weak.upgrade() else { return };
         let id = store.identity.clone();
         let result = fetch_keys(&id, &client).await;
         let last_fetch = Instant::now();
+        // After a failure, retry sooner than the refresh interval (1s, 2s, 4s ... 60s).
+        let wait = if result.is_ok() {
+            backoff = RETRY_MIN;
+            id.refresh
+        } else {
+            let w = backoff.min(id.refresh);
+            backoff = (backoff * 2).min(RETRY_MAX);
+            w
+        };
         record(&store, &id, result, &metrics);
         store.attempt_done();
         // Wait for the refresh interval or a wake-up, without keeping the store alive.
-        let deadline = Instant::now() + id.refresh;
+        let deadline = Instant::now() + wait;
         loop {
             let woke = {
                 let notified = store.wake.notified();
@@ -137,7 +156,12 @@ async fn refresh_loop(weak: Weak<ProviderKeys>, client: reqwest::Client, metrics
     }
 }
 
-fn record(store: &ProviderKeys, id: &StoreIdentity, result: Result<KeySet, String>, metrics: &Metrics) {
+fn record(
+    store: &ProviderKeys,
+    id: &StoreIdentity,
+    result: Result<KeySet, String>,
+    metrics: &Metrics,
+) {
     match result {
         Ok(set) => {
             metrics
@@ -192,7 +216,11 @@ async fn fetch_url(url: &str, client: &reqwest::Client) -> Result<Vec<u8>, Strin
         return Err(format!("HTTP status {}", resp.status()));
     }
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| format!("read failed: {e}"))? {
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| format!("read failed: {e}"))?
+    {
         if body.len() + chunk.len() > MAX_JWKS_BYTES {
             return Err(format!("document larger than {MAX_JWKS_BYTES} bytes"));
         }

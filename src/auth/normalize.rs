@@ -80,7 +80,10 @@ fn split_absolute_form(raw: &str) -> Result<(Option<String>, &str), BadTarget> {
     if raw.starts_with('/') {
         return Ok((None, raw));
     }
-    let lower_scheme = raw.get(..8).map(str::to_ascii_lowercase).unwrap_or_default();
+    let lower_scheme = raw
+        .get(..8)
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
     let after = if lower_scheme.starts_with("http://") {
         &raw[7..]
     } else if lower_scheme.starts_with("https://") {
@@ -122,7 +125,9 @@ pub fn normalize_host(authority: &str) -> Option<String> {
         && host.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         });
     valid.then(|| host.to_ascii_lowercase())
 }
@@ -135,7 +140,8 @@ fn is_port(p: &str) -> bool {
 pub fn normalize_path(path: &str) -> Result<String, BadTarget> {
     let decoded = decode_unreserved(path)?;
     let mut out: Vec<&str> = Vec::new();
-    let trailing_slash = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
+    let trailing_slash =
+        decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
     for seg in decoded.split('/') {
         match seg {
             "" | "." => {}
@@ -258,8 +264,14 @@ mod tests {
 
     #[test]
     fn hosts() {
-        assert_eq!(normalize_host("Example.COM:80").as_deref(), Some("example.com"));
-        assert_eq!(normalize_host("example.com.").as_deref(), Some("example.com"));
+        assert_eq!(
+            normalize_host("Example.COM:80").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(
+            normalize_host("example.com.").as_deref(),
+            Some("example.com")
+        );
         assert_eq!(normalize_host("[::1]:8080").as_deref(), Some("[::1]"));
         assert_eq!(normalize_host("127.0.0.1").as_deref(), Some("127.0.0.1"));
         assert_eq!(normalize_host(".example.com"), None);

@@ -236,9 +236,16 @@ impl PathIndex {
             return None;
         }
         // Whole segments: "/api/x/" tries "/api/x", "/api", "/"; "/apix" never hits "/api".
-        let mut candidate = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
+        let mut candidate = path
+            .strip_suffix('/')
+            .filter(|p| !p.is_empty())
+            .unwrap_or(path);
         loop {
-            if let Some(found) = self.prefix.get(candidate).and_then(|b| b.pick(method, routes)) {
+            if let Some(found) = self
+                .prefix
+                .get(candidate)
+                .and_then(|b| b.pick(method, routes))
+            {
                 return Some(found);
             }
             match candidate.rfind('/') {
@@ -255,7 +262,12 @@ impl Bucket {
         self.with_methods
             .iter()
             .copied()
-            .find(|&i| routes[i].methods.as_deref().is_some_and(|m| m.contains(method)))
+            .find(|&i| {
+                routes[i]
+                    .methods
+                    .as_deref()
+                    .is_some_and(|m| m.contains(method))
+            })
             .or(self.without_methods)
     }
 }
@@ -274,7 +286,13 @@ impl Route {
             PathMatch::Exact(p) => (1, p.len()),
             PathMatch::Prefix(p) => (0, p.len()),
         };
-        (host_rank, host_len, path_rank, path_len, u8::from(self.methods.is_some()))
+        (
+            host_rank,
+            host_len,
+            path_rank,
+            path_len,
+            u8::from(self.methods.is_some()),
+        )
     }
 
     /// Scopes, then claim matchers: every scope must be present, every matcher satisfied.

@@ -38,10 +38,17 @@ struct JoseHeader {
 
 /// Verifies `token` against the first of `providers` whose issuer it names.
 /// On failure, returns the reason and, for `UnknownKid`, the provider to refetch.
-pub fn verify(token: &str, providers: &[usize], snap: &Snapshot, now: f64) -> Result<Verified, (Reject, Option<usize>)> {
+pub fn verify(
+    token: &str,
+    providers: &[usize],
+    snap: &Snapshot,
+    now: f64,
+) -> Result<Verified, (Reject, Option<usize>)> {
     let plain = |r| (r, None);
     let mut parts = token.split('.');
-    let (Some(h64), Some(p64), Some(s64), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(h64), Some(p64), Some(s64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(plain(Reject::MalformedToken));
     };
     let header: JoseHeader = decode_json(h64).map_err(plain)?;
@@ -66,7 +73,9 @@ pub fn verify(token: &str, providers: &[usize], snap: &Snapshot, now: f64) -> Re
     let message = &token.as_bytes()[..message_len];
     let verified = match keys.candidates(header.kid.as_deref(), alg) {
         Candidates::One(k) => check_signature(s64, message, &k.key, alg),
-        Candidates::Several(ks) => ks.iter().any(|k| check_signature(s64, message, &k.key, alg)),
+        Candidates::Several(ks) => ks
+            .iter()
+            .any(|k| check_signature(s64, message, &k.key, alg)),
         Candidates::WrongAlgorithm => return Err(plain(Reject::AlgNotAllowed)),
         Candidates::UnknownKid => return Err((Reject::UnknownKid, Some(provider_idx))),
     };
@@ -81,11 +90,18 @@ pub fn verify(token: &str, providers: &[usize], snap: &Snapshot, now: f64) -> Re
 }
 
 fn decode_json<T: for<'de> Deserialize<'de>>(part: &str) -> Result<T, Reject> {
-    let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| Reject::MalformedToken)?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| Reject::MalformedToken)?;
     serde_json::from_slice(&bytes).map_err(|_| Reject::MalformedToken)
 }
 
-fn check_signature(sig: &str, message: &[u8], key: &jsonwebtoken::DecodingKey, alg: Algorithm) -> bool {
+fn check_signature(
+    sig: &str,
+    message: &[u8],
+    key: &jsonwebtoken::DecodingKey,
+    alg: Algorithm,
+) -> bool {
     // Any error (bad base64, wrong key type for alg) is a failed verification.
     jsonwebtoken::crypto::verify(sig, message, key, alg).unwrap_or(false)
 }
@@ -96,7 +112,10 @@ fn pick_provider(claims: &Claims, providers: &[usize], snap: &Snapshot) -> Resul
     match providers {
         [only] => Ok(*only),
         many => {
-            let iss = claims.get("iss").and_then(Value::as_str).ok_or(Reject::BadIssuer)?;
+            let iss = claims
+                .get("iss")
+                .and_then(Value::as_str)
+                .ok_or(Reject::BadIssuer)?;
             many.iter()
                 .copied()
                 .find(|&p| snap.config.providers[p].issuer == iss)
@@ -107,7 +126,11 @@ fn pick_provider(claims: &Claims, providers: &[usize], snap: &Snapshot) -> Resul
 
 /// `iss` exact, `aud` contains an accepted audience, `exp`/`nbf`/`iat` as JSON numbers
 /// (RFC 7519 NumericDate, fractions allowed) within `leeway`.
-pub fn check_registered_claims(claims: &Claims, provider: &ProviderSettings, now: f64) -> Result<(), Reject> {
+pub fn check_registered_claims(
+    claims: &Claims,
+    provider: &ProviderSettings,
+    now: f64,
+) -> Result<(), Reject> {
     if claims.get("iss").and_then(Value::as_str) != Some(provider.issuer.as_str()) {
         return Err(Reject::BadIssuer);
     }
@@ -146,7 +169,11 @@ pub fn check_registered_claims(claims: &Claims, provider: &ProviderSettings, now
 fn numeric_date(claims: &Claims, name: &str) -> Result<Option<f64>, Reject> {
     match claims.get(name) {
         None => Ok(None),
-        Some(Value::Number(n)) => n.as_f64().filter(|v| v.is_finite()).map(Some).ok_or(Reject::BadClaims),
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .filter(|v| v.is_finite())
+            .map(Some)
+            .ok_or(Reject::BadClaims),
         Some(_) => Err(Reject::BadClaims),
     }
 }

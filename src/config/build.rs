@@ -75,7 +75,12 @@ impl Ctx<'_> {
 }
 
 /// Builds a runnable config, or returns every problem found.
-pub fn build(raw: RawConfig, text: &str, origin: &Path, content_hash: String) -> Result<Config, Vec<ConfigError>> {
+pub fn build(
+    raw: RawConfig,
+    text: &str,
+    origin: &Path,
+    content_hash: String,
+) -> Result<Config, Vec<ConfigError>> {
     let mut cx = Ctx {
         text,
         origin,
@@ -133,12 +138,24 @@ fn build_server(cx: &mut Ctx<'_>, raw: &RawConfig) -> ServerSettings {
         cx.err(None, "server.threads", "must be between 1 and 256");
     }
     if !(256..=65536).contains(&s.max_token_bytes) {
-        cx.err(None, "server.max_token_bytes", "must be between 256 and 65536");
+        cx.err(
+            None,
+            "server.max_token_bytes",
+            "must be between 256 and 65536",
+        );
+    }
+    if !(1024..=1_048_575).contains(&s.max_header_bytes) {
+        cx.err(
+            None,
+            "server.max_header_bytes",
+            "must be between 1024 and 1048575",
+        );
     }
     ServerSettings {
         listen: s.listen.get_ref().clone(),
         threads: s.threads,
         max_token_bytes: s.max_token_bytes,
+        max_header_bytes: s.max_header_bytes,
         shutdown_delay: s.shutdown_delay,
         shutdown_grace: s.shutdown_grace,
     }
@@ -146,7 +163,11 @@ fn build_server(cx: &mut Ctx<'_>, raw: &RawConfig) -> ServerSettings {
 
 fn check_listen(cx: &mut Ctx<'_>, listen: &Spanned<String>, key: &str) {
     if SocketAddr::from_str(listen.get_ref()).is_err() {
-        cx.err(at(&listen), key, format!("{:?} is not an IP:port address", listen.get_ref()));
+        cx.err(
+            at(&listen),
+            key,
+            format!("{:?} is not an IP:port address", listen.get_ref()),
+        );
     }
 }
 
@@ -162,7 +183,11 @@ fn build_upstream(cx: &mut Ctx<'_>, name: &str, up: &Spanned<RawUpstream>) -> Op
         }
     };
     if uri.scheme_str() != Some("http") {
-        cx.err(span, key, "only http:// upstreams are supported (TLS to upstreams is not implemented yet)");
+        cx.err(
+            span,
+            key,
+            "only http:// upstreams are supported (TLS to upstreams is not implemented yet)",
+        );
         return None;
     }
     if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
@@ -193,19 +218,31 @@ fn build_upstream(cx: &mut Ctx<'_>, name: &str, up: &Spanned<RawUpstream>) -> Op
     })
 }
 
-fn build_provider(cx: &mut Ctx<'_>, name: &str, p: &Spanned<RawProvider>) -> Option<ProviderSettings> {
+fn build_provider(
+    cx: &mut Ctx<'_>,
+    name: &str,
+    p: &Spanned<RawProvider>,
+) -> Option<ProviderSettings> {
     let span = at(p);
     let raw = p.get_ref();
     let before = cx.errors.len();
     let key = |k: &str| format!("providers.{name}.{k}");
     if !is_label(name) {
-        cx.err(span, format!("providers.{name}"), "name must be 1-64 characters of [A-Za-z0-9_.-]");
+        cx.err(
+            span,
+            format!("providers.{name}"),
+            "name must be 1-64 characters of [A-Za-z0-9_.-]",
+        );
     }
     if raw.issuer.is_empty() {
         cx.err(span, key("issuer"), "must not be empty");
     }
     if raw.audiences.is_empty() || raw.audiences.iter().any(String::is_empty) {
-        cx.err(span, key("audiences"), "must list at least one non-empty audience: a token for another API must not pass");
+        cx.err(
+            span,
+            key("audiences"),
+            "must list at least one non-empty audience: a token for another API must not pass",
+        );
     }
     let mut algorithms = Vec::new();
     for a in &raw.algorithms {
@@ -223,15 +260,27 @@ fn build_provider(cx: &mut Ctx<'_>, name: &str, p: &Spanned<RawProvider>) -> Opt
         cx.err(span, key("algorithms"), "must list at least one algorithm");
     }
     let hmac = |a: &Algorithm| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
-    let sources = [raw.jwks_url.is_some(), raw.jwks_file.is_some(), raw.hmac_secret_file.is_some()];
+    let sources = [
+        raw.jwks_url.is_some(),
+        raw.jwks_file.is_some(),
+        raw.hmac_secret_file.is_some(),
+    ];
     if sources.iter().filter(|s| **s).count() != 1 {
-        cx.err(span, key("jwks_url"), "set exactly one of jwks_url, jwks_file, hmac_secret_file");
+        cx.err(
+            span,
+            key("jwks_url"),
+            "set exactly one of jwks_url, jwks_file, hmac_secret_file",
+        );
         return None;
     }
     let key_source = if let Some(url) = &raw.jwks_url {
         match url.parse::<http::Uri>() {
             Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {}
-            _ => cx.err(span, key("jwks_url"), format!("{url:?} is not an http(s) URL")),
+            _ => cx.err(
+                span,
+                key("jwks_url"),
+                format!("{url:?} is not an http(s) URL"),
+            ),
         }
         if algorithms.iter().any(hmac) {
             cx.err(span, key("algorithms"), "HS* algorithms need hmac_secret_file; they are never mixed with keys from a JWKS (key confusion)");
@@ -245,7 +294,11 @@ fn build_provider(cx: &mut Ctx<'_>, name: &str, p: &Spanned<RawProvider>) -> Opt
                     cx.err(span, key("jwks_file"), format!("{}: {e}", path.display()));
                 }
             }
-            Err(e) => cx.err(span, key("jwks_file"), format!("cannot read {}: {e}", path.display())),
+            Err(e) => cx.err(
+                span,
+                key("jwks_file"),
+                format!("cannot read {}: {e}", path.display()),
+            ),
         }
         if algorithms.iter().any(hmac) {
             cx.err(span, key("algorithms"), "HS* algorithms need hmac_secret_file; they are never mixed with keys from a JWKS (key confusion)");
@@ -263,12 +316,20 @@ fn build_provider(cx: &mut Ctx<'_>, name: &str, p: &Spanned<RawProvider>) -> Opt
                     secret.pop();
                 }
                 if secret.len() < MIN_HMAC_SECRET_BYTES {
-                    cx.err(span, key("hmac_secret_file"), format!("secret is shorter than {MIN_HMAC_SECRET_BYTES} bytes"));
+                    cx.err(
+                        span,
+                        key("hmac_secret_file"),
+                        format!("secret is shorter than {MIN_HMAC_SECRET_BYTES} bytes"),
+                    );
                 }
                 KeySource::HmacSecret(secret)
             }
             Err(e) => {
-                cx.err(span, key("hmac_secret_file"), format!("cannot read {}: {e}", path.display()));
+                cx.err(
+                    span,
+                    key("hmac_secret_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                );
                 return None;
             }
         }
@@ -310,17 +371,29 @@ fn build_headers(cx: &mut Ctx<'_>, raw: &RawHeaders) -> HeaderPolicy {
         let name = match HeaderName::from_str(header.get_ref()) {
             Ok(n) => n,
             Err(_) => {
-                cx.err(at(&header), key, format!("{:?} is not a valid header name", header.get_ref()));
+                cx.err(
+                    at(&header),
+                    key,
+                    format!("{:?} is not a valid header name", header.get_ref()),
+                );
                 continue;
             }
         };
         let canonical = canonical_header(name.as_str());
         if RESERVED_HEADERS.contains(&canonical.as_str()) {
-            cx.err(at(&header), key, format!("{name} carries framing, routing or credentials and cannot hold a claim"));
+            cx.err(
+                at(&header),
+                key,
+                format!("{name} carries framing, routing or credentials and cannot hold a claim"),
+            );
             continue;
         }
         if !seen.insert(canonical) {
-            cx.err(at(&header), key, format!("header {name} is already used by another claim"));
+            cx.err(
+                at(&header),
+                key,
+                format!("header {name} is already used by another claim"),
+            );
             continue;
         }
         forward_claims.push(ClaimHeader {
@@ -339,12 +412,26 @@ fn build_headers(cx: &mut Ctx<'_>, raw: &RawHeaders) -> HeaderPolicy {
             None => (s.get_ref().as_str(), false),
         };
         if name.is_empty() || HeaderName::from_str(name).is_err() {
-            cx.err(at(&s), "headers.strip", format!("{:?} is not a header name (a trailing * matches a prefix)", s.get_ref()));
+            cx.err(
+                at(&s),
+                "headers.strip",
+                format!(
+                    "{:?} is not a header name (a trailing * matches a prefix)",
+                    s.get_ref()
+                ),
+            );
             continue;
         }
         let canonical = canonical_header(name);
-        if matches!(canonical.as_str(), "host" | "content-length" | "transfer-encoding") {
-            cx.err(at(&s), "headers.strip", format!("{name} is needed to route and frame the request"));
+        if matches!(
+            canonical.as_str(),
+            "host" | "content-length" | "transfer-encoding"
+        ) {
+            cx.err(
+                at(&s),
+                "headers.strip",
+                format!("{name} is needed to route and frame the request"),
+            );
             continue;
         }
         if wildcard {
@@ -364,7 +451,13 @@ fn build_headers(cx: &mut Ctx<'_>, raw: &RawHeaders) -> HeaderPolicy {
 /// Lowercase, `_` folded to `-`: the spellings that CGI-style servers treat as one name.
 pub fn canonical_header(name: &str) -> String {
     name.bytes()
-        .map(|b| if b == b'_' { '-' } else { b.to_ascii_lowercase() as char })
+        .map(|b| {
+            if b == b'_' {
+                '-'
+            } else {
+                b.to_ascii_lowercase() as char
+            }
+        })
         .collect()
 }
 
@@ -379,13 +472,29 @@ fn build_routes(
     let mut spans = Vec::new();
     let mut names = BTreeMap::new();
     if raw.routes.is_empty() {
-        cx.err(None, "routes", "no routes: every request would be refused (404)");
+        cx.err(
+            None,
+            "routes",
+            "no routes: every request would be refused (404)",
+        );
     }
     for (i, r) in raw.routes.iter().enumerate() {
         let span = at(r);
-        if let Some(route) = build_route(cx, i, r.get_ref(), span, upstreams, providers, provider_settings) {
+        if let Some(route) = build_route(
+            cx,
+            i,
+            r.get_ref(),
+            span,
+            upstreams,
+            providers,
+            provider_settings,
+        ) {
             if let Some(prev) = names.insert(route.name.clone(), i) {
-                cx.err(span, format!("routes[{i}].name"), format!("{:?} is already the name of routes[{prev}]", route.name));
+                cx.err(
+                    span,
+                    format!("routes[{i}].name"),
+                    format!("{:?} is already the name of routes[{prev}]", route.name),
+                );
             }
             routes.push(route);
             spans.push((i, span));
@@ -423,7 +532,11 @@ fn build_route(
     let before = cx.errors.len();
     let key = |k: &str| format!("routes[{i}].{k}");
     if !is_label(&r.name) {
-        cx.err(span, key("name"), "must be 1-64 characters of [A-Za-z0-9_.-] (it is a metric label)");
+        cx.err(
+            span,
+            key("name"),
+            "must be 1-64 characters of [A-Za-z0-9_.-] (it is a metric label)",
+        );
     }
     let host = match r.host.as_deref() {
         None => HostMatch::Any,
@@ -431,14 +544,22 @@ fn build_route(
             Some(suffix) => match normalize_host(suffix) {
                 Some(s) if s == suffix => HostMatch::Suffix(format!(".{s}")),
                 _ => {
-                    cx.err(span, key("host"), format!("{h:?} is not a lowercase host or *.domain"));
+                    cx.err(
+                        span,
+                        key("host"),
+                        format!("{h:?} is not a lowercase host or *.domain"),
+                    );
                     HostMatch::Any
                 }
             },
             None => match normalize_host(h) {
                 Some(n) if n == h => HostMatch::Exact(n),
                 _ => {
-                    cx.err(span, key("host"), format!("{h:?} is not a lowercase host name without port, or *.domain"));
+                    cx.err(
+                        span,
+                        key("host"),
+                        format!("{h:?} is not a lowercase host name without port, or *.domain"),
+                    );
                     HostMatch::Any
                 }
             },
@@ -451,7 +572,11 @@ fn build_route(
             PathMatch::Prefix(trimmed.to_owned())
         }),
         _ => {
-            cx.err(span, key("path_prefix"), "set exactly one of path and path_prefix");
+            cx.err(
+                span,
+                key("path_prefix"),
+                "set exactly one of path and path_prefix",
+            );
             None
         }
     };
@@ -460,11 +585,19 @@ fn build_route(
         for m in ms {
             match Method::from_bytes(m.as_bytes()) {
                 Ok(method) if m.bytes().all(|b| b.is_ascii_uppercase()) => out.push(method),
-                _ => cx.err(span, key("methods"), format!("{m:?} is not an uppercase HTTP method")),
+                _ => cx.err(
+                    span,
+                    key("methods"),
+                    format!("{m:?} is not an uppercase HTTP method"),
+                ),
             }
         }
         if out.is_empty() {
-            cx.err(span, key("methods"), "must not be empty (leave it out to match every method)");
+            cx.err(
+                span,
+                key("methods"),
+                "must not be empty (leave it out to match every method)",
+            );
         }
         out
     });
@@ -473,7 +606,9 @@ fn build_route(
         RawAuthMode::Optional => AuthMode::Optional,
         RawAuthMode::None => AuthMode::None,
     };
-    if auth == AuthMode::None && (r.providers.is_some() || !r.require_scopes.is_empty() || !r.require_claims.is_empty()) {
+    if auth == AuthMode::None
+        && (r.providers.is_some() || !r.require_scopes.is_empty() || !r.require_claims.is_empty())
+    {
         cx.err(span, key("auth"), "auth = \"none\" never looks at tokens: providers, require_scopes and require_claims would be ignored");
     }
     let route_providers: Vec<usize> = match &r.providers {
@@ -490,7 +625,11 @@ fn build_route(
             .collect(),
     };
     if auth != AuthMode::None && route_providers.is_empty() && r.providers.is_none() {
-        cx.err(span, key("auth"), "needs tokens but no [providers] are configured");
+        cx.err(
+            span,
+            key("auth"),
+            "needs tokens but no [providers] are configured",
+        );
     }
     let issuers: HashSet<&str> = route_providers
         .iter()
@@ -500,8 +639,17 @@ fn build_route(
         cx.err(span, key("providers"), "two providers of this route share an issuer: the token's iss could not choose between them");
     }
     for s in &r.require_scopes {
-        if s.is_empty() || s.contains(' ') || s.contains('"') || s.contains('\\') || s.chars().any(char::is_control) {
-            cx.err(span, key("require_scopes"), format!("{s:?} is not a single scope token"));
+        if s.is_empty()
+            || s.contains(' ')
+            || s.contains('"')
+            || s.contains('\\')
+            || s.chars().any(char::is_control)
+        {
+            cx.err(
+                span,
+                key("require_scopes"),
+                format!("{s:?} is not a single scope token"),
+            );
         }
     }
     let mut require_claims = Vec::new();
@@ -510,7 +658,11 @@ fn build_route(
             Ok(c) => {
                 let accepted = values_vec(values);
                 if accepted.is_empty() {
-                    cx.err(span, key(&format!("require_claims.{claim}")), "must list at least one accepted value");
+                    cx.err(
+                        span,
+                        key(&format!("require_claims.{claim}")),
+                        "must list at least one accepted value",
+                    );
                 }
                 require_claims.push(ClaimRequirement { claim: c, accepted });
             }
@@ -519,7 +671,11 @@ fn build_route(
     }
     let upstream = upstreams.iter().position(|u| *u == r.upstream);
     if upstream.is_none() {
-        cx.err(span, key("upstream"), format!("unknown upstream {:?}", r.upstream));
+        cx.err(
+            span,
+            key("upstream"),
+            format!("unknown upstream {:?}", r.upstream),
+        );
     }
     let challenge = format!(
         "Bearer realm=\"authgate\", error=\"insufficient_scope\", error_description=\"token lacks a required scope or claim\", scope=\"{}\"",
@@ -552,17 +708,31 @@ fn values_vec(v: &super::schema::ClaimValues) -> Vec<String> {
 
 fn check_path(cx: &mut Ctx<'_>, span: Option<usize>, key: String, p: &str) -> Option<String> {
     if !p.starts_with('/') || p.contains('?') || p.contains('#') {
-        cx.err(span, key, format!("{p:?} must be an absolute path without query"));
+        cx.err(
+            span,
+            key,
+            format!("{p:?} must be an absolute path without query"),
+        );
         return None;
     }
     match normalize_path(p) {
         Ok(n) if n == p || n.strip_suffix('/') == Some(p) => Some(p.to_owned()),
         Ok(n) => {
-            cx.err(span, key, format!("{p:?} is not normalized; requests are matched on the normalized form {n:?}"));
+            cx.err(
+                span,
+                key,
+                format!(
+                    "{p:?} is not normalized; requests are matched on the normalized form {n:?}"
+                ),
+            );
             None
         }
         Err(e) => {
-            cx.err(span, key, format!("{p:?} is not a path a request could have ({e:?})"));
+            cx.err(
+                span,
+                key,
+                format!("{p:?} is not a path a request could have ({e:?})"),
+            );
             None
         }
     }
@@ -577,7 +747,8 @@ fn at<T>(v: &Spanned<T>) -> Option<usize> {
 fn is_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 #[cfg(test)]

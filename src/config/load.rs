@@ -55,7 +55,10 @@ pub(super) fn line_col(text: &str, offset: usize) -> (usize, usize) {
 /// table header.
 fn key_at(text: &str, span: Range<usize>) -> String {
     let start = span.start.min(text.len());
-    let line_start = text.get(..start).and_then(|b| b.rfind('\n')).map_or(0, |i| i + 1);
+    let line_start = text
+        .get(..start)
+        .and_then(|b| b.rfind('\n'))
+        .map_or(0, |i| i + 1);
     let line_end = text
         .get(start..)
         .and_then(|a| a.find('\n'))
@@ -64,7 +67,9 @@ fn key_at(text: &str, span: Range<usize>) -> String {
     if let Some((k, _)) = line.split_once('=') {
         k.trim().trim_matches('"').to_owned()
     } else {
-        line.trim_matches(|c| c == '[' || c == ']').trim().to_owned()
+        line.trim_matches(|c| c == '[' || c == ']')
+            .trim()
+            .to_owned()
     }
 }
 

@@ -42,6 +42,10 @@ pub struct RawServer {
     /// Largest bearer token accepted, in bytes. Default 8192; larger tokens get a 401.
     #[serde(default = "default_max_token_bytes")]
     pub max_token_bytes: usize,
+    /// Largest request head (request line plus headers), in bytes. Default 32768; larger
+    /// requests get a 431.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
     /// After SIGTERM, keep serving this long (readiness already failing) before closing the
     /// listener. Default 5s.
     #[serde(default = "default_shutdown_delay", with = "humantime_serde")]
@@ -189,6 +193,9 @@ fn default_threads() -> usize {
 fn default_max_token_bytes() -> usize {
     8192
 }
+fn default_max_header_bytes() -> usize {
+    32 * 1024
+}
 fn default_shutdown_delay() -> Duration {
     Duration::from_secs(5)
 }
@@ -226,6 +233,7 @@ impl Default for RawServer {
             listen: default_listen(),
             threads: default_threads(),
             max_token_bytes: default_max_token_bytes(),
+            max_header_bytes: default_max_header_bytes(),
             shutdown_delay: default_shutdown_delay(),
             shutdown_grace: default_shutdown_grace(),
         }

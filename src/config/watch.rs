@@ -127,8 +127,14 @@ pub async fn watch(reloader: Arc<Reloader>) {
     }
 }
 
-fn start_dir_watch(path: &Path, tx: mpsc::UnboundedSender<&'static str>) -> Option<notify::RecommendedWatcher> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+fn start_dir_watch(
+    path: &Path,
+    tx: mpsc::UnboundedSender<&'static str>,
+) -> Option<notify::RecommendedWatcher> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if event.is_ok() {
             let _ = tx.send("file");
@@ -151,7 +157,8 @@ fn start_dir_watch(path: &Path, tx: mpsc::UnboundedSender<&'static str>) -> Opti
 
 fn spawn_sighup(tx: mpsc::UnboundedSender<&'static str>) {
     tokio::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
             tracing::warn!("cannot install SIGHUP handler");
             return;
         };

@@ -30,11 +30,24 @@ impl DevIssuer {
         let rng = aws_lc_rs::rand::SystemRandom::new();
         let ec = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
             .map_err(|_| "EC key generation failed")?;
-        let ed = Ed25519KeyPair::generate_pkcs8v1(&rng).map_err(|_| "Ed25519 key generation failed")?;
+        let ed =
+            Ed25519KeyPair::generate_pkcs8v1(&rng).map_err(|_| "Ed25519 key generation failed")?;
         let keys = vec![
-            ("rsa".to_owned(), Algorithm::RS256, EncodingKey::from_rsa_pem(pem(rsa_der.as_ref()).as_bytes())),
-            ("ec".to_owned(), Algorithm::ES256, EncodingKey::from_ec_pem(pem(ec.as_ref()).as_bytes())),
-            ("ed".to_owned(), Algorithm::EdDSA, EncodingKey::from_ed_pem(pem(ed.as_ref()).as_bytes())),
+            (
+                "rsa".to_owned(),
+                Algorithm::RS256,
+                EncodingKey::from_rsa_pem(pem(rsa_der.as_ref()).as_bytes()),
+            ),
+            (
+                "ec".to_owned(),
+                Algorithm::ES256,
+                EncodingKey::from_ec_pem(pem(ec.as_ref()).as_bytes()),
+            ),
+            (
+                "ed".to_owned(),
+                Algorithm::EdDSA,
+                EncodingKey::from_ed_pem(pem(ed.as_ref()).as_bytes()),
+            ),
         ];
         let mut built = Vec::new();
         let mut jwks = Vec::new();
@@ -47,7 +60,11 @@ impl DevIssuer {
             built.push((kid, alg, key));
         }
         let jwks = serde_json::json!({ "keys": jwks }).to_string();
-        Ok(Self { issuer: issuer.to_owned(), keys: built, jwks })
+        Ok(Self {
+            issuer: issuer.to_owned(),
+            keys: built,
+            jwks,
+        })
     }
 
     pub fn issuer(&self) -> &str {

@@ -1,6 +1,6 @@
 //! The upstream request's headers: spoofable and hop-by-hop headers out, claims in.
 
-use http::header::{AUTHORIZATION, CONNECTION, HeaderName, UPGRADE};
+use http::header::{HeaderName, AUTHORIZATION, CONNECTION, UPGRADE};
 use http::HeaderMap;
 
 use crate::config::build::canonical_header;
@@ -31,17 +31,20 @@ pub fn headers_to_remove(headers: &HeaderMap, policy: &HeaderPolicy) -> Vec<Head
         .map(|t| canonical_header(t.trim()))
         .filter(|t| !t.is_empty())
         .collect();
-    let h2c = headers
-        .get_all(UPGRADE)
-        .iter()
-        .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|p| p.trim().eq_ignore_ascii_case("h2c"))));
+    let h2c = headers.get_all(UPGRADE).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|s| s.split(',').any(|p| p.trim().eq_ignore_ascii_case("h2c")))
+    });
     for name in headers.keys() {
         let n = name.as_str();
         let canonical = canonical_header(n);
         // A websocket `Upgrade` stays (the upstream decides); `h2c` never passes.
         let in_connection = listed.contains(&canonical) && (canonical != "upgrade" || h2c);
         let strip = policy.strip_exact.contains(&canonical)
-            || policy.strip_prefixes.iter().any(|p| canonical.starts_with(p.as_str()))
+            || policy
+                .strip_prefixes
+                .iter()
+                .any(|p| canonical.starts_with(p.as_str()))
             || HOP_BY_HOP.contains(&canonical.as_str())
             || in_connection
             || (*name == AUTHORIZATION && !policy.forward_token)
@@ -73,9 +76,15 @@ mod tests {
     fn names(h: &[(&str, &str)]) -> Vec<String> {
         let mut m = HeaderMap::new();
         for (k, v) in h {
-            m.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            m.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
-        let mut out: Vec<String> = headers_to_remove(&m, &policy()).iter().map(|n| n.to_string()).collect();
+        let mut out: Vec<String> = headers_to_remove(&m, &policy())
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
         out.sort();
         out
     }
@@ -111,10 +120,17 @@ mod tests {
     #[test]
     fn h2c_upgrade_never_passes() {
         assert_eq!(
-            names(&[("connection", "Upgrade, HTTP2-Settings"), ("upgrade", "h2c"), ("http2-settings", "AAA")]),
+            names(&[
+                ("connection", "Upgrade, HTTP2-Settings"),
+                ("upgrade", "h2c"),
+                ("http2-settings", "AAA")
+            ]),
             vec!["connection", "http2-settings", "upgrade"]
         );
         // A websocket upgrade is left to the upstream.
-        assert_eq!(names(&[("connection", "Upgrade"), ("upgrade", "websocket")]), Vec::<String>::new());
+        assert_eq!(
+            names(&[("connection", "Upgrade"), ("upgrade", "websocket")]),
+            Vec::<String>::new()
+        );
     }
 }

@@ -33,6 +33,7 @@ pub fn body(reason: Reject) -> Bytes {
             400 => "bad_request",
             401 => "unauthorized",
             404 => "not_found",
+            431 => "headers_too_large",
             502 => "bad_gateway",
             503 => "unavailable",
             504 => "gateway_timeout",
@@ -45,7 +46,12 @@ pub fn body(reason: Reject) -> Bytes {
 }
 
 /// Writes the full answer for `reason`. Errors mean the client is gone.
-pub async fn write_rejection(session: &mut Session, reason: Reject, route: Option<&Route>, request_id: &str) -> pingora::Result<()> {
+pub async fn write_rejection(
+    session: &mut Session,
+    reason: Reject,
+    route: Option<&Route>,
+    request_id: &str,
+) -> pingora::Result<()> {
     let body = body(reason);
     let mut resp = ResponseHeader::build(reason.status(), Some(5))?;
     if let Some(c) = challenge(reason, route) {
@@ -55,7 +61,7 @@ pub async fn write_rejection(session: &mut Session, reason: Reject, route: Optio
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
     resp.insert_header("x-request-id", request_id)?;
-    if reason.status() >= 500 || reason == Reject::BadFraming {
+    if reason == Reject::BadFraming {
         // After a framing error the rest of the connection cannot be trusted.
         session.set_keepalive(None);
     }

@@ -1,0 +1,78 @@
+//! The admin listener: metrics with bounded labels, probes, and none of it via the proxy port.
+
+use crate::support::*;
+
+#[test]
+fn metrics_count_outcomes_and_reasons() {
+    let s = Setup::start();
+    let t = s.token("read");
+    assert_eq!(s.gw.get_with("/api/x", &t).status, 200);
+    assert_eq!(get(s.gw.addr, "/api/x", &[]).status, 401);
+    assert_eq!(get(s.gw.addr, "/nope/123", &[]).status, 404);
+    assert!(eventually(std::time::Duration::from_secs(5), || s
+        .gw
+        .metrics()
+        .contains("route=\"-\"")));
+    let m = s.gw.metrics();
+    for line in [
+        "authgate_requests_total{outcome=\"allowed\",route=\"api\"} 1",
+        "authgate_requests_total{outcome=\"rejected\",route=\"api\"} 1",
+        "authgate_rejections_total{reason=\"missing_token\",route=\"api\"} 1",
+        "authgate_rejections_total{reason=\"no_route\",route=\"-\"} 1",
+        "authgate_jwks_fetches_total{provider=\"corp\",result=\"success\"} 1",
+        "authgate_request_duration_seconds_count{route=\"api\"} 2",
+        "authgate_config_reloads_total{result=\"success\"} 0",
+        "authgate_jwks_keys{provider=\"corp\"} 4",
+    ] {
+        assert!(m.contains(line), "missing {line} in\n{m}");
+    }
+    assert!(!m.contains("/nope/123"), "paths are never labels");
+    assert!(!m.contains("alice"), "subjects are never labels");
+}
+
+#[test]
+fn probes_and_no_admin_via_proxy() {
+    let s = Setup::start();
+    assert_eq!(get(s.gw.admin, "/healthz", &[]).status, 200);
+    assert!(eventually(std::time::Duration::from_secs(5), || get(
+        s.gw.admin,
+        "/readyz",
+        &[]
+    )
+    .status
+        == 200));
+    for p in ["/metrics", "/healthz", "/readyz"] {
+        assert_eq!(
+            get(s.gw.addr, p, &[]).status,
+            404,
+            "{p} must not be served on the proxy port"
+        );
+    }
+}
+
+#[test]
+fn not_ready_until_keys_load() {
+    let keys = Keys::load();
+    let jwks = JwksServer::start(keys.standard_jwks());
+    jwks.set_status(500);
+    let up = Upstream::start();
+    let gw = Gateway::start(&standard_config(&jwks.url(), &up.url()));
+    let r = get(gw.admin, "/readyz", &[]);
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(r.body.contains("corp"), "{r:?}");
+    let t = keys.rs256().claims(good_claims("alice", "read")).sign();
+    let r = gw.get_with("/api/x", &t);
+    assert_eq!(r.status, 503, "keys not loaded: {r:?}");
+    assert_eq!(r.reason(), "keys_unavailable");
+    // auth = "none" routes do not depend on keys.
+    assert_eq!(get(gw.addr, "/public/x", &[]).status, 200);
+    jwks.set_status(200);
+    assert!(eventually(std::time::Duration::from_secs(10), || get(
+        gw.admin,
+        "/readyz",
+        &[]
+    )
+    .status
+        == 200));
+    assert_eq!(gw.get_with("/api/x", &t).status, 200);
+}

@@ -1,0 +1,137 @@
+//! What the upstream sees: spoofable headers gone in every spelling, claims present exactly
+//! once, Authorization removed, hop-by-hop headers dropped, X-Forwarded-* set.
+
+use serde_json::json;
+
+use crate::support::*;
+
+#[test]
+fn spoofed_identity_headers_never_reach_the_upstream() {
+    let s = Setup::start();
+    let spoof: &[(&str, &str)] = &[
+        ("X-User-Id", "root"),
+        ("x_user_id", "root"),
+        ("X-USER-ID", "root"),
+        ("X_Scopes", "admin"),
+        ("X-Org-Id", "other-org"),
+        ("X-Internal-Role", "admin"),
+        ("x_internal_debug", "1"),
+        ("X-Forwarded-For", "10.0.0.1"),
+    ];
+    // On a route without auth...
+    assert_eq!(get(s.gw.addr, "/public/x", spoof).status, 200);
+    let seen = s.upstream.last();
+    for (name, _) in spoof
+        .iter()
+        .filter(|(n, _)| !n.eq_ignore_ascii_case("x-forwarded-for"))
+    {
+        assert!(
+            !seen.has(name),
+            "{name} reached the upstream: {:?}",
+            seen.headers
+        );
+    }
+    assert!(
+        !seen.headers.iter().any(|(n, _)| n.contains('_')),
+        "{:?}",
+        seen.headers
+    );
+    assert_eq!(seen.one("x-forwarded-for"), "127.0.0.1");
+    assert_eq!(seen.one("x-forwarded-proto"), "http");
+    // ...and with a token: the claim values replace the spoofed ones, exactly once each.
+    let t = s.token("read write");
+    let mut headers = spoof.to_vec();
+    let auth = format!("Bearer {t}");
+    headers.push(("Authorization", &auth));
+    assert_eq!(get(s.gw.addr, "/api/x", &headers).status, 200);
+    let seen = s.upstream.last();
+    assert_eq!(seen.one("x-user-id"), "alice");
+    assert_eq!(seen.one("x-scopes"), "read write");
+    assert_eq!(seen.one("x-org-id"), "org-7");
+    assert!(
+        !seen.has("x_user_id") && !seen.has("x-internal-role") && !seen.has("x_internal_debug")
+    );
+    assert!(
+        !seen.has("authorization"),
+        "the token is removed by default"
+    );
+}
+
+#[test]
+fn claim_values_render_as_strings() {
+    let s = Setup::start();
+    let mut c = good_claims("alice", "read");
+    c["roles"] = json!(["reader", "auditor"]);
+    c["n"] = json!(42);
+    c["obj"] = json!({"a": [1, 2], "b": "c"});
+    let t = s.keys.rs256().claims(c).sign();
+    assert_eq!(s.gw.get_with("/api/x", &t).status, 200);
+    let seen = s.upstream.last();
+    assert_eq!(seen.one("x-roles"), "reader,auditor");
+    assert_eq!(seen.one("x-number"), "42");
+    assert_eq!(seen.one("x-obj"), r#"{"a":[1,2],"b":"c"}"#);
+}
+
+#[test]
+fn control_characters_in_claims_refuse_the_request() {
+    let s = Setup::start();
+    let before = s.upstream.count();
+    for evil in ["alice\r\nX-Admin: true", "alice\nx", "a\u{0}b", "tab\there"] {
+        let mut c = good_claims(evil, "read");
+        c["sub"] = json!(evil);
+        let t = s.keys.rs256().claims(c).sign();
+        let r = s.gw.get_with("/api/x", &t);
+        assert_eq!(r.status, 401, "{evil:?}: {r:?}");
+        assert_eq!(r.reason(), "unsafe_claim_value");
+    }
+    let mut c = good_claims("alice", "read");
+    c["roles"] = json!(["ok", "bad\r\nX-Admin: 1"]);
+    let r = s.gw.get_with("/api/x", &s.keys.rs256().claims(c).sign());
+    assert_eq!(r.reason(), "unsafe_claim_value");
+    assert_eq!(s.upstream.count(), before, "nothing reached the upstream");
+}
+
+#[test]
+fn hop_by_hop_and_h2c_are_not_forwarded() {
+    let s = Setup::start();
+    let r = get(
+        s.gw.addr,
+        "/public/x",
+        &[
+            ("Keep-Alive", "timeout=5"),
+            ("X-Secret", "1"),
+            ("Proxy-Authorization", "Basic eA=="),
+            ("TE", "trailers"),
+        ],
+    );
+    assert_eq!(r.status, 200);
+    let seen = s.upstream.last();
+    for h in ["keep-alive", "proxy-authorization", "te"] {
+        assert!(!seen.has(h), "{h}: {:?}", seen.headers);
+    }
+    let r = send(
+        s.gw.addr,
+        b"GET /public/y HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade, HTTP2-Settings, X-Secret\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\nX-Secret: 1\r\n\r\n",
+    );
+    assert!(r.status == 200 || r.status == 400, "{r:?}");
+    if r.status == 200 {
+        let seen = s.upstream.last();
+        assert_eq!(seen.path, "/public/y");
+        for h in ["upgrade", "http2-settings", "x-secret"] {
+            assert!(!seen.has(h), "{h} was forwarded: {:?}", seen.headers);
+        }
+    }
+}
+
+#[test]
+fn forward_token_keeps_authorization() {
+    let keys = Keys::load();
+    let jwks = JwksServer::start(keys.standard_jwks());
+    let up = Upstream::start();
+    let config = standard_config(&jwks.url(), &up.url())
+        .replace("forward_token = false", "forward_token = true");
+    let gw = Gateway::start(&config);
+    let t = keys.rs256().claims(good_claims("alice", "read")).sign();
+    assert_eq!(gw.get_with("/api/x", &t).status, 200);
+    assert_eq!(up.last().one("authorization"), format!("Bearer {t}"));
+}

@@ -1,0 +1,196 @@
+//! Key sets over HTTP: unknown-kid refetch (single flight, rate limited), failed fetches keep
+//! the last good keys, bad keys in a JWKS are skipped without poisoning the rest.
+
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+use serde_json::json;
+
+use crate::support::tokens::{jwk, jwks_of};
+use crate::support::*;
+
+#[test]
+fn unknown_kid_triggers_one_refetch_that_finds_a_new_key() {
+    let keys = Keys::load();
+    let jwks = JwksServer::start(jwks_of(&[jwk(&keys.rsa, Algorithm::RS256, "rsa", true)]));
+    let up = Upstream::start();
+    let gw = Gateway::start(&standard_config(&jwks.url(), &up.url()));
+    assert!(eventually(Duration::from_secs(5), || jwks.fetches() >= 1));
+    let ec = keys.es256().claims(good_claims("alice", "read")).sign();
+    let r = gw.get_with("/api/x", &ec);
+    assert_eq!(r.reason(), "unknown_kid", "{r:?}");
+    // The provider rotates in a new key: the next token with that kid triggers a refetch.
+    std::thread::sleep(Duration::from_millis(1100)); // past the 1s cooldown
+    jwks.set(keys.standard_jwks());
+    let r = gw.get_with("/api/x", &ec);
+    assert_eq!(r.status, 200, "{r:?}");
+}
+
+#[test]
+fn a_flood_of_unknown_kids_is_rate_limited() {
+    let s = Setup::start();
+    assert!(eventually(Duration::from_secs(5), || s.jwks.fetches() >= 1));
+    let before = s.jwks.fetches();
+    let start = std::time::Instant::now();
+    let handles: Vec<_> = (0..40)
+        .map(|i| {
+            let t = s
+                .keys
+                .rs256()
+                .kid(&format!("invented-{i}"))
+                .claims(good_claims("x", "read"))
+                .sign();
+            let addr = s.gw.addr;
+            std::thread::spawn(move || {
+                get(addr, "/api/x", &[("Authorization", &format!("Bearer {t}"))])
+            })
+        })
+        .collect();
+    for h in handles {
+        let r = h.join().unwrap();
+        assert_eq!(r.status, 401, "{r:?}");
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let fetched = s.jwks.fetches() - before;
+    // Cooldown 1s: at most one fetch per started second, plus the first.
+    assert!(
+        fetched as f64 <= elapsed.ceil() + 1.0,
+        "{fetched} fetches in {elapsed:.1}s for 40 unknown kids"
+    );
+    // The good keys still work.
+    assert_eq!(s.gw.get_with("/api/x", &s.token("read")).status, 200);
+}
+
+#[test]
+fn failed_fetches_keep_the_last_good_keys() {
+    let s = Setup::start();
+    let t = s.token("read");
+    assert_eq!(s.gw.get_with("/api/x", &t).status, 200);
+    for broken in ["500", "garbage", "empty", "duplicate"] {
+        let before = s.jwks.fetches();
+        match broken {
+            "500" => s.jwks.set_status(500),
+            "garbage" => {
+                s.jwks.set_status(200);
+                s.jwks.set("<html>not json".to_owned());
+            }
+            "empty" => s.jwks.set(r#"{"keys":[]}"#.to_owned()),
+            _ => s.jwks.set(jwks_of(&[
+                jwk(&s.keys.rsa2, Algorithm::RS256, "rsa", true),
+                jwk(&s.keys.rsa, Algorithm::RS256, "rsa", true),
+            ])),
+        }
+        // Unknown kids force refetches (one per cooldown), which fail.
+        let unknown = s
+            .keys
+            .rs256()
+            .kid("new")
+            .claims(good_claims("x", "read"))
+            .sign();
+        let refetched = eventually(Duration::from_secs(5), || {
+            assert_eq!(s.gw.get_with("/api/x", &unknown).reason(), "unknown_kid");
+            s.jwks.fetches() > before
+        });
+        assert!(refetched, "{broken}: no refetch happened");
+        assert_eq!(
+            s.gw.get_with("/api/x", &t).status,
+            200,
+            "{broken}: the last good keys must stay"
+        );
+    }
+    assert!(s
+        .gw
+        .metrics()
+        .contains("authgate_jwks_fetches_total{provider=\"corp\",result=\"error\"}"));
+}
+
+#[test]
+fn bad_keys_are_skipped_not_fatal() {
+    let keys = Keys::load();
+    let mut enc = jwk(&keys.ec, Algorithm::ES256, "enc", true);
+    enc["use"] = json!("enc");
+    let mut bad_n = jwk(&keys.rsa, Algorithm::RS256, "bad-n", true);
+    bad_n["n"] = json!("!!!");
+    let doc = jwks_of(&[
+        json!({"kty": "oct", "kid": "sym", "k": "c2VjcmV0"}),
+        json!({"kty": "WAT", "kid": "wat"}),
+        enc,
+        bad_n,
+        serde_json::from_slice(&std::fs::read(fixtures().join("keys/rsa1024.jwk.json")).unwrap())
+            .unwrap(),
+        jwk(&keys.rsa, Algorithm::RS256, "rsa", true),
+    ]);
+    let jwks = JwksServer::start(doc);
+    let up = Upstream::start();
+    let gw = Gateway::start(&standard_config(&jwks.url(), &up.url()));
+    let t = keys.rs256().claims(good_claims("alice", "read")).sign();
+    assert!(eventually(Duration::from_secs(5), || gw
+        .get_with("/api/x", &t)
+        .status
+        == 200));
+    // A key marked `use: enc` never verifies, even with a valid signature.
+    let t = keys
+        .es256()
+        .kid("enc")
+        .claims(good_claims("alice", "read"))
+        .sign();
+    assert_eq!(gw.get_with("/api/x", &t).status, 401);
+    // The 1024-bit RSA key was left out of the set: its kid is unknown.
+    let t = keys
+        .rs256()
+        .kid("weak")
+        .claims(good_claims("alice", "read"))
+        .sign();
+    assert_eq!(gw.get_with("/api/x", &t).reason(), "unknown_kid");
+    assert!(
+        gw.wait_log("RSA modulus shorter than 2048 bits", Duration::from_secs(2)),
+        "{}",
+        gw.logs()
+    );
+    assert!(gw.wait_log(
+        "symmetric keys are never taken from a JWKS",
+        Duration::from_secs(2)
+    ));
+}
+
+#[test]
+fn hmac_provider_uses_only_its_configured_secret() {
+    let keys = Keys::load();
+    let up = Upstream::start();
+    let secret = fixtures().join("keys/hmac.secret");
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+[upstreams.legacy]
+url = "{}"
+[providers.internal]
+issuer = "{ISSUER}"
+audiences = ["{AUDIENCE}"]
+hmac_secret_file = "{}"
+algorithms = ["HS256"]
+[[routes]]
+name = "api"
+path_prefix = "/api"
+upstream = "legacy"
+"#,
+        up.url(),
+        secret.display()
+    );
+    let gw = Gateway::start(&config);
+    let key = jsonwebtoken::EncodingKey::from_secret(&keys.hmac);
+    let t = crate::support::tokens::TokenBuilder::new(&key, Algorithm::HS256)
+        .claims(good_claims("svc", ""))
+        .sign();
+    assert_eq!(gw.get_with("/api/x", &t).status, 200);
+    let wrong = jsonwebtoken::EncodingKey::from_secret(b"another secret that is long enough!!");
+    let t = crate::support::tokens::TokenBuilder::new(&wrong, Algorithm::HS256)
+        .claims(good_claims("svc", ""))
+        .sign();
+    assert_eq!(gw.get_with("/api/x", &t).reason(), "bad_signature");
+    // An RS256 token never reaches the HMAC key.
+    let t = keys.rs256().claims(good_claims("svc", "")).sign();
+    assert_eq!(gw.get_with("/api/x", &t).reason(), "alg_not_allowed");
+}

@@ -1,0 +1,14 @@
+//! Integration tests: the real `authgate` binary, a real upstream, a real JWKS server and
+//! real signed tokens, all on 127.0.0.1 ephemeral ports. One crate, so pingora links once.
+
+mod support;
+
+mod admin;
+mod cli;
+mod framing;
+mod headers;
+mod keys;
+mod reload;
+mod routing;
+mod tokens;
+mod upstream;

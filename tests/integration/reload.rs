@@ -1,0 +1,146 @@
+//! Live config reload: file edits (rename-over, as editors and ConfigMaps do), SIGHUP, and a
+//! broken file that must leave the running config in charge.
+
+use std::time::Duration;
+
+use crate::support::*;
+
+fn replace_file(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[test]
+fn edited_config_is_applied_and_broken_one_is_refused() {
+    let s = Setup::start();
+    let path = s.gw.config_path();
+    let original = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(get(s.gw.addr, "/health", &[]).status, 404);
+
+    let added = format!("{original}\n[[routes]]\nname = \"health\"\npath = \"/health\"\nauth = \"none\"\nupstream = \"legacy\"\n");
+    replace_file(&path, &added);
+    assert!(
+        eventually(Duration::from_secs(10), || get(s.gw.addr, "/health", &[])
+            .status
+            == 200),
+        "new route never appeared"
+    );
+    assert!(s
+        .gw
+        .metrics()
+        .contains("authgate_config_reloads_total{result=\"success\"} 1"));
+
+    // A broken edit: the running config keeps serving, and the log says where and why.
+    let broken = added.replace(
+        "path = \"/health\"",
+        "path = \"/health\"\nmethodz = [\"GET\"]",
+    );
+    replace_file(&path, &broken);
+    assert!(
+        s.gw.wait_log("config reload failed", Duration::from_secs(10)),
+        "{}",
+        s.gw.logs()
+    );
+    assert!(s.gw.logs().contains("methodz"), "the error names the key");
+    assert!(
+        s.gw.logs().contains("authgate.toml:"),
+        "the error names the file and line"
+    );
+    assert_eq!(get(s.gw.addr, "/health", &[]).status, 200);
+    assert_eq!(s.gw.get_with("/api/x", &s.token("read")).status, 200);
+    assert!(s
+        .gw
+        .metrics()
+        .contains("authgate_config_reloads_total{result=\"error\"} 1"));
+}
+
+#[test]
+fn sighup_reloads_and_listen_changes_are_refused() {
+    let s = Setup::start();
+    let path = s.gw.config_path();
+    let original = std::fs::read_to_string(&path).unwrap();
+    // Write in place (no rename) and signal: SIGHUP must pick it up even if events are missed.
+    let changed = original.replace(
+        "name = \"public\"\npath_prefix = \"/public\"",
+        "name = \"public\"\npath_prefix = \"/open\"",
+    );
+    std::fs::write(&path, &changed).unwrap();
+    s.gw.signal("HUP");
+    assert!(eventually(Duration::from_secs(10), || get(
+        s.gw.addr,
+        "/open/x",
+        &[]
+    )
+    .status
+        == 200));
+    assert_eq!(get(s.gw.addr, "/public/x", &[]).status, 404);
+
+    let relisten = changed.replace(
+        "listen = \"127.0.0.1:0\"\nthreads",
+        "listen = \"127.0.0.1:1\"\nthreads",
+    );
+    assert_ne!(relisten, changed);
+    std::fs::write(&path, &relisten).unwrap();
+    s.gw.signal("HUP");
+    assert!(
+        s.gw.wait_log("restart to apply", Duration::from_secs(10)),
+        "{}",
+        s.gw.logs()
+    );
+    assert_eq!(
+        get(s.gw.addr, "/open/x", &[]).status,
+        200,
+        "still the last good config"
+    );
+}
+
+#[test]
+fn reload_under_traffic_drops_nothing() {
+    let s = Setup::start();
+    let path = s.gw.config_path();
+    let original = std::fs::read_to_string(&path).unwrap();
+    let token = s.token("read");
+    let addr = s.gw.addr;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, token) = (stop.clone(), token.clone());
+            std::thread::spawn(move || {
+                let mut bad = Vec::new();
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = get(
+                        addr,
+                        "/api/x",
+                        &[("Authorization", &format!("Bearer {token}"))],
+                    );
+                    if r.status != 200 {
+                        bad.push(r.status);
+                    }
+                    n += 1;
+                }
+                (n, bad)
+            })
+        })
+        .collect();
+    for i in 0..20 {
+        let text = if i % 3 == 2 {
+            "this is not toml [".to_owned()
+        } else {
+            format!("{original}\n# edit {i}\n")
+        };
+        replace_file(&path, &text);
+        std::thread::sleep(Duration::from_millis(120));
+    }
+    replace_file(&path, &original);
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for w in workers {
+        let (n, bad) = w.join().unwrap();
+        total += n;
+        assert!(bad.is_empty(), "failed requests during reloads: {bad:?}");
+    }
+    assert!(total > 50, "only {total} requests were made");
+}

@@ -1,0 +1,503 @@
+//! Test harness: the real `authgate` binary on an ephemeral port, a real JWKS server, a real
+//! upstream that records what it received, tokens signed with the committed key fixtures,
+//! and a raw HTTP/1.1 client so tests control every byte they send.
+
+#![allow(dead_code)]
+
+pub mod http;
+pub mod tokens;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use authgate::httpd::{respond, serve, Handler};
+
+pub use self::http::{get, send, Resp};
+pub use self::tokens::Keys;
+
+/// One runtime for every in-test server.
+pub fn rt() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("test runtime")
+    })
+}
+
+fn listen(handler: Handler) -> SocketAddr {
+    rt().block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr");
+        rt().spawn(serve(l, handler));
+        addr
+    })
+}
+
+/// A JWKS endpoint whose document, status and delay the test controls.
+#[derive(Clone)]
+pub struct JwksServer {
+    pub addr: SocketAddr,
+    doc: Arc<Mutex<String>>,
+    status: Arc<AtomicU16>,
+    delay_ms: Arc<AtomicU64>,
+    fetches: Arc<AtomicUsize>,
+}
+
+impl JwksServer {
+    pub fn start(doc: String) -> Self {
+        let doc = Arc::new(Mutex::new(doc));
+        let status = Arc::new(AtomicU16::new(200));
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let (d, s, w, f) = (
+            doc.clone(),
+            status.clone(),
+            delay_ms.clone(),
+            fetches.clone(),
+        );
+        let handler: Handler = Arc::new(move |_parts, _| {
+            let (d, s, w, f) = (d.clone(), s.clone(), w.clone(), f.clone());
+            Box::pin(async move {
+                f.fetch_add(1, Ordering::SeqCst);
+                let wait = w.load(Ordering::SeqCst);
+                if wait > 0 {
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                }
+                let body = d.lock().unwrap().clone();
+                respond(s.load(Ordering::SeqCst), "application/json", body)
+            })
+        });
+        let addr = listen(handler);
+        Self {
+            addr,
+            doc,
+            status,
+            delay_ms,
+            fetches,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/jwks.json", self.addr)
+    }
+    pub fn set(&self, doc: String) {
+        *self.doc.lock().unwrap() = doc;
+    }
+    pub fn set_status(&self, status: u16) {
+        self.status.store(status, Ordering::SeqCst);
+    }
+    pub fn set_delay(&self, d: Duration) {
+        self.delay_ms.store(d.as_millis() as u64, Ordering::SeqCst);
+    }
+    pub fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+}
+
+/// What the upstream received.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Seen {
+    /// Every value of a header (names compared case-insensitively).
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+    /// The one value of a header; panics if it is absent or repeated.
+    pub fn one(&self, name: &str) -> &str {
+        let all = self.all(name);
+        assert_eq!(
+            all.len(),
+            1,
+            "header {name} should be present exactly once in {:?}",
+            self.headers
+        );
+        all[0]
+    }
+    pub fn has(&self, name: &str) -> bool {
+        !self.all(name).is_empty()
+    }
+}
+
+/// An HTTP upstream that answers 200 and records each request.
+#[derive(Clone)]
+pub struct Upstream {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    delay_ms: Arc<AtomicU64>,
+}
+
+impl Upstream {
+    pub fn start() -> Self {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let (s, w) = (seen.clone(), delay_ms.clone());
+        let handler: Handler = Arc::new(move |parts, body| {
+            let (s, w) = (s.clone(), w.clone());
+            Box::pin(async move {
+                let headers = parts
+                    .headers
+                    .iter()
+                    .map(|(n, v)| {
+                        (
+                            n.as_str().to_owned(),
+                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                        )
+                    })
+                    .collect();
+                s.lock().unwrap().push(Seen {
+                    method: parts.method.to_string(),
+                    path: parts
+                        .uri
+                        .path_and_query()
+                        .map_or("/".into(), |p| p.as_str().to_owned()),
+                    headers,
+                    body: body.to_vec(),
+                });
+                let wait = w.load(Ordering::SeqCst);
+                if wait > 0 {
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                }
+                respond(200, "text/plain", "upstream ok")
+            })
+        });
+        let addr = listen(handler);
+        Self {
+            addr,
+            seen,
+            delay_ms,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+    pub fn set_delay(&self, d: Duration) {
+        self.delay_ms.store(d.as_millis() as u64, Ordering::SeqCst);
+    }
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+    /// The most recent request; panics if none arrived.
+    pub fn last(&self) -> Seen {
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("the upstream received no request")
+    }
+}
+
+/// A running `authgate run -c <tmp>/authgate.toml`. Killed on drop.
+pub struct Gateway {
+    child: Child,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    logs: Arc<Mutex<Vec<String>>>,
+    dir: tempfile::TempDir,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_authgate")
+}
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+impl Gateway {
+    /// Writes `config` and starts the gateway; returns once it logged `authgate ready`.
+    pub fn start(config: &str) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("authgate.toml");
+        std::fs::write(&path, config).expect("write config");
+        Self::start_at(dir, &path)
+    }
+
+    /// Starts with an existing config file inside `dir` (kept alive by the gateway).
+    pub fn start_at(dir: tempfile::TempDir, path: &Path) -> Gateway {
+        let mut child = Command::new(bin())
+            .args(["run", "--config"])
+            .arg(path)
+            .env("AUTHGATE_LOG_FORMAT", "json")
+            .env("AUTHGATE_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn authgate");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let logs = logs.clone();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if line.contains("authgate ready") {
+                        let _ = tx.send(line.clone());
+                    }
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        let line = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "gateway did not become ready; logs:\n{}",
+                    logs.lock().unwrap().join("\n")
+                );
+            }
+        };
+        let v: serde_json::Value = serde_json::from_str(&line).expect("ready line is JSON");
+        let addr = v["proxy"].as_str().expect("proxy").parse().expect("addr");
+        let admin = v["admin"].as_str().expect("admin").parse().expect("addr");
+        Gateway {
+            child,
+            addr,
+            admin,
+            logs,
+            dir,
+        }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("authgate.toml")
+    }
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// Waits until a log line contains `needle` (returns false after `within`).
+    pub fn wait_log(&self, needle: &str, within: Duration) -> bool {
+        let until = Instant::now() + within;
+        while Instant::now() < until {
+            if self.logs.lock().unwrap().iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// GET with `Authorization: Bearer <token>`.
+    pub fn get_with(&self, path: &str, token: &str) -> Resp {
+        get(
+            self.addr,
+            path,
+            &[("Authorization", &format!("Bearer {token}"))],
+        )
+    }
+
+    /// Waits until `/readyz` says 200 (keys loaded).
+    pub fn wait_ready(&self) {
+        let ok = eventually(Duration::from_secs(10), || {
+            get(self.admin, "/readyz", &[]).status == 200
+        });
+        assert!(ok, "gateway never became ready; logs:\n{}", self.logs());
+    }
+
+    pub fn metrics(&self) -> String {
+        get(self.admin, "/metrics", &[]).body
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `f` until it returns true or `within` passes.
+pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + within;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// A config with one JWKS provider `corp` (RS256, ES256, EdDSA, PS256 allowed), the
+/// upstream `legacy`, and the routes of the issue's example.
+pub fn standard_config(jwks_url: &str, upstream: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+threads = 2
+shutdown_delay = "0s"
+shutdown_grace = "1s"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[upstreams.legacy]
+url = "{upstream}"
+read_timeout = "1s"
+connect_timeout = "1s"
+
+[providers.corp]
+issuer = "{ISSUER}"
+audiences = ["orders-api"]
+jwks_url = "{jwks_url}"
+algorithms = ["RS256", "PS256", "ES256", "EdDSA"]
+leeway = "30s"
+jwks_refresh = "5m"
+jwks_refetch_cooldown = "1s"
+
+[headers]
+forward_claims = {{ sub = "X-User-Id", scope = "X-Scopes", "org.id" = "X-Org-Id", roles = "X-Roles", n = "X-Number", obj = "X-Obj" }}
+strip = ["X-Internal-*"]
+forward_token = false
+
+[[routes]]
+name = "public"
+path_prefix = "/public"
+auth = "none"
+upstream = "legacy"
+
+[[routes]]
+name = "opt"
+path_prefix = "/opt"
+auth = "optional"
+upstream = "legacy"
+
+[[routes]]
+name = "api"
+path_prefix = "/api"
+upstream = "legacy"
+
+[[routes]]
+name = "api-delete"
+path_prefix = "/api"
+methods = ["DELETE"]
+require_scopes = ["write"]
+upstream = "legacy"
+
+[[routes]]
+name = "admin-exact"
+path = "/admin/status"
+auth = "none"
+upstream = "legacy"
+
+[[routes]]
+name = "admin"
+host = "admin.example.com"
+path_prefix = "/admin"
+require_scopes = ["admin"]
+require_claims = {{ "org.tier" = ["gold", "platinum"] }}
+upstream = "legacy"
+
+[[routes]]
+name = "admin-wild"
+host = "*.example.com"
+path_prefix = "/admin"
+require_scopes = ["superadmin"]
+upstream = "legacy"
+"#
+    )
+}
+
+pub const ISSUER: &str = "https://issuer.example.com";
+pub const AUDIENCE: &str = "orders-api";
+
+/// Seconds since the epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Claims that pass the standard config.
+pub fn good_claims(sub: &str, scope: &str) -> serde_json::Value {
+    serde_json::json!({
+        "iss": ISSUER, "aud": AUDIENCE, "sub": sub, "scope": scope,
+        "iat": now(), "exp": now() + 600,
+        "org": {"id": "org-7", "tier": "gold"},
+    })
+}
+
+/// A standard setup: JWKS with every fixture key, an upstream, and the gateway.
+pub struct Setup {
+    pub keys: Keys,
+    pub jwks: JwksServer,
+    pub upstream: Upstream,
+    pub gw: Gateway,
+}
+
+impl Setup {
+    pub fn start() -> Setup {
+        let keys = Keys::load();
+        let jwks = JwksServer::start(keys.standard_jwks());
+        let upstream = Upstream::start();
+        let gw = Gateway::start(&standard_config(&jwks.url(), &upstream.url()));
+        gw.wait_ready();
+        Setup {
+            keys,
+            jwks,
+            upstream,
+            gw,
+        }
+    }
+
+    /// An RS256 token (kid `rsa`) with `good_claims`.
+    pub fn token(&self, scope: &str) -> String {
+        self.keys.rs256().claims(good_claims("alice", scope)).sign()
+    }
+}
