@@ -89,7 +89,7 @@ fn scalar_matches(value: &Value, accepted: &[String]) -> bool {
         Value::String(s) => accepted.iter().any(|a| a == s),
         Value::Number(n) => {
             let text = n.to_string();
-            accepted.iter().any(|a| *a == text)
+            accepted.contains(&text)
         }
         Value::Bool(b) => {
             let text = if *b { "true" } else { "false" };

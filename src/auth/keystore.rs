@@ -66,6 +66,14 @@ impl ProviderKeys {
         })
     }
 
+    /// A store that starts with `set` (the background task, if started, refreshes it).
+    /// Used where keys are known up front: unit tests and benches.
+    pub fn preloaded(provider: &ProviderSettings, set: KeySet) -> Arc<Self> {
+        let store = Self::new(provider);
+        store.publish(set);
+        store
+    }
+
     /// The keys in force now (lock-free).
     pub fn current(&self) -> Guard<Option<Arc<KeySet>>> {
         self.current.load()

@@ -1,1 +1,475 @@
+//! `decide()` as a plain function: every `Reject` it can produce, and what a grant carries.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue, Method};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+
 use super::*;
+use crate::auth::jwks::KeySet;
+use crate::auth::keystore::ProviderKeys;
+use crate::config::{load_str, KeySource, Snapshot};
+
+const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keys");
+const NOW: f64 = 1_800_000_000.0;
+
+fn config_text() -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+max_token_bytes = 4096
+[admin]
+listen = "127.0.0.1:0"
+[upstreams.up]
+url = "http://127.0.0.1:9"
+[providers.corp]
+issuer = "https://corp"
+audiences = ["api"]
+jwks_file = "{FIX}/jwks.json"
+algorithms = ["RS256", "ES256", "EdDSA"]
+[providers.svc]
+issuer = "https://svc"
+audiences = ["api"]
+hmac_secret_file = "{FIX}/hmac.secret"
+algorithms = ["HS256"]
+[headers]
+forward_claims = {{ sub = "X-User-Id", "org.id" = "X-Org" }}
+[[routes]]
+name = "open"
+path_prefix = "/open"
+auth = "none"
+upstream = "up"
+[[routes]]
+name = "opt"
+path_prefix = "/opt"
+auth = "optional"
+upstream = "up"
+[[routes]]
+name = "api"
+path_prefix = "/api"
+upstream = "up"
+[[routes]]
+name = "write"
+path_prefix = "/api"
+methods = ["POST"]
+require_scopes = ["write"]
+require_claims = {{ "org.tier" = "gold" }}
+providers = ["corp"]
+upstream = "up"
+"#
+    )
+}
+
+fn snapshot_with(keys_loaded: bool) -> Snapshot {
+    let config = load_str(&config_text(), Path::new("test.toml")).expect("config builds");
+    let keys = config
+        .providers
+        .iter()
+        .map(|p| match &p.key_source {
+            KeySource::JwksFile(f) if keys_loaded => {
+                let (set, _) =
+                    KeySet::from_jwks(&std::fs::read(f).unwrap(), &p.algorithms).unwrap();
+                ProviderKeys::preloaded(p, set)
+            }
+            _ => ProviderKeys::new(p),
+        })
+        .collect();
+    Snapshot {
+        config: Arc::new(config),
+        keys,
+    }
+}
+
+fn snapshot() -> Snapshot {
+    snapshot_with(true)
+}
+
+fn rsa() -> EncodingKey {
+    EncodingKey::from_rsa_pem(&std::fs::read(format!("{FIX}/rsa.pem")).unwrap()).unwrap()
+}
+
+fn claims() -> Value {
+    json!({"iss": "https://corp", "aud": "api", "sub": "alice", "exp": NOW + 60.0, "iat": NOW - 1.0,
+           "scope": "read write", "org": {"id": "o1", "tier": "gold"}})
+}
+
+fn rs256(claims: &Value) -> String {
+    let mut h = Header::new(Algorithm::RS256);
+    h.kid = Some("rsa".into());
+    jsonwebtoken::encode(&h, claims, &rsa()).unwrap()
+}
+
+fn hs256(claims: &Value) -> String {
+    let secret = std::fs::read(format!("{FIX}/hmac.secret")).unwrap();
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(&secret),
+    )
+    .unwrap()
+}
+
+fn run(
+    snap: &Snapshot,
+    method: Method,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> Result<Grant, Denial> {
+    let mut map = HeaderMap::new();
+    for (n, v) in headers {
+        map.append(
+            http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    decide(
+        snap,
+        &RequestHead {
+            method: &method,
+            target: target.as_bytes(),
+            headers: &map,
+        },
+        NOW,
+    )
+}
+
+fn bearer(t: &str) -> String {
+    format!("Bearer {t}")
+}
+
+fn reason(r: Result<Grant, Denial>) -> Reject {
+    r.expect_err("should be refused").reason
+}
+
+#[test]
+fn grants_carry_route_path_and_claim_headers() {
+    let snap = snapshot();
+    let t = rs256(&claims());
+    let g = run(
+        &snap,
+        Method::GET,
+        "/api//x/../y?q=1",
+        &[("authorization", &bearer(&t))],
+    )
+    .unwrap();
+    assert_eq!(snap.config.routes.get(g.route).name, "api");
+    assert_eq!(g.path_and_query, "/api/y?q=1");
+    assert_eq!(g.provider, Some(0));
+    let h: Vec<(String, String)> = g
+        .claim_headers
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(
+        h,
+        vec![
+            ("x-org".into(), "o1".into()),
+            ("x-user-id".into(), "alice".into())
+        ]
+    );
+    let g = run(
+        &snap,
+        Method::POST,
+        "/api/x",
+        &[("authorization", &bearer(&t))],
+    )
+    .unwrap();
+    assert_eq!(snap.config.routes.get(g.route).name, "write");
+}
+
+#[test]
+fn auth_none_and_optional() {
+    let snap = snapshot();
+    let g = run(
+        &snap,
+        Method::GET,
+        "/open/x",
+        &[("authorization", "Bearer garbage")],
+    )
+    .unwrap();
+    assert!(g.claim_headers.is_empty() && g.provider.is_none());
+    let g = run(&snap, Method::GET, "/opt/x", &[]).unwrap();
+    assert!(g.provider.is_none());
+    assert_eq!(
+        reason(run(
+            &snap,
+            Method::GET,
+            "/opt/x",
+            &[("authorization", "Bearer a.b.c")]
+        )),
+        Reject::MalformedToken
+    );
+}
+
+/// Method, target, headers, expected refusal.
+type Case<'a> = (Method, &'a str, Vec<(&'a str, String)>, Reject);
+
+#[test]
+fn every_decision_reject() {
+    let snap = snapshot();
+    let t = rs256(&claims());
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut c = claims();
+        f(&mut c);
+        bearer(&rs256(&c))
+    };
+    let cases: Vec<Case> = vec![
+        (Method::GET, "/nope", vec![], Reject::NoRoute),
+        (Method::GET, "/api/%2e%2e/%2e%2e", vec![], Reject::BadPath),
+        (
+            Method::GET,
+            "/api/x",
+            vec![("host", "a".into()), ("host", "b".into())],
+            Reject::BadHost,
+        ),
+        (
+            Method::GET,
+            "/api/x",
+            vec![("host", "bad host".into())],
+            Reject::BadHost,
+        ),
+        (
+            Method::GET,
+            "/api/x",
+            vec![("authorization", bearer(&t)), ("authorization", bearer(&t))],
+            Reject::MultipleAuthorization,
+        ),
+        (Method::GET, "/api/x", vec![], Reject::MissingToken),
+        (
+            Method::GET,
+            "/api/x",
+            vec![("authorization", format!("Bearer {}", "a".repeat(5000)))],
+            Reject::TokenTooLarge,
+        ),
+        (
+            Method::GET,
+            "/api/x",
+            vec![("authorization", "Bearer x.y".into())],
+            Reject::MalformedToken,
+        ),
+        (
+            Method::GET,
+            "/api/x",
+            vec![("authorization", with(&|c| c["sub"] = json!("a\nb")))],
+            Reject::UnsafeClaimValue,
+        ),
+        (
+            Method::GET,
+            "/api/x",
+            vec![("authorization", with(&|c| c["exp"] = json!(NOW - 100.0)))],
+            Reject::Expired,
+        ),
+        (
+            Method::GET,
+            "/api/x",
+            vec![("authorization", with(&|c| c["nbf"] = json!(NOW + 100.0)))],
+            Reject::NotYetValid,
+        ),
+        (
+            Method::GET,
+            "/api/x",
+            vec![("authorization", with(&|c| c["aud"] = json!(["other"])))],
+            Reject::BadAudience,
+        ),
+        (
+            Method::GET,
+            "/api/x",
+            vec![(
+                "authorization",
+                with(&|c| c["iss"] = json!("https://other")),
+            )],
+            Reject::BadIssuer,
+        ),
+        (
+            Method::GET,
+            "/api/x",
+            vec![("authorization", with(&|c| c["exp"] = json!("soon")))],
+            Reject::BadClaims,
+        ),
+        (
+            Method::POST,
+            "/api/x",
+            vec![("authorization", with(&|c| c["scope"] = json!("read")))],
+            Reject::InsufficientScope,
+        ),
+        (
+            Method::POST,
+            "/api/x",
+            vec![(
+                "authorization",
+                with(&|c| c["org"]["tier"] = json!("silver")),
+            )],
+            Reject::ClaimMismatch,
+        ),
+    ];
+    for (method, target, headers, want) in cases {
+        let h: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let got = run(&snap, method.clone(), target, &h);
+        assert_eq!(
+            got.as_ref().err().map(|d| d.reason),
+            Some(want),
+            "{method} {target} {h:?}: {got:?}"
+        );
+    }
+}
+
+#[test]
+fn header_tricks() {
+    let snap = snapshot();
+    let enc = |h: Value, c: &Value, key: &EncodingKey, alg: Algorithm| {
+        use base64::Engine as _;
+        let b = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let msg = format!(
+            "{}.{}",
+            b(h.to_string().as_bytes()),
+            b(c.to_string().as_bytes())
+        );
+        let sig = jsonwebtoken::crypto::sign(msg.as_bytes(), key, alg).unwrap();
+        format!("Bearer {msg}.{sig}")
+    };
+    let c = claims();
+    let k = rsa();
+    let cases = [
+        (json!({"alg": "none", "kid": "rsa"}), Reject::AlgNotAllowed),
+        (json!({"alg": "RS512", "kid": "rsa"}), Reject::AlgNotAllowed),
+        (json!({"alg": "PS256", "kid": "rsa"}), Reject::AlgNotAllowed),
+        (
+            json!({"alg": "RS256", "kid": "rsa", "crit": ["x"], "x": 1}),
+            Reject::CritUnsupported,
+        ),
+        (
+            json!({"alg": "RS256", "kid": "unknown"}),
+            Reject::UnknownKid,
+        ),
+        (json!({"alg": "RS256", "kid": "ec"}), Reject::AlgNotAllowed),
+        (json!({"kid": "rsa"}), Reject::MalformedToken),
+    ];
+    for (header, want) in cases {
+        let alg = match header["alg"].as_str() {
+            Some("RS512") => Algorithm::RS512,
+            Some("PS256") => Algorithm::PS256,
+            _ => Algorithm::RS256,
+        };
+        let auth = enc(header.clone(), &c, &k, alg);
+        assert_eq!(
+            reason(run(
+                &snap,
+                Method::GET,
+                "/api/x",
+                &[("authorization", &auth)]
+            )),
+            want,
+            "{header}"
+        );
+    }
+    // The unknown-kid refusal names the provider to refetch.
+    let auth = enc(
+        json!({"alg": "RS256", "kid": "unknown"}),
+        &c,
+        &k,
+        Algorithm::RS256,
+    );
+    let d = run(&snap, Method::GET, "/api/x", &[("authorization", &auth)]).unwrap_err();
+    assert_eq!(d.provider, Some(0));
+    // A signature from another key.
+    let mut t = rs256(&c);
+    t.truncate(t.len() - 2);
+    t.push_str("AA");
+    assert_eq!(
+        reason(run(
+            &snap,
+            Method::GET,
+            "/api/x",
+            &[("authorization", &bearer(&t))]
+        )),
+        Reject::BadSignature
+    );
+}
+
+#[test]
+fn providers_are_chosen_by_issuer() {
+    let snap = snapshot();
+    let mut c = claims();
+    c["iss"] = json!("https://svc");
+    let g = run(
+        &snap,
+        Method::GET,
+        "/api/x",
+        &[("authorization", &bearer(&hs256(&c)))],
+    )
+    .unwrap();
+    assert_eq!(g.provider, Some(1));
+    // An HS256 token naming the RSA provider's issuer: that provider does not allow HS256.
+    let t = hs256(&claims());
+    assert_eq!(
+        reason(run(
+            &snap,
+            Method::GET,
+            "/api/x",
+            &[("authorization", &bearer(&t))]
+        )),
+        Reject::AlgNotAllowed
+    );
+    c["iss"] = json!("https://nobody");
+    assert_eq!(
+        reason(run(
+            &snap,
+            Method::GET,
+            "/api/x",
+            &[("authorization", &bearer(&hs256(&c)))]
+        )),
+        Reject::BadIssuer
+    );
+    // The write route accepts only corp, whose allow-list has no HS256.
+    let mut c = claims();
+    c["iss"] = json!("https://svc");
+    assert_eq!(
+        reason(run(
+            &snap,
+            Method::POST,
+            "/api/x",
+            &[("authorization", &bearer(&hs256(&c)))]
+        )),
+        Reject::AlgNotAllowed
+    );
+}
+
+#[test]
+fn keys_not_loaded_is_503() {
+    let snap = snapshot_with(false);
+    let t = rs256(&claims());
+    assert_eq!(
+        reason(run(
+            &snap,
+            Method::GET,
+            "/api/x",
+            &[("authorization", &bearer(&t))]
+        )),
+        Reject::KeysUnavailable
+    );
+}
+
+#[test]
+fn reject_table_is_consistent() {
+    let mut labels = std::collections::HashSet::new();
+    for r in Reject::ALL {
+        assert!(labels.insert(r.label()), "duplicate label {}", r.label());
+        assert!(r
+            .label()
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'_'));
+        match r.status() {
+            401 => assert!(
+                r == Reject::MissingToken || r.oauth_error() == Some("invalid_token"),
+                "{r:?}"
+            ),
+            403 => assert_eq!(r.oauth_error(), Some("insufficient_scope"), "{r:?}"),
+            400 | 404 | 431 | 502 | 503 | 504 => {}
+            s => panic!("unexpected status {s} for {r:?}"),
+        }
+        assert!(!r.description().is_empty());
+    }
+}

@@ -164,7 +164,7 @@ fn build_server(cx: &mut Ctx<'_>, raw: &RawConfig) -> ServerSettings {
 fn check_listen(cx: &mut Ctx<'_>, listen: &Spanned<String>, key: &str) {
     if SocketAddr::from_str(listen.get_ref()).is_err() {
         cx.err(
-            at(&listen),
+            at(listen),
             key,
             format!("{:?} is not an IP:port address", listen.get_ref()),
         );
@@ -250,7 +250,7 @@ fn build_provider(
             Ok(alg) if !algorithms.contains(&alg) => algorithms.push(alg),
             Ok(_) => {}
             Err(_) => cx.err(
-                at(&a),
+                at(a),
                 key("algorithms"),
                 format!("{:?} is not a supported algorithm (RS256/384/512, PS256/384/512, ES256/384, EdDSA, HS256/384/512; never none)", a.get_ref()),
             ),
@@ -364,7 +364,7 @@ fn build_headers(cx: &mut Ctx<'_>, raw: &RawHeaders) -> HeaderPolicy {
         let claim_path = match ClaimPath::parse(claim) {
             Ok(c) => c,
             Err(e) => {
-                cx.err(at(&header), key, e);
+                cx.err(at(header), key, e);
                 continue;
             }
         };
@@ -372,7 +372,7 @@ fn build_headers(cx: &mut Ctx<'_>, raw: &RawHeaders) -> HeaderPolicy {
             Ok(n) => n,
             Err(_) => {
                 cx.err(
-                    at(&header),
+                    at(header),
                     key,
                     format!("{:?} is not a valid header name", header.get_ref()),
                 );
@@ -382,7 +382,7 @@ fn build_headers(cx: &mut Ctx<'_>, raw: &RawHeaders) -> HeaderPolicy {
         let canonical = canonical_header(name.as_str());
         if RESERVED_HEADERS.contains(&canonical.as_str()) {
             cx.err(
-                at(&header),
+                at(header),
                 key,
                 format!("{name} carries framing, routing or credentials and cannot hold a claim"),
             );
@@ -390,7 +390,7 @@ fn build_headers(cx: &mut Ctx<'_>, raw: &RawHeaders) -> HeaderPolicy {
         }
         if !seen.insert(canonical) {
             cx.err(
-                at(&header),
+                at(header),
                 key,
                 format!("header {name} is already used by another claim"),
             );
@@ -413,7 +413,7 @@ fn build_headers(cx: &mut Ctx<'_>, raw: &RawHeaders) -> HeaderPolicy {
         };
         if name.is_empty() || HeaderName::from_str(name).is_err() {
             cx.err(
-                at(&s),
+                at(s),
                 "headers.strip",
                 format!(
                     "{:?} is not a header name (a trailing * matches a prefix)",
@@ -428,7 +428,7 @@ fn build_headers(cx: &mut Ctx<'_>, raw: &RawHeaders) -> HeaderPolicy {
             "host" | "content-length" | "transfer-encoding"
         ) {
             cx.err(
-                at(&s),
+                at(s),
                 "headers.strip",
                 format!("{name} is needed to route and frame the request"),
             );

@@ -112,7 +112,7 @@ pub async fn watch(reloader: Arc<Reloader>) {
             // Debounce: a ConfigMap swap or an editor's save is several events.
             loop {
                 match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
-                    Ok(Some(t)) if t == "file" => continue,
+                    Ok(Some("file")) => continue,
                     Ok(Some(t)) => {
                         trigger = t;
                         break;

@@ -1,1 +1,160 @@
+use serde_json::json;
+
 use super::*;
+
+const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keys");
+
+fn fixture() -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(format!("{FIX}/jwks.json")).unwrap()).unwrap()
+}
+
+fn key(kid: &str) -> serde_json::Value {
+    fixture()["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == kid)
+        .unwrap()
+        .clone()
+}
+
+const ALL: &[Algorithm] = &[
+    Algorithm::RS256,
+    Algorithm::PS256,
+    Algorithm::ES256,
+    Algorithm::EdDSA,
+];
+
+fn parse(
+    keys: Vec<serde_json::Value>,
+    allowed: &[Algorithm],
+) -> Result<(KeySet, Vec<SkippedKey>), JwksError> {
+    KeySet::from_jwks(json!({ "keys": keys }).to_string().as_bytes(), allowed)
+}
+
+#[test]
+fn fixture_parses_with_pinned_algorithms() {
+    let (set, skipped) = parse(fixture()["keys"].as_array().unwrap().clone(), ALL).unwrap();
+    assert!(skipped.is_empty(), "{skipped:?}");
+    assert_eq!(set.len(), 4);
+    assert!(matches!(
+        set.candidates(Some("rsa"), Algorithm::RS256),
+        Candidates::One(_)
+    ));
+    assert!(matches!(
+        set.candidates(Some("rsa"), Algorithm::PS256),
+        Candidates::WrongAlgorithm
+    ));
+    assert!(matches!(
+        set.candidates(Some("ec"), Algorithm::RS256),
+        Candidates::WrongAlgorithm
+    ));
+    assert!(matches!(
+        set.candidates(Some("zz"), Algorithm::RS256),
+        Candidates::UnknownKid
+    ));
+    match set.candidates(None, Algorithm::ES256) {
+        Candidates::Several(k) => assert_eq!(k.len(), 1),
+        _ => panic!("kidless ES256 should find the EC key"),
+    }
+}
+
+#[test]
+fn bad_keys_are_skipped_with_a_reason() {
+    let mut no_alg = key("rsa");
+    no_alg.as_object_mut().unwrap().remove("alg");
+    no_alg["kid"] = json!("rsa-any");
+    let mut enc = key("ec");
+    enc["use"] = json!("enc");
+    enc["kid"] = json!("enc");
+    let mut ops = key("ed");
+    ops["key_ops"] = json!(["encrypt"]);
+    ops["kid"] = json!("ops");
+    let mut mismatch = key("ec");
+    mismatch["alg"] = json!("RS256");
+    mismatch["kid"] = json!("mismatch");
+    let mut short = key("ec");
+    short["x"] = json!("AAAA");
+    short["kid"] = json!("short");
+    let mut p384 = key("ec");
+    p384["crv"] = json!("P-521");
+    p384["kid"] = json!("p521");
+    let keys = vec![
+        no_alg,
+        enc,
+        ops,
+        mismatch,
+        short,
+        p384,
+        json!({"kty": "oct", "k": "c2VjcmV0", "kid": "hmac"}),
+        json!({"kty": "RSA", "kid": "small", "n": "AQAB", "e": "AQAB"}),
+        json!("not an object"),
+        json!({"kty": "RSA", "kid": 7, "n": "x", "e": "AQAB"}),
+    ];
+    let (set, skipped) = parse(keys, ALL).unwrap();
+    assert_eq!(set.len(), 1, "only rsa-any survives");
+    let reasons: Vec<&str> = skipped.iter().map(|s| s.reason.as_str()).collect();
+    assert_eq!(
+        reasons,
+        vec![
+            "use is not \"sig\"",
+            "key_ops does not include \"verify\"",
+            "alg does not match the key type",
+            "EC coordinates have the wrong length or encoding",
+            "unsupported EC curve",
+            "symmetric keys are never taken from a JWKS",
+            "RSA modulus shorter than 2048 bits",
+            "not a JSON object",
+            "kid is not a string",
+        ]
+    );
+    // Without its own alg, an RSA key verifies the allow-listed RSA algorithms.
+    assert!(matches!(
+        set.candidates(Some("rsa-any"), Algorithm::PS256),
+        Candidates::One(_)
+    ));
+    // An `alg` outside the allow-list leaves no usable key: the document is refused.
+    let only_pinned_elsewhere = parse(vec![key("rsa")], &[Algorithm::PS256, Algorithm::ES256]);
+    assert!(matches!(
+        only_pinned_elsewhere,
+        Err(JwksError::NoUsableKeys(1))
+    ));
+}
+
+#[test]
+fn whole_document_errors() {
+    assert!(matches!(
+        KeySet::from_jwks(b"[]", ALL),
+        Err(JwksError::Shape(_))
+    ));
+    assert!(matches!(
+        KeySet::from_jwks(b"{\"keys\": {}}", ALL),
+        Err(JwksError::Shape(_))
+    ));
+    assert!(matches!(
+        KeySet::from_jwks(b"<html>", ALL),
+        Err(JwksError::Shape(_))
+    ));
+    assert!(matches!(
+        parse(vec![], ALL),
+        Err(JwksError::NoUsableKeys(0))
+    ));
+    let dup = parse(vec![key("rsa"), key("rsa")], ALL);
+    assert_eq!(dup.err(), Some(JwksError::DuplicateKid("rsa".into())));
+}
+
+#[test]
+fn kidless_candidates_are_capped() {
+    let keys: Vec<_> = (0..10)
+        .map(|i| {
+            let mut k = key("rsa");
+            k["kid"] = json!(format!("k{i}"));
+            k
+        })
+        .collect();
+    let (set, _) = parse(keys, ALL).unwrap();
+    match set.candidates(None, Algorithm::RS256) {
+        Candidates::Several(k) => assert_eq!(k.len(), MAX_KIDLESS_CANDIDATES),
+        _ => panic!(),
+    }
+}

@@ -1,1 +1,298 @@
-use super::*;
+use std::path::Path;
+
+use crate::config::{load_str, ConfigError};
+
+const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keys");
+
+fn base() -> String {
+    format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+[upstreams.up]
+url = "http://127.0.0.1:9"
+[providers.corp]
+issuer = "https://corp"
+audiences = ["api"]
+jwks_file = "{FIX}/jwks.json"
+algorithms = ["RS256"]
+[headers]
+forward_claims = {{ sub = "X-User-Id" }}
+[[routes]]
+name = "api"
+path_prefix = "/api"
+upstream = "up"
+"#
+    )
+}
+
+fn errors(text: &str) -> Vec<ConfigError> {
+    load_str(text, Path::new("t.toml")).expect_err("should not build")
+}
+
+fn one_error(text: &str, key: &str, fragment: &str) {
+    let errs = errors(text);
+    assert!(
+        errs.iter()
+            .any(|e| e.key == key && e.message.contains(fragment)),
+        "wanted `{key}`: ...{fragment}... in {errs:#?}"
+    );
+}
+
+#[test]
+fn base_builds() {
+    let c = load_str(&base(), Path::new("t.toml")).unwrap();
+    assert_eq!(c.routes.len(), 1);
+    assert_eq!(c.content_hash.len(), 64);
+}
+
+#[test]
+fn semantic_errors_name_key_and_line() {
+    let b = base();
+    let route_line = b.lines().position(|l| l == "[[routes]]").unwrap() + 1;
+    let errs = errors(&b.replace("upstream = \"up\"\n", "upstream = \"down\"\n"));
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert_eq!(errs[0].key, "routes[0].upstream");
+    assert_eq!(
+        errs[0].line, route_line,
+        "points at the route's [[routes]] line"
+    );
+    assert!(
+        errs[0]
+            .to_string()
+            .starts_with(&format!("t.toml:{route_line}:")),
+        "{}",
+        errs[0]
+    );
+}
+
+#[test]
+fn every_check() {
+    let b = base();
+    let r = |from: &str, to: &str| {
+        assert!(b.contains(from), "{from}");
+        b.replace(from, to)
+    };
+    one_error(
+        &r(
+            "listen = \"127.0.0.1:0\"\n[admin]",
+            "listen = \"localhost\"\n[admin]",
+        ),
+        "server.listen",
+        "IP:port",
+    );
+    one_error(
+        &r("[server]\n", "[server]\nthreads = 0\n"),
+        "server.threads",
+        "between 1 and 256",
+    );
+    one_error(
+        &r("[server]\n", "[server]\nmax_token_bytes = 10\n"),
+        "server.max_token_bytes",
+        "between",
+    );
+    one_error(
+        &r("http://127.0.0.1:9", "https://127.0.0.1:9"),
+        "upstreams.up.url",
+        "only http://",
+    );
+    one_error(
+        &r("http://127.0.0.1:9", "http://127.0.0.1:9/base"),
+        "upstreams.up.url",
+        "path",
+    );
+    one_error(
+        &r("http://127.0.0.1:9", "http://no-such-host.invalid:9"),
+        "upstreams.up.url",
+        "does not resolve",
+    );
+    one_error(
+        &r("audiences = [\"api\"]", "audiences = []"),
+        "providers.corp.audiences",
+        "at least one",
+    );
+    one_error(
+        &r("issuer = \"https://corp\"", "issuer = \"\""),
+        "providers.corp.issuer",
+        "empty",
+    );
+    one_error(
+        &r("algorithms = [\"RS256\"]", "algorithms = [\"none\"]"),
+        "providers.corp.algorithms",
+        "never none",
+    );
+    one_error(
+        &r(
+            "algorithms = [\"RS256\"]",
+            "algorithms = [\"RS256\", \"HS256\"]",
+        ),
+        "providers.corp.algorithms",
+        "never mixed",
+    );
+    one_error(
+        &r("jwks_file", "jwks_url = \"http://x\"\njwks_file"),
+        "providers.corp.jwks_url",
+        "exactly one",
+    );
+    one_error(
+        &r("jwks.json", "missing.json"),
+        "providers.corp.jwks_file",
+        "cannot read",
+    );
+    one_error(
+        &r("jwks.json", "rsa.pem"),
+        "providers.corp.jwks_file",
+        "not a JSON object",
+    );
+    one_error(
+        &r(
+            &format!("jwks_file = \"{FIX}/jwks.json\"\nalgorithms = [\"RS256\"]"),
+            &format!("hmac_secret_file = \"{FIX}/hmac.secret\"\nalgorithms = [\"RS256\"]"),
+        ),
+        "providers.corp.algorithms",
+        "may only allow HS",
+    );
+    one_error(
+        &r(
+            &format!("jwks_file = \"{FIX}/jwks.json\"\nalgorithms = [\"RS256\"]"),
+            &format!("hmac_secret_file = \"{FIX}/README.md\"\nalgorithms = [\"RS256\"]"),
+        ),
+        "providers.corp.algorithms",
+        "HS",
+    );
+    one_error(
+        &r("[providers.corp]", "[providers.corp]\nleeway = \"1h\""),
+        "providers.corp.leeway",
+        "at most 10m",
+    );
+    one_error(
+        &r("sub = \"X-User-Id\"", "sub = \"Host\""),
+        "headers.forward_claims.sub",
+        "cannot hold a claim",
+    );
+    one_error(
+        &r("sub = \"X-User-Id\"", "sub = \"X User\""),
+        "headers.forward_claims.sub",
+        "not a valid header name",
+    );
+    one_error(
+        &r(
+            "sub = \"X-User-Id\"",
+            "sub = \"X-User-Id\", name = \"x_user_id\"",
+        ),
+        "headers.forward_claims.sub",
+        "already used",
+    );
+    one_error(
+        &r(
+            "forward_claims",
+            "strip = [\"Content-Length\"]\nforward_claims",
+        ),
+        "headers.strip",
+        "needed to route",
+    );
+    one_error(
+        &r("name = \"api\"", "name = \"a p i\""),
+        "routes[0].name",
+        "metric label",
+    );
+    one_error(
+        &r("path_prefix = \"/api\"", "path_prefix = \"api\""),
+        "routes[0].path_prefix",
+        "absolute path",
+    );
+    one_error(
+        &r("path_prefix = \"/api\"", "path_prefix = \"/a/../api\""),
+        "routes[0].path_prefix",
+        "not normalized",
+    );
+    one_error(
+        &r(
+            "path_prefix = \"/api\"",
+            "path_prefix = \"/api\"\npath = \"/x\"",
+        ),
+        "routes[0].path_prefix",
+        "exactly one",
+    );
+    one_error(
+        &r(
+            "path_prefix = \"/api\"",
+            "path_prefix = \"/api\"\nhost = \"Admin.Example.com\"",
+        ),
+        "routes[0].host",
+        "lowercase",
+    );
+    one_error(
+        &r(
+            "path_prefix = \"/api\"",
+            "path_prefix = \"/api\"\nhost = \"*.*.example.com\"",
+        ),
+        "routes[0].host",
+        "lowercase",
+    );
+    one_error(
+        &r(
+            "path_prefix = \"/api\"",
+            "path_prefix = \"/api\"\nmethods = [\"get\"]",
+        ),
+        "routes[0].methods",
+        "uppercase",
+    );
+    one_error(
+        &r(
+            "path_prefix = \"/api\"",
+            "path_prefix = \"/api\"\nmethods = []",
+        ),
+        "routes[0].methods",
+        "must not be empty",
+    );
+    one_error(
+        &r(
+            "path_prefix = \"/api\"",
+            "path_prefix = \"/api\"\nproviders = [\"nope\"]",
+        ),
+        "routes[0].providers",
+        "unknown provider",
+    );
+    one_error(
+        &r(
+            "path_prefix = \"/api\"",
+            "path_prefix = \"/api\"\nauth = \"none\"\nrequire_scopes = [\"a\"]",
+        ),
+        "routes[0].auth",
+        "never looks at tokens",
+    );
+    one_error(
+        &r(
+            "path_prefix = \"/api\"",
+            "path_prefix = \"/api\"\nrequire_scopes = [\"a b\"]",
+        ),
+        "routes[0].require_scopes",
+        "single scope",
+    );
+    one_error(
+        &format!("{b}[[routes]]\nname = \"api\"\npath = \"/x\"\nupstream = \"up\"\n"),
+        "routes[1].name",
+        "already the name",
+    );
+    one_error(
+        &format!("{b}[[routes]]\nname = \"api2\"\npath_prefix = \"/api/\"\nupstream = \"up\"\n"),
+        "routes[1]",
+        "same specificity",
+    );
+    one_error(
+        &r("[providers.corp]", "[providers.corp]\nscope = 1"),
+        "scope",
+        "unknown field",
+    );
+}
+
+#[test]
+fn all_errors_are_reported_at_once() {
+    let b = base()
+        .replace("upstream = \"up\"\n", "upstream = \"down\"\n")
+        .replace("audiences = [\"api\"]", "audiences = []")
+        .replace("sub = \"X-User-Id\"", "sub = \"Host\"");
+    assert!(errors(&b).len() >= 3, "{:#?}", errors(&b));
+}
