@@ -1,0 +1,40 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+# pingora builds zlib-ng with cmake; `ensure-cmake` installs it when it is missing.
+
+SHELL := /bin/bash
+export PATH := $(HOME)/.local/bin:$(PATH)
+
+.PHONY: demo test check lint bench ensure-cmake
+
+## Run the self-contained demo: dev issuer + echo upstream + gateway (Ctrl-C stops it).
+demo: ensure-cmake
+	cargo run --bin authgate -- demo
+
+## Run every test (unit and integration). CI runs exactly this.
+test: ensure-cmake
+	@if cargo nextest --version >/dev/null 2>&1; then \
+		cargo nextest run --no-fail-fast; \
+	else \
+		echo "cargo-nextest not found; using cargo test"; \
+		cargo test --no-fail-fast; \
+	fi
+
+## Formatting and lints, as CI checks them.
+lint: ensure-cmake
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+
+## Criterion micro-benchmarks.
+bench: ensure-cmake
+	cargo bench --bench decide
+
+ensure-cmake:
+	@if ! command -v cmake >/dev/null 2>&1; then \
+		echo "cmake is missing (pingora builds zlib-ng with it); installing it now..."; \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			(apt-get update -qq && apt-get install -y -qq cmake >/dev/null) && echo "installed cmake from Debian packages"; \
+		else \
+			python3 -m pip install --user --quiet cmake && echo "installed cmake from PyPI into $(HOME)/.local/bin"; \
+		fi; \
+		command -v cmake >/dev/null 2>&1 || { echo "could not install cmake; install it and retry"; exit 1; }; \
+	fi

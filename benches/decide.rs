@@ -1,0 +1,139 @@
+//! Micro-benchmarks of the pure decision path: `decide()` per algorithm, route lookup with
+//! 10 and 1,000 routes, config parse+build. No network: keys come from the test fixtures.
+//! Compare ratios within one run (`make bench`); absolute times on shared machines are noise.
+
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use http::{HeaderMap, HeaderValue, Method};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::json;
+
+use authgate::auth::jwks::KeySet;
+use authgate::auth::keystore::ProviderKeys;
+use authgate::auth::{decide, RequestHead};
+use authgate::config::{load_str, KeySource, Snapshot};
+
+const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keys");
+
+fn config(extra_routes: usize) -> String {
+    let mut c = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+[upstreams.up]
+url = "http://127.0.0.1:9"
+[providers.corp]
+issuer = "https://corp"
+audiences = ["api"]
+jwks_file = "{FIX}/jwks.json"
+algorithms = ["RS256", "PS256", "ES256", "EdDSA"]
+[headers]
+forward_claims = {{ sub = "X-User-Id", scope = "X-Scopes" }}
+[[routes]]
+name = "api"
+path_prefix = "/api"
+upstream = "up"
+"#
+    );
+    for i in 0..extra_routes {
+        c.push_str(&format!("[[routes]]\nname = \"r{i}\"\npath_prefix = \"/svc{i}/v1\"\nauth = \"none\"\nupstream = \"up\"\n"));
+    }
+    c
+}
+
+fn snapshot(text: &str) -> Snapshot {
+    let config = load_str(text, Path::new("bench.toml")).expect("bench config");
+    let keys = config
+        .providers
+        .iter()
+        .map(|p| match &p.key_source {
+            KeySource::JwksFile(f) => {
+                let (set, _) =
+                    KeySet::from_jwks(&std::fs::read(f).unwrap(), &p.algorithms).unwrap();
+                ProviderKeys::preloaded(p, set)
+            }
+            _ => ProviderKeys::new(p),
+        })
+        .collect();
+    Snapshot {
+        config: Arc::new(config),
+        keys,
+    }
+}
+
+fn token(alg: Algorithm, kid: &str, pem: &str) -> String {
+    let pem = std::fs::read(format!("{FIX}/{pem}")).unwrap();
+    let key = match alg {
+        Algorithm::ES256 => EncodingKey::from_ec_pem(&pem),
+        Algorithm::EdDSA => EncodingKey::from_ed_pem(&pem),
+        _ => EncodingKey::from_rsa_pem(&pem),
+    }
+    .unwrap();
+    let mut h = Header::new(alg);
+    h.kid = Some(kid.to_owned());
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = json!({"iss": "https://corp", "aud": "api", "sub": "alice", "scope": "read write",
+                        "iat": now, "exp": now + 3600});
+    jsonwebtoken::encode(&h, &claims, &key).unwrap()
+}
+
+fn now() -> f64 {
+    jsonwebtoken::get_current_timestamp() as f64
+}
+
+fn bench_decide(c: &mut Criterion) {
+    let snap = snapshot(&config(0));
+    let mut g = c.benchmark_group("decide");
+    for (name, alg, kid, pem) in [
+        ("RS256", Algorithm::RS256, "rsa", "rsa.pem"),
+        ("PS256", Algorithm::PS256, "rsa-ps", "rsa.pem"),
+        ("ES256", Algorithm::ES256, "ec", "ec.pem"),
+        ("EdDSA", Algorithm::EdDSA, "ed", "ed.pem"),
+    ] {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {}", token(alg, kid, pem))).unwrap(),
+        );
+        headers.insert("host", HeaderValue::from_static("api.example.com"));
+        let head = RequestHead {
+            method: &Method::GET,
+            target: b"/api/orders/7?x=1",
+            headers: &headers,
+        };
+        assert!(decide(&snap, &head, now()).is_ok(), "{name} must verify");
+        g.bench_function(name, |b| {
+            b.iter(|| decide(black_box(&snap), black_box(&head), now()))
+        });
+    }
+    g.finish();
+}
+
+fn bench_routes(c: &mut Criterion) {
+    let mut g = c.benchmark_group("route_lookup");
+    for n in [10usize, 1000] {
+        let snap = snapshot(&config(n - 1));
+        let target = format!("/svc{}/v1/items/42", n - 2);
+        let routes = &snap.config.routes;
+        assert!(routes.match_route(None, &target, &Method::GET).is_some());
+        g.bench_function(format!("{n}_routes"), |b| {
+            b.iter(|| routes.match_route(black_box(None), black_box(&target), &Method::GET))
+        });
+    }
+    g.finish();
+}
+
+fn bench_config(c: &mut Criterion) {
+    let text = config(999);
+    c.bench_function("config_parse_build_1000_routes", |b| {
+        b.iter(|| load_str(black_box(&text), Path::new("bench.toml")).unwrap())
+    });
+}
+
+criterion_group!(benches, bench_decide, bench_routes, bench_config);
+criterion_main!(benches);
