@@ -3,6 +3,7 @@
 pub mod headers;
 pub mod respond;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -14,6 +15,7 @@ use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora::{ErrorSource, ErrorType};
 
+use crate::auth::normalize::normalize_target;
 use crate::auth::{decide, Denial, Grant, Reject, RequestHead};
 use crate::config::Snapshot;
 use crate::metrics::NO_ROUTE;
@@ -181,6 +183,13 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    /// What pingora writes into its own error log lines: method and path, no query string
+    /// and no headers, so a token never reaches a log through pingora either.
+    fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {
+        let req = session.req_header();
+        format!("{} {} request_id={}", req.method, log_path(req, ctx), ctx.request_id)
+    }
+
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         let metrics = &self.state.metrics;
         let route_idx = ctx
@@ -213,12 +222,22 @@ impl ProxyHttp for Gateway {
             request_id = %ctx.request_id,
             route,
             method = %req.method,
-            path = %ctx.grant.as_ref().map_or("-", |g| g.path_and_query.as_str()),
+            path = %log_path(req, ctx),
             decision = outcome,
             reason,
             status,
             duration_ms = elapsed.as_secs_f64() * 1000.0,
         );
+    }
+}
+
+/// The path for logs: the normalized path, never the query string (clients put tokens there,
+/// `access_token=...`, even though it is not accepted), and nothing at all for a target that
+/// could not be normalized (it may carry anything, `;` parameters included).
+fn log_path<'a>(req: &RequestHeader, ctx: &'a RequestCtx) -> Cow<'a, str> {
+    match &ctx.grant {
+        Some(g) => Cow::Borrowed(g.path_and_query.split('?').next().unwrap_or("-")),
+        None => normalize_target(req.raw_path()).map_or(Cow::Borrowed("-"), |t| Cow::Owned(t.path)),
     }
 }
 

@@ -11,6 +11,9 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
+use sha2::{Digest, Sha256};
+
+use super::load::hex;
 use super::{load_file, Config, ConfigErrors};
 use crate::state::State;
 
@@ -49,6 +52,15 @@ impl Reloader {
         let _serial = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let metrics = &self.state.metrics;
         let current = self.state.load();
+        // The poll runs every few seconds: skip the full build when the bytes are the same.
+        if let Ok(bytes) = std::fs::read(&self.path) {
+            if hex(&Sha256::digest(&bytes)) == current.config.content_hash {
+                if trigger != "poll" {
+                    metrics.config_reloads.with_label_values(&["unchanged"]).inc();
+                }
+                return ReloadOutcome::Unchanged;
+            }
+        }
         let outcome = match load_file(&self.path) {
             Err(errors) => {
                 tracing::error!(trigger, file = %self.path.display(), errors = %ConfigErrors(errors), "config reload failed; keeping the running config");
