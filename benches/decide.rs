@@ -57,13 +57,10 @@ fn snapshot(text: &str) -> Snapshot {
                     KeySet::from_jwks(&std::fs::read(f).unwrap(), &p.algorithms).unwrap();
                 ProviderKeys::preloaded(p, set)
             }
-            _ => ProviderKeys::new(p),
+            _ => ProviderKeys::new(p, None),
         })
         .collect();
-    Snapshot {
-        config: Arc::new(config),
-        keys,
-    }
+    Snapshot::new(Arc::new(config), keys, &authgate::metrics::Metrics::new())
 }
 
 fn token(alg: Algorithm, kid: &str, pem: &str) -> String {

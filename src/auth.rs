@@ -37,6 +37,9 @@ pub enum Reject {
     MultipleAuthorization,
     /// Request head larger than `server.max_header_bytes`.
     HeadersTooLarge,
+    /// A method with lowercase letters: `delete` would miss a `DELETE` rule, yet many
+    /// frameworks upper-case it and run the DELETE.
+    BadMethod,
     /// No bearer token on a route that needs one.
     MissingToken,
     TokenTooLarge,
@@ -79,6 +82,8 @@ pub struct Grant {
     pub claim_headers: Vec<(HeaderName, HeaderValue)>,
     /// The provider that verified the token (none for anonymous requests).
     pub provider: Option<usize>,
+    /// The normalized host the request was routed on.
+    pub host: Option<String>,
 }
 
 /// A refusal, with what the thin layer needs to answer it and to retry.
@@ -102,13 +107,14 @@ pub struct RequestHead<'a> {
 
 impl Reject {
     /// Every variant, for documentation and for pre-registering metric labels.
-    pub const ALL: [Reject; 24] = [
+    pub const ALL: [Reject; 25] = [
         Self::NoRoute,
         Self::BadPath,
         Self::BadHost,
         Self::BadFraming,
         Self::MultipleAuthorization,
         Self::HeadersTooLarge,
+        Self::BadMethod,
         Self::MissingToken,
         Self::TokenTooLarge,
         Self::MalformedToken,
@@ -129,6 +135,11 @@ impl Reject {
         Self::UpstreamTimeout,
     ];
 
+    /// Position in `ALL`.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     /// Metric label and log value.
     pub const fn label(self) -> &'static str {
         match self {
@@ -138,6 +149,7 @@ impl Reject {
             Self::BadFraming => "bad_framing",
             Self::MultipleAuthorization => "multiple_authorization",
             Self::HeadersTooLarge => "headers_too_large",
+            Self::BadMethod => "bad_method",
             Self::MissingToken => "missing_token",
             Self::TokenTooLarge => "token_too_large",
             Self::MalformedToken => "malformed_token",
@@ -161,7 +173,11 @@ impl Reject {
 
     pub const fn status(self) -> u16 {
         match self {
-            Self::BadPath | Self::BadHost | Self::BadFraming | Self::MultipleAuthorization => 400,
+            Self::BadPath
+            | Self::BadHost
+            | Self::BadFraming
+            | Self::BadMethod
+            | Self::MultipleAuthorization => 400,
             Self::MissingToken
             | Self::TokenTooLarge
             | Self::MalformedToken
@@ -206,6 +222,7 @@ impl Reject {
             | Self::BadHost
             | Self::BadFraming
             | Self::HeadersTooLarge
+            | Self::BadMethod
             | Self::MissingToken
             | Self::KeysUnavailable
             | Self::UpstreamUnavailable
@@ -222,6 +239,7 @@ impl Reject {
             Self::BadFraming => "conflicting or malformed message framing",
             Self::MultipleAuthorization => "more than one Authorization header",
             Self::HeadersTooLarge => "request headers too large",
+            Self::BadMethod => "request method must be uppercase",
             Self::MissingToken => "bearer token required",
             Self::TokenTooLarge => "token too large",
             Self::MalformedToken => "token is not a well-formed JWT",
@@ -265,6 +283,9 @@ impl Denial {
 /// Routes, authenticates and authorizes one request. `now` is seconds since the Unix epoch.
 pub fn decide(snap: &Snapshot, head: &RequestHead<'_>, now: f64) -> Result<Grant, Denial> {
     let config = &snap.config;
+    if head.method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
+        return Err(Denial::new(Reject::BadMethod, None));
+    }
     let target = normalize_target(head.target).map_err(|e| Denial::new(e.into(), None))?;
     let host = request_host(head.headers, target.authority_host.as_deref())
         .map_err(|r| Denial::new(r, None))?;
@@ -281,6 +302,7 @@ pub fn decide(snap: &Snapshot, head: &RequestHead<'_>, now: f64) -> Result<Grant
         path_and_query: target.path_and_query(),
         claim_headers: Vec::new(),
         provider: None,
+        host,
     };
     if route.auth == AuthMode::None {
         return Ok(grant);

@@ -21,6 +21,7 @@ use jsonwebtoken::Algorithm;
 use crate::auth::claims::ClaimPath;
 use crate::auth::keystore::ProviderKeys;
 use crate::auth::policy::RouteTable;
+use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
 
 pub use build::build;
 pub use load::{load_file, load_str};
@@ -32,6 +33,8 @@ pub struct Config {
     pub origin: PathBuf,
     /// SHA-256 of the file's bytes, hex: shows fleet drift and skips no-op reloads.
     pub content_hash: String,
+    /// `content_hash` plus the HMAC secrets the config reads: what a reload compares.
+    pub fingerprint: String,
     pub server: ServerSettings,
     pub admin: AdminSettings,
     pub upstreams: Vec<Upstream>,
@@ -95,6 +98,33 @@ pub struct ProviderSettings {
 pub struct Snapshot {
     pub config: Arc<Config>,
     pub keys: Vec<Arc<ProviderKeys>>,
+    /// Metric handles per route (indexed like routes), and for requests that matched none.
+    pub route_metrics: Vec<RouteMetrics>,
+    pub no_route_metrics: RouteMetrics,
+}
+
+// === impl Snapshot ===
+
+impl Snapshot {
+    pub fn new(config: Arc<Config>, keys: Vec<Arc<ProviderKeys>>, metrics: &Metrics) -> Self {
+        let route_metrics = config
+            .routes
+            .iter()
+            .map(|r| metrics.for_route(&r.name))
+            .collect();
+        Self {
+            config,
+            keys,
+            route_metrics,
+            no_route_metrics: metrics.for_route(NO_ROUTE),
+        }
+    }
+
+    /// The metric handles of route `idx`, or of "no route".
+    pub fn metrics_for(&self, idx: Option<usize>) -> &RouteMetrics {
+        idx.and_then(|i| self.route_metrics.get(i))
+            .unwrap_or(&self.no_route_metrics)
+    }
 }
 
 /// Claims forwarded as headers, and client headers removed on every route.

@@ -77,7 +77,11 @@ fn execute(command: Command) -> anyhow::Result<()> {
 
 fn init_logging(format: Option<&str>) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("AUTHGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        // pingora's debug and trace lines dump request headers, Authorization included:
+        // they stay off whatever AUTHGATE_LOG says.
+        .add_directive("pingora_core=info".parse().expect("static directive"))
+        .add_directive("pingora_proxy=info".parse().expect("static directive"));
     let json = match format {
         Some("json") => true,
         Some(_) => false,

@@ -1,8 +1,11 @@
 //! Every metric, defined in one place. Label values come from config names and enums, never
 //! from request data, so cardinality stays bounded.
 
+use std::sync::OnceLock;
+
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::auth::Reject;
@@ -116,10 +119,18 @@ impl Metrics {
         }
     }
 
-    pub fn record_rejection(&self, route: &str, reason: Reject) {
-        self.rejections
-            .with_label_values(&[route, reason.label()])
-            .inc();
+    /// Handles for one route's series, resolved once per snapshot so a request touches only
+    /// atomics (a `*Vec` lookup takes a read lock).
+    pub fn for_route(&self, route: &str) -> RouteMetrics {
+        RouteMetrics {
+            allowed: self.requests.with_label_values(&[route, "allowed"]),
+            rejected: self.requests.with_label_values(&[route, "rejected"]),
+            error: self.requests.with_label_values(&[route, "error"]),
+            duration: self.duration.with_label_values(&[route]),
+            rejections: self.rejections.clone(),
+            by_reason: (0..Reject::ALL.len()).map(|_| OnceLock::new()).collect(),
+            route: route.to_owned(),
+        }
     }
 
     /// Text exposition format.
@@ -128,6 +139,27 @@ impl Metrics {
         // Encoding into a Vec cannot fail for well-formed metric families.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out
+    }
+}
+
+/// One route's request counters and latency histogram.
+pub struct RouteMetrics {
+    pub allowed: IntCounter,
+    pub rejected: IntCounter,
+    pub error: IntCounter,
+    pub duration: Histogram,
+    rejections: IntCounterVec,
+    /// Resolved on first use, so unused reasons add no series.
+    by_reason: Box<[OnceLock<IntCounter>]>,
+    route: String,
+}
+
+impl RouteMetrics {
+    pub fn rejection(&self, reason: Reject) -> &IntCounter {
+        self.by_reason[reason.index()].get_or_init(|| {
+            self.rejections
+                .with_label_values(&[&self.route, reason.label()])
+        })
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use http::header::{CONNECTION, TRANSFER_ENCODING};
+use http::header::{HOST, TRANSFER_ENCODING};
 use http::HeaderValue;
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
@@ -115,8 +115,9 @@ impl ProxyHttp for Gateway {
         };
         // The upstream sees exactly the path that was routed and authorized.
         upstream.set_raw_path(grant.path_and_query.as_bytes())?;
-        for name in headers::headers_to_remove(&session.req_header().headers, &snap.config.headers)
-        {
+        let client_headers = &session.req_header().headers;
+        let verified = grant.provider.is_some();
+        for name in headers::headers_to_remove(client_headers, &snap.config.headers, verified) {
             upstream.remove_header(&name);
         }
         for (name, value) in &grant.claim_headers {
@@ -126,6 +127,9 @@ impl ProxyHttp for Gateway {
             upstream.insert_header("x-forwarded-for", addr.ip().to_string())?;
         }
         upstream.insert_header("x-forwarded-proto", "http")?;
+        if let Some(host) = &grant.host {
+            upstream.insert_header("x-forwarded-host", host.as_str())?;
+        }
         upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
         Ok(())
     }
@@ -187,35 +191,42 @@ impl ProxyHttp for Gateway {
     /// and no headers, so a token never reaches a log through pingora either.
     fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {
         let req = session.req_header();
-        format!("{} {} request_id={}", req.method, log_path(req, ctx), ctx.request_id)
+        format!(
+            "{} {} request_id={}",
+            req.method,
+            log_path(req, ctx),
+            ctx.request_id
+        )
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        let metrics = &self.state.metrics;
+        // A request pingora refused before `request_filter` has no snapshot yet.
+        let snap = ctx.snap.clone().unwrap_or_else(|| self.state.load());
         let route_idx = ctx
             .grant
             .as_ref()
             .map(|g| g.route)
             .or(ctx.denial.and_then(|d| d.route));
-        let route = match (&ctx.snap, route_idx) {
-            (Some(s), Some(r)) => s.config.routes.get(r).name.as_str(),
-            _ => NO_ROUTE,
-        };
+        let route = route_idx.map_or(NO_ROUTE, |r| snap.config.routes.get(r).name.as_str());
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed = ctx.start.elapsed();
+        let m = snap.metrics_for(route_idx);
         let (outcome, reason) = match (&ctx.denial, &ctx.grant) {
-            (Some(d), _) => ("rejected", d.reason.label()),
-            (None, Some(_)) => ("allowed", "-"),
-            (None, None) => ("error", "-"),
+            (Some(d), _) => {
+                m.rejected.inc();
+                m.rejection(d.reason).inc();
+                ("rejected", d.reason.label())
+            }
+            (None, Some(_)) => {
+                m.allowed.inc();
+                ("allowed", "-")
+            }
+            (None, None) => {
+                m.error.inc();
+                ("error", "-")
+            }
         };
-        metrics.requests.with_label_values(&[route, outcome]).inc();
-        metrics
-            .duration
-            .with_label_values(&[route])
-            .observe(elapsed.as_secs_f64());
-        if let Some(d) = &ctx.denial {
-            metrics.record_rejection(route, d.reason);
-        }
+        m.duration.observe(elapsed.as_secs_f64());
         let req = session.req_header();
         tracing::info!(
             target: "authgate::access",
@@ -249,14 +260,14 @@ fn head(req: &RequestHeader) -> RequestHead<'_> {
     }
 }
 
-/// Refuses a request head over the size limit, and one that carried both `Content-Length`
-/// and `Transfer-Encoding`.
+/// Refuses a request head over the size limit, an HTTP/1.1 request without `Host`, and one
+/// that carried both `Content-Length` and `Transfer-Encoding`.
 ///
-/// pingora handles such a request safely (it drops `Content-Length`, frames by
+/// pingora handles the last safely (it drops `Content-Length`, frames by
 /// `Transfer-Encoding` and disables keep-alive, RFC 9112 §6.1), but a gateway should not
 /// forward a message some hop before it may have framed differently: smuggling attempts
-/// are refused outright. pingora removes the `Content-Length` before our filters run; its
-/// trace is keep-alive switched off on an HTTP/1.1 request that did not ask for `close`.
+/// are refused outright. pingora removes the `Content-Length` from the parsed header before
+/// our filters run, so the raw head is checked (only when `Transfer-Encoding` is present).
 fn check_message(session: &Session, max_header_bytes: usize) -> Result<(), Reject> {
     let req = session.req_header();
     // pingora accepts request heads up to 1 MiB; we keep to a configurable, smaller bound.
@@ -269,20 +280,26 @@ fn check_message(session: &Session, max_header_bytes: usize) -> Result<(), Rejec
     if head_bytes > max_header_bytes {
         return Err(Reject::HeadersTooLarge);
     }
-    if session.as_http1().is_none()
-        || req.version != http::Version::HTTP_11
-        || !req.headers.contains_key(TRANSFER_ENCODING)
-    {
+    let Some(h1) = session.as_http1() else {
         return Ok(());
+    };
+    // RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400 (an absolute-form target does
+    // not replace it: the upstream would pick its default virtual host).
+    if req.version == http::Version::HTTP_11 && !req.headers.contains_key(HOST) {
+        return Err(Reject::BadHost);
     }
-    let asked_close = req.headers.get_all(CONNECTION).iter().any(|v| {
-        v.to_str()
-            .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
-    });
-    if session.get_keepalive().is_none() && !asked_close {
+    if req.headers.contains_key(TRANSFER_ENCODING)
+        && has_raw_content_length(&h1.get_headers_raw_bytes())
+    {
         return Err(Reject::BadFraming);
     }
     Ok(())
+}
+
+/// A `Content-Length` field line in a raw HTTP/1 request head.
+fn has_raw_content_length(raw: &[u8]) -> bool {
+    raw.split(|&b| b == b'\n')
+        .any(|line| line.len() >= 15 && line[..15].eq_ignore_ascii_case(b"content-length:"))
 }
 
 /// The client's `X-Request-Id` when it is a short token, else a fresh one.

@@ -30,10 +30,7 @@ impl State {
     ) -> Arc<Self> {
         let keys = Self::stores_for(&config, &[], &control, &client, &metrics);
         Arc::new(Self {
-            snapshot: ArcSwap::from_pointee(Snapshot {
-                config: Arc::new(config),
-                keys,
-            }),
+            snapshot: ArcSwap::from_pointee(Snapshot::new(Arc::new(config), keys, &metrics)),
             metrics,
             control,
             client,
@@ -57,10 +54,11 @@ impl State {
             &self.client,
             &self.metrics,
         );
-        self.snapshot.store(Arc::new(Snapshot {
-            config: Arc::new(config),
+        self.snapshot.store(Arc::new(Snapshot::new(
+            Arc::new(config),
             keys,
-        }));
+            &self.metrics,
+        )));
     }
 
     fn stores_for(
@@ -78,7 +76,8 @@ impl State {
                 if let Some(existing) = old.iter().find(|k| k.identity == id) {
                     return existing.clone();
                 }
-                let store = ProviderKeys::new(p);
+                let same_source = old.iter().find(|k| k.identity.source == p.key_source);
+                let store = ProviderKeys::new(p, same_source.map(|s| s.as_ref()));
                 store.spawn_refresh(control, client.clone(), metrics.clone());
                 store
             })

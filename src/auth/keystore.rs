@@ -40,6 +40,8 @@ pub struct StoreIdentity {
 pub struct ProviderKeys {
     pub identity: StoreIdentity,
     current: ArcSwapOption<KeySet>,
+    /// The JWKS document `current` was parsed from, to seed a successor store on reload.
+    document: ArcSwapOption<Vec<u8>>,
     /// Bumped after every refresh attempt (fetched, failed or skipped by the cooldown).
     attempts: watch::Sender<u64>,
     wake: Notify,
@@ -48,19 +50,34 @@ pub struct ProviderKeys {
 // === impl ProviderKeys ===
 
 impl ProviderKeys {
-    /// A store for `provider`. HMAC secrets are usable at once; JWKS sources are empty until
-    /// the background task's first fetch (requests get 503 meanwhile).
-    pub fn new(provider: &ProviderSettings) -> Arc<Self> {
-        let initial = match &provider.key_source {
-            KeySource::HmacSecret(secret) => Some(Arc::new(KeySet::from_hmac_secret(
-                secret,
-                &provider.algorithms,
-            ))),
-            KeySource::JwksUrl(_) | KeySource::JwksFile(_) => None,
+    /// A store for `provider`, usable at once where possible: an HMAC secret, a `jwks_file`
+    /// (read now), or the last good document of `previous`, a store for the same key source
+    /// whose other settings changed in a reload (re-parsed with the new allow-list, so a
+    /// reload never drops to 503 while the provider is slow or down). Otherwise empty until
+    /// the first fetch, and requests get 503 meanwhile.
+    pub fn new(provider: &ProviderSettings, previous: Option<&ProviderKeys>) -> Arc<Self> {
+        let algs = &provider.algorithms;
+        let seed_doc: Option<Arc<Vec<u8>>> = match &provider.key_source {
+            KeySource::JwksFile(path) => std::fs::read(path).ok().map(Arc::new),
+            KeySource::JwksUrl(_) => previous
+                .filter(|p| p.identity.source == provider.key_source)
+                .and_then(|p| p.document.load_full()),
+            KeySource::HmacSecret(_) => None,
+        };
+        let (initial, document) = match (&provider.key_source, seed_doc) {
+            (KeySource::HmacSecret(secret), _) => {
+                (Some(Arc::new(KeySet::from_hmac_secret(secret, algs))), None)
+            }
+            (_, Some(doc)) => match KeySet::from_jwks(&doc, algs) {
+                Ok((set, _)) => (Some(Arc::new(set)), Some(doc)),
+                Err(_) => (None, None),
+            },
+            (_, None) => (None, None),
         };
         Arc::new(Self {
             identity: StoreIdentity::of(provider),
             current: ArcSwapOption::new(initial),
+            document: ArcSwapOption::new(document),
             attempts: watch::channel(0).0,
             wake: Notify::new(),
         })
@@ -69,8 +86,8 @@ impl ProviderKeys {
     /// A store that starts with `set` (the background task, if started, refreshes it).
     /// Used where keys are known up front: unit tests and benches.
     pub fn preloaded(provider: &ProviderSettings, set: KeySet) -> Arc<Self> {
-        let store = Self::new(provider);
-        store.publish(set);
+        let store = Self::new(provider, None);
+        store.current.store(Some(Arc::new(set)));
         store
     }
 
@@ -92,7 +109,8 @@ impl ProviderKeys {
         let _ = tokio::time::timeout(wait, rx.changed()).await;
     }
 
-    fn publish(&self, set: KeySet) {
+    fn publish(&self, set: KeySet, document: Vec<u8>) {
+        self.document.store(Some(Arc::new(document)));
         self.current.store(Some(Arc::new(set)));
     }
 
@@ -135,7 +153,7 @@ async fn refresh_loop(weak: Weak<ProviderKeys>, client: reqwest::Client, metrics
         record(&store, &id, result, &metrics);
         store.attempt_done();
         // Wait for the refresh interval or a wake-up, without keeping the store alive.
-        let deadline = Instant::now() + wait;
+        let mut deadline = Instant::now() + wait;
         loop {
             let woke = {
                 let notified = store.wake.notified();
@@ -151,14 +169,19 @@ async fn refresh_loop(weak: Weak<ProviderKeys>, client: reqwest::Client, metrics
             if !woke {
                 break;
             }
-            if last_fetch.elapsed() >= id.refetch_cooldown {
+            let cooled = last_fetch + id.refetch_cooldown;
+            if Instant::now() >= cooled {
                 break;
             }
+            // Inside the cooldown: release the waiting requests now (they answer
+            // `unknown_kid`) and fetch as soon as the cooldown ends, so a new key still
+            // arrives promptly while invented kids cannot make it fetch more often.
             metrics
                 .jwks_fetches
                 .with_label_values(&[&id.provider, "rate_limited"])
                 .inc();
             store.attempt_done();
+            deadline = deadline.min(cooled);
         }
         drop(store);
     }
@@ -167,11 +190,11 @@ async fn refresh_loop(weak: Weak<ProviderKeys>, client: reqwest::Client, metrics
 fn record(
     store: &ProviderKeys,
     id: &StoreIdentity,
-    result: Result<KeySet, String>,
+    result: Result<(KeySet, Vec<u8>), String>,
     metrics: &Metrics,
 ) {
     match result {
-        Ok(set) => {
+        Ok((set, document)) => {
             metrics
                 .jwks_fetches
                 .with_label_values(&[&id.provider, "success"])
@@ -181,7 +204,7 @@ fn record(
                 .with_label_values(&[&id.provider])
                 .set(set.len() as i64);
             tracing::debug!(provider = %id.provider, keys = set.len(), "jwks loaded");
-            store.publish(set);
+            store.publish(set, document);
         }
         Err(error) => {
             metrics
@@ -198,7 +221,10 @@ fn record(
     }
 }
 
-async fn fetch_keys(id: &StoreIdentity, client: &reqwest::Client) -> Result<KeySet, String> {
+async fn fetch_keys(
+    id: &StoreIdentity,
+    client: &reqwest::Client,
+) -> Result<(KeySet, Vec<u8>), String> {
     let doc = match &id.source {
         KeySource::JwksUrl(url) => fetch_url(url, client).await?,
         KeySource::JwksFile(path) => tokio::fs::read(path)
@@ -210,7 +236,7 @@ async fn fetch_keys(id: &StoreIdentity, client: &reqwest::Client) -> Result<KeyS
     for s in skipped {
         tracing::warn!(provider = %id.provider, index = s.index, kid = ?s.kid, reason = %s.reason, "jwks key skipped");
     }
-    Ok(set)
+    Ok((set, doc))
 }
 
 async fn fetch_url(url: &str, client: &reqwest::Client) -> Result<Vec<u8>, String> {

@@ -24,6 +24,9 @@ pub enum BadTarget {
     Parameters,
     /// Malformed `%` escape, a raw non-ASCII byte, space or `#`.
     Encoding,
+    /// `%25` followed by two hex digits (`%252e`, `%252f`): an upstream that decodes twice
+    /// would see a dot segment or a slash the router never saw.
+    DoubleEncoding,
 }
 
 /// A normalized origin-form target.
@@ -183,6 +186,11 @@ fn decode_unreserved(path: &str) -> Result<String, BadTarget> {
                     b'/' | b'\\' => return Err(BadTarget::EncodedSeparator),
                     0..=0x1f | 0x7f => return Err(BadTarget::Control),
                     b';' => return Err(BadTarget::Parameters),
+                    b'%' if bytes.get(i + 3).is_some_and(u8::is_ascii_hexdigit)
+                        && bytes.get(i + 4).is_some_and(u8::is_ascii_hexdigit) =>
+                    {
+                        return Err(BadTarget::DoubleEncoding);
+                    }
                     b if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') => {
                         out.push(b as char);
                     }
@@ -225,6 +233,8 @@ mod tests {
         assert_eq!(n("/%61pi"), Ok("/api".into()));
         assert_eq!(n("/a%7e%2D"), Ok("/a~-".into()));
         assert_eq!(n("/a%20b%c3%a9"), Ok("/a%20b%C3%A9".into()));
+        assert_eq!(n("/100%25"), Ok("/100%25".into()));
+        assert_eq!(n("/100%25off"), Ok("/100%25off".into()));
         assert_eq!(n("/a?x=%2F&y=/../"), Ok("/a?x=%2F&y=/../".into()));
         assert_eq!(n("/a/..?q"), Ok("/?q".into()));
     }
@@ -243,6 +253,8 @@ mod tests {
         assert_eq!(n("/admin;x=1"), Err(BadTarget::Parameters));
         assert_eq!(n("/admin%3bx"), Err(BadTarget::Parameters));
         assert_eq!(n("/a%zz"), Err(BadTarget::Encoding));
+        assert_eq!(n("/%252e%252e/admin"), Err(BadTarget::DoubleEncoding));
+        assert_eq!(n("/a%252Fb"), Err(BadTarget::DoubleEncoding));
         assert_eq!(n("/a%2"), Err(BadTarget::Encoding));
         assert_eq!(n("/a#frag"), Err(BadTarget::Encoding));
         assert_eq!(n("*"), Err(BadTarget::Form));

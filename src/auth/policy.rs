@@ -106,7 +106,7 @@ impl RouteTable {
                 HostMatch::Suffix(s) => table.wildcard_hosts.entry(s.clone()).or_default(),
             };
             let bucket = match &route.path {
-                PathMatch::Exact(p) => index.exact.entry(p.clone()).or_default(),
+                PathMatch::Exact(p) => index.exact.entry(exact_key(p).to_owned()).or_default(),
                 PathMatch::Prefix(p) => index.prefix.entry(p.clone()).or_default(),
             };
             match &route.methods {
@@ -229,7 +229,11 @@ impl RouteTable {
 
 impl PathIndex {
     fn lookup(&self, path: &str, method: &Method, routes: &[Route]) -> Option<usize> {
-        if let Some(found) = self.exact.get(path).and_then(|b| b.pick(method, routes)) {
+        if let Some(found) = self
+            .exact
+            .get(exact_key(path))
+            .and_then(|b| b.pick(method, routes))
+        {
             return Some(found);
         }
         if self.prefix.is_empty() {
@@ -254,6 +258,16 @@ impl PathIndex {
                 _ => return None,
             }
         }
+    }
+}
+
+/// Exact paths match with or without one trailing slash: `path = "/admin"` must not be
+/// escaped by `/admin/` falling through to a weaker prefix route (Spring and Express serve
+/// both spellings as one).
+fn exact_key(path: &str) -> &str {
+    match path.strip_suffix('/') {
+        Some(p) if !p.is_empty() => p,
+        _ => path,
     }
 }
 

@@ -74,13 +74,16 @@ fn snapshot_with(keys_loaded: bool) -> Snapshot {
                     KeySet::from_jwks(&std::fs::read(f).unwrap(), &p.algorithms).unwrap();
                 ProviderKeys::preloaded(p, set)
             }
-            _ => ProviderKeys::new(p),
+            // Keys not loaded: the same provider as if its keys came from a URL not yet fetched.
+            KeySource::JwksFile(_) => {
+                let mut unfetched = p.clone();
+                unfetched.key_source = KeySource::JwksUrl("http://127.0.0.1:9/jwks.json".into());
+                ProviderKeys::new(&unfetched, None)
+            }
+            _ => ProviderKeys::new(p, None),
         })
         .collect();
-    Snapshot {
-        config: Arc::new(config),
-        keys,
-    }
+    Snapshot::new(Arc::new(config), keys, &crate::metrics::Metrics::new())
 }
 
 fn snapshot() -> Snapshot {
@@ -455,7 +458,8 @@ fn keys_not_loaded_is_503() {
 #[test]
 fn reject_table_is_consistent() {
     let mut labels = std::collections::HashSet::new();
-    for r in Reject::ALL {
+    for (i, r) in Reject::ALL.into_iter().enumerate() {
+        assert_eq!(r.index(), i, "ALL is in declaration order");
         assert!(labels.insert(r.label()), "duplicate label {}", r.label());
         assert!(r
             .label()

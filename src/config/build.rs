@@ -8,6 +8,7 @@ use std::str::FromStr;
 
 use http::{HeaderName, HeaderValue, Method};
 use jsonwebtoken::Algorithm;
+use sha2::{Digest, Sha256};
 use toml::Spanned;
 
 use super::load::line_col;
@@ -116,9 +117,11 @@ pub fn build(
 
     if cx.errors.is_empty() {
         if let Some(routes) = routes {
+            let fingerprint = fingerprint(&content_hash, &providers);
             return Ok(Config {
                 origin: origin.to_path_buf(),
                 content_hash,
+                fingerprint,
                 server,
                 admin,
                 upstreams,
@@ -275,7 +278,13 @@ fn build_provider(
     }
     let key_source = if let Some(url) = &raw.jwks_url {
         match url.parse::<http::Uri>() {
-            Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {}
+            Ok(u) if u.scheme_str() == Some("https") && u.host().is_some() => {}
+            Ok(u) if u.scheme_str() == Some("http") && u.host().is_some_and(is_loopback) => {}
+            Ok(u) if u.scheme_str() == Some("http") => cx.err(
+                span,
+                key("jwks_url"),
+                format!("{url:?} uses plain http: anyone on the path could swap the keys and forge tokens; use https (http is accepted for loopback only)"),
+            ),
             _ => cx.err(
                 span,
                 key("jwks_url"),
@@ -315,11 +324,21 @@ fn build_provider(
                 while secret.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
                     secret.pop();
                 }
-                if secret.len() < MIN_HMAC_SECRET_BYTES {
+                // RFC 7518 §3.2: a key at least as long as the hash output.
+                let min = algorithms
+                    .iter()
+                    .map(|a| match a {
+                        Algorithm::HS384 => 48,
+                        Algorithm::HS512 => 64,
+                        _ => MIN_HMAC_SECRET_BYTES,
+                    })
+                    .max()
+                    .unwrap_or(MIN_HMAC_SECRET_BYTES);
+                if secret.len() < min {
                     cx.err(
                         span,
                         key("hmac_secret_file"),
-                        format!("secret is shorter than {MIN_HMAC_SECRET_BYTES} bytes"),
+                        format!("secret is shorter than {min} bytes (the hash output of the strongest allowed HS algorithm)"),
                     );
                 }
                 KeySource::HmacSecret(secret)
@@ -742,6 +761,34 @@ fn check_path(cx: &mut Ctx<'_>, span: Option<usize>, key: String, p: &str) -> Op
 fn at<T>(v: &Spanned<T>) -> Option<usize> {
     let span = v.span();
     (span.end > 0).then_some(span.start)
+}
+
+/// The config text's hash plus the HMAC secrets it reads: replacing a leaked secret file
+/// must count as a change on reload.
+fn fingerprint(content_hash: &str, providers: &[ProviderSettings]) -> String {
+    if !providers
+        .iter()
+        .any(|p| matches!(p.key_source, KeySource::HmacSecret(_)))
+    {
+        return content_hash.to_owned();
+    }
+    let mut h = Sha256::new();
+    h.update(content_hash.as_bytes());
+    for p in providers {
+        if let KeySource::HmacSecret(s) = &p.key_source {
+            h.update(p.name.as_bytes());
+            h.update(Sha256::digest(s));
+        }
+    }
+    super::load::hex(&h.finalize())
+}
+
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn is_label(s: &str) -> bool {

@@ -52,11 +52,16 @@ impl Reloader {
         let _serial = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let metrics = &self.state.metrics;
         let current = self.state.load();
-        // The poll runs every few seconds: skip the full build when the bytes are the same.
-        if let Ok(bytes) = std::fs::read(&self.path) {
+        // The poll runs every few seconds: skip the full build when the bytes are the same
+        // (unless secrets read from other files could have changed).
+        let reads_secrets = current.config.fingerprint != current.config.content_hash;
+        if let (Ok(bytes), false) = (std::fs::read(&self.path), reads_secrets) {
             if hex(&Sha256::digest(&bytes)) == current.config.content_hash {
                 if trigger != "poll" {
-                    metrics.config_reloads.with_label_values(&["unchanged"]).inc();
+                    metrics
+                        .config_reloads
+                        .with_label_values(&["unchanged"])
+                        .inc();
                 }
                 return ReloadOutcome::Unchanged;
             }
@@ -66,7 +71,7 @@ impl Reloader {
                 tracing::error!(trigger, file = %self.path.display(), errors = %ConfigErrors(errors), "config reload failed; keeping the running config");
                 ReloadOutcome::Failed
             }
-            Ok(new) if new.content_hash == current.config.content_hash => ReloadOutcome::Unchanged,
+            Ok(new) if new.fingerprint == current.config.fingerprint => ReloadOutcome::Unchanged,
             Ok(new) => match not_live(&current.config, &new) {
                 Some(why) => {
                     tracing::error!(trigger, file = %self.path.display(), problem = %why, "config reload refused (restart to apply); keeping the running config");

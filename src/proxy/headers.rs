@@ -6,6 +6,22 @@ use http::HeaderMap;
 use crate::config::build::canonical_header;
 use crate::config::HeaderPolicy;
 
+/// Headers a client could use to make the upstream act on another path, host, method or
+/// client address than the one authorized (`X-Original-URL: /admin` on Symfony or IIS,
+/// `X-Forwarded-Host` on host-based routing, method overrides): never forwarded. The
+/// gateway sets `X-Forwarded-For`, `-Proto` and `-Host` itself.
+const REWRITE_EXACT: &[&str] = &[
+    "forwarded",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+const REWRITE_PREFIXES: &[&str] = &["x-forwarded-", "x-original-"];
+
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and proxy credentials: never forwarded.
 const HOP_BY_HOP: &[&str] = &[
     "keep-alive",
@@ -20,7 +36,13 @@ const HOP_BY_HOP: &[&str] = &[
 /// Names of the client's headers that must not reach the upstream, given the policy.
 /// Compared case-insensitively and with `_` folded to `-`, so `X_User_Id` cannot slip past
 /// a rule for `X-User-Id` into a server that reads both as one name.
-pub fn headers_to_remove(headers: &HeaderMap, policy: &HeaderPolicy) -> Vec<HeaderName> {
+/// `token_verified`: `Authorization` is forwarded (with `forward_token`) only when this
+/// request's bearer token was the one verified, never an unchecked credential.
+pub fn headers_to_remove(
+    headers: &HeaderMap,
+    policy: &HeaderPolicy,
+    token_verified: bool,
+) -> Vec<HeaderName> {
     let mut remove = Vec::new();
     // Headers named in Connection are hop-by-hop too.
     let listed: Vec<String> = headers
@@ -47,11 +69,11 @@ pub fn headers_to_remove(headers: &HeaderMap, policy: &HeaderPolicy) -> Vec<Head
                 .any(|p| canonical.starts_with(p.as_str()))
             || HOP_BY_HOP.contains(&canonical.as_str())
             || in_connection
-            || (*name == AUTHORIZATION && !policy.forward_token)
+            || REWRITE_EXACT.contains(&canonical.as_str())
+            || REWRITE_PREFIXES.iter().any(|p| canonical.starts_with(p))
+            || (*name == AUTHORIZATION && !(policy.forward_token && token_verified))
             || (*name == UPGRADE && h2c)
-            || (*name == CONNECTION && h2c)
-            || canonical == "x-forwarded-for"
-            || canonical == "x-forwarded-proto";
+            || (*name == CONNECTION && h2c);
         if strip && !remove.contains(name) {
             remove.push(name.clone());
         }
@@ -81,7 +103,7 @@ mod tests {
                 HeaderValue::from_str(v).unwrap(),
             );
         }
-        let mut out: Vec<String> = headers_to_remove(&m, &policy())
+        let mut out: Vec<String> = headers_to_remove(&m, &policy(), false)
             .iter()
             .map(|n| n.to_string())
             .collect();

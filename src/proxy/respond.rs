@@ -61,7 +61,15 @@ pub async fn write_rejection(
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
     resp.insert_header("x-request-id", request_id)?;
-    if reason == Reject::BadFraming {
+    // After a framing error the connection cannot be trusted; with an unread body, keeping
+    // it would make pingora drain a body of any size from an unauthenticated client.
+    let req = session.req_header();
+    let has_body = req.headers.contains_key(http::header::TRANSFER_ENCODING)
+        || req
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    if reason == Reject::BadFraming || has_body {
         // After a framing error the rest of the connection cannot be trusted.
         session.set_keepalive(None);
     }

@@ -23,6 +23,11 @@ fn content_length_with_transfer_encoding_is_refused() {
         "POST /public/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\nConnection: keep-alive\r\n\r\n0\r\n\r\n",
         "TE+CL",
     );
+    refused(
+        &s,
+        "POST /public/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n",
+        "CL+TE with Connection: close",
+    );
 }
 
 #[test]

@@ -135,3 +135,68 @@ fn forward_token_keeps_authorization() {
     assert_eq!(gw.get_with("/api/x", &t).status, 200);
     assert_eq!(up.last().one("authorization"), format!("Bearer {t}"));
 }
+
+#[test]
+fn rewrite_and_forwarding_headers_are_replaced_or_removed() {
+    let s = Setup::start();
+    let r = get(
+        s.gw.addr,
+        "/public/x",
+        &[
+            ("X-Original-URL", "/admin/users"),
+            ("X-Rewrite-URL", "/admin/users"),
+            ("X-Forwarded-Host", "admin.example.com"),
+            ("X-Forwarded-Prefix", "/admin"),
+            ("Forwarded", "for=10.0.0.1;host=admin.example.com"),
+            ("X-Real-IP", "10.0.0.1"),
+            ("X-HTTP-Method-Override", "DELETE"),
+            ("X_Original_URL", "/admin"),
+        ],
+    );
+    assert_eq!(r.status, 200);
+    let seen = s.upstream.last();
+    for h in [
+        "x-original-url",
+        "x-rewrite-url",
+        "x-forwarded-prefix",
+        "forwarded",
+        "x-real-ip",
+        "x-http-method-override",
+        "x_original_url",
+    ] {
+        assert!(!seen.has(h), "{h} reached the upstream: {:?}", seen.headers);
+    }
+    assert_eq!(
+        seen.one("x-forwarded-host"),
+        "localhost",
+        "the routed host, not the client's claim"
+    );
+}
+
+#[test]
+fn forward_token_never_forwards_an_unverified_credential() {
+    let keys = Keys::load();
+    let jwks = JwksServer::start(keys.standard_jwks());
+    let up = Upstream::start();
+    let config = standard_config(&jwks.url(), &up.url())
+        .replace("forward_token = false", "forward_token = true");
+    let gw = Gateway::start(&config);
+    gw.wait_ready();
+    // auth = "none": the token was not looked at, so it is not passed on.
+    assert_eq!(
+        get(
+            gw.addr,
+            "/public/x",
+            &[("Authorization", "Bearer forged.token.here")]
+        )
+        .status,
+        200
+    );
+    assert!(!up.last().has("authorization"));
+    // auth = "optional" with another scheme: anonymous, and the header does not pass.
+    assert_eq!(
+        get(gw.addr, "/opt/x", &[("Authorization", "JWT forged")]).status,
+        200
+    );
+    assert!(!up.last().has("authorization"));
+}

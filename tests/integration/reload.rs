@@ -144,3 +144,66 @@ fn reload_under_traffic_drops_nothing() {
     }
     assert!(total > 50, "only {total} requests were made");
 }
+
+#[test]
+fn a_provider_change_keeps_its_keys_while_the_idp_is_down() {
+    let s = Setup::start();
+    let t = s.token("read");
+    assert_eq!(s.gw.get_with("/api/x", &t).status, 200);
+    s.jwks.set_status(500);
+    let path = s.gw.config_path();
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("jwks_refresh = \"5m\"", "jwks_refresh = \"4m\"");
+    replace_file(&path, &text);
+    assert!(
+        s.gw.wait_log("config reloaded", Duration::from_secs(10)),
+        "{}",
+        s.gw.logs()
+    );
+    // The new key store was seeded from the old one's document: no 503 while the IdP fails.
+    assert_eq!(s.gw.get_with("/api/x", &t).status, 200);
+}
+
+#[test]
+fn a_rotated_hmac_secret_applies_on_sighup() {
+    use jsonwebtoken::{Algorithm, EncodingKey};
+    let up = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("hs.key");
+    let old_secret = b"old-secret-old-secret-old-secret-0123456789".to_vec();
+    let new_secret = b"new-secret-new-secret-new-secret-0123456789".to_vec();
+    std::fs::write(&secret, &old_secret).unwrap();
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[upstreams.u]\nurl = \"{}\"\n\
+         [providers.svc]\nissuer = \"{ISSUER}\"\naudiences = [\"{AUDIENCE}\"]\nhmac_secret_file = \"hs.key\"\nalgorithms = [\"HS256\"]\n\
+         [[routes]]\nname = \"api\"\npath_prefix = \"/api\"\nupstream = \"u\"\n",
+        up.url()
+    );
+    let path = dir.path().join("authgate.toml");
+    std::fs::write(&path, config).unwrap();
+    let gw = Gateway::start_at(dir, &path, "info");
+    let mint = |s: &[u8]| {
+        let k = EncodingKey::from_secret(s);
+        crate::support::tokens::TokenBuilder::new(&k, Algorithm::HS256)
+            .claims(good_claims("svc", ""))
+            .sign()
+    };
+    let (old_t, new_t) = (mint(&old_secret), mint(&new_secret));
+    assert_eq!(gw.get_with("/api/x", &old_t).status, 200);
+    std::fs::write(&secret, &new_secret).unwrap();
+    gw.signal("HUP");
+    assert!(
+        eventually(Duration::from_secs(10), || gw
+            .get_with("/api/x", &new_t)
+            .status
+            == 200),
+        "{}",
+        gw.logs()
+    );
+    assert_eq!(
+        gw.get_with("/api/x", &old_t).reason(),
+        "bad_signature",
+        "the leaked secret no longer works"
+    );
+}

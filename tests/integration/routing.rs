@@ -188,11 +188,32 @@ fn unsafe_paths_get_400_and_never_reach_the_upstream() {
         "/public/x;jsessionid=1",
         "/public/x%3bjsessionid=1",
         "/public/%zz",
+        "/public/%252e%252e/api",
         "*",
     ] {
         let r = get(s.gw.addr, path, &[]);
         assert_eq!(r.status, 400, "{path}: {r:?}");
         assert_eq!(r.reason(), "bad_path", "{path}");
     }
+    assert_eq!(s.upstream.count(), before);
+}
+
+#[test]
+fn lowercase_methods_and_missing_host_are_refused() {
+    let s = Setup::start();
+    let before = s.upstream.count();
+    let r = crate::support::http::request(s.gw.addr, "delete", "/api/x", &[]);
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(r.reason(), "bad_method");
+    let r = send(
+        s.gw.addr,
+        b"GET /public/x HTTP/1.1\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 400, "HTTP/1.1 without Host: {r:?}");
+    let r = send(
+        s.gw.addr,
+        b"GET http://localhost/public/x HTTP/1.1\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 400, "absolute-form does not replace Host: {r:?}");
     assert_eq!(s.upstream.count(), before);
 }

@@ -443,7 +443,18 @@ fn optional_auth_route() {
 
 #[test]
 fn tokens_never_reach_the_logs() {
-    let s = Setup::start();
+    // Even at debug level: pingora's own debug lines would dump request headers.
+    let keys = Keys::load();
+    let jwks = JwksServer::start(keys.standard_jwks());
+    let upstream = Upstream::start();
+    let gw = Gateway::start_with_log(&standard_config(&jwks.url(), &upstream.url()), "debug");
+    gw.wait_ready();
+    let s = Setup {
+        keys,
+        jwks,
+        upstream,
+        gw,
+    };
     let good = s.token("read");
     let expired = s
         .keys

@@ -82,6 +82,11 @@ fn most_specific_route_wins() {
     assert_eq!(get("/api/v2/x").as_deref(), Some("api-v2"));
     assert_eq!(get("/api/v2/health").as_deref(), Some("exact"));
     assert_eq!(get("/api/v2/health/x").as_deref(), Some("api-v2"));
+    assert_eq!(
+        get("/api/v2/health/").as_deref(),
+        Some("exact"),
+        "a trailing slash does not escape an exact route"
+    );
     assert_eq!(get("/").as_deref(), Some("root"));
     assert_eq!(
         m(&t, None, "/api/x", Method::DELETE).as_deref(),

@@ -113,6 +113,22 @@ fn every_check() {
         "at least one",
     );
     one_error(
+        &r(
+            &format!("jwks_file = \"{FIX}/jwks.json\""),
+            "jwks_url = \"http://idp.example.com/jwks\"",
+        ),
+        "providers.corp.jwks_url",
+        "plain http",
+    );
+    let loopback_http = r(
+        &format!("jwks_file = \"{FIX}/jwks.json\""),
+        "jwks_url = \"http://127.0.0.1:1/jwks\"",
+    );
+    assert!(
+        load_str(&loopback_http, Path::new("t.toml")).is_ok(),
+        "http is fine on loopback"
+    );
+    one_error(
         &r("issuer = \"https://corp\"", "issuer = \"\""),
         "providers.corp.issuer",
         "empty",

@@ -228,19 +228,24 @@ pub fn fixtures() -> PathBuf {
 impl Gateway {
     /// Writes `config` and starts the gateway; returns once it logged `authgate ready`.
     pub fn start(config: &str) -> Gateway {
+        Self::start_with_log(config, "info")
+    }
+
+    /// As `start`, with `AUTHGATE_LOG` set to `log` (e.g. `debug`).
+    pub fn start_with_log(config: &str, log: &str) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("authgate.toml");
         std::fs::write(&path, config).expect("write config");
-        Self::start_at(dir, &path)
+        Self::start_at(dir, &path, log)
     }
 
     /// Starts with an existing config file inside `dir` (kept alive by the gateway).
-    pub fn start_at(dir: tempfile::TempDir, path: &Path) -> Gateway {
+    pub fn start_at(dir: tempfile::TempDir, path: &Path, log: &str) -> Gateway {
         let mut child = Command::new(bin())
             .args(["run", "--config"])
             .arg(path)
             .env("AUTHGATE_LOG_FORMAT", "json")
-            .env("AUTHGATE_LOG", "info")
+            .env("AUTHGATE_LOG", log)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
