@@ -202,11 +202,14 @@ impl RouteTable {
                 AuthMode::Optional => "optional",
                 AuthMode::None => "none",
             };
-            let providers: Vec<&str> = r
-                .providers
-                .iter()
-                .map(|&p| config.providers[p].name.as_str())
-                .collect();
+            let providers: Vec<&str> = match r.auth {
+                AuthMode::None => Vec::new(),
+                AuthMode::Required | AuthMode::Optional => r
+                    .providers
+                    .iter()
+                    .map(|&p| config.providers[p].name.as_str())
+                    .collect(),
+            };
             let claims: Vec<String> = r
                 .require_claims
                 .iter()

@@ -98,17 +98,20 @@ pub fn build(
 
     let mut upstream_names = Vec::new();
     let mut upstreams = Vec::new();
+    // Routes resolve names against everything configured, so one bad upstream or provider
+    // is reported once, not again as "unknown" on every route that uses it. (Indexes are
+    // only used when every table built, and then the two lists agree.)
     for (name, up) in &raw.upstreams {
+        upstream_names.push(name.clone());
         if let Some(u) = build_upstream(&mut cx, name, up) {
-            upstream_names.push(name.clone());
             upstreams.push(u);
         }
     }
     let mut provider_names = Vec::new();
     let mut providers = Vec::new();
     for (name, p) in &raw.providers {
+        provider_names.push(name.clone());
         if let Some(p) = build_provider(&mut cx, name, p) {
-            provider_names.push(name.clone());
             providers.push(p);
         }
     }
@@ -654,7 +657,8 @@ fn build_route(
         .iter()
         .filter_map(|&p| provider_settings.get(p).map(|s| s.issuer.as_str()))
         .collect();
-    if issuers.len() < route_providers.len() && auth != AuthMode::None {
+    let all_built = provider_settings.len() == providers.len();
+    if all_built && issuers.len() < route_providers.len() && auth != AuthMode::None {
         cx.err(span, key("providers"), "two providers of this route share an issuer: the token's iss could not choose between them");
     }
     for s in &r.require_scopes {
