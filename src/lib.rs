@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pingora::server::configuration::ServerConf;
-use pingora::server::Server;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 
 use config::watch::{watch, Reloader};
 use config::Config;
@@ -73,7 +73,7 @@ pub fn control_runtime() -> Result<tokio::runtime::Runtime, StartError> {
         .map_err(StartError::Runtime)
 }
 
-/// Runs the gateway until SIGTERM (graceful) or SIGINT (fast). Does not return on success.
+/// Runs the gateway until SIGTERM (graceful) or SIGINT (fast).
 pub fn run(opts: RunOptions) -> Result<(), StartError> {
     let control = match opts.control {
         Some(rt) => rt,
@@ -108,25 +108,35 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     if let Some(path) = opts.watch {
         control.spawn(watch(Reloader::new(path, state.clone())));
     }
-    spawn_drain_flag(&control, state.clone());
     spawn_ready_probe(&control, proxy_addr, admin_addr, opts.on_ready);
 
     let conf = ServerConf {
         threads: server_settings.threads,
-        // pingora's defaults (300 s + 300 s) would hold a pod far past Kubernetes' 30 s.
-        grace_period_seconds: Some(server_settings.shutdown_delay.as_secs()),
-        graceful_shutdown_timeout_seconds: Some(server_settings.shutdown_grace.as_secs()),
+        // pingora's defaults (300 s + 300 s) would hold a pod far past Kubernetes' 30 s. The
+        // delay before closing the listener is ours (`DrainSignal`); pingora's grace period
+        // is the time in-flight requests get after that.
+        grace_period_seconds: Some(server_settings.shutdown_grace.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
+    let drain = DrainSignal {
+        state: state.clone(),
+        delay: server_settings.shutdown_delay,
+    };
     let mut proxy =
         pingora::proxy::http_proxy_service(&server.configuration, proxy::Gateway { state });
     proxy.add_tcp(&proxy_addr.to_string());
     server.add_service(proxy);
-    // The control runtime must outlive the server; leak it deliberately (the process exits).
+    // The control runtime must outlive the server; leak it deliberately (the process exits
+    // right after `run` returns, and dropping a runtime from here could block on its tasks).
     std::mem::forget(control);
-    server.run_forever()
+    server.run(RunArgs {
+        shutdown_signal: Box::new(drain),
+    });
+    tracing::info!("authgate stopped");
+    Ok(())
 }
 
 fn bind(what: &'static str, addr: &str) -> Result<StdListener, StartError> {
@@ -180,16 +190,40 @@ fn spawn_ready_probe(
     });
 }
 
-/// `/readyz` turns 503 as soon as SIGTERM arrives; pingora then drains.
-fn spawn_drain_flag(control: &tokio::runtime::Runtime, state: Arc<State>) {
-    control.spawn(async move {
-        if let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            if term.recv().await.is_some() {
-                state.draining.store(true, Ordering::Relaxed);
-                tracing::info!("SIGTERM: readiness off, draining");
-            }
+/// SIGTERM, the Kubernetes way: `/readyz` turns 503 at once, the listener keeps accepting
+/// for `shutdown_delay` while endpoints are removed, then pingora's graceful shutdown closes it
+/// and gives in-flight requests `shutdown_grace`. SIGINT stops at once. (pingora's own watcher
+/// closes the listener the moment SIGTERM arrives, which drops requests from load balancers
+/// that have not yet seen the pod go unready.)
+struct DrainSignal {
+    state: Arc<State>,
+    delay: Duration,
+}
+
+#[async_trait::async_trait]
+impl ShutdownSignalWatch for DrainSignal {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::quit()),
+        ) else {
+            tracing::error!("cannot install signal handlers; shutting down");
+            return ShutdownSignal::FastShutdown;
+        };
+        tokio::select! {
+            _ = int.recv() => return ShutdownSignal::FastShutdown,
+            _ = term.recv() => {}
+            _ = quit.recv() => {}
         }
-    });
+        self.state.draining.store(true, Ordering::Relaxed);
+        tracing::info!(delay = ?self.delay, "SIGTERM: readiness off; still serving until the delay ends");
+        tokio::select! {
+            _ = int.recv() => return ShutdownSignal::FastShutdown,
+            () = tokio::time::sleep(self.delay) => {}
+        }
+        tracing::info!("closing the listener; draining in-flight requests");
+        ShutdownSignal::GracefulTerminate
+    }
 }

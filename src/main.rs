@@ -43,7 +43,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format.as_deref());
+    // Held until main returns, so buffered log lines are written before the process exits.
+    let _log_guard = init_logging(cli.log_format.as_deref());
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -75,7 +76,9 @@ fn execute(command: Command) -> anyhow::Result<()> {
     }
 }
 
-fn init_logging(format: Option<&str>) {
+/// Logs go through a non-blocking writer: the request path hands a line to a queue instead
+/// of taking stdout's lock (the queue blocks rather than drops when full).
+fn init_logging(format: Option<&str>) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_env("AUTHGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
         // pingora's debug and trace lines dump request headers, Authorization included:
@@ -87,10 +90,16 @@ fn init_logging(format: Option<&str>) {
         Some(_) => false,
         None => !std::io::stdout().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
     if json {
         builder.json().flatten_event(true).init();
     } else {
-        builder.init();
+        builder.with_ansi(std::io::stdout().is_terminal()).init();
     }
+    guard
 }

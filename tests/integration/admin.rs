@@ -76,3 +76,38 @@ fn not_ready_until_keys_load() {
         == 200));
     assert_eq!(gw.get_with("/api/x", &t).status, 200);
 }
+
+#[test]
+fn sigterm_turns_readiness_off_keeps_serving_then_exits() {
+    let keys = Keys::load();
+    let jwks = JwksServer::start(keys.standard_jwks());
+    let up = Upstream::start();
+    let config = standard_config(&jwks.url(), &up.url())
+        .replace("shutdown_delay = \"0s\"", "shutdown_delay = \"2s\"");
+    let mut gw = Gateway::start(&config);
+    gw.wait_ready();
+    let start = std::time::Instant::now();
+    gw.signal("TERM");
+    assert!(eventually(std::time::Duration::from_secs(2), || get(
+        gw.admin,
+        "/readyz",
+        &[]
+    )
+    .status
+        == 503));
+    // Still serving while endpoints are removed.
+    assert_eq!(get(gw.addr, "/public/x", &[]).status, 200);
+    let status = gw
+        .wait_exit(std::time::Duration::from_secs(10))
+        .expect("exits after delay + grace");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        start.elapsed() >= std::time::Duration::from_millis(1900),
+        "waited the shutdown delay"
+    );
+    assert!(
+        gw.wait_log("authgate stopped", std::time::Duration::from_secs(1)),
+        "{}",
+        gw.logs()
+    );
+}
