@@ -79,7 +79,10 @@ fn execute(command: Command) -> anyhow::Result<()> {
 /// Logs go through a non-blocking writer: the request path hands a line to a queue instead
 /// of taking stdout's lock (the queue blocks rather than drops when full).
 fn init_logging(format: Option<&str>) -> tracing_appender::non_blocking::WorkerGuard {
+    // AUTHGATE_LOG, else the conventional RUST_LOG, else info (which includes the access log;
+    // `warn` turns it off).
     let filter = tracing_subscriber::EnvFilter::try_from_env("AUTHGATE_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_env("RUST_LOG"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
         // pingora's debug and trace lines dump request headers, Authorization included:
         // they stay off whatever AUTHGATE_LOG says.
