@@ -200,15 +200,34 @@ impl Reject {
         }
     }
 
-    /// RFC 6750 §3.1 error code, when the answer carries one: none without a token,
-    /// `invalid_token` for every other 401, `insufficient_scope` for a 403.
+    /// RFC 6750 §3.1 error code, when the answer carries one. Exhaustive on purpose: a new
+    /// variant must choose.
     pub const fn oauth_error(self) -> Option<&'static str> {
-        match (self, self.status()) {
-            (Self::MissingToken, _) => None,
-            (Self::MultipleAuthorization, _) => Some("invalid_request"),
-            (_, 401) => Some("invalid_token"),
-            (_, 403) => Some("insufficient_scope"),
-            _ => None,
+        match self {
+            Self::MultipleAuthorization => Some("invalid_request"),
+            Self::TokenTooLarge
+            | Self::MalformedToken
+            | Self::AlgNotAllowed
+            | Self::CritUnsupported
+            | Self::BadIssuer
+            | Self::UnknownKid
+            | Self::BadSignature
+            | Self::Expired
+            | Self::NotYetValid
+            | Self::BadAudience
+            | Self::BadClaims
+            | Self::UnsafeClaimValue => Some("invalid_token"),
+            Self::InsufficientScope | Self::ClaimMismatch => Some("insufficient_scope"),
+            Self::NoRoute
+            | Self::BadPath
+            | Self::BadHost
+            | Self::BadFraming
+            | Self::HeadersTooLarge
+            | Self::BadMethod
+            | Self::MissingToken
+            | Self::KeysUnavailable
+            | Self::UpstreamUnavailable
+            | Self::UpstreamTimeout => None,
         }
     }
 

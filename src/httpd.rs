@@ -29,12 +29,11 @@ pub async fn serve(listener: TcpListener, handler: Handler) {
                 let handler = handler.clone();
                 async move {
                     let (parts, body) = req.into_parts();
-                    let body = body
-                        .collect()
-                        .await
-                        .map(|b| b.to_bytes())
-                        .unwrap_or_default();
-                    Ok::<_, Infallible>(handler(parts, body).await)
+                    // A body that breaks off or is malformed is never handed to the handler.
+                    let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
+                        return Ok::<_, Infallible>(respond(400, "text/plain", "bad body\n"));
+                    };
+                    Ok(handler(parts, body).await)
                 }
             });
             let _ = hyper::server::conn::http1::Builder::new()

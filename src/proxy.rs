@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use http::header::{HOST, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::HeaderValue;
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
@@ -127,8 +127,10 @@ impl ProxyHttp for Gateway {
             upstream.insert_header("x-forwarded-for", addr.ip().to_string())?;
         }
         upstream.insert_header("x-forwarded-proto", "http")?;
-        if let Some(host) = &grant.host {
-            upstream.insert_header("x-forwarded-host", host.as_str())?;
+        // The client's Host as sent (port included), now that it is known to be valid and
+        // to agree with the routed host.
+        if let Some(host) = session.req_header().headers.get(HOST) {
+            upstream.insert_header("x-forwarded-host", host.clone())?;
         }
         upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
         Ok(())
@@ -287,6 +289,13 @@ fn check_message(session: &Session, max_header_bytes: usize) -> Result<(), Rejec
     // not replace it: the upstream would pick its default virtual host).
     if req.version == http::Version::HTTP_11 && !req.headers.contains_key(HOST) {
         return Err(Reject::BadHost);
+    }
+    // Even identical duplicates (`5` twice, `5, 5`) are refused: some hop may not merge them.
+    let mut lengths = req.headers.get_all(CONTENT_LENGTH).iter();
+    if let (Some(first), second) = (lengths.next(), lengths.next()) {
+        if second.is_some() || first.as_bytes().contains(&b',') {
+            return Err(Reject::BadFraming);
+        }
     }
     if req.headers.contains_key(TRANSFER_ENCODING)
         && has_raw_content_length(&h1.get_headers_raw_bytes())

@@ -186,11 +186,6 @@ fn decode_unreserved(path: &str) -> Result<String, BadTarget> {
                     b'/' | b'\\' => return Err(BadTarget::EncodedSeparator),
                     0..=0x1f | 0x7f => return Err(BadTarget::Control),
                     b';' => return Err(BadTarget::Parameters),
-                    b'%' if bytes.get(i + 3).is_some_and(u8::is_ascii_hexdigit)
-                        && bytes.get(i + 4).is_some_and(u8::is_ascii_hexdigit) =>
-                    {
-                        return Err(BadTarget::DoubleEncoding);
-                    }
                     b if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') => {
                         out.push(b as char);
                     }
@@ -207,6 +202,14 @@ fn decode_unreserved(path: &str) -> Result<String, BadTarget> {
                 i += 1;
             }
         }
+    }
+    // Checked on the output, so escaped hex digits (`%25%32%65`) cannot hide a `%2e`.
+    let double = out
+        .as_bytes()
+        .windows(5)
+        .any(|w| w[..3] == *b"%25" && w[3].is_ascii_hexdigit() && w[4].is_ascii_hexdigit());
+    if double {
+        return Err(BadTarget::DoubleEncoding);
     }
     Ok(out)
 }
@@ -255,6 +258,11 @@ mod tests {
         assert_eq!(n("/a%zz"), Err(BadTarget::Encoding));
         assert_eq!(n("/%252e%252e/admin"), Err(BadTarget::DoubleEncoding));
         assert_eq!(n("/a%252Fb"), Err(BadTarget::DoubleEncoding));
+        assert_eq!(
+            n("/p/%25%32%65%25%32%65/api"),
+            Err(BadTarget::DoubleEncoding)
+        );
+        assert_eq!(n("/p/%252%65"), Err(BadTarget::DoubleEncoding));
         assert_eq!(n("/a%2"), Err(BadTarget::Encoding));
         assert_eq!(n("/a#frag"), Err(BadTarget::Encoding));
         assert_eq!(n("*"), Err(BadTarget::Form));

@@ -534,7 +534,7 @@ fn build_routes(
                 cx.err(
                     span,
                     format!("routes[{i}]"),
-                    format!("matches the same requests as routes[{j}] with the same specificity (same host, same path, overlapping methods): which one applies would be a guess"),
+                    format!("matches the same requests as routes[{j}] with the same specificity (same host; same path, where an exact path ignores one trailing slash; overlapping methods): which one applies would be a guess"),
                 );
             }
             None
@@ -606,7 +606,7 @@ fn build_route(
         let mut out = Vec::new();
         for m in ms {
             match Method::from_bytes(m.as_bytes()) {
-                Ok(method) if m.bytes().all(|b| b.is_ascii_uppercase()) => out.push(method),
+                Ok(method) if !m.bytes().any(|b| b.is_ascii_lowercase()) => out.push(method),
                 _ => cx.err(
                     span,
                     key("methods"),

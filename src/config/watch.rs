@@ -25,8 +25,9 @@ const POLL: Duration = Duration::from_secs(10);
 pub struct Reloader {
     path: PathBuf,
     state: Arc<State>,
-    /// Serializes reloads (file event, SIGHUP, poll); never taken by requests.
-    lock: Mutex<()>,
+    /// Hash of the last file that failed to load; also serializes reloads (file event,
+    /// SIGHUP, poll). Never taken by requests.
+    last_failed: Mutex<Option<String>>,
 }
 
 /// What a reload did.
@@ -44,40 +45,49 @@ impl Reloader {
         Arc::new(Self {
             path,
             state,
-            lock: Mutex::new(()),
+            last_failed: Mutex::new(None),
         })
     }
 
     pub fn reload(&self, trigger: &str) -> ReloadOutcome {
-        let _serial = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last_failed = self.last_failed.lock().unwrap_or_else(|p| p.into_inner());
         let metrics = &self.state.metrics;
         let current = self.state.load();
-        // The poll runs every few seconds: skip the full build when the bytes are the same
-        // (unless secrets read from other files could have changed).
+        let file_hash = std::fs::read(&self.path)
+            .ok()
+            .map(|bytes| hex(&Sha256::digest(&bytes)));
+        // Skip the build when the bytes are those running (unless the config reads secrets
+        // from other files), and stay quiet about a broken file already reported, unless a
+        // SIGHUP asks again (the poll runs every few seconds; one save is several events).
         let reads_secrets = current.config.fingerprint != current.config.content_hash;
-        if let (Ok(bytes), false) = (std::fs::read(&self.path), reads_secrets) {
-            if hex(&Sha256::digest(&bytes)) == current.config.content_hash {
-                if trigger != "poll" {
-                    metrics
-                        .config_reloads
-                        .with_label_values(&["unchanged"])
-                        .inc();
-                }
-                return ReloadOutcome::Unchanged;
+        if trigger != "sighup" && file_hash.is_some() && file_hash == *last_failed {
+            return ReloadOutcome::Unchanged;
+        }
+        if !reads_secrets && file_hash.as_deref() == Some(current.config.content_hash.as_str()) {
+            *last_failed = None;
+            if trigger != "poll" {
+                metrics
+                    .config_reloads
+                    .with_label_values(&["unchanged"])
+                    .inc();
             }
+            return ReloadOutcome::Unchanged;
         }
         let outcome = match load_file(&self.path) {
             Err(errors) => {
                 tracing::error!(trigger, file = %self.path.display(), errors = %ConfigErrors(errors), "config reload failed; keeping the running config");
+                *last_failed = file_hash;
                 ReloadOutcome::Failed
             }
             Ok(new) if new.fingerprint == current.config.fingerprint => ReloadOutcome::Unchanged,
             Ok(new) => match not_live(&current.config, &new) {
                 Some(why) => {
                     tracing::error!(trigger, file = %self.path.display(), problem = %why, "config reload refused (restart to apply); keeping the running config");
+                    *last_failed = file_hash;
                     ReloadOutcome::Failed
                 }
                 None => {
+                    *last_failed = None;
                     let hash = new.content_hash.clone();
                     let routes = new.routes.len();
                     self.state.apply(new);
@@ -87,11 +97,15 @@ impl Reloader {
             },
         };
         let label = match outcome {
-            ReloadOutcome::Applied => "success",
-            ReloadOutcome::Unchanged => "unchanged",
-            ReloadOutcome::Failed => "error",
+            ReloadOutcome::Applied => Some("success"),
+            // The poll finds "unchanged" every few seconds; only asked-for reloads count it.
+            ReloadOutcome::Unchanged if trigger == "poll" => None,
+            ReloadOutcome::Unchanged => Some("unchanged"),
+            ReloadOutcome::Failed => Some("error"),
         };
-        metrics.config_reloads.with_label_values(&[label]).inc();
+        if let Some(label) = label {
+            metrics.config_reloads.with_label_values(&[label]).inc();
+        }
         outcome
     }
 }

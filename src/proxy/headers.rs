@@ -12,9 +12,14 @@ use crate::config::HeaderPolicy;
 /// gateway sets `X-Forwarded-For`, `-Proto` and `-Host` itself.
 const REWRITE_EXACT: &[&str] = &[
     "forwarded",
+    "x-forwarded",
+    "x-host",
     "x-real-ip",
     "x-client-ip",
+    "client-ip",
     "true-client-ip",
+    "cf-connecting-ip",
+    "x-cluster-client-ip",
     "x-rewrite-url",
     "x-http-method-override",
     "x-http-method",

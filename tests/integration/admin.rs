@@ -23,6 +23,7 @@ fn metrics_count_outcomes_and_reasons() {
         "authgate_request_duration_seconds_count{route=\"api\"} 2",
         "authgate_config_reloads_total{result=\"success\"} 0",
         "authgate_jwks_keys{provider=\"corp\"} 4",
+        "authgate_build_info{version=\"",
     ] {
         assert!(m.contains(line), "missing {line} in\n{m}");
     }
@@ -83,7 +84,7 @@ fn sigterm_turns_readiness_off_keeps_serving_then_exits() {
     let jwks = JwksServer::start(keys.standard_jwks());
     let up = Upstream::start();
     let config = standard_config(&jwks.url(), &up.url())
-        .replace("shutdown_delay = \"0s\"", "shutdown_delay = \"2s\"");
+        .replace("shutdown_delay = \"0s\"", "shutdown_delay = \"3s\"");
     let mut gw = Gateway::start(&config);
     gw.wait_ready();
     let start = std::time::Instant::now();
@@ -102,7 +103,7 @@ fn sigterm_turns_readiness_off_keeps_serving_then_exits() {
         .expect("exits after delay + grace");
     assert!(status.success(), "{status:?}");
     assert!(
-        start.elapsed() >= std::time::Duration::from_millis(1900),
+        start.elapsed() >= std::time::Duration::from_millis(2900),
         "waited the shutdown delay"
     );
     assert!(

@@ -131,6 +131,7 @@ fn forward_token_keeps_authorization() {
     let config = standard_config(&jwks.url(), &up.url())
         .replace("forward_token = false", "forward_token = true");
     let gw = Gateway::start(&config);
+    gw.wait_ready();
     let t = keys.rs256().claims(good_claims("alice", "read")).sign();
     assert_eq!(gw.get_with("/api/x", &t).status, 200);
     assert_eq!(up.last().one("authorization"), format!("Bearer {t}"));

@@ -15,7 +15,7 @@ fn unknown_kid_triggers_one_refetch_that_finds_a_new_key() {
     let jwks = JwksServer::start(jwks_of(&[jwk(&keys.rsa, Algorithm::RS256, "rsa", true)]));
     let up = Upstream::start();
     let gw = Gateway::start(&standard_config(&jwks.url(), &up.url()));
-    assert!(eventually(Duration::from_secs(5), || jwks.fetches() >= 1));
+    gw.wait_ready();
     let ec = keys.es256().claims(good_claims("alice", "read")).sign();
     let r = gw.get_with("/api/x", &ec);
     assert_eq!(r.reason(), "unknown_kid", "{r:?}");
@@ -28,7 +28,7 @@ fn unknown_kid_triggers_one_refetch_that_finds_a_new_key() {
         .status
         == 200));
     assert!(
-        start.elapsed() < Duration::from_millis(2500),
+        start.elapsed() < Duration::from_millis(4000),
         "took {:?}",
         start.elapsed()
     );
@@ -88,18 +88,21 @@ fn failed_fetches_keep_the_last_good_keys() {
                 jwk(&s.keys.rsa, Algorithm::RS256, "rsa", true),
             ])),
         }
-        // Unknown kids force refetches (one per cooldown), which fail.
+        // Unknown kids force refetches (one per cooldown); wait until the gateway has
+        // processed a failed one (its error counter moved), not just until the server saw it.
+        let series = "authgate_jwks_fetches_total{provider=\"corp\",result=\"error\"}";
+        let errors_before = metric_value(&s.gw.metrics(), series);
         let unknown = s
             .keys
             .rs256()
             .kid("new")
             .claims(good_claims("x", "read"))
             .sign();
-        let refetched = eventually(Duration::from_secs(5), || {
+        let refetched = eventually(Duration::from_secs(6), || {
             assert_eq!(s.gw.get_with("/api/x", &unknown).reason(), "unknown_kid");
-            s.jwks.fetches() > before
+            s.jwks.fetches() > before && metric_value(&s.gw.metrics(), series) > errors_before
         });
-        assert!(refetched, "{broken}: no refetch happened");
+        assert!(refetched, "{broken}: no failed refetch was recorded");
         assert_eq!(
             s.gw.get_with("/api/x", &t).status,
             200,
@@ -201,4 +204,53 @@ upstream = "legacy"
     // An RS256 token never reaches the HMAC key.
     let t = keys.rs256().claims(good_claims("svc", "")).sign();
     assert_eq!(gw.get_with("/api/x", &t).reason(), "alg_not_allowed");
+}
+
+#[test]
+fn a_refetch_asked_for_inside_the_cooldown_happens_when_it_ends() {
+    let keys = Keys::load();
+    let jwks = JwksServer::start(jwks_of(&[jwk(&keys.rsa, Algorithm::RS256, "rsa", true)]));
+    let up = Upstream::start();
+    let config = standard_config(&jwks.url(), &up.url()).replace(
+        "jwks_refetch_cooldown = \"1s\"",
+        "jwks_refetch_cooldown = \"3s\"",
+    );
+    let gw = Gateway::start(&config);
+    gw.wait_ready();
+    let unknown = keys
+        .rs256()
+        .kid("later")
+        .claims(good_claims("x", "read"))
+        .sign();
+    // Right after the start-up fetch: inside the cooldown, so the request is answered at once.
+    let before = jwks.fetches();
+    let t = std::time::Instant::now();
+    assert_eq!(gw.get_with("/api/x", &unknown).reason(), "unknown_kid");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "waited {:?} inside the cooldown",
+        t.elapsed()
+    );
+    assert_eq!(jwks.fetches(), before, "no fetch inside the cooldown");
+    // With no further traffic, the deferred fetch happens when the cooldown ends.
+    assert!(
+        eventually(Duration::from_secs(6), || jwks.fetches() > before),
+        "the deferred refetch never came"
+    );
+    let m = gw.metrics();
+    let limited = metric_value(
+        &m,
+        "authgate_jwks_fetches_total{provider=\"corp\",result=\"rate_limited\"}",
+    );
+    assert!(limited >= 1.0, "{m}");
+    // Sequential unknown kids inside one cooldown: few fetches.
+    let before = jwks.fetches();
+    for _ in 0..10 {
+        assert_eq!(gw.get_with("/api/x", &unknown).reason(), "unknown_kid");
+    }
+    let fetched = jwks.fetches() - before;
+    assert!(
+        fetched <= 2,
+        "{fetched} fetches for 10 sequential unknown kids"
+    );
 }

@@ -189,6 +189,8 @@ fn unsafe_paths_get_400_and_never_reach_the_upstream() {
         "/public/x%3bjsessionid=1",
         "/public/%zz",
         "/public/%252e%252e/api",
+        "/public/%25%32%65%25%32%65/api",
+        "/public/%252%65",
         "*",
     ] {
         let r = get(s.gw.addr, path, &[]);

@@ -15,6 +15,16 @@ fn assert_invalid(r: &Resp, reason: &str) {
         h.starts_with("Bearer realm=\"authgate\", error=\"invalid_token\", error_description=\""),
         "{h}"
     );
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let body = r.json();
+    assert_eq!(body["error"], "invalid_token");
+    assert!(
+        h.contains(&format!(
+            "error_description=\"{}\"",
+            body["error_description"].as_str().unwrap()
+        )),
+        "header and body say the same: {h} / {body}"
+    );
 }
 
 #[test]
@@ -188,6 +198,21 @@ fn registered_claims_are_enforced() {
             with(&|c| c["aud"] = json!(["billing-api", AUDIENCE])),
         ),
         ("nbf in the past", with(&|c| c["nbf"] = json!(now - 5))),
+        (
+            "nbf inside the leeway",
+            with(&|c| c["nbf"] = json!(now + 10)),
+        ),
+        (
+            "iat inside the leeway",
+            with(&|c| c["iat"] = json!(now + 10)),
+        ),
+        (
+            "fractional nbf and iat",
+            with(&|c| {
+                c["nbf"] = json!(now as f64 - 0.5);
+                c["iat"] = json!(now as f64 - 0.25);
+            }),
+        ),
     ];
     for (what, token) in ok {
         let r = s.gw.get_with("/api/orders", &token);

@@ -305,6 +305,21 @@ fn every_check() {
 }
 
 #[test]
+fn exact_paths_ignore_one_trailing_slash() {
+    let b = base();
+    let both = format!(
+        "{b}[[routes]]\nname = \"a1\"\npath = \"/a\"\nupstream = \"up\"\n[[routes]]\nname = \"a2\"\npath = \"/a/\"\nupstream = \"up\"\n"
+    );
+    one_error(&both, "routes[2]", "exact path ignores one trailing slash");
+    // Methods are tokens: uppercase and `-` are fine.
+    let m = b.replace(
+        "path_prefix = \"/api\"",
+        "path_prefix = \"/api\"\nmethods = [\"M-SEARCH\", \"PURGE\"]",
+    );
+    assert!(load_str(&m, Path::new("t.toml")).is_ok());
+}
+
+#[test]
 fn all_errors_are_reported_at_once() {
     let b = base()
         .replace("upstream = \"up\"\n", "upstream = \"down\"\n")
