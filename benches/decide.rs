@@ -11,10 +11,9 @@ use http::{HeaderMap, HeaderValue, Method};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
-use authgate::auth::jwks::KeySet;
 use authgate::auth::keystore::ProviderKeys;
 use authgate::auth::{decide, RequestHead};
-use authgate::config::{load_str, KeySource, Snapshot};
+use authgate::config::{load_str, Snapshot};
 
 const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keys");
 
@@ -48,17 +47,11 @@ upstream = "up"
 
 fn snapshot(text: &str) -> Snapshot {
     let config = load_str(text, Path::new("bench.toml")).expect("bench config");
+    // A `jwks_file` provider's store loads the file when it is created.
     let keys = config
         .providers
         .iter()
-        .map(|p| match &p.key_source {
-            KeySource::JwksFile(f) => {
-                let (set, _) =
-                    KeySet::from_jwks(&std::fs::read(f).unwrap(), &p.algorithms).unwrap();
-                ProviderKeys::preloaded(p, set)
-            }
-            _ => ProviderKeys::new(p, None),
-        })
+        .map(|p| ProviderKeys::new(p, None))
         .collect();
     Snapshot::new(Arc::new(config), keys, &authgate::metrics::Metrics::new())
 }

@@ -83,14 +83,6 @@ impl ProviderKeys {
         })
     }
 
-    /// A store that starts with `set` (the background task, if started, refreshes it).
-    /// Used where keys are known up front: unit tests and benches.
-    pub fn preloaded(provider: &ProviderSettings, set: KeySet) -> Arc<Self> {
-        let store = Self::new(provider, None);
-        store.current.store(Some(Arc::new(set)));
-        store
-    }
-
     /// The keys in force now (lock-free).
     pub fn current(&self) -> Guard<Option<Arc<KeySet>>> {
         self.current.load()

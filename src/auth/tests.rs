@@ -8,7 +8,6 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
 use super::*;
-use crate::auth::jwks::KeySet;
 use crate::auth::keystore::ProviderKeys;
 use crate::config::{load_str, KeySource, Snapshot};
 
@@ -69,11 +68,8 @@ fn snapshot_with(keys_loaded: bool) -> Snapshot {
         .providers
         .iter()
         .map(|p| match &p.key_source {
-            KeySource::JwksFile(f) if keys_loaded => {
-                let (set, _) =
-                    KeySet::from_jwks(&std::fs::read(f).unwrap(), &p.algorithms).unwrap();
-                ProviderKeys::preloaded(p, set)
-            }
+            // A `jwks_file` provider's store loads the file when it is created.
+            KeySource::JwksFile(_) if keys_loaded => ProviderKeys::new(p, None),
             // Keys not loaded: the same provider as if its keys came from a URL not yet fetched.
             KeySource::JwksFile(_) => {
                 let mut unfetched = p.clone();
