@@ -679,7 +679,7 @@ fn build_route(
     for (claim, values) in &r.require_claims {
         match ClaimPath::parse(claim) {
             Ok(c) => {
-                let accepted = values_vec(values);
+                let accepted = values.to_vec();
                 if accepted.is_empty() {
                     cx.err(
                         span,
@@ -720,13 +720,6 @@ fn build_route(
         upstream: upstream?,
         insufficient_scope_challenge: challenge?,
     })
-}
-
-fn values_vec(v: &super::schema::ClaimValues) -> Vec<String> {
-    match v {
-        super::schema::ClaimValues::One(s) => vec![s.clone()],
-        super::schema::ClaimValues::Many(m) => m.clone(),
-    }
 }
 
 fn check_path(cx: &mut Ctx<'_>, span: Option<usize>, key: String, p: &str) -> Option<String> {

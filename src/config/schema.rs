@@ -171,10 +171,10 @@ pub enum ClaimValues {
 }
 
 impl ClaimValues {
-    pub fn into_vec(self) -> Vec<String> {
+    pub fn to_vec(&self) -> Vec<String> {
         match self {
-            Self::One(v) => vec![v],
-            Self::Many(v) => v,
+            Self::One(v) => vec![v.clone()],
+            Self::Many(v) => v.clone(),
         }
     }
 }
