@@ -15,12 +15,13 @@ pub const NO_ROUTE: &str = "-";
 
 pub struct Metrics {
     registry: Registry,
-    /// `outcome`: `allowed` (sent upstream), `rejected` (refused by the gateway).
+    /// `outcome`: `allowed` (sent upstream), `rejected` (refused: see `rejections`), `error`
+    /// (neither, e.g. the client went away before a decision).
     pub requests: IntCounterVec,
     /// `reason`: `Reject::label()`.
     pub rejections: IntCounterVec,
     pub duration: HistogramVec,
-    /// `result`: `success`, `not_modified`, `error`, `rate_limited`.
+    /// `result`: `success`, `error`, `rate_limited` (an unknown-kid refetch inside the cooldown).
     pub jwks_fetches: IntCounterVec,
     pub jwks_keys: IntGaugeVec,
     /// `result`: `success`, `error`, `unchanged`.
