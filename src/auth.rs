@@ -60,6 +60,10 @@ pub enum Reject {
     BadAudience,
     /// `exp` missing, or a time claim that is not a JSON number.
     BadClaims,
+    /// `exp - iat` longer than the provider's `max_token_lifetime`, or no `iat` to tell.
+    LifetimeTooLong,
+    /// The JOSE `typ` is not the provider's `required_typ`.
+    BadType,
     /// A forwarded claim would put control characters into a header.
     UnsafeClaimValue,
     InsufficientScope,
@@ -84,6 +88,8 @@ pub struct Grant {
     pub provider: Option<usize>,
     /// The normalized host the request was routed on.
     pub host: Option<String>,
+    /// Seconds the verified token has left (`exp - now`).
+    pub remaining_lifetime: Option<f64>,
 }
 
 /// A refusal, with what the thin layer needs to answer it and to retry.
@@ -107,7 +113,7 @@ pub struct RequestHead<'a> {
 
 impl Reject {
     /// Every variant, for documentation and for pre-registering metric labels.
-    pub const ALL: [Reject; 25] = [
+    pub const ALL: [Reject; 27] = [
         Self::NoRoute,
         Self::BadPath,
         Self::BadHost,
@@ -127,6 +133,8 @@ impl Reject {
         Self::NotYetValid,
         Self::BadAudience,
         Self::BadClaims,
+        Self::LifetimeTooLong,
+        Self::BadType,
         Self::UnsafeClaimValue,
         Self::InsufficientScope,
         Self::ClaimMismatch,
@@ -162,6 +170,8 @@ impl Reject {
             Self::NotYetValid => "not_yet_valid",
             Self::BadAudience => "bad_audience",
             Self::BadClaims => "bad_claims",
+            Self::LifetimeTooLong => "lifetime_too_long",
+            Self::BadType => "bad_typ",
             Self::UnsafeClaimValue => "unsafe_claim_value",
             Self::InsufficientScope => "insufficient_scope",
             Self::ClaimMismatch => "claim_mismatch",
@@ -190,6 +200,8 @@ impl Reject {
             | Self::NotYetValid
             | Self::BadAudience
             | Self::BadClaims
+            | Self::LifetimeTooLong
+            | Self::BadType
             | Self::UnsafeClaimValue => 401,
             Self::InsufficientScope | Self::ClaimMismatch => 403,
             Self::NoRoute => 404,
@@ -216,6 +228,8 @@ impl Reject {
             | Self::NotYetValid
             | Self::BadAudience
             | Self::BadClaims
+            | Self::LifetimeTooLong
+            | Self::BadType
             | Self::UnsafeClaimValue => Some("invalid_token"),
             Self::InsufficientScope | Self::ClaimMismatch => Some("insufficient_scope"),
             Self::NoRoute
@@ -253,6 +267,8 @@ impl Reject {
             Self::NotYetValid => "token is not valid yet",
             Self::BadAudience => "token audience not accepted",
             Self::BadClaims => "token claims are missing or malformed",
+            Self::LifetimeTooLong => "token lifetime is longer than allowed",
+            Self::BadType => "token type not accepted",
             Self::UnsafeClaimValue => "token claim cannot be forwarded safely",
             Self::InsufficientScope => "token lacks a required scope",
             Self::ClaimMismatch => "token lacks a required claim value",
@@ -304,6 +320,7 @@ pub fn decide(snap: &Snapshot, head: &RequestHead<'_>, now: f64) -> Result<Grant
         claim_headers: Vec::new(),
         provider: None,
         host,
+        remaining_lifetime: None,
     };
     if route.auth == AuthMode::None {
         return Ok(grant);
@@ -332,6 +349,7 @@ pub fn decide(snap: &Snapshot, head: &RequestHead<'_>, now: f64) -> Result<Grant
         }
     }
     grant.provider = Some(verified.provider);
+    grant.remaining_lifetime = verified.remaining_lifetime;
     Ok(grant)
 }
 

@@ -22,6 +22,7 @@ use crate::auth::claims::ClaimPath;
 use crate::auth::keystore::ProviderKeys;
 use crate::auth::policy::RouteTable;
 use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
+use prometheus::Histogram;
 
 pub use build::build;
 pub use load::{load_file, load_str};
@@ -91,6 +92,9 @@ pub struct ProviderSettings {
     pub jwks_refresh: Duration,
     pub jwks_refetch_cooldown: Duration,
     pub require_exp: bool,
+    pub max_token_lifetime: Option<Duration>,
+    /// Lowercase, without `application/`.
+    pub required_typ: Option<String>,
 }
 
 /// What one request reads: a config and the key stores of its providers, indexed like
@@ -101,6 +105,8 @@ pub struct Snapshot {
     /// Metric handles per route (indexed like routes), and for requests that matched none.
     pub route_metrics: Vec<RouteMetrics>,
     pub no_route_metrics: RouteMetrics,
+    /// `authgate_token_remaining_lifetime_seconds` per provider (indexed like providers).
+    pub token_lifetime: Vec<Histogram>,
 }
 
 // === impl Snapshot ===
@@ -112,11 +118,21 @@ impl Snapshot {
             .iter()
             .map(|r| metrics.for_route(&r.name))
             .collect();
+        let token_lifetime = config
+            .providers
+            .iter()
+            .map(|p| {
+                metrics
+                    .token_remaining_lifetime
+                    .with_label_values(&[&p.name])
+            })
+            .collect();
         Self {
             config,
             keys,
             route_metrics,
             no_route_metrics: metrics.for_route(NO_ROUTE),
+            token_lifetime,
         }
     }
 

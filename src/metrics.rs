@@ -27,6 +27,8 @@ pub struct Metrics {
     /// `result`: `success`, `error`, `unchanged`.
     pub config_reloads: IntCounterVec,
     pub build_info: IntGaugeVec,
+    /// `exp - now` of each accepted token, by provider: very long-lived tokens show up here.
+    pub token_remaining_lifetime: HistogramVec,
 }
 
 // === impl Metrics ===
@@ -86,6 +88,27 @@ impl Metrics {
             &["result"],
         )
         .expect("static metric definition");
+        let token_remaining_lifetime = HistogramVec::new(
+            HistogramOpts::new(
+                "authgate_token_remaining_lifetime_seconds",
+                "Time an accepted token had left before exp, by provider.",
+            )
+            .buckets(vec![
+                30.0,
+                60.0,
+                300.0,
+                900.0,
+                1800.0,
+                3600.0,
+                4.0 * 3600.0,
+                12.0 * 3600.0,
+                86400.0,
+                7.0 * 86400.0,
+                30.0 * 86400.0,
+            ]),
+            &["provider"],
+        )
+        .expect("static metric definition");
         let build_info = IntGaugeVec::new(
             Opts::new("authgate_build_info", "Always 1; labels carry the version."),
             &["version"],
@@ -99,6 +122,7 @@ impl Metrics {
             Box::new(jwks_keys.clone()),
             Box::new(config_reloads.clone()),
             Box::new(build_info.clone()),
+            Box::new(token_remaining_lifetime.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -117,6 +141,7 @@ impl Metrics {
             jwks_keys,
             config_reloads,
             build_info,
+            token_remaining_lifetime,
         }
     }
 

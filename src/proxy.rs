@@ -219,8 +219,13 @@ impl ProxyHttp for Gateway {
                 m.rejection(d.reason).inc();
                 ("rejected", d.reason.label())
             }
-            (None, Some(_)) => {
+            (None, Some(g)) => {
                 m.allowed.inc();
+                if let (Some(p), Some(left)) = (g.provider, g.remaining_lifetime) {
+                    if let Some(h) = snap.token_lifetime.get(p) {
+                        h.observe(left);
+                    }
+                }
                 ("allowed", "-")
             }
             (None, None) => {

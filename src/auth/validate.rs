@@ -16,6 +16,7 @@ use serde_json::Value;
 use super::claims::Claims;
 use super::jwks::Candidates;
 use super::Reject;
+use crate::config::build::media_type;
 use crate::config::{ProviderSettings, Snapshot};
 
 /// A token whose signature and registered claims checked out.
@@ -23,6 +24,8 @@ use crate::config::{ProviderSettings, Snapshot};
 pub struct Verified {
     pub provider: usize,
     pub claims: Claims,
+    /// `exp - now`, seconds, when the token has `exp`.
+    pub remaining_lifetime: Option<f64>,
 }
 
 /// The JOSE header fields we read. `jwk`, `jku`, `x5u` and `x5c` are deliberately not
@@ -34,6 +37,8 @@ struct JoseHeader {
     kid: Option<String>,
     #[serde(default)]
     crit: Option<Value>,
+    #[serde(default)]
+    typ: Option<String>,
 }
 
 /// Verifies `token` against the first of `providers` whose issuer it names.
@@ -82,10 +87,20 @@ pub fn verify(
     if !verified {
         return Err(plain(Reject::BadSignature));
     }
+    if let Some(want) = &provider.required_typ {
+        if header.typ.as_deref().map(media_type).as_deref() != Some(want.as_str()) {
+            return Err(plain(Reject::BadType));
+        }
+    }
     check_registered_claims(&claims, provider, now).map_err(plain)?;
+    let remaining_lifetime = claims
+        .get("exp")
+        .and_then(Value::as_f64)
+        .map(|exp| exp - now);
     Ok(Verified {
         provider: provider_idx,
         claims,
+        remaining_lifetime,
     })
 }
 
@@ -157,9 +172,17 @@ pub fn check_registered_claims(
             return Err(Reject::NotYetValid);
         }
     }
-    if let Some(iat) = numeric_date(claims, "iat")? {
+    let iat = numeric_date(claims, "iat")?;
+    if let Some(iat) = iat {
         if iat > now + leeway {
             return Err(Reject::NotYetValid);
+        }
+    }
+    if let Some(max) = provider.max_token_lifetime {
+        // A limit on lifetime needs both ends: no `iat` (or no `exp`) fails it.
+        match (iat, numeric_date(claims, "exp")?) {
+            (Some(iat), Some(exp)) if exp - iat <= max.as_secs_f64() => {}
+            _ => return Err(Reject::LifetimeTooLong),
         }
     }
     Ok(())

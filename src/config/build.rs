@@ -359,6 +359,20 @@ fn build_provider(
     if raw.leeway.as_secs() > 600 {
         cx.err(span, key("leeway"), "must be at most 10m");
     }
+    if raw.max_token_lifetime.is_some_and(|d| d.as_secs() == 0) {
+        cx.err(span, key("max_token_lifetime"), "must be at least 1s");
+    }
+    if raw
+        .required_typ
+        .as_deref()
+        .is_some_and(|t| t.is_empty() || t.contains(char::is_whitespace))
+    {
+        cx.err(
+            span,
+            key("required_typ"),
+            "must be a media type such as \"at+jwt\"",
+        );
+    }
     if raw.jwks_refresh.as_secs() < 1 {
         cx.err(span, key("jwks_refresh"), "must be at least 1s");
     }
@@ -375,7 +389,17 @@ fn build_provider(
         jwks_refresh: raw.jwks_refresh,
         jwks_refetch_cooldown: raw.jwks_refetch_cooldown,
         require_exp: raw.require_exp,
+        max_token_lifetime: raw.max_token_lifetime,
+        required_typ: raw.required_typ.as_deref().map(media_type),
     })
+}
+
+/// RFC 7515 §4.1.9: `typ` is a media type, compared case-insensitively, `application/` optional.
+pub fn media_type(typ: &str) -> String {
+    let lower = typ.to_ascii_lowercase();
+    lower
+        .strip_prefix("application/")
+        .map_or(lower.clone(), str::to_owned)
 }
 
 fn build_headers(cx: &mut Ctx<'_>, raw: &RawHeaders) -> HeaderPolicy {

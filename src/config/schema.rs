@@ -110,6 +110,13 @@ pub struct RawProvider {
     /// Reject tokens without `exp`. Default true.
     #[serde(default = "default_true")]
     pub require_exp: bool,
+    /// Reject tokens whose `exp - iat` is longer than this (and tokens without `iat`).
+    /// Default: no limit.
+    #[serde(default, with = "humantime_serde")]
+    pub max_token_lifetime: Option<Duration>,
+    /// Required JOSE `typ` header, e.g. `at+jwt` (RFC 9068); compared case-insensitively,
+    /// with or without the `application/` prefix. Default: not checked.
+    pub required_typ: Option<String>,
 }
 
 /// `[headers]`: what the upstream sees.

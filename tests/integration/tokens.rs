@@ -511,3 +511,53 @@ fn tokens_never_reach_the_logs() {
         "the access log says why: {logs}"
     );
 }
+
+#[test]
+fn max_token_lifetime_and_required_typ() {
+    let keys = Keys::load();
+    let jwks = JwksServer::start(keys.standard_jwks());
+    let up = Upstream::start();
+    let config = standard_config(&jwks.url(), &up.url()).replace(
+        "jwks_refetch_cooldown = \"1s\"",
+        "jwks_refetch_cooldown = \"1s\"\nmax_token_lifetime = \"1h\"\nrequired_typ = \"at+jwt\"",
+    );
+    let gw = Gateway::start(&config);
+    gw.wait_ready();
+    let now = now();
+    let mint = |typ: &str, f: &dyn Fn(&mut serde_json::Value)| {
+        let mut c = good_claims("alice", "read");
+        f(&mut c);
+        keys.rs256().header("typ", json!(typ)).claims(c).sign()
+    };
+    assert_eq!(gw.get_with("/api/x", &mint("at+jwt", &|_| {})).status, 200);
+    assert_eq!(
+        gw.get_with("/api/x", &mint("application/AT+JWT", &|_| {}))
+            .status,
+        200
+    );
+    assert_invalid(&gw.get_with("/api/x", &mint("JWT", &|_| {})), "bad_typ");
+    let no_typ = keys.rs256().claims(good_claims("alice", "read"));
+    let no_typ = {
+        let mut b = no_typ;
+        b = b.header("typ", serde_json::Value::Null);
+        b.sign()
+    };
+    assert_invalid(&gw.get_with("/api/x", &no_typ), "bad_typ");
+    let long = mint("at+jwt", &|c| {
+        c["iat"] = json!(now - 60);
+        c["exp"] = json!(now + 2 * 3600);
+    });
+    assert_invalid(&gw.get_with("/api/x", &long), "lifetime_too_long");
+    let no_iat = mint("at+jwt", &|c| {
+        c.as_object_mut().unwrap().remove("iat");
+    });
+    assert_invalid(&gw.get_with("/api/x", &no_iat), "lifetime_too_long");
+    let m = gw.metrics();
+    assert!(
+        metric_value(
+            &m,
+            "authgate_token_remaining_lifetime_seconds_count{provider=\"corp\"}"
+        ) >= 2.0,
+        "{m}"
+    );
+}
