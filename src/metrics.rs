@@ -4,8 +4,8 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::auth::Reject;
@@ -27,6 +27,10 @@ pub struct Metrics {
     /// `result`: `success`, `error`, `unchanged`.
     pub config_reloads: IntCounterVec,
     pub build_info: IntGaugeVec,
+    /// Always 1, labelled with the running config's SHA-256: fleet drift shows as several
+    /// values across replicas.
+    pub config_info: IntGaugeVec,
+    pub config_last_reload_success: Gauge,
     /// `exp - now` of each accepted token, by provider: very long-lived tokens show up here.
     pub token_remaining_lifetime: HistogramVec,
 }
@@ -109,6 +113,19 @@ impl Metrics {
             &["provider"],
         )
         .expect("static metric definition");
+        let config_info = IntGaugeVec::new(
+            Opts::new(
+                "authgate_config_info",
+                "Always 1; sha256 labels the running config's content hash.",
+            ),
+            &["sha256"],
+        )
+        .expect("static metric definition");
+        let config_last_reload_success = Gauge::new(
+            "authgate_config_last_reload_success_timestamp_seconds",
+            "When the running config was loaded (start or last successful reload), Unix seconds.",
+        )
+        .expect("static metric definition");
         let build_info = IntGaugeVec::new(
             Opts::new("authgate_build_info", "Always 1; labels carry the version."),
             &["version"],
@@ -123,6 +140,8 @@ impl Metrics {
             Box::new(config_reloads.clone()),
             Box::new(build_info.clone()),
             Box::new(token_remaining_lifetime.clone()),
+            Box::new(config_info.clone()),
+            Box::new(config_last_reload_success.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -141,6 +160,8 @@ impl Metrics {
             jwks_keys,
             config_reloads,
             build_info,
+            config_info,
+            config_last_reload_success,
             token_remaining_lifetime,
         }
     }
@@ -157,6 +178,16 @@ impl Metrics {
             by_reason: (0..Reject::ALL.len()).map(|_| OnceLock::new()).collect(),
             route: route.to_owned(),
         }
+    }
+
+    /// Records the config now in force.
+    pub fn config_loaded(&self, sha256: &str) {
+        self.config_info.reset();
+        self.config_info.with_label_values(&[sha256]).set(1);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.config_last_reload_success.set(now);
     }
 
     /// Text exposition format.

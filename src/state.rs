@@ -29,6 +29,7 @@ impl State {
         client: reqwest::Client,
     ) -> Arc<Self> {
         let keys = Self::stores_for(&config, &[], &control, &client, &metrics);
+        metrics.config_loaded(&config.content_hash);
         Arc::new(Self {
             snapshot: ArcSwap::from_pointee(Snapshot::new(Arc::new(config), keys, &metrics)),
             metrics,
@@ -47,6 +48,7 @@ impl State {
     /// over (no refetch); the rest start fresh and the dropped ones stop their tasks.
     pub fn apply(&self, config: Config) {
         let old = self.snapshot.load();
+        self.metrics.config_loaded(&config.content_hash);
         let keys = Self::stores_for(
             &config,
             &old.keys,

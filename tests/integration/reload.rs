@@ -233,3 +233,68 @@ fn a_rotated_hmac_secret_applies_on_sighup() {
         "the leaked secret no longer works"
     );
 }
+
+/// A Kubernetes ConfigMap volume: `authgate.toml -> ..data/authgate.toml`, `..data -> ..<ts>`;
+/// an update writes a new `..<ts2>` directory and renames a new `..data` link over the old one.
+#[test]
+fn configmap_style_symlink_swap_is_reloaded() {
+    use std::os::unix::fs::symlink;
+    let keys = Keys::load();
+    let jwks = JwksServer::start(keys.standard_jwks());
+    let up = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let original = standard_config(&jwks.url(), &up.url());
+    let write_version = |name: &str, text: &str| {
+        std::fs::create_dir(root.join(name)).unwrap();
+        std::fs::write(root.join(name).join("authgate.toml"), text).unwrap();
+    };
+    write_version("..2026_11_23_1", &original);
+    symlink("..2026_11_23_1", root.join("..data")).unwrap();
+    symlink("..data/authgate.toml", root.join("authgate.toml")).unwrap();
+    let link = root.join("authgate.toml");
+    let gw = Gateway::start_at(dir, &link, "info");
+    gw.wait_ready();
+    let info_before: Vec<String> = gw
+        .metrics()
+        .lines()
+        .filter(|l| l.starts_with("authgate_config_info{"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(info_before.len(), 1, "{info_before:?}");
+
+    for (i, prefix) in ["/first", "/second"].iter().enumerate() {
+        let text = original.replace(
+            "path_prefix = \"/public\"",
+            &format!("path_prefix = \"{prefix}\""),
+        );
+        let version = format!("..2026_11_23_{}", i + 2);
+        write_version(&version, &text);
+        symlink(&version, root.join("..data_tmp")).unwrap();
+        std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
+        assert!(
+            eventually(Duration::from_secs(8), || get(
+                gw.addr,
+                &format!("{prefix}/x"),
+                &[]
+            )
+            .status
+                == 200),
+            "update {i} not picked up: {}",
+            gw.logs()
+        );
+    }
+    assert_eq!(get(gw.addr, "/public/x", &[]).status, 404);
+    let m = gw.metrics();
+    let info_after: Vec<&str> = m
+        .lines()
+        .filter(|l| l.starts_with("authgate_config_info{"))
+        .collect();
+    assert_eq!(
+        info_after.len(),
+        1,
+        "only the running config's hash: {info_after:?}"
+    );
+    assert_ne!(info_after[0], info_before[0]);
+    assert!(metric_value(&m, "authgate_config_last_reload_success_timestamp_seconds") > 1.7e9);
+}
