@@ -11,7 +11,10 @@ pub fn handler(state: Arc<State>) -> Handler {
         let state = state.clone();
         Box::pin(async move {
             match parts.uri.path() {
-                "/metrics" => respond(200, "text/plain; version=0.0.4", state.metrics.render()),
+                "/metrics" => {
+                    state.refresh_gauges();
+                    respond(200, "text/plain; version=0.0.4", state.metrics.render())
+                }
                 "/healthz" => respond(200, "text/plain", "ok\n"),
                 "/readyz" => match state.readiness() {
                     Ok(()) => respond(200, "text/plain", "ready\n"),

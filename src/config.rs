@@ -90,6 +90,8 @@ pub struct ProviderSettings {
     pub algorithms: Vec<Algorithm>,
     pub leeway: Duration,
     pub jwks_refresh: Duration,
+    pub jwks_min_refresh: Duration,
+    pub jwks_max_stale: Duration,
     pub jwks_refetch_cooldown: Duration,
     pub require_exp: bool,
     pub max_token_lifetime: Option<Duration>,

@@ -4,8 +4,8 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::auth::Reject;
@@ -21,9 +21,12 @@ pub struct Metrics {
     /// `reason`: `Reject::label()`.
     pub rejections: IntCounterVec,
     pub duration: HistogramVec,
-    /// `result`: `success`, `error`, `rate_limited` (an unknown-kid refetch inside the cooldown).
+    /// `result`: `success`, `not_modified` (304 to `If-None-Match`), `error`, `rate_limited`
+    /// (an unknown-kid refetch inside the cooldown).
     pub jwks_fetches: IntCounterVec,
     pub jwks_keys: IntGaugeVec,
+    /// Seconds since the provider last confirmed its keys (fetch, 304, file read).
+    pub jwks_age: GaugeVec,
     /// `result`: `success`, `error`, `unchanged`.
     pub config_reloads: IntCounterVec,
     pub build_info: IntGaugeVec,
@@ -84,6 +87,14 @@ impl Metrics {
             &["provider"],
         )
         .expect("static metric definition");
+        let jwks_age = GaugeVec::new(
+            Opts::new(
+                "authgate_jwks_age_seconds",
+                "Seconds since the provider last confirmed its keys; over jwks_max_stale they are not used.",
+            ),
+            &["provider"],
+        )
+        .expect("static metric definition");
         let config_reloads = IntCounterVec::new(
             Opts::new(
                 "authgate_config_reloads_total",
@@ -137,6 +148,7 @@ impl Metrics {
             Box::new(duration.clone()),
             Box::new(jwks_fetches.clone()),
             Box::new(jwks_keys.clone()),
+            Box::new(jwks_age.clone()),
             Box::new(config_reloads.clone()),
             Box::new(build_info.clone()),
             Box::new(token_remaining_lifetime.clone()),
@@ -158,6 +170,7 @@ impl Metrics {
             duration,
             jwks_fetches,
             jwks_keys,
+            jwks_age,
             config_reloads,
             build_info,
             config_info,

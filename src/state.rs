@@ -86,27 +86,48 @@ impl State {
             .collect()
     }
 
-    /// Ready when not draining and every provider that a route uses has keys.
+    /// Ready when not draining and every provider has usable keys (loaded, not stale).
     pub fn readiness(&self) -> Result<(), String> {
         if self.draining.load(Ordering::Relaxed) {
             return Err("shutting down".to_owned());
         }
         let snap = self.load();
-        let missing: Vec<&str> = snap
+        let now = unix_now();
+        let missing: Vec<String> = snap
             .config
             .providers
             .iter()
             .zip(&snap.keys)
-            .filter(|(_, k)| !k.is_loaded())
-            .map(|(p, _)| p.name.as_str())
+            .filter(|(_, k)| !k.is_usable(now))
+            .map(|(p, k)| {
+                let why = if k.is_loaded() { "stale" } else { "not loaded" };
+                format!("{} ({why})", p.name)
+            })
             .collect();
         if missing.is_empty() {
             Ok(())
         } else {
             Err(format!(
-                "no keys yet for provider(s): {}",
+                "no usable keys for provider(s): {}",
                 missing.join(", ")
             ))
         }
     }
+
+    /// Brings gauges that depend on the clock up to date (called before each scrape).
+    pub fn refresh_gauges(&self) {
+        let snap = self.load();
+        let now = unix_now();
+        for (p, k) in snap.config.providers.iter().zip(&snap.keys) {
+            if let Some(age) = k.age(now) {
+                self.metrics.jwks_age.with_label_values(&[&p.name]).set(age);
+            }
+        }
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }

@@ -12,7 +12,17 @@ use crate::auth::keystore::ProviderKeys;
 use crate::config::{load_str, KeySource, Snapshot};
 
 const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keys");
-const NOW: f64 = 1_800_000_000.0;
+/// The clock of these tests: real time (key stores date their keys with it), fixed once.
+fn now() -> f64 {
+    static NOW: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *NOW.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+            .floor()
+    })
+}
 
 fn config_text() -> String {
     format!(
@@ -91,7 +101,7 @@ fn rsa() -> EncodingKey {
 }
 
 fn claims() -> Value {
-    json!({"iss": "https://corp", "aud": "api", "sub": "alice", "exp": NOW + 60.0, "iat": NOW - 1.0,
+    json!({"iss": "https://corp", "aud": "api", "sub": "alice", "exp": now() + 60.0, "iat": now() - 1.0,
            "scope": "read write", "org": {"id": "o1", "tier": "gold"}})
 }
 
@@ -131,7 +141,7 @@ fn run(
             target: target.as_bytes(),
             headers: &map,
         },
-        NOW,
+        now(),
     )
 }
 
@@ -258,13 +268,13 @@ fn every_decision_reject() {
         (
             Method::GET,
             "/api/x",
-            vec![("authorization", with(&|c| c["exp"] = json!(NOW - 100.0)))],
+            vec![("authorization", with(&|c| c["exp"] = json!(now() - 100.0)))],
             Reject::Expired,
         ),
         (
             Method::GET,
             "/api/x",
-            vec![("authorization", with(&|c| c["nbf"] = json!(NOW + 100.0)))],
+            vec![("authorization", with(&|c| c["nbf"] = json!(now() + 100.0)))],
             Reject::NotYetValid,
         ),
         (

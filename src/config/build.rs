@@ -373,6 +373,20 @@ fn build_provider(
             "must be a media type such as \"at+jwt\"",
         );
     }
+    if raw.jwks_min_refresh.as_secs() < 1 || raw.jwks_min_refresh > raw.jwks_refresh {
+        cx.err(
+            span,
+            key("jwks_min_refresh"),
+            "must be at least 1s and at most jwks_refresh",
+        );
+    }
+    if raw.jwks_max_stale <= raw.jwks_refresh {
+        cx.err(
+            span,
+            key("jwks_max_stale"),
+            "must be longer than jwks_refresh, or keys would go stale between two refreshes",
+        );
+    }
     if raw.jwks_refresh.as_secs() < 1 {
         cx.err(span, key("jwks_refresh"), "must be at least 1s");
     }
@@ -387,6 +401,8 @@ fn build_provider(
         algorithms,
         leeway: raw.leeway,
         jwks_refresh: raw.jwks_refresh,
+        jwks_min_refresh: raw.jwks_min_refresh,
+        jwks_max_stale: raw.jwks_max_stale,
         jwks_refetch_cooldown: raw.jwks_refetch_cooldown,
         require_exp: raw.require_exp,
         max_token_lifetime: raw.max_token_lifetime,

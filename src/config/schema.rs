@@ -103,6 +103,14 @@ pub struct RawProvider {
     /// Keys are refetched at least this often. Default 5m.
     #[serde(default = "default_jwks_refresh", with = "humantime_serde")]
     pub jwks_refresh: Duration,
+    /// Lower bound on the refresh interval when the provider's `Cache-Control` asks for
+    /// shorter (or `no-store`). Default 30s.
+    #[serde(default = "default_min_refresh", with = "humantime_serde")]
+    pub jwks_min_refresh: Duration,
+    /// Keys the provider has not confirmed for this long are not used (503) until it
+    /// answers again. Default 24h.
+    #[serde(default = "default_max_stale", with = "humantime_serde")]
+    pub jwks_max_stale: Duration,
     /// A token with an unknown `kid` triggers at most one refetch per this interval.
     /// Default 5s.
     #[serde(default = "default_refetch_cooldown", with = "humantime_serde")]
@@ -226,6 +234,12 @@ fn default_leeway() -> Duration {
 }
 fn default_jwks_refresh() -> Duration {
     Duration::from_secs(300)
+}
+fn default_min_refresh() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_stale() -> Duration {
+    Duration::from_secs(24 * 3600)
 }
 fn default_refetch_cooldown() -> Duration {
     Duration::from_secs(5)

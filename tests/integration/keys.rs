@@ -254,3 +254,102 @@ fn a_refetch_asked_for_inside_the_cooldown_happens_when_it_ends() {
         "{fetched} fetches for 10 sequential unknown kids"
     );
 }
+
+fn refresh_config(jwks: &JwksServer, up: &Upstream, extra: &str) -> String {
+    standard_config(&jwks.url(), &up.url()).replace(
+        "jwks_refresh = \"5m\"",
+        &format!("jwks_refresh = \"5m\"\n{extra}"),
+    )
+}
+
+#[test]
+fn cache_control_shortens_the_refresh_within_bounds_and_etag_saves_the_body() {
+    let keys = Keys::load();
+    let jwks = JwksServer::start(keys.standard_jwks());
+    jwks.set_header("Cache-Control", "public, max-age=0");
+    jwks.set_header("ETag", "\"v1\"");
+    let up = Upstream::start();
+    let gw = Gateway::start(&refresh_config(&jwks, &up, "jwks_min_refresh = \"1s\""));
+    gw.wait_ready();
+    // max-age=0 asks for constant refetching; jwks_min_refresh holds it to one per second.
+    let start = jwks.fetches();
+    std::thread::sleep(Duration::from_millis(3500));
+    let n = jwks.fetches() - start;
+    assert!(
+        (2..=5).contains(&n),
+        "{n} fetches in 3.5 s with max-age=0 and a 1 s floor"
+    );
+    // Every refetch carried If-None-Match and got a 304, which the gateway counts.
+    assert!(jwks.not_modified() >= 2, "{} 304s", jwks.not_modified());
+    let m = gw.metrics();
+    assert!(
+        metric_value(
+            &m,
+            "authgate_jwks_fetches_total{provider=\"corp\",result=\"not_modified\"}"
+        ) >= 2.0,
+        "{m}"
+    );
+    assert_eq!(
+        gw.get_with(
+            "/api/x",
+            &keys.rs256().claims(good_claims("a", "read")).sign()
+        )
+        .status,
+        200
+    );
+    // A new document under a new ETag is picked up by the next refresh.
+    jwks.set(jwks_of(&[jwk(&keys.ec, Algorithm::ES256, "ec-only", true)]));
+    jwks.set_header("ETag", "\"v2\"");
+    let t = keys
+        .es256()
+        .kid("ec-only")
+        .claims(good_claims("a", "read"))
+        .sign();
+    assert!(eventually(Duration::from_secs(4), || gw
+        .get_with("/api/x", &t)
+        .status
+        == 200));
+}
+
+#[test]
+fn keys_past_max_stale_fail_closed_until_the_provider_answers() {
+    let keys = Keys::load();
+    let jwks = JwksServer::start(keys.standard_jwks());
+    let up = Upstream::start();
+    let config = refresh_config(
+        &jwks,
+        &up,
+        "jwks_min_refresh = \"1s\"\njwks_max_stale = \"6m\"",
+    )
+    .replace("jwks_refresh = \"5m\"", "jwks_refresh = \"1s\"")
+    .replace("jwks_max_stale = \"6m\"", "jwks_max_stale = \"2s\"");
+    let gw = Gateway::start(&config);
+    gw.wait_ready();
+    let t = keys.rs256().claims(good_claims("a", "read")).sign();
+    assert_eq!(gw.get_with("/api/x", &t).status, 200);
+    jwks.set_status(500);
+    // Within max_stale the last good keys serve; past it, 503 and /readyz fails.
+    assert_eq!(gw.get_with("/api/x", &t).status, 200);
+    assert!(
+        eventually(Duration::from_secs(6), || gw.get_with("/api/x", &t).status
+            == 503),
+        "keys never went stale"
+    );
+    assert_eq!(gw.get_with("/api/x", &t).reason(), "keys_unavailable");
+    let r = get(gw.admin, "/readyz", &[]);
+    assert_eq!(r.status, 503);
+    assert!(r.body.contains("stale"), "{r:?}");
+    assert!(
+        metric_value(
+            &gw.metrics(),
+            "authgate_jwks_age_seconds{provider=\"corp\"}"
+        ) >= 2.0
+    );
+    // The provider comes back: keys are confirmed and used again.
+    jwks.set_status(200);
+    assert!(eventually(Duration::from_secs(10), || gw
+        .get_with("/api/x", &t)
+        .status
+        == 200));
+    assert_eq!(get(gw.admin, "/readyz", &[]).status, 200);
+}

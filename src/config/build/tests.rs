@@ -305,6 +305,44 @@ fn every_check() {
 }
 
 #[test]
+fn refresh_bounds() {
+    let b = base();
+    let with = |extra: &str| {
+        b.replace(
+            "[providers.corp]\n",
+            &format!("[providers.corp]\n{extra}\n"),
+        )
+    };
+    one_error(
+        &with("jwks_min_refresh = \"10m\""),
+        "providers.corp.jwks_min_refresh",
+        "at most jwks_refresh",
+    );
+    one_error(
+        &with("jwks_min_refresh = \"0s\""),
+        "providers.corp.jwks_min_refresh",
+        "at least 1s",
+    );
+    one_error(
+        &with("jwks_max_stale = \"1m\""),
+        "providers.corp.jwks_max_stale",
+        "longer than jwks_refresh",
+    );
+    one_error(
+        &with("max_token_lifetime = \"0s\""),
+        "providers.corp.max_token_lifetime",
+        "at least 1s",
+    );
+    one_error(
+        &with("required_typ = \"at jwt\""),
+        "providers.corp.required_typ",
+        "media type",
+    );
+    let c = load_str(&with("jwks_min_refresh = \"5s\"\njwks_max_stale = \"1h\"\nrequired_typ = \"Application/AT+JWT\""), Path::new("t.toml")).unwrap();
+    assert_eq!(c.providers[0].required_typ.as_deref(), Some("at+jwt"));
+}
+
+#[test]
 fn exact_paths_ignore_one_trailing_slash() {
     let b = base();
     let both = format!(

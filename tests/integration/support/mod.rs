@@ -51,6 +51,8 @@ pub struct JwksServer {
     status: Arc<AtomicU16>,
     delay_ms: Arc<AtomicU64>,
     fetches: Arc<AtomicUsize>,
+    headers: Arc<Mutex<Vec<(String, String)>>>,
+    not_modified: Arc<AtomicUsize>,
 }
 
 impl JwksServer {
@@ -59,22 +61,58 @@ impl JwksServer {
         let status = Arc::new(AtomicU16::new(200));
         let delay_ms = Arc::new(AtomicU64::new(0));
         let fetches = Arc::new(AtomicUsize::new(0));
-        let (d, s, w, f) = (
+        let headers: Arc<Mutex<Vec<(String, String)>>> = Arc::new(Mutex::new(Vec::new()));
+        let not_modified = Arc::new(AtomicUsize::new(0));
+        let (d, s, w, f, h, nm) = (
             doc.clone(),
             status.clone(),
             delay_ms.clone(),
             fetches.clone(),
+            headers.clone(),
+            not_modified.clone(),
         );
-        let handler: Handler = Arc::new(move |_parts, _| {
-            let (d, s, w, f) = (d.clone(), s.clone(), w.clone(), f.clone());
+        let handler: Handler = Arc::new(move |parts, _| {
+            let (d, s, w, f, h, nm) = (
+                d.clone(),
+                s.clone(),
+                w.clone(),
+                f.clone(),
+                h.clone(),
+                nm.clone(),
+            );
             Box::pin(async move {
                 f.fetch_add(1, Ordering::SeqCst);
                 let wait = w.load(Ordering::SeqCst);
                 if wait > 0 {
                     tokio::time::sleep(Duration::from_millis(wait)).await;
                 }
-                let body = d.lock().unwrap().clone();
-                respond(s.load(Ordering::SeqCst), "application/json", body)
+                let extra = h.lock().unwrap().clone();
+                let etag = extra
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case("etag"))
+                    .map(|(_, v)| v.clone());
+                let asked = parts
+                    .headers
+                    .get("if-none-match")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let mut resp = if etag.is_some() && asked == etag {
+                    nm.fetch_add(1, Ordering::SeqCst);
+                    respond(304, "application/json", "")
+                } else {
+                    respond(
+                        s.load(Ordering::SeqCst),
+                        "application/json",
+                        d.lock().unwrap().clone(),
+                    )
+                };
+                for (n, v) in extra {
+                    resp.headers_mut().insert(
+                        ::http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                        ::http::HeaderValue::from_str(&v).unwrap(),
+                    );
+                }
+                resp
             })
         });
         let addr = listen(handler);
@@ -84,7 +122,21 @@ impl JwksServer {
             status,
             delay_ms,
             fetches,
+            headers,
+            not_modified,
         }
+    }
+
+    /// Adds a response header (`Cache-Control`, `ETag` ...). With an `ETag`, a matching
+    /// `If-None-Match` gets a 304.
+    pub fn set_header(&self, name: &str, value: &str) {
+        let mut h = self.headers.lock().unwrap();
+        h.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        h.push((name.to_owned(), value.to_owned()));
+    }
+    /// How many 304s were served.
+    pub fn not_modified(&self) -> usize {
+        self.not_modified.load(Ordering::SeqCst)
     }
 
     pub fn url(&self) -> String {
