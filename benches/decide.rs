@@ -53,7 +53,12 @@ fn snapshot(text: &str) -> Snapshot {
         .iter()
         .map(|p| ProviderKeys::new(p, None))
         .collect();
-    Snapshot::new(Arc::new(config), keys, &authgate::metrics::Metrics::new())
+    Snapshot::new(
+        Arc::new(config),
+        keys,
+        Vec::new(),
+        &authgate::metrics::Metrics::new(),
+    )
 }
 
 fn token(alg: Algorithm, kid: &str, pem: &str) -> String {

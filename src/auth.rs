@@ -11,6 +11,7 @@ pub mod jwks;
 pub mod keystore;
 pub mod normalize;
 pub mod policy;
+pub mod revocation;
 pub mod validate;
 
 use http::header::HOST;
@@ -64,6 +65,8 @@ pub enum Reject {
     LifetimeTooLong,
     /// The JOSE `typ` is not the provider's `required_typ`.
     BadType,
+    /// The token's `jti` is revoked, or its subject's tokens issued before a cutoff are.
+    Revoked,
     /// A forwarded claim would put control characters into a header.
     UnsafeClaimValue,
     InsufficientScope,
@@ -113,7 +116,7 @@ pub struct RequestHead<'a> {
 
 impl Reject {
     /// Every variant, for documentation and for pre-registering metric labels.
-    pub const ALL: [Reject; 27] = [
+    pub const ALL: [Reject; 28] = [
         Self::NoRoute,
         Self::BadPath,
         Self::BadHost,
@@ -135,6 +138,7 @@ impl Reject {
         Self::BadClaims,
         Self::LifetimeTooLong,
         Self::BadType,
+        Self::Revoked,
         Self::UnsafeClaimValue,
         Self::InsufficientScope,
         Self::ClaimMismatch,
@@ -172,6 +176,7 @@ impl Reject {
             Self::BadClaims => "bad_claims",
             Self::LifetimeTooLong => "lifetime_too_long",
             Self::BadType => "bad_typ",
+            Self::Revoked => "revoked",
             Self::UnsafeClaimValue => "unsafe_claim_value",
             Self::InsufficientScope => "insufficient_scope",
             Self::ClaimMismatch => "claim_mismatch",
@@ -202,6 +207,7 @@ impl Reject {
             | Self::BadClaims
             | Self::LifetimeTooLong
             | Self::BadType
+            | Self::Revoked
             | Self::UnsafeClaimValue => 401,
             Self::InsufficientScope | Self::ClaimMismatch => 403,
             Self::NoRoute => 404,
@@ -230,6 +236,7 @@ impl Reject {
             | Self::BadClaims
             | Self::LifetimeTooLong
             | Self::BadType
+            | Self::Revoked
             | Self::UnsafeClaimValue => Some("invalid_token"),
             Self::InsufficientScope | Self::ClaimMismatch => Some("insufficient_scope"),
             Self::NoRoute
@@ -269,6 +276,7 @@ impl Reject {
             Self::BadClaims => "token claims are missing or malformed",
             Self::LifetimeTooLong => "token lifetime is longer than allowed",
             Self::BadType => "token type not accepted",
+            Self::Revoked => "token has been revoked",
             Self::UnsafeClaimValue => "token claim cannot be forwarded safely",
             Self::InsufficientScope => "token lacks a required scope",
             Self::ClaimMismatch => "token lacks a required claim value",

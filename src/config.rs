@@ -21,6 +21,7 @@ use jsonwebtoken::Algorithm;
 use crate::auth::claims::ClaimPath;
 use crate::auth::keystore::ProviderKeys;
 use crate::auth::policy::RouteTable;
+use crate::auth::revocation::FileRevocations;
 use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
 use prometheus::Histogram;
 
@@ -95,6 +96,7 @@ pub struct ProviderSettings {
     pub jwks_refetch_cooldown: Duration,
     pub require_exp: bool,
     pub max_token_lifetime: Option<Duration>,
+    pub revocation_file: Option<PathBuf>,
     /// Lowercase, without `application/`.
     pub required_typ: Option<String>,
 }
@@ -109,12 +111,19 @@ pub struct Snapshot {
     pub no_route_metrics: RouteMetrics,
     /// `authgate_token_remaining_lifetime_seconds` per provider (indexed like providers).
     pub token_lifetime: Vec<Histogram>,
+    /// Revocation list per provider (indexed like providers), where one is configured.
+    pub revocations: Vec<Option<Arc<FileRevocations>>>,
 }
 
 // === impl Snapshot ===
 
 impl Snapshot {
-    pub fn new(config: Arc<Config>, keys: Vec<Arc<ProviderKeys>>, metrics: &Metrics) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        keys: Vec<Arc<ProviderKeys>>,
+        revocations: Vec<Option<Arc<FileRevocations>>>,
+        metrics: &Metrics,
+    ) -> Self {
         let route_metrics = config
             .routes
             .iter()
@@ -135,6 +144,7 @@ impl Snapshot {
             route_metrics,
             no_route_metrics: metrics.for_route(NO_ROUTE),
             token_lifetime,
+            revocations,
         }
     }
 

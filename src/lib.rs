@@ -42,6 +42,8 @@ pub enum StartError {
     Runtime(std::io::Error),
     #[error("cannot build the JWKS HTTP client: {0}")]
     Client(reqwest::Error),
+    #[error("{0}")]
+    State(String),
 }
 
 /// Addresses actually bound, handed to `on_ready`.
@@ -83,7 +85,8 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     let client = auth::keystore::http_client().map_err(StartError::Client)?;
     let server_settings = opts.config.server.clone();
     let admin_listen = opts.config.admin.listen.clone();
-    let state = State::new(opts.config, metrics, control.handle().clone(), client);
+    let state = State::new(opts.config, metrics, control.handle().clone(), client)
+        .map_err(StartError::State)?;
 
     // Admin: bound here, served on the control runtime.
     let admin_std = bind("admin listener", &admin_listen)?;

@@ -30,6 +30,8 @@ pub struct Metrics {
     /// `result`: `success`, `error`, `unchanged`.
     pub config_reloads: IntCounterVec,
     pub build_info: IntGaugeVec,
+    /// `result`: `success`, `error` (the last good list stays).
+    pub revocation_reloads: IntCounterVec,
     /// Always 1, labelled with the running config's SHA-256: fleet drift shows as several
     /// values across replicas.
     pub config_info: IntGaugeVec,
@@ -124,6 +126,14 @@ impl Metrics {
             &["provider"],
         )
         .expect("static metric definition");
+        let revocation_reloads = IntCounterVec::new(
+            Opts::new(
+                "authgate_revocation_reloads_total",
+                "Revocation list reloads after a change of the file, by provider and result.",
+            ),
+            &["provider", "result"],
+        )
+        .expect("static metric definition");
         let config_info = IntGaugeVec::new(
             Opts::new(
                 "authgate_config_info",
@@ -153,6 +163,7 @@ impl Metrics {
             Box::new(build_info.clone()),
             Box::new(token_remaining_lifetime.clone()),
             Box::new(config_info.clone()),
+            Box::new(revocation_reloads.clone()),
             Box::new(config_last_reload_success.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
@@ -175,6 +186,7 @@ impl Metrics {
             build_info,
             config_info,
             config_last_reload_success,
+            revocation_reloads,
             token_remaining_lifetime,
         }
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::auth::keystore::{ProviderKeys, StoreIdentity};
+use crate::auth::revocation::FileRevocations;
 use crate::config::{Config, Snapshot};
 use crate::metrics::Metrics;
 
@@ -22,21 +23,22 @@ pub struct State {
 // === impl State ===
 
 impl State {
+    /// The state for the first config. Fails only when a revocation file that just
+    /// validated cannot be read any more (revocation never silently turns off).
     pub fn new(
         config: Config,
         metrics: Arc<Metrics>,
         control: tokio::runtime::Handle,
         client: reqwest::Client,
-    ) -> Arc<Self> {
-        let keys = Self::stores_for(&config, &[], &control, &client, &metrics);
-        metrics.config_loaded(&config.content_hash);
-        Arc::new(Self {
-            snapshot: ArcSwap::from_pointee(Snapshot::new(Arc::new(config), keys, &metrics)),
+    ) -> Result<Arc<Self>, String> {
+        let snapshot = snapshot_for(config, None, &control, &client, &metrics)?;
+        Ok(Arc::new(Self {
+            snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
             control,
             client,
             draining: AtomicBool::new(false),
-        })
+        }))
     }
 
     /// The snapshot in force (lock-free).
@@ -44,46 +46,20 @@ impl State {
         self.snapshot.load_full()
     }
 
-    /// Swaps in a new config in one store. Key stores whose source did not change carry
-    /// over (no refetch); the rest start fresh and the dropped ones stop their tasks.
-    pub fn apply(&self, config: Config) {
-        let old = self.snapshot.load();
-        self.metrics.config_loaded(&config.content_hash);
-        let keys = Self::stores_for(
-            &config,
-            &old.keys,
+    /// Swaps in a new config in one store. Key stores and revocation lists whose source did
+    /// not change carry over (no refetch); the rest start fresh and the dropped ones stop
+    /// their tasks. On error nothing changes.
+    pub fn apply(&self, config: Config) -> Result<(), String> {
+        let old = self.snapshot.load_full();
+        let snapshot = snapshot_for(
+            config,
+            Some(&old),
             &self.control,
             &self.client,
             &self.metrics,
-        );
-        self.snapshot.store(Arc::new(Snapshot::new(
-            Arc::new(config),
-            keys,
-            &self.metrics,
-        )));
-    }
-
-    fn stores_for(
-        config: &Config,
-        old: &[Arc<ProviderKeys>],
-        control: &tokio::runtime::Handle,
-        client: &reqwest::Client,
-        metrics: &Arc<Metrics>,
-    ) -> Vec<Arc<ProviderKeys>> {
-        config
-            .providers
-            .iter()
-            .map(|p| {
-                let id = StoreIdentity::of(p);
-                if let Some(existing) = old.iter().find(|k| k.identity == id) {
-                    return existing.clone();
-                }
-                let same_source = old.iter().find(|k| k.identity.source == p.key_source);
-                let store = ProviderKeys::new(p, same_source.map(|s| s.as_ref()));
-                store.spawn_refresh(control, client.clone(), metrics.clone());
-                store
-            })
-            .collect()
+        )?;
+        self.snapshot.store(Arc::new(snapshot));
+        Ok(())
     }
 
     /// Ready when not draining and every provider has usable keys (loaded, not stale).
@@ -130,4 +106,54 @@ fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn snapshot_for(
+    config: Config,
+    old: Option<&Snapshot>,
+    control: &tokio::runtime::Handle,
+    client: &reqwest::Client,
+    metrics: &Arc<Metrics>,
+) -> Result<Snapshot, String> {
+    let old_keys = old.map_or(&[][..], |o| &o.keys[..]);
+    let keys = config
+        .providers
+        .iter()
+        .map(|p| {
+            let id = StoreIdentity::of(p);
+            if let Some(existing) = old_keys.iter().find(|k| k.identity == id) {
+                return existing.clone();
+            }
+            let same_source = old_keys.iter().find(|k| k.identity.source == p.key_source);
+            let store = ProviderKeys::new(p, same_source.map(|s| s.as_ref()));
+            store.spawn_refresh(control, client.clone(), metrics.clone());
+            store
+        })
+        .collect();
+    let mut revocations = Vec::with_capacity(config.providers.len());
+    for p in &config.providers {
+        let Some(path) = &p.revocation_file else {
+            revocations.push(None);
+            continue;
+        };
+        let reused = old
+            .into_iter()
+            .flat_map(|o| o.revocations.iter().flatten())
+            .find(|r| r.path == *path);
+        let list = match reused {
+            Some(list) => {
+                // Pick up an edit made together with the config change.
+                list.reload()?;
+                list.clone()
+            }
+            None => {
+                let list = FileRevocations::load(path)?;
+                list.spawn_watch(control, p.name.clone(), metrics.clone());
+                list
+            }
+        };
+        revocations.push(Some(list));
+    }
+    metrics.config_loaded(&config.content_hash);
+    Ok(Snapshot::new(Arc::new(config), keys, revocations, metrics))
 }

@@ -89,7 +89,12 @@ fn snapshot_with(keys_loaded: bool) -> Snapshot {
             _ => ProviderKeys::new(p, None),
         })
         .collect();
-    Snapshot::new(Arc::new(config), keys, &crate::metrics::Metrics::new())
+    Snapshot::new(
+        Arc::new(config),
+        keys,
+        Vec::new(),
+        &crate::metrics::Metrics::new(),
+    )
 }
 
 fn snapshot() -> Snapshot {

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use super::claims::Claims;
 use super::jwks::Candidates;
+use super::revocation;
 use super::Reject;
 use crate::config::build::media_type;
 use crate::config::{ProviderSettings, Snapshot};
@@ -95,6 +96,11 @@ pub fn verify(
         }
     }
     check_registered_claims(&claims, provider, now).map_err(plain)?;
+    if let Some(list) = snap.revocations.get(provider_idx).and_then(Option::as_ref) {
+        if revocation::check(list.as_ref(), &claims) {
+            return Err(plain(Reject::Revoked));
+        }
+    }
     let remaining_lifetime = claims
         .get("exp")
         .and_then(Value::as_f64)

@@ -21,6 +21,7 @@ use crate::auth::claims::ClaimPath;
 use crate::auth::jwks::KeySet;
 use crate::auth::normalize::{normalize_host, normalize_path};
 use crate::auth::policy::{AuthMode, ClaimRequirement, HostMatch, PathMatch, Route, RouteTable};
+use crate::auth::revocation::RevocationSet;
 
 /// Headers a claim may never be forwarded in: they carry framing, routing or credentials.
 const RESERVED_HEADERS: &[&str] = &[
@@ -373,6 +374,25 @@ fn build_provider(
             "must be a media type such as \"at+jwt\"",
         );
     }
+    let revocation_file = raw.revocation_file.as_deref().map(|f| cx.relative(f));
+    if let Some(path) = &revocation_file {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                if let Err(e) = RevocationSet::parse(&text) {
+                    cx.err(
+                        span,
+                        key("revocation_file"),
+                        format!("{}: {e}", path.display()),
+                    );
+                }
+            }
+            Err(e) => cx.err(
+                span,
+                key("revocation_file"),
+                format!("cannot read {}: {e}", path.display()),
+            ),
+        }
+    }
     if raw.jwks_min_refresh.as_secs() < 1 || raw.jwks_min_refresh > raw.jwks_refresh {
         cx.err(
             span,
@@ -406,6 +426,7 @@ fn build_provider(
         jwks_refetch_cooldown: raw.jwks_refetch_cooldown,
         require_exp: raw.require_exp,
         max_token_lifetime: raw.max_token_lifetime,
+        revocation_file,
         required_typ: raw.required_typ.as_deref().map(media_type),
     })
 }

@@ -122,6 +122,9 @@ pub struct RawProvider {
     /// Default: no limit.
     #[serde(default, with = "humantime_serde")]
     pub max_token_lifetime: Option<Duration>,
+    /// Revoked `jti`s and per-`sub` cutoffs (TOML, see README "Revocation"); re-read when it
+    /// changes. Relative to the config file. Default: none.
+    pub revocation_file: Option<String>,
     /// Required JOSE `typ` header, e.g. `at+jwt` (RFC 9068); compared case-insensitively,
     /// with or without the `application/` prefix. Default: not checked.
     pub required_typ: Option<String>,

@@ -87,12 +87,19 @@ impl Reloader {
                     ReloadOutcome::Failed
                 }
                 None => {
-                    *last_failed = None;
                     let hash = new.content_hash.clone();
                     let routes = new.routes.len();
-                    self.state.apply(new);
-                    tracing::info!(trigger, file = %self.path.display(), sha256 = %hash, routes, "config reloaded");
-                    ReloadOutcome::Applied
+                    match self.state.apply(new) {
+                        Ok(()) => {
+                            *last_failed = None;
+                            tracing::info!(trigger, file = %self.path.display(), sha256 = %hash, routes, "config reloaded");
+                            ReloadOutcome::Applied
+                        }
+                        Err(error) => {
+                            tracing::error!(trigger, file = %self.path.display(), %error, "config reload failed; keeping the running config");
+                            ReloadOutcome::Failed
+                        }
+                    }
                 }
             },
         };

@@ -9,6 +9,7 @@ mod framing;
 mod headers;
 mod keys;
 mod reload;
+mod revocation;
 mod routing;
 mod tokens;
 mod upstream;

@@ -24,12 +24,12 @@ impl Resp {
         serde_json::from_str(&self.body)
             .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
     }
-    /// `reason` of a gateway refusal.
+    /// `reason` of a gateway refusal; empty when the body is not a refusal.
     pub fn reason(&self) -> String {
-        self.json()["reason"]
-            .as_str()
+        serde_json::from_str::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| v["reason"].as_str().map(str::to_owned))
             .unwrap_or_default()
-            .to_owned()
     }
 }
 
