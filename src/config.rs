@@ -75,6 +75,8 @@ pub struct Upstream {
 #[derive(Clone, PartialEq, Eq)]
 pub enum KeySource {
     JwksUrl(String),
+    /// OIDC discovery from this issuer: `jwks_uri` is read from its metadata.
+    Discovery(String),
     JwksFile(PathBuf),
     /// HMAC secret bytes, read from `hmac_secret_file` at load.
     HmacSecret(Vec<u8>),
@@ -223,6 +225,7 @@ impl fmt::Debug for KeySource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::JwksUrl(u) => f.debug_tuple("JwksUrl").field(u).finish(),
+            Self::Discovery(i) => f.debug_tuple("Discovery").field(i).finish(),
             Self::JwksFile(p) => f.debug_tuple("JwksFile").field(p).finish(),
             Self::HmacSecret(_) => f.write_str("HmacSecret(<redacted>)"),
         }
@@ -257,6 +260,7 @@ impl Config {
                 algs.join(","),
                 match &p.key_source {
                     KeySource::JwksUrl(u) => u.clone(),
+                    KeySource::Discovery(i) => format!("discovery from {i}"),
                     KeySource::JwksFile(f) => f.display().to_string(),
                     KeySource::HmacSecret(_) => "hmac secret".to_owned(),
                 }

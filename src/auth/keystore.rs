@@ -61,14 +61,14 @@ impl ProviderKeys {
         let algs = &provider.algorithms;
         let seed_doc: Option<Arc<Vec<u8>>> = match &provider.key_source {
             KeySource::JwksFile(path) => std::fs::read(path).ok().map(Arc::new),
-            KeySource::JwksUrl(_) => previous
+            KeySource::JwksUrl(_) | KeySource::Discovery(_) => previous
                 .filter(|p| p.identity.source == provider.key_source)
                 .and_then(|p| p.document.load_full()),
             KeySource::HmacSecret(_) => None,
         };
         // A seeded store is as fresh as the store it was seeded from.
         let confirmed_at = match &provider.key_source {
-            KeySource::JwksUrl(_) => previous
+            KeySource::JwksUrl(_) | KeySource::Discovery(_) => previous
                 .filter(|p| p.identity.source == provider.key_source)
                 .map_or(0, |p| p.confirmed_at.load(Ordering::Relaxed)),
             KeySource::JwksFile(_) | KeySource::HmacSecret(_) => unix_now(),

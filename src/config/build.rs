@@ -271,34 +271,37 @@ fn build_provider(
         raw.jwks_url.is_some(),
         raw.jwks_file.is_some(),
         raw.hmac_secret_file.is_some(),
+        raw.discovery,
     ];
     if sources.iter().filter(|s| **s).count() != 1 {
         cx.err(
             span,
             key("jwks_url"),
-            "set exactly one of jwks_url, jwks_file, hmac_secret_file",
+            "set exactly one of jwks_url, jwks_file, hmac_secret_file, discovery = true",
         );
         return None;
     }
-    let key_source = if let Some(url) = &raw.jwks_url {
-        match url.parse::<http::Uri>() {
-            Ok(u) if u.scheme_str() == Some("https") && u.host().is_some() => {}
-            Ok(u) if u.scheme_str() == Some("http") && u.host().is_some_and(is_loopback) => {}
-            Ok(u) if u.scheme_str() == Some("http") => cx.err(
-                span,
-                key("jwks_url"),
-                format!("{url:?} uses plain http: anyone on the path could swap the keys and forge tokens; use https (http is accepted for loopback only)"),
-            ),
-            _ => cx.err(
-                span,
-                key("jwks_url"),
-                format!("{url:?} is not an http(s) URL"),
-            ),
-        }
+    let no_hmac = |cx: &mut Ctx<'_>| {
         if algorithms.iter().any(hmac) {
             cx.err(span, key("algorithms"), "HS* algorithms need hmac_secret_file; they are never mixed with keys from a JWKS (key confusion)");
         }
+    };
+    let key_source = if let Some(url) = &raw.jwks_url {
+        if let Err(e) = check_fetch_url(url) {
+            cx.err(span, key("jwks_url"), e);
+        }
+        no_hmac(cx);
         KeySource::JwksUrl(url.clone())
+    } else if raw.discovery {
+        if let Err(e) = check_fetch_url(&discovery_url(&raw.issuer)) {
+            cx.err(
+                span,
+                key("discovery"),
+                format!("the issuer is where discovery reads from: {e}"),
+            );
+        }
+        no_hmac(cx);
+        KeySource::Discovery(raw.issuer.clone())
     } else if let Some(file) = &raw.jwks_file {
         let path = cx.relative(file);
         match std::fs::read(&path) {
@@ -839,6 +842,27 @@ fn fingerprint(content_hash: &str, providers: &[ProviderSettings]) -> String {
         }
     }
     super::load::hex(&h.finalize())
+}
+
+/// Where OIDC discovery reads an issuer's metadata (OpenID Connect Discovery 1.0 §4).
+pub fn discovery_url(issuer: &str) -> String {
+    format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    )
+}
+
+/// Key material is fetched over https, or plain http to loopback only: keys fetched in clear
+/// could be swapped on the way and any token forged.
+pub fn check_fetch_url(url: &str) -> Result<(), String> {
+    match url.parse::<http::Uri>() {
+        Ok(u) if u.scheme_str() == Some("https") && u.host().is_some() => Ok(()),
+        Ok(u) if u.scheme_str() == Some("http") && u.host().is_some_and(is_loopback) => Ok(()),
+        Ok(u) if u.scheme_str() == Some("http") => Err(format!(
+            "{url:?} uses plain http: anyone on the path could swap the keys and forge tokens; use https (http is accepted for loopback only)"
+        )),
+        _ => Err(format!("{url:?} is not an http(s) URL")),
+    }
 }
 
 fn is_loopback(host: &str) -> bool {

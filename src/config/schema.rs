@@ -94,6 +94,10 @@ pub struct RawProvider {
     pub jwks_file: Option<String>,
     /// Shared secret for HS256/384/512, read from this file (never inline in the config).
     pub hmac_secret_file: Option<String>,
+    /// Read `<issuer>/.well-known/openid-configuration`, check its `issuer`, and fetch keys
+    /// from its `jwks_uri` (both refreshed like the keys). Default false.
+    #[serde(default)]
+    pub discovery: bool,
     /// Algorithm allow-list. Default `["RS256", "ES256"]`; `none` is never accepted.
     #[serde(default = "default_algorithms")]
     pub algorithms: Vec<Spanned<String>>,

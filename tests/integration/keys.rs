@@ -353,3 +353,65 @@ fn keys_past_max_stale_fail_closed_until_the_provider_answers() {
         == 200));
     assert_eq!(get(gw.admin, "/readyz", &[]).status, 200);
 }
+
+fn discovery_config(jwks: &JwksServer, up: &Upstream) -> String {
+    standard_config(&jwks.url(), &up.url())
+        .replace(
+            &format!("issuer = \"{ISSUER}\""),
+            &format!("issuer = \"{}\"", jwks.base()),
+        )
+        .replace(
+            &format!("jwks_url = \"{}\"", jwks.url()),
+            "discovery = true",
+        )
+}
+
+#[test]
+fn oidc_discovery_finds_the_jwks_and_checks_the_issuer() {
+    let keys = Keys::load();
+    let jwks = JwksServer::start(keys.standard_jwks());
+    jwks.set_discovery(&json!({"issuer": jwks.base(), "jwks_uri": jwks.url()}).to_string());
+    let up = Upstream::start();
+    let gw = Gateway::start(&discovery_config(&jwks, &up));
+    gw.wait_ready();
+    let mut c = good_claims("alice", "read");
+    c["iss"] = json!(jwks.base());
+    assert_eq!(
+        gw.get_with("/api/x", &keys.es256().claims(c).sign()).status,
+        200
+    );
+}
+
+#[test]
+fn discovery_naming_another_issuer_is_refused() {
+    let keys = Keys::load();
+    let jwks = JwksServer::start(keys.standard_jwks());
+    jwks.set_discovery(
+        &json!({"issuer": "https://evil.example.com", "jwks_uri": jwks.url()}).to_string(),
+    );
+    let up = Upstream::start();
+    let gw = Gateway::start(&discovery_config(&jwks, &up));
+    assert!(
+        gw.wait_log("names issuer", Duration::from_secs(5)),
+        "{}",
+        gw.logs()
+    );
+    assert_eq!(get(gw.admin, "/readyz", &[]).status, 503);
+    let mut c = good_claims("alice", "read");
+    c["iss"] = json!(jwks.base());
+    assert_eq!(
+        gw.get_with("/api/x", &keys.rs256().claims(c).sign())
+            .reason(),
+        "keys_unavailable"
+    );
+    // A jwks_uri over plain http to another host is refused too.
+    jwks.set_discovery(
+        &json!({"issuer": jwks.base(), "jwks_uri": "http://keys.example.com/jwks"}).to_string(),
+    );
+    assert!(
+        gw.wait_log("jwks_uri", Duration::from_secs(5)),
+        "{}",
+        gw.logs()
+    );
+    assert_eq!(get(gw.admin, "/readyz", &[]).status, 503);
+}

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use super::{ProviderKeys, StoreIdentity};
 use crate::auth::jwks::KeySet;
+use crate::config::build::{check_fetch_url, discovery_url};
 use crate::config::KeySource;
 use crate::metrics::Metrics;
 
@@ -151,8 +152,13 @@ async fn fetch(
     client: &reqwest::Client,
     etag: Option<&str>,
 ) -> Result<Fetched, String> {
-    let (document, new_etag, max_age) = match &id.source {
-        KeySource::JwksUrl(url) => match fetch_url(url, client, etag).await? {
+    let url = match &id.source {
+        KeySource::JwksUrl(url) => Some(url.clone()),
+        KeySource::Discovery(issuer) => Some(discover(issuer, client).await?),
+        KeySource::JwksFile(_) | KeySource::HmacSecret(_) => None,
+    };
+    let (document, new_etag, max_age) = match (&id.source, url) {
+        (_, Some(url)) => match fetch_url(&url, client, etag).await? {
             UrlResult::NotModified { max_age } => return Ok(Fetched::NotModified { max_age }),
             UrlResult::Body {
                 body,
@@ -160,13 +166,13 @@ async fn fetch(
                 max_age,
             } => (body, etag, max_age),
         },
-        KeySource::JwksFile(path) => {
+        (KeySource::JwksFile(path), None) => {
             let doc = tokio::fs::read(path)
                 .await
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             (doc, None, None)
         }
-        KeySource::HmacSecret(_) => return Err("HMAC keys are not fetched".to_owned()),
+        (_, None) => return Err("HMAC keys are not fetched".to_owned()),
     };
     let (set, skipped) = KeySet::from_jwks(&document, &id.algorithms).map_err(|e| e.to_string())?;
     for s in skipped {
@@ -178,6 +184,30 @@ async fn fetch(
         etag: new_etag,
         max_age,
     })
+}
+
+/// Reads the issuer's OIDC metadata and returns its `jwks_uri`, after checking that the
+/// metadata names the same issuer (a mismatch means the document is not the issuer's:
+/// OpenID Connect Discovery 1.0 §4.3) and that the URI may carry keys (https or loopback).
+async fn discover(issuer: &str, client: &reqwest::Client) -> Result<String, String> {
+    let url = discovery_url(issuer);
+    let UrlResult::Body { body, .. } = fetch_url(&url, client, None).await? else {
+        return Err("discovery document: unexpected 304".to_owned());
+    };
+    let meta: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| format!("discovery document is not JSON: {e}"))?;
+    let named = meta.get("issuer").and_then(serde_json::Value::as_str);
+    if named != Some(issuer) {
+        return Err(format!(
+            "discovery document names issuer {named:?}, not {issuer:?}"
+        ));
+    }
+    let jwks_uri = meta
+        .get("jwks_uri")
+        .and_then(serde_json::Value::as_str)
+        .ok_or("discovery document has no jwks_uri")?;
+    check_fetch_url(jwks_uri).map_err(|e| format!("jwks_uri: {e}"))?;
+    Ok(jwks_uri.to_owned())
 }
 
 enum UrlResult {

@@ -305,6 +305,23 @@ fn every_check() {
 }
 
 #[test]
+fn discovery_is_a_key_source() {
+    let b = base();
+    let disc = b.replace(
+        &format!("jwks_file = \"{FIX}/jwks.json\""),
+        "discovery = true",
+    );
+    one_error(&disc, "providers.corp.discovery", "plain http");
+    let https = disc.replace(
+        "issuer = \"https://corp\"",
+        "issuer = \"https://corp.example.com\"",
+    );
+    assert!(load_str(&https, Path::new("t.toml")).is_ok());
+    let both = b.replace("[providers.corp]\n", "[providers.corp]\ndiscovery = true\n");
+    one_error(&both, "providers.corp.jwks_url", "exactly one");
+}
+
+#[test]
 fn refresh_bounds() {
     let b = base();
     let with = |extra: &str| {

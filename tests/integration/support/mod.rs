@@ -53,6 +53,7 @@ pub struct JwksServer {
     fetches: Arc<AtomicUsize>,
     headers: Arc<Mutex<Vec<(String, String)>>>,
     not_modified: Arc<AtomicUsize>,
+    discovery: Arc<Mutex<Option<String>>>,
 }
 
 impl JwksServer {
@@ -63,6 +64,8 @@ impl JwksServer {
         let fetches = Arc::new(AtomicUsize::new(0));
         let headers: Arc<Mutex<Vec<(String, String)>>> = Arc::new(Mutex::new(Vec::new()));
         let not_modified = Arc::new(AtomicUsize::new(0));
+        let discovery: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+        let disc = discovery.clone();
         let (d, s, w, f, h, nm) = (
             doc.clone(),
             status.clone(),
@@ -80,7 +83,14 @@ impl JwksServer {
                 h.clone(),
                 nm.clone(),
             );
+            let meta = disc.lock().unwrap().clone();
             Box::pin(async move {
+                if parts.uri.path() == "/.well-known/openid-configuration" {
+                    return match meta {
+                        Some(doc) => respond(200, "application/json", doc),
+                        None => respond(404, "text/plain", "no discovery"),
+                    };
+                }
                 f.fetch_add(1, Ordering::SeqCst);
                 let wait = w.load(Ordering::SeqCst);
                 if wait > 0 {
@@ -124,7 +134,18 @@ impl JwksServer {
             fetches,
             headers,
             not_modified,
+            discovery,
         }
+    }
+
+    /// Serves `doc` at `/.well-known/openid-configuration`.
+    pub fn set_discovery(&self, doc: &str) {
+        *self.discovery.lock().unwrap() = Some(doc.to_owned());
+    }
+
+    /// `http://127.0.0.1:PORT`: an issuer whose discovery document this server serves.
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// Adds a response header (`Cache-Control`, `ETag` ...). With an `ETag`, a matching
