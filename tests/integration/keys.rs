@@ -415,3 +415,73 @@ fn discovery_naming_another_issuer_is_refused() {
     );
     assert_eq!(get(gw.admin, "/readyz", &[]).status, 503);
 }
+
+#[test]
+fn rotation_add_switch_remove() {
+    let keys = Keys::load();
+    let old = jwk(&keys.rsa, Algorithm::RS256, "2026-old", true);
+    let new = jwk(&keys.rsa2, Algorithm::RS256, "2026-new", true);
+    let jwks = JwksServer::start(jwks_of(std::slice::from_ref(&old)));
+    let up = Upstream::start();
+    let config = refresh_config(&jwks, &up, "jwks_min_refresh = \"1s\"")
+        .replace("jwks_refresh = \"5m\"", "jwks_refresh = \"1s\"");
+    let gw = Gateway::start(&config);
+    gw.wait_ready();
+    let sign = |key: &jsonwebtoken::EncodingKey, kid: &str| {
+        crate::support::tokens::TokenBuilder::new(key, Algorithm::RS256)
+            .kid(kid)
+            .claims(good_claims("alice", "read"))
+            .sign()
+    };
+    let (t_old, t_new) = (sign(&keys.rsa, "2026-old"), sign(&keys.rsa2, "2026-new"));
+    assert_eq!(gw.get_with("/api/x", &t_old).status, 200);
+    // Add: the provider publishes the next key before using it.
+    jwks.set(jwks_of(&[old.clone(), new.clone()]));
+    assert!(eventually(Duration::from_secs(5), || gw
+        .get_with("/api/x", &t_new)
+        .status
+        == 200));
+    assert_eq!(
+        gw.get_with("/api/x", &t_old).status,
+        200,
+        "both keys valid during the overlap"
+    );
+    // Remove: the old key stops validating at the next refresh.
+    jwks.set(jwks_of(std::slice::from_ref(&new)));
+    assert!(eventually(Duration::from_secs(5), || gw
+        .get_with("/api/x", &t_old)
+        .reason()
+        == "unknown_kid"));
+    assert_eq!(gw.get_with("/api/x", &t_new).status, 200);
+}
+
+#[test]
+fn a_slow_provider_never_hangs_requests() {
+    let s = Setup::start();
+    let t = s.token("read");
+    s.jwks.set_delay(Duration::from_secs(8));
+    std::thread::sleep(Duration::from_millis(1100)); // past the cooldown
+    let unknown = s
+        .keys
+        .rs256()
+        .kid("slow")
+        .claims(good_claims("x", "read"))
+        .sign();
+    let start = std::time::Instant::now();
+    assert_eq!(s.gw.get_with("/api/x", &unknown).reason(), "unknown_kid");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "waited {:?}",
+        start.elapsed()
+    );
+    // Meanwhile known tokens are served from the current keys without waiting.
+    let start = std::time::Instant::now();
+    assert_eq!(s.gw.get_with("/api/x", &t).status, 200);
+    assert!(start.elapsed() < Duration::from_secs(1));
+    // The fetch times out (5 s) and counts as an error; the keys stay.
+    assert!(eventually(Duration::from_secs(10), || metric_value(
+        &s.gw.metrics(),
+        "authgate_jwks_fetches_total{provider=\"corp\",result=\"error\"}"
+    ) >= 1.0));
+    assert_eq!(s.gw.get_with("/api/x", &t).status, 200);
+}
