@@ -4,14 +4,14 @@
 SHELL := /bin/bash
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: demo test check lint bench ensure-cmake
+.PHONY: demo test check lint bench ensure-cmake interop-deps
 
 ## Run the self-contained demo: dev issuer + echo upstream + gateway (Ctrl-C stops it).
 demo: ensure-cmake
 	cargo run --bin authgate -- demo
 
-## Run every test (unit and integration). CI runs exactly this.
-test: ensure-cmake
+## Run every test (unit, integration, and interop with a real OpenID provider). CI runs exactly this.
+test: ensure-cmake interop-deps
 	@if cargo nextest --version >/dev/null 2>&1; then \
 		cargo nextest run --no-fail-fast; \
 	else \
@@ -37,4 +37,19 @@ ensure-cmake:
 			python3 -m pip install --user --quiet cmake && echo "installed cmake from PyPI into $(HOME)/.local/bin"; \
 		fi; \
 		command -v cmake >/dev/null 2>&1 || { echo "could not install cmake; install it and retry"; exit 1; }; \
+	fi
+
+# The interop tests run the npm package oidc-provider as a real OpenID provider.
+interop-deps:
+	@if ! command -v npm >/dev/null 2>&1; then \
+		echo "npm is missing (the interop tests run the npm package oidc-provider); installing Node.js..."; \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			(apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null) && echo "installed Node.js from Debian packages"; \
+		else \
+			echo "install Node.js 20+ with npm, then retry"; exit 1; \
+		fi; \
+	fi
+	@if [ ! -d tests/interop/node_modules/oidc-provider ]; then \
+		echo "installing oidc-provider for the interop tests (npm ci in tests/interop)"; \
+		cd tests/interop && npm ci --no-audit --no-fund --loglevel=error; \
 	fi

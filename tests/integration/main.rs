@@ -7,6 +7,7 @@ mod admin;
 mod cli;
 mod framing;
 mod headers;
+mod interop;
 mod keys;
 mod reload;
 mod revocation;

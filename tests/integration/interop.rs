@@ -1,0 +1,194 @@
+//! Interop with an identity provider nobody here wrote: the npm package `oidc-provider` runs
+//! as a real OP (client credentials grant, resource indicators, JWT access tokens, OIDC
+//! discovery, key rotation); tokens obtained from it over HTTP go through authgate.
+//! `make test` installs it (`npm ci` in `tests/interop`).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine as _;
+
+use crate::support::*;
+
+struct Op {
+    child: Child,
+    port: u16,
+}
+
+impl Op {
+    /// Starts `op.mjs` on `port` (0: any) with the keys in `keys`, adding `new_kid` first.
+    fn start(port: u16, keys: &Path, new_kid: Option<&str>) -> Op {
+        let dir = interop_dir();
+        assert!(
+            dir.join("node_modules/oidc-provider").is_dir(),
+            "oidc-provider is not installed: run `make test` (it runs `npm ci` in tests/interop)"
+        );
+        let mut cmd = Command::new("node");
+        cmd.current_dir(&dir)
+            .arg("op.mjs")
+            .arg(port.to_string())
+            .arg(keys);
+        if let Some(kid) = new_kid {
+            cmd.arg(kid);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node must be installed for the interop tests");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(p) = line.strip_prefix("OP_READY ") {
+                    let _ = tx.send(p.trim().parse::<u16>().unwrap());
+                }
+            }
+        });
+        let port = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the OP did not start");
+        Op { child, port }
+    }
+
+    fn issuer(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A client-credentials access token for `scope`, fetched over HTTP.
+    fn token(&self, scope: &str) -> String {
+        let body = format!(
+            "grant_type=client_credentials&scope={}&resource=https%3A%2F%2Forders.example.com",
+            scope.replace(' ', "+")
+        );
+        let basic = base64::engine::general_purpose::STANDARD
+            .encode("orders-client:orders-client-secret-that-is-long-enough");
+        let raw = format!(
+            "POST /token HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Basic {basic}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.port,
+            body.len()
+        );
+        let addr = format!("127.0.0.1:{}", self.port).parse().unwrap();
+        let r = send(addr, raw.as_bytes());
+        assert_eq!(r.status, 200, "token endpoint: {r:?}");
+        r.json()["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned()
+    }
+}
+
+impl Drop for Op {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn interop_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
+}
+
+fn header(token: &str) -> serde_json::Value {
+    let h = token.split('.').next().unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(h)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn tokens_from_oidc_provider_pass_through_discovery_and_rotation() {
+    let work = tempfile::tempdir().unwrap();
+    let keys = work.path().join("op-keys.json");
+    let op = Op::start(0, &keys, Some("op-a"));
+    let up = Upstream::start();
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+shutdown_delay = "0s"
+[admin]
+listen = "127.0.0.1:0"
+[upstreams.orders]
+url = "{}"
+[providers.op]
+issuer = "{}"
+discovery = true
+audiences = ["orders-api"]
+algorithms = ["RS256"]
+required_typ = "at+jwt"
+max_token_lifetime = "10m"
+jwks_refetch_cooldown = "1s"
+[headers]
+forward_claims = {{ sub = "X-Client", scope = "X-Scopes" }}
+[[routes]]
+name = "read"
+path_prefix = "/orders"
+require_scopes = ["read"]
+upstream = "orders"
+[[routes]]
+name = "write"
+path_prefix = "/orders"
+methods = ["DELETE"]
+require_scopes = ["write"]
+upstream = "orders"
+"#,
+        up.url(),
+        op.issuer()
+    );
+    let gw = Gateway::start(&config);
+    gw.wait_ready();
+
+    let read = op.token("read");
+    assert_eq!(header(&read)["typ"], "at+jwt");
+    assert_eq!(header(&read)["kid"], "op-a");
+    let r = gw.get_with("/orders/7", &read);
+    assert_eq!(r.status, 200, "{r:?}");
+    let seen = up.last();
+    assert_eq!(seen.one("x-client"), "orders-client");
+    assert_eq!(seen.one("x-scopes"), "read");
+    assert!(!seen.has("authorization"));
+    let auth = format!("Bearer {read}");
+    let r =
+        crate::support::http::request(gw.addr, "DELETE", "/orders/7", &[("Authorization", &auth)]);
+    assert_eq!(r.status, 403, "read-only token: {r:?}");
+    let write = op.token("read write");
+    let auth = format!("Bearer {write}");
+    let r =
+        crate::support::http::request(gw.addr, "DELETE", "/orders/7", &[("Authorization", &auth)]);
+    assert_eq!(r.status, 200, "{r:?}");
+    // A token changed after signing fails.
+    let mut parts: Vec<String> = read.split('.').map(str::to_owned).collect();
+    parts[1] = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(br#"{"sub":"admin","scope":"read write","aud":"orders-api"}"#);
+    assert_eq!(
+        gw.get_with("/orders/7", &parts.join(".")).reason(),
+        "bad_signature"
+    );
+
+    // Key rotation at the OP: restart it on the same port with a new signing key; the old one
+    // stays published. The first token with the new kid makes authgate refetch.
+    let port = op.port;
+    drop(op);
+    let op = Op::start(port, &keys, Some("op-b"));
+    let rotated = op.token("read");
+    assert_eq!(header(&rotated)["kid"], "op-b");
+    assert!(
+        eventually(Duration::from_secs(5), || gw
+            .get_with("/orders/8", &rotated)
+            .status
+            == 200),
+        "{}",
+        gw.logs()
+    );
+    assert_eq!(
+        gw.get_with("/orders/9", &read).status,
+        200,
+        "the old key is still published"
+    );
+}
