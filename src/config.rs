@@ -95,6 +95,8 @@ pub struct ProviderSettings {
     pub jwks_refresh: Duration,
     pub jwks_min_refresh: Duration,
     pub jwks_max_stale: Duration,
+    /// PEM bytes of extra CA certificates for https key fetches.
+    pub jwks_ca: Option<Vec<u8>>,
     pub jwks_refetch_cooldown: Duration,
     pub require_exp: bool,
     pub max_token_lifetime: Option<Duration>,

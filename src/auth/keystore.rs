@@ -34,6 +34,8 @@ pub struct StoreIdentity {
     pub min_refresh: Duration,
     pub refetch_cooldown: Duration,
     pub max_stale: Duration,
+    /// Extra trusted CA certificates (PEM) for https fetches.
+    pub ca: Option<Vec<u8>>,
 }
 
 pub struct ProviderKeys {
@@ -159,6 +161,17 @@ impl ProviderKeys {
         if matches!(self.identity.source, KeySource::HmacSecret(_)) {
             return;
         }
+        // A private CA gets a client of its own; everyone else shares one pool.
+        let client = match &self.identity.ca {
+            None => client,
+            Some(pem) => match refresh::client_with_ca(pem) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(provider = %self.identity.provider, error = %e, "cannot use jwks_ca_file; keys will not load");
+                    return;
+                }
+            },
+        };
         let weak = Arc::downgrade(self);
         rt.spawn(refresh::run(weak, client, metrics));
     }
@@ -182,6 +195,7 @@ impl StoreIdentity {
             min_refresh: p.jwks_min_refresh,
             refetch_cooldown: p.jwks_refetch_cooldown,
             max_stale: p.jwks_max_stale,
+            ca: p.jwks_ca.clone(),
         }
     }
 }

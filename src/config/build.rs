@@ -377,6 +377,37 @@ fn build_provider(
             "must be a media type such as \"at+jwt\"",
         );
     }
+    let jwks_ca = match raw.jwks_ca_file.as_deref().map(|f| cx.relative(f)) {
+        None => None,
+        Some(path) => match std::fs::read(&path) {
+            Ok(pem) if reqwest::Certificate::from_pem_bundle(&pem).is_ok_and(|c| !c.is_empty()) => {
+                Some(pem)
+            }
+            Ok(_) => {
+                cx.err(
+                    span,
+                    key("jwks_ca_file"),
+                    format!("{} holds no PEM certificate", path.display()),
+                );
+                None
+            }
+            Err(e) => {
+                cx.err(
+                    span,
+                    key("jwks_ca_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                );
+                None
+            }
+        },
+    };
+    if jwks_ca.is_some() && !matches!(key_source, KeySource::JwksUrl(_) | KeySource::Discovery(_)) {
+        cx.err(
+            span,
+            key("jwks_ca_file"),
+            "only applies to jwks_url or discovery",
+        );
+    }
     let revocation_file = raw.revocation_file.as_deref().map(|f| cx.relative(f));
     if let Some(path) = &revocation_file {
         match std::fs::read_to_string(path) {
@@ -425,6 +456,7 @@ fn build_provider(
         leeway: raw.leeway,
         jwks_refresh: raw.jwks_refresh,
         jwks_min_refresh: raw.jwks_min_refresh,
+        jwks_ca,
         jwks_max_stale: raw.jwks_max_stale,
         jwks_refetch_cooldown: raw.jwks_refetch_cooldown,
         require_exp: raw.require_exp,

@@ -94,6 +94,9 @@ pub struct RawProvider {
     pub jwks_file: Option<String>,
     /// Shared secret for HS256/384/512, read from this file (never inline in the config).
     pub hmac_secret_file: Option<String>,
+    /// PEM file of CA certificates trusted (besides the system roots) for https key
+    /// fetches: a private PKI's issuer. Default: system roots only.
+    pub jwks_ca_file: Option<String>,
     /// Read `<issuer>/.well-known/openid-configuration`, check its `issuer`, and fetch keys
     /// from its `jwks_uri` (both refreshed like the keys). Default false.
     #[serde(default)]

@@ -192,3 +192,67 @@ upstream = "orders"
         "the old key is still published"
     );
 }
+
+/// A JWKS over https whose certificate comes from a private CA: trusted with `jwks_ca_file`,
+/// refused without it.
+#[test]
+fn https_jwks_with_a_private_ca() {
+    let keys = Keys::load();
+    let work = tempfile::tempdir().unwrap();
+    let doc = work.path().join("jwks.json");
+    std::fs::write(&doc, keys.standard_jwks()).unwrap();
+    let mut server = KillOnDrop(
+        Command::new("node")
+            .current_dir(interop_dir())
+            .arg("https-jwks.mjs")
+            .arg(&doc)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node must be installed for the interop tests"),
+    );
+    let stdout = server.0.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let port: u16 = line
+        .trim()
+        .strip_prefix("HTTPS_READY ")
+        .expect("https server ready")
+        .parse()
+        .unwrap();
+    let url = format!("https://127.0.0.1:{port}/jwks.json");
+    let up = Upstream::start();
+    let ca = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls/ca.pem");
+    let base = standard_config(&url, &up.url());
+    let trusted = base.replace(
+        "jwks_refresh = \"5m\"",
+        &format!("jwks_refresh = \"5m\"\njwks_ca_file = \"{}\"", ca.display()),
+    );
+    let gw = Gateway::start(&trusted);
+    gw.wait_ready();
+    let t = keys.rs256().claims(good_claims("alice", "read")).sign();
+    assert_eq!(gw.get_with("/api/x", &t).status, 200);
+    drop(gw);
+
+    let untrusted = Gateway::start(&base);
+    assert!(
+        untrusted.wait_log("jwks refresh failed", Duration::from_secs(5)),
+        "{}",
+        untrusted.logs()
+    );
+    assert_eq!(get(untrusted.admin, "/readyz", &[]).status, 503);
+    assert_eq!(
+        untrusted.get_with("/api/x", &t).reason(),
+        "keys_unavailable"
+    );
+}
+
+/// A child process that is killed when the test ends, panicking or not.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -286,11 +286,23 @@ fn cache_lifetime(headers: &http::HeaderMap) -> Option<Duration> {
 /// The HTTP client for key fetches: no redirects (a redirect could move key trust to another
 /// host), rustls with the platform's roots.
 pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    builder().build()
+}
+
+/// As `http_client`, also trusting the CA certificates in `pem`.
+pub fn client_with_ca(pem: &[u8]) -> Result<reqwest::Client, reqwest::Error> {
+    let mut b = builder();
+    for cert in reqwest::Certificate::from_pem_bundle(pem)? {
+        b = b.add_root_certificate(cert);
+    }
+    b.build()
+}
+
+fn builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(FETCH_TIMEOUT)
         .user_agent(concat!("authgate/", env!("CARGO_PKG_VERSION")))
-        .build()
 }
 
 #[cfg(test)]

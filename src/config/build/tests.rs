@@ -322,6 +322,38 @@ fn discovery_is_a_key_source() {
 }
 
 #[test]
+fn jwks_ca_file_is_checked() {
+    let b = base();
+    let tls = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
+    let url = b.replace(
+        &format!("jwks_file = \"{FIX}/jwks.json\""),
+        "jwks_url = \"https://idp.example.com/jwks\"",
+    );
+    let with_ca = |file: &str| {
+        url.replace(
+            "[providers.corp]\n",
+            &format!("[providers.corp]\njwks_ca_file = \"{file}\"\n"),
+        )
+    };
+    assert!(load_str(&with_ca(&format!("{tls}/ca.pem")), Path::new("t.toml")).is_ok());
+    one_error(
+        &with_ca(&format!("{FIX}/jwks.json")),
+        "providers.corp.jwks_ca_file",
+        "no PEM certificate",
+    );
+    one_error(
+        &with_ca("/nonexistent/ca.pem"),
+        "providers.corp.jwks_ca_file",
+        "cannot read",
+    );
+    let file_source = b.replace(
+        "[providers.corp]\n",
+        &format!("[providers.corp]\njwks_ca_file = \"{tls}/ca.pem\"\n"),
+    );
+    one_error(&file_source, "providers.corp.jwks_ca_file", "only applies");
+}
+
+#[test]
 fn refresh_bounds() {
     let b = base();
     let with = |extra: &str| {
