@@ -340,6 +340,11 @@ fn keys_past_max_stale_fail_closed_until_the_provider_answers() {
     assert_eq!(r.status, 503);
     assert!(r.body.contains("stale"), "{r:?}");
     assert!(
+        gw.wait_log("keys older than jwks_max_stale", Duration::from_secs(3)),
+        "{}",
+        gw.logs()
+    );
+    assert!(
         metric_value(
             &gw.metrics(),
             "authgate_jwks_age_seconds{provider=\"corp\"}"

@@ -59,6 +59,12 @@ pub(super) async fn run(weak: Weak<ProviderKeys>, client: reqwest::Client, metri
                     .with_label_values(&[&id.provider, "error"])
                     .inc();
                 tracing::warn!(provider = %id.provider, %error, keeping_last_good = store.is_loaded(), "jwks refresh failed");
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64());
+                if store.is_loaded() && store.is_stale(now) {
+                    tracing::error!(provider = %id.provider, max_stale = ?id.max_stale, "keys older than jwks_max_stale: refusing tokens of this provider (503) until it answers");
+                }
                 let w = backoff.min(id.refresh);
                 backoff = (backoff * 2).min(RETRY_MAX);
                 w
