@@ -35,7 +35,7 @@ pub struct Config {
     pub origin: PathBuf,
     /// SHA-256 of the file's bytes, hex: shows fleet drift and skips no-op reloads.
     pub content_hash: String,
-    /// `content_hash` plus the HMAC secrets the config reads: what a reload compares.
+    /// `content_hash` plus the HMAC secrets and CA files the config reads: what a reload compares.
     pub fingerprint: String,
     pub server: ServerSettings,
     pub admin: AdminSettings,

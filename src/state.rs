@@ -68,13 +68,12 @@ impl State {
             return Err("shutting down".to_owned());
         }
         let snap = self.load();
-        let now = unix_now();
         let missing: Vec<String> = snap
             .config
             .providers
             .iter()
             .zip(&snap.keys)
-            .filter(|(_, k)| !k.is_usable(now))
+            .filter(|(_, k)| !k.is_usable())
             .map(|(p, k)| {
                 let why = if k.is_loaded() { "stale" } else { "not loaded" };
                 format!("{} ({why})", p.name)
@@ -93,21 +92,17 @@ impl State {
     /// Brings gauges that depend on the clock up to date (called before each scrape).
     pub fn refresh_gauges(&self) {
         let snap = self.load();
-        let now = unix_now();
         for (p, k) in snap.config.providers.iter().zip(&snap.keys) {
-            if let Some(age) = k.age(now) {
+            if let Some(age) = k.age() {
                 self.metrics.jwks_age.with_label_values(&[&p.name]).set(age);
             }
         }
     }
 }
 
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
+/// Builds the snapshot for `config`, reusing what `old` has for unchanged sources. Anything
+/// that can fail (loading a new revocation file) happens before any task is started or any
+/// shared state is touched, so a refused reload changes nothing.
 fn snapshot_for(
     config: Config,
     old: Option<&Snapshot>,
@@ -115,6 +110,31 @@ fn snapshot_for(
     client: &reqwest::Client,
     metrics: &Arc<Metrics>,
 ) -> Result<Snapshot, String> {
+    let mut revocations = Vec::with_capacity(config.providers.len());
+    let mut new_lists = Vec::new();
+    for p in &config.providers {
+        let Some(path) = &p.revocation_file else {
+            revocations.push(None);
+            continue;
+        };
+        // A list already running keeps polling its file (edits apply within seconds).
+        let reused = old
+            .into_iter()
+            .flat_map(|o| o.revocations.iter().flatten())
+            .find(|r| r.path == *path);
+        let list = match reused {
+            Some(list) => list.clone(),
+            None => {
+                let list = FileRevocations::load(path)?;
+                new_lists.push((list.clone(), p.name.clone()));
+                list
+            }
+        };
+        revocations.push(Some(list));
+    }
+    for (list, provider) in new_lists {
+        list.spawn_watch(control, provider, metrics.clone());
+    }
     let old_keys = old.map_or(&[][..], |o| &o.keys[..]);
     let keys = config
         .providers
@@ -130,29 +150,17 @@ fn snapshot_for(
             store
         })
         .collect();
-    let mut revocations = Vec::with_capacity(config.providers.len());
-    for p in &config.providers {
-        let Some(path) = &p.revocation_file else {
-            revocations.push(None);
-            continue;
-        };
-        let reused = old
-            .into_iter()
-            .flat_map(|o| o.revocations.iter().flatten())
-            .find(|r| r.path == *path);
-        let list = match reused {
-            Some(list) => {
-                // Pick up an edit made together with the config change.
-                list.reload()?;
-                list.clone()
-            }
-            None => {
-                let list = FileRevocations::load(path)?;
-                list.spawn_watch(control, p.name.clone(), metrics.clone());
-                list
-            }
-        };
-        revocations.push(Some(list));
+    // Providers that left the config leave no gauges behind.
+    if let Some(old) = old {
+        for gone in old
+            .config
+            .providers
+            .iter()
+            .filter(|o| !config.providers.iter().any(|p| p.name == o.name))
+        {
+            let _ = metrics.jwks_keys.remove_label_values(&[&gone.name]);
+            let _ = metrics.jwks_age.remove_label_values(&[&gone.name]);
+        }
     }
     metrics.config_loaded(&config.content_hash);
     Ok(Snapshot::new(Arc::new(config), keys, revocations, metrics))

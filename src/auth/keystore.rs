@@ -11,7 +11,7 @@ mod refresh;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arc_swap::{ArcSwapOption, Guard};
 use jsonwebtoken::Algorithm;
@@ -43,8 +43,10 @@ pub struct ProviderKeys {
     current: ArcSwapOption<KeySet>,
     /// The JWKS document `current` was parsed from, to seed a successor store on reload.
     document: ArcSwapOption<Vec<u8>>,
-    /// Unix seconds of the last time the source confirmed the keys (a fetch, a 304, a file
-    /// read); 0 before any. Keys older than `max_stale` are not used.
+    /// When the source last confirmed the keys (a fetch, a 304, a file read), in
+    /// milliseconds on a monotonic clock (`monotonic_ms`); 0 before any. Keys older than
+    /// `max_stale` are not used. Monotonic: a wall-clock step must not revive stale keys
+    /// or expire fresh ones.
     confirmed_at: AtomicU64,
     /// Bumped after every refresh attempt (fetched, failed or skipped by the cooldown).
     attempts: watch::Sender<u64>,
@@ -73,7 +75,7 @@ impl ProviderKeys {
             KeySource::JwksUrl(_) | KeySource::Discovery(_) => previous
                 .filter(|p| p.identity.source == provider.key_source)
                 .map_or(0, |p| p.confirmed_at.load(Ordering::Relaxed)),
-            KeySource::JwksFile(_) | KeySource::HmacSecret(_) => unix_now(),
+            KeySource::JwksFile(_) | KeySource::HmacSecret(_) => monotonic_ms(),
         };
         let (initial, document) = match (&provider.key_source, seed_doc) {
             (KeySource::HmacSecret(secret), _) => {
@@ -104,27 +106,27 @@ impl ProviderKeys {
         self.current.load().is_some()
     }
 
-    /// True when keys are loaded but the source has not confirmed them for `max_stale`
-    /// (an HMAC secret never goes stale). `now` is Unix seconds.
-    pub fn is_stale(&self, now: f64) -> bool {
+    /// True when the source has not confirmed the keys for `max_stale` (an HMAC secret
+    /// never goes stale).
+    pub fn is_stale(&self) -> bool {
         if matches!(self.identity.source, KeySource::HmacSecret(_)) {
             return false;
         }
-        now - self.confirmed_at.load(Ordering::Relaxed) as f64
-            > self.identity.max_stale.as_secs_f64()
+        self.age()
+            .is_none_or(|age| age > self.identity.max_stale.as_secs_f64())
     }
 
     /// Seconds since the source last confirmed the keys; `None` before the first load.
-    pub fn age(&self, now: f64) -> Option<f64> {
+    pub fn age(&self) -> Option<f64> {
         match self.confirmed_at.load(Ordering::Relaxed) {
             0 => None,
-            t => Some((now - t as f64).max(0.0)),
+            t => Some(monotonic_ms().saturating_sub(t) as f64 / 1000.0),
         }
     }
 
     /// Usable keys: loaded and not stale.
-    pub fn is_usable(&self, now: f64) -> bool {
-        self.is_loaded() && !self.is_stale(now)
+    pub fn is_usable(&self) -> bool {
+        self.is_loaded() && !self.is_stale()
     }
 
     /// Asks the background task for a refetch (a token named an unknown `kid`) and waits
@@ -143,7 +145,7 @@ impl ProviderKeys {
     }
 
     fn confirm(&self) {
-        self.confirmed_at.store(unix_now(), Ordering::Relaxed);
+        self.confirmed_at.store(monotonic_ms(), Ordering::Relaxed);
     }
 
     fn attempt_done(&self) {
@@ -177,10 +179,11 @@ impl ProviderKeys {
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+/// Milliseconds on a monotonic clock shared by every store of the process (never 0).
+fn monotonic_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(std::time::Instant::now);
+    start.elapsed().as_millis() as u64 + 1
 }
 
 // === impl StoreIdentity ===

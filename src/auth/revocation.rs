@@ -63,7 +63,16 @@ enum RawInstant {
 pub struct FileRevocations {
     pub path: PathBuf,
     current: ArcSwap<RevocationSet>,
-    hash: std::sync::Mutex<String>,
+    /// Hashes of the content in force and of a newer content seen once. Held across read,
+    /// parse and store, so two reloads never interleave.
+    state: std::sync::Mutex<FileState>,
+}
+
+struct FileState {
+    applied: String,
+    /// A new content is applied only once two polls in a row read it: a file being
+    /// rewritten in place is never half-read into force.
+    seen_once: Option<String>,
 }
 
 // === impl RevocationSet ===
@@ -125,24 +134,34 @@ impl FileRevocations {
         Ok(Arc::new(Self {
             path: path.to_path_buf(),
             current: ArcSwap::from_pointee(set),
-            hash: std::sync::Mutex::new(digest(text.as_bytes())),
+            state: std::sync::Mutex::new(FileState {
+                applied: digest(text.as_bytes()),
+                seen_once: None,
+            }),
         }))
     }
 
-    /// Re-reads the file if its content changed. Returns `Ok(true)` when a new list is in
-    /// force; on error the previous list stays.
-    pub fn reload(&self) -> Result<bool, String> {
+    /// One poll: `Ok(true)` when a new list came into force. A changed content is applied
+    /// when the previous poll read the same content; one that does not parse is reported
+    /// (once stable) and the previous list stays.
+    pub fn poll(&self) -> Result<bool, String> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let text = std::fs::read_to_string(&self.path)
             .map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
         let hash = digest(text.as_bytes());
-        let mut last = self.hash.lock().unwrap_or_else(|p| p.into_inner());
-        if *last == hash {
+        if hash == state.applied {
+            state.seen_once = None;
             return Ok(false);
         }
-        let set =
-            RevocationSet::parse(&text).map_err(|e| format!("{}: {e}", self.path.display()))?;
-        self.current.store(Arc::new(set));
-        *last = hash;
+        if state.seen_once.as_deref() != Some(hash.as_str()) {
+            state.seen_once = Some(hash);
+            return Ok(false);
+        }
+        let set = RevocationSet::parse(&text).map_err(|e| format!("{}: {e}", self.path.display()));
+        // Stable content is reported once, whether it applied or not.
+        state.applied = hash;
+        state.seen_once = None;
+        self.current.store(Arc::new(set?));
         Ok(true)
     }
 
@@ -163,7 +182,7 @@ impl FileRevocations {
                 tokio::time::sleep(POLL).await;
                 let Some(me) = weak.upgrade() else { return };
                 let path = me.path.clone();
-                let result = tokio::task::spawn_blocking(move || me.reload()).await;
+                let result = tokio::task::spawn_blocking(move || me.poll()).await;
                 match result {
                     Ok(Ok(true)) => {
                         metrics.revocation_reloads.with_label_values(&[&provider, "success"]).inc();
@@ -174,7 +193,11 @@ impl FileRevocations {
                         metrics.revocation_reloads.with_label_values(&[&provider, "error"]).inc();
                         tracing::error!(provider = %provider, %error, "revocation list reload failed; keeping the last good list");
                     }
-                    Err(_) => return,
+                    // The runtime is shutting down.
+                    Err(e) if e.is_cancelled() => return,
+                    Err(e) => {
+                        tracing::error!(provider = %provider, error = %e, "revocation poll failed; retrying");
+                    }
                 }
             }
         });
@@ -187,11 +210,22 @@ impl Revocations for FileRevocations {
     }
 }
 
-/// Asks `list` about a verified token's claims.
+/// Asks `list` about a verified token's claims. A `jti` or `sub` that is a number is
+/// compared as its JSON text; one of another type cannot be matched, so it is refused.
 pub fn check(list: &dyn Revocations, claims: &Claims) -> bool {
-    let s = |k: &str| claims.get(k).and_then(serde_json::Value::as_str);
+    let id = |k: &str| -> Result<Option<String>, ()> {
+        match claims.get(k) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+            Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(_) => Err(()),
+        }
+    };
+    let (Ok(jti), Ok(sub)) = (id("jti"), id("sub")) else {
+        return true;
+    };
     let iat = claims.get("iat").and_then(serde_json::Value::as_f64);
-    list.is_revoked(s("jti"), s("sub"), iat)
+    list.is_revoked(jti.as_deref(), sub.as_deref(), iat)
 }
 
 fn digest(bytes: &[u8]) -> String {
@@ -222,6 +256,48 @@ mod tests {
         );
         assert!(set.is_revoked(Some("x"), Some("bob"), Some(999.5)));
         assert!(!set.is_revoked(Some("x"), Some("bob"), Some(1000.0)));
+    }
+
+    #[test]
+    fn odd_claim_types() {
+        let set = RevocationSet::parse("jti = [\"42\"]\n").unwrap();
+        let c = |v: serde_json::Value| v.as_object().cloned().unwrap();
+        assert!(
+            check(&set, &c(serde_json::json!({"jti": 42}))),
+            "a numeric jti compares as text"
+        );
+        assert!(
+            check(&set, &c(serde_json::json!({"jti": ["42"]}))),
+            "an array jti cannot be matched: refused"
+        );
+        assert!(!check(
+            &set,
+            &c(serde_json::json!({"jti": "43", "sub": "x"}))
+        ));
+    }
+
+    #[test]
+    fn a_change_applies_when_two_polls_agree() {
+        let dir = std::env::temp_dir().join(format!("authgate-rev-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("r.toml");
+        std::fs::write(&path, "jti = [\"a\"]").unwrap();
+        let list = FileRevocations::load(&path).unwrap();
+        assert_eq!(list.poll(), Ok(false));
+        std::fs::write(&path, "jti = [\"a\", \"b\"]").unwrap();
+        assert_eq!(list.poll(), Ok(false), "seen once");
+        assert!(!list.is_revoked(Some("b"), None, None));
+        assert_eq!(list.poll(), Ok(true), "seen twice: applied");
+        assert!(list.is_revoked(Some("b"), None, None));
+        std::fs::write(&path, "jti = [").unwrap();
+        assert_eq!(list.poll(), Ok(false));
+        assert!(list.poll().is_err(), "a stable broken file is reported");
+        assert!(
+            list.is_revoked(Some("b"), None, None),
+            "and the last good list stays"
+        );
+        assert_eq!(list.poll(), Ok(false), "reported once");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -74,7 +74,7 @@ pub fn verify(
     let store = &snap.keys[provider_idx];
     let keys = store.current();
     // No keys yet, or keys the provider has not confirmed for `jwks_max_stale`: fail closed.
-    let Some(keys) = keys.as_ref().filter(|_| !store.is_stale(now)) else {
+    let Some(keys) = keys.as_ref().filter(|_| !store.is_stale()) else {
         return Err(plain(Reject::KeysUnavailable));
     };
     let message_len = h64.len() + 1 + p64.len();

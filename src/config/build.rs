@@ -856,21 +856,24 @@ fn at<T>(v: &Spanned<T>) -> Option<usize> {
     (span.end > 0).then_some(span.start)
 }
 
-/// The config text's hash plus the HMAC secrets it reads: replacing a leaked secret file
-/// must count as a change on reload.
+/// The config text's hash plus the files it reads that a reload must notice: HMAC secrets
+/// (replacing a leaked one) and `jwks_ca_file`s (a rotated CA).
 fn fingerprint(content_hash: &str, providers: &[ProviderSettings]) -> String {
-    if !providers
-        .iter()
-        .any(|p| matches!(p.key_source, KeySource::HmacSecret(_)))
-    {
+    let reads_files = |p: &ProviderSettings| {
+        matches!(p.key_source, KeySource::HmacSecret(_)) || p.jwks_ca.is_some()
+    };
+    if !providers.iter().any(reads_files) {
         return content_hash.to_owned();
     }
     let mut h = Sha256::new();
     h.update(content_hash.as_bytes());
     for p in providers {
+        h.update(p.name.as_bytes());
         if let KeySource::HmacSecret(s) = &p.key_source {
-            h.update(p.name.as_bytes());
             h.update(Sha256::digest(s));
+        }
+        if let Some(ca) = &p.jwks_ca {
+            h.update(Sha256::digest(ca));
         }
     }
     super::load::hex(&h.finalize())

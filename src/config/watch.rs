@@ -57,7 +57,7 @@ impl Reloader {
             .ok()
             .map(|bytes| hex(&Sha256::digest(&bytes)));
         // Skip the build when the bytes are those running (unless the config reads secrets
-        // from other files), and stay quiet about a broken file already reported, unless a
+        // or CAs from other files), and stay quiet about a broken file already reported, unless a
         // SIGHUP asks again (the poll runs every few seconds; one save is several events).
         let reads_secrets = current.config.fingerprint != current.config.content_hash;
         if trigger != "sighup" && file_hash.is_some() && file_hash == *last_failed {

@@ -35,7 +35,7 @@ impl Op {
         }
         let mut child = cmd
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::inherit())
             .spawn()
             .expect("node must be installed for the interop tests");
         let stdout = child.stdout.take().unwrap();

@@ -43,12 +43,17 @@ fn revoked_tokens_are_refused_and_edits_apply_live() {
     assert_eq!(gw.get_with("/api/x", &old_alice).status, 200);
 
     // alice logged out 30 s ago: her older tokens stop working, newer ones do not.
-    std::fs::write(
-        &list,
-        format!("jti = [\"dead-jti\"]\n[subjects]\nalice = {}\n", now - 30),
-    )
-    .unwrap();
-    assert!(eventually(Duration::from_secs(6), || gw
+    // (Files are replaced by rename, as a ConfigMap or an editor does.)
+    let replace = |text: &str| {
+        let tmp = list.with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &list).unwrap();
+    };
+    replace(&format!(
+        "jti = [\"dead-jti\"]\n[subjects]\nalice = {}\n",
+        now - 30
+    ));
+    assert!(eventually(Duration::from_secs(8), || gw
         .get_with("/api/x", &old_alice)
         .reason()
         == "revoked"));
@@ -56,9 +61,16 @@ fn revoked_tokens_are_refused_and_edits_apply_live() {
     assert_eq!(gw.get_with("/api/x", &dead).reason(), "revoked");
 
     // A broken edit keeps the last good list.
-    std::fs::write(&list, "jti = [\"dead-jti\"\n").unwrap();
+    let errors = || {
+        metric_value(
+            &gw.metrics(),
+            "authgate_revocation_reloads_total{provider=\"corp\",result=\"error\"}",
+        )
+    };
+    let before = errors();
+    replace("jti = [\"dead-jti\"\n");
     assert!(
-        gw.wait_log("revocation list reload failed", Duration::from_secs(6)),
+        eventually(Duration::from_secs(8), || errors() > before),
         "{}",
         gw.logs()
     );

@@ -2,13 +2,13 @@
 // `jwks_ca_file` tests.   node https-jwks.mjs JWKS_FILE   → prints "HTTPS_READY <port>"
 import https from 'node:https';
 import fs from 'node:fs';
-import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-const tls = path.join(import.meta.dirname, '..', 'fixtures', 'tls');
+const tls = fileURLToPath(new URL('../fixtures/tls/', import.meta.url));
 const doc = fs.readFileSync(process.argv[2]);
 const server = https.createServer({
-  key: fs.readFileSync(path.join(tls, 'server.key')),
-  cert: fs.readFileSync(path.join(tls, 'server.pem')),
+  key: fs.readFileSync(tls + 'server.key'),
+  cert: fs.readFileSync(tls + 'server.pem'),
 }, (req, res) => {
   res.writeHead(200, { 'content-type': 'application/json' });
   res.end(doc);

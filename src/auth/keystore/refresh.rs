@@ -32,7 +32,8 @@ enum Fetched {
     Keys {
         set: KeySet,
         document: Vec<u8>,
-        etag: Option<String>,
+        /// The URL the document came from and its `ETag`.
+        etag: Option<(String, String)>,
         max_age: Option<Duration>,
     },
     /// 304: the keys in force are still current.
@@ -41,11 +42,19 @@ enum Fetched {
 
 pub(super) async fn run(weak: Weak<ProviderKeys>, client: reqwest::Client, metrics: Arc<Metrics>) {
     let mut backoff = RETRY_MIN;
-    let mut etag: Option<String> = None;
+    // (URL, ETag): an ETag is only ever sent back to the URL that issued it (discovery may
+    // move the jwks_uri).
+    let mut etag: Option<(String, String)> = None;
     loop {
         let Some(store) = weak.upgrade() else { return };
         let id = store.identity.clone();
-        let result = fetch(&id, &client, etag.as_deref()).await;
+        let result = match fetch(&id, &client, etag.as_ref()).await {
+            // A 304 can only confirm keys we hold.
+            Ok(Fetched::NotModified { .. }) if !store.is_loaded() => {
+                Err("304 Not Modified, but no keys are loaded".to_owned())
+            }
+            other => other,
+        };
         let last_fetch = Instant::now();
         let wait = match result {
             Ok(fetched) => {
@@ -59,10 +68,7 @@ pub(super) async fn run(weak: Weak<ProviderKeys>, client: reqwest::Client, metri
                     .with_label_values(&[&id.provider, "error"])
                     .inc();
                 tracing::warn!(provider = %id.provider, %error, keeping_last_good = store.is_loaded(), "jwks refresh failed");
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0.0, |d| d.as_secs_f64());
-                if store.is_loaded() && store.is_stale(now) {
+                if store.is_loaded() && store.is_stale() {
                     tracing::error!(provider = %id.provider, max_stale = ?id.max_stale, "keys older than jwks_max_stale: refusing tokens of this provider (503) until it answers");
                 }
                 let w = backoff.min(id.refresh);
@@ -119,7 +125,7 @@ fn record_success(
     store: &ProviderKeys,
     id: &StoreIdentity,
     fetched: Fetched,
-    etag: &mut Option<String>,
+    etag: &mut Option<(String, String)>,
     metrics: &Metrics,
 ) -> Option<Duration> {
     match fetched {
@@ -156,7 +162,7 @@ fn record_success(
 async fn fetch(
     id: &StoreIdentity,
     client: &reqwest::Client,
-    etag: Option<&str>,
+    etag: Option<&(String, String)>,
 ) -> Result<Fetched, String> {
     let url = match &id.source {
         KeySource::JwksUrl(url) => Some(url.clone()),
@@ -164,14 +170,17 @@ async fn fetch(
         KeySource::JwksFile(_) | KeySource::HmacSecret(_) => None,
     };
     let (document, new_etag, max_age) = match (&id.source, url) {
-        (_, Some(url)) => match fetch_url(&url, client, etag).await? {
-            UrlResult::NotModified { max_age } => return Ok(Fetched::NotModified { max_age }),
-            UrlResult::Body {
-                body,
-                etag,
-                max_age,
-            } => (body, etag, max_age),
-        },
+        (_, Some(url)) => {
+            let tag = etag.filter(|(u, _)| *u == url).map(|(_, t)| t.as_str());
+            match fetch_url(&url, client, tag).await? {
+                UrlResult::NotModified { max_age } => return Ok(Fetched::NotModified { max_age }),
+                UrlResult::Body {
+                    body,
+                    etag,
+                    max_age,
+                } => (body, etag.map(|t| (url, t)), max_age),
+            }
+        }
         (KeySource::JwksFile(path), None) => {
             let doc = tokio::fs::read(path)
                 .await
@@ -213,6 +222,12 @@ async fn discover(issuer: &str, client: &reqwest::Client) -> Result<String, Stri
         .and_then(serde_json::Value::as_str)
         .ok_or("discovery document has no jwks_uri")?;
     check_fetch_url(jwks_uri).map_err(|e| format!("jwks_uri: {e}"))?;
+    // An https issuer's keys never come over plain http, not even from loopback.
+    if issuer.starts_with("https://") && !jwks_uri.starts_with("https://") {
+        return Err(format!(
+            "jwks_uri {jwks_uri:?} is not https although the issuer is"
+        ));
+    }
     Ok(jwks_uri.to_owned())
 }
 
