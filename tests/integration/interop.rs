@@ -12,8 +12,9 @@ use base64::Engine as _;
 
 use crate::support::*;
 
+/// The running OP; killed when dropped.
 struct Op {
-    child: Child,
+    _process: KillOnDrop,
     port: u16,
 }
 
@@ -50,7 +51,10 @@ impl Op {
         let port = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("the OP did not start");
-        Op { child, port }
+        Op {
+            _process: KillOnDrop(child),
+            port,
+        }
     }
 
     fn issuer(&self) -> String {
@@ -77,13 +81,6 @@ impl Op {
             .as_str()
             .expect("access_token")
             .to_owned()
-    }
-}
-
-impl Drop for Op {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
