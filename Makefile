@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: demo test check lint bench ensure-cmake interop-deps
+.PHONY: demo test check lint bench ensure-cmake interop-deps deploy-check
 
 ## Run the self-contained demo: dev issuer + echo upstream + gateway (Ctrl-C stops it).
 demo: ensure-cmake
@@ -23,6 +23,10 @@ test: ensure-cmake interop-deps
 lint: ensure-cmake
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
+
+## Alert rules, their unit tests, the dashboard and a live /metrics page, checked with promtool.
+deploy-check: ensure-cmake
+	bash deploy/check.sh
 
 ## Criterion micro-benchmarks.
 bench: ensure-cmake

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Checks the observability artifacts with Prometheus' own tool: the alert rules and their unit
+# tests, the Grafana dashboard's JSON, and a live /metrics page of the demo (`promtool check
+# metrics`). promtool comes from Debian's `prometheus` package, unpacked without installing it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools=target/tools
+promtool=$tools/usr/bin/promtool
+if [[ ! -x $promtool ]]; then
+  echo "fetching promtool (Debian package prometheus, unpacked into $tools)"
+  mkdir -p "$tools"
+  (cd "$tools" && { apt-get download prometheus >/dev/null 2>&1 || { apt-get update -qq && apt-get download prometheus >/dev/null 2>&1; }; } && dpkg -x prometheus_*.deb . && rm -f prometheus_*.deb)
+fi
+"$promtool" check rules deploy/prometheus/rules.yaml
+(cd deploy/prometheus && "../../$promtool" test rules rules_test.yaml)
+python3 -c 'import json,sys; d=json.load(open("deploy/grafana/authgate.json")); assert d["panels"], "no panels"; print("dashboard:", len(d["panels"]), "panels")'
+
+# A live /metrics page: run the demo, make a few requests, check what it exposes.
+bin=target/debug/authgate
+[[ -x $bin ]] || cargo build --bin authgate
+log=$(mktemp)
+"$bin" demo >"$log" 2>&1 &
+demo=$!
+trap 'kill -INT $demo 2>/dev/null || true; wait $demo 2>/dev/null || true' EXIT
+for _ in $(seq 100); do
+  curl -fs http://127.0.0.1:9090/readyz >/dev/null 2>&1 && break
+  sleep 0.1
+done
+token=$(sed -n 's/^USER=//p' "$log")
+curl -s -o /dev/null -H "Authorization: Bearer $token" http://127.0.0.1:8080/api/orders
+curl -s -o /dev/null http://127.0.0.1:8080/api/orders
+curl -s -o /dev/null http://127.0.0.1:8080/nowhere
+curl -fs http://127.0.0.1:9090/metrics | "$promtool" check metrics
+echo "promtool check metrics: clean"
