@@ -112,3 +112,67 @@ fn sigterm_turns_readiness_off_keeps_serving_then_exits() {
         gw.logs()
     );
 }
+
+/// Traffic that keeps arriving while Kubernetes removes the endpoint (readiness already
+/// failing, within `shutdown_delay`) is all served: zero failed requests across SIGTERM.
+#[test]
+fn no_request_fails_during_the_shutdown_delay() {
+    let keys = Keys::load();
+    let jwks = JwksServer::start(keys.standard_jwks());
+    let up = Upstream::start();
+    let config = standard_config(&jwks.url(), &up.url())
+        .replace("shutdown_delay = \"0s\"", "shutdown_delay = \"3s\"");
+    let mut gw = Gateway::start(&config);
+    gw.wait_ready();
+    let token = keys.rs256().claims(good_claims("alice", "read")).sign();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let addr = gw.addr;
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, token) = (stop.clone(), token.clone());
+            std::thread::spawn(move || {
+                let (mut ok, mut failed) = (0, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = get(
+                        addr,
+                        "/api/x",
+                        &[("Authorization", &format!("Bearer {token}"))],
+                    );
+                    if r.status == 200 {
+                        ok += 1;
+                    } else {
+                        failed.push(r.status);
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let term = std::time::Instant::now();
+    gw.signal("TERM");
+    assert!(eventually(std::time::Duration::from_secs(2), || get(
+        gw.admin,
+        "/readyz",
+        &[]
+    )
+    .status
+        == 503));
+    // The load balancer would stop sending about now; keep going until 2 s after SIGTERM
+    // (1 s inside the 3 s delay).
+    std::thread::sleep(std::time::Duration::from_secs(2).saturating_sub(term.elapsed()));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for w in workers {
+        let (ok, failed) = w.join().unwrap();
+        assert!(
+            failed.is_empty(),
+            "failed requests during the shutdown delay: {failed:?}"
+        );
+        total += ok;
+    }
+    assert!(total > 20, "only {total} requests were made");
+    assert!(gw
+        .wait_exit(std::time::Duration::from_secs(30))
+        .is_some_and(|s| s.success()));
+}
