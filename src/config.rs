@@ -26,6 +26,7 @@ use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
 use prometheus::Histogram;
 
 pub use build::build;
+pub use load::sha256_hex;
 pub use load::{load_file, load_str};
 
 /// A runnable configuration: everything checked, everything precompiled.

@@ -21,9 +21,9 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use super::claims::Claims;
+use crate::config::sha256_hex;
 use crate::metrics::Metrics;
 
 /// How often the file is checked for changes.
@@ -135,7 +135,7 @@ impl FileRevocations {
             path: path.to_path_buf(),
             current: ArcSwap::from_pointee(set),
             state: std::sync::Mutex::new(FileState {
-                applied: digest(text.as_bytes()),
+                applied: sha256_hex(text.as_bytes()),
                 seen_once: None,
             }),
         }))
@@ -148,7 +148,7 @@ impl FileRevocations {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let text = std::fs::read_to_string(&self.path)
             .map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
-        let hash = digest(text.as_bytes());
+        let hash = sha256_hex(text.as_bytes());
         if hash == state.applied {
             state.seen_once = None;
             return Ok(false);
@@ -226,13 +226,6 @@ pub fn check(list: &dyn Revocations, claims: &Claims) -> bool {
     };
     let iat = claims.get("iat").and_then(serde_json::Value::as_f64);
     list.is_revoked(jti.as_deref(), sub.as_deref(), iat)
-}
-
-fn digest(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 #[cfg(test)]

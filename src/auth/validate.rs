@@ -95,16 +95,13 @@ pub fn verify(
             return Err(plain(Reject::BadType));
         }
     }
-    check_registered_claims(&claims, provider, now).map_err(plain)?;
+    let exp = check_registered_claims(&claims, provider, now).map_err(plain)?;
     if let Some(list) = snap.revocations.get(provider_idx).and_then(Option::as_ref) {
         if revocation::check(list.as_ref(), &claims) {
             return Err(plain(Reject::Revoked));
         }
     }
-    let remaining_lifetime = claims
-        .get("exp")
-        .and_then(Value::as_f64)
-        .map(|exp| exp - now);
+    let remaining_lifetime = exp.map(|exp| exp - now);
     Ok(Verified {
         provider: provider_idx,
         claims,
@@ -148,12 +145,12 @@ fn pick_provider(claims: &Claims, providers: &[usize], snap: &Snapshot) -> Resul
 }
 
 /// `iss` exact, `aud` contains an accepted audience, `exp`/`nbf`/`iat` as JSON numbers
-/// (RFC 7519 NumericDate, fractions allowed) within `leeway`.
+/// (RFC 7519 NumericDate, fractions allowed) within `leeway`. Returns `exp`, if present.
 pub fn check_registered_claims(
     claims: &Claims,
     provider: &ProviderSettings,
     now: f64,
-) -> Result<(), Reject> {
+) -> Result<Option<f64>, Reject> {
     if claims.get("iss").and_then(Value::as_str) != Some(provider.issuer.as_str()) {
         return Err(Reject::BadIssuer);
     }
@@ -169,7 +166,8 @@ pub fn check_registered_claims(
         return Err(Reject::BadAudience);
     }
     let leeway = provider.leeway.as_secs_f64();
-    match numeric_date(claims, "exp")? {
+    let exp = numeric_date(claims, "exp")?;
+    match exp {
         Some(exp) if now > exp + leeway => return Err(Reject::Expired),
         Some(_) => {}
         None if provider.require_exp => return Err(Reject::BadClaims),
@@ -188,12 +186,12 @@ pub fn check_registered_claims(
     }
     if let Some(max) = provider.max_token_lifetime {
         // A limit on lifetime needs both ends: no `iat` (or no `exp`) fails it.
-        match (iat, numeric_date(claims, "exp")?) {
+        match (iat, exp) {
             (Some(iat), Some(exp)) if exp - iat <= max.as_secs_f64() => {}
             _ => return Err(Reject::LifetimeTooLong),
         }
     }
-    Ok(())
+    Ok(exp)
 }
 
 /// `Ok(None)` when absent; a string, null or non-finite value is malformed.

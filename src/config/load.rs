@@ -26,7 +26,7 @@ pub fn load_file(path: &Path) -> Result<Config, Vec<ConfigError>> {
 /// (`jwks_file`, `hmac_secret_file`) resolve against its directory.
 pub fn load_str(text: &str, origin: &Path) -> Result<Config, Vec<ConfigError>> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| vec![toml_error(text, origin, &e)])?;
-    let hash = hex(&Sha256::digest(text.as_bytes()));
+    let hash = sha256_hex(text.as_bytes());
     build(raw, text, origin, hash)
 }
 
@@ -75,6 +75,11 @@ fn key_at(text: &str, span: Range<usize>) -> String {
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 of `bytes`, lowercase hex: how config and revocation files are told apart.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
 }
 
 #[cfg(test)]

@@ -11,10 +11,7 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use sha2::{Digest, Sha256};
-
-use super::load::hex;
-use super::{load_file, Config, ConfigErrors};
+use super::{load_file, sha256_hex, Config, ConfigErrors};
 use crate::state::State;
 
 /// Quiet time after the last file event before reloading.
@@ -55,7 +52,7 @@ impl Reloader {
         let current = self.state.load();
         let file_hash = std::fs::read(&self.path)
             .ok()
-            .map(|bytes| hex(&Sha256::digest(&bytes)));
+            .map(|bytes| sha256_hex(&bytes));
         // Skip the build when the bytes are those running (unless the config reads secrets
         // or CAs from other files), and stay quiet about a broken file already reported, unless a
         // SIGHUP asks again (the poll runs every few seconds; one save is several events).
