@@ -93,6 +93,8 @@ pub struct Grant {
     pub host: Option<String>,
     /// Seconds the verified token has left (`exp - now`).
     pub remaining_lifetime: Option<f64>,
+    /// The token's `sub` (at most 256 bytes), only when `server.log_subject` is on.
+    pub subject: Option<String>,
 }
 
 /// A refusal, with what the thin layer needs to answer it and to retry.
@@ -329,6 +331,7 @@ pub fn decide(snap: &Snapshot, head: &RequestHead<'_>, now: f64) -> Result<Grant
         provider: None,
         host,
         remaining_lifetime: None,
+        subject: None,
     };
     if route.auth == AuthMode::None {
         return Ok(grant);
@@ -358,6 +361,14 @@ pub fn decide(snap: &Snapshot, head: &RequestHead<'_>, now: f64) -> Result<Grant
     }
     grant.provider = Some(verified.provider);
     grant.remaining_lifetime = verified.remaining_lifetime;
+    if config.server.log_subject {
+        grant.subject = verified
+            .claims
+            .get("sub")
+            .and_then(|s| s.as_str())
+            .filter(|s| s.len() <= 256)
+            .map(str::to_owned);
+    }
     Ok(grant)
 }
 

@@ -22,8 +22,8 @@ use crate::auth::claims::ClaimPath;
 use crate::auth::keystore::ProviderKeys;
 use crate::auth::policy::RouteTable;
 use crate::auth::revocation::FileRevocations;
-use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
-use prometheus::Histogram;
+use crate::metrics::{Metrics, RouteMetrics, UpstreamErrorKind, NO_ROUTE};
+use prometheus::{Histogram, IntCounter};
 
 pub use build::build;
 pub use load::sha256_hex;
@@ -38,6 +38,8 @@ pub struct Config {
     pub content_hash: String,
     /// `content_hash` plus the HMAC secrets and CA files the config reads: what a reload compares.
     pub fingerprint: String,
+    /// Allowed but risky settings, logged at start and on reload (and printed by `check`).
+    pub warnings: Vec<String>,
     pub server: ServerSettings,
     pub admin: AdminSettings,
     pub upstreams: Vec<Upstream>,
@@ -54,6 +56,27 @@ pub struct ServerSettings {
     pub max_header_bytes: usize,
     pub shutdown_delay: Duration,
     pub shutdown_grace: Duration,
+    pub tls: Option<ServerTls>,
+    pub header_read_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub upstream_pool_size: usize,
+    pub log_format: Option<LogFormat>,
+    pub log_subject: bool,
+}
+
+/// `[server.tls]`, paths resolved against the config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub http2: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +93,33 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub write_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// `https://` upstreams.
+    pub tls: Option<UpstreamTls>,
+}
+
+/// TLS to an upstream: the SNI / verified name, and the CAs trusted for it.
+#[derive(Clone)]
+pub struct UpstreamTls {
+    pub sni: String,
+    /// `ca_file`'s certificates, parsed once at load; `None`: the system roots.
+    pub ca: Option<Arc<pingora::protocols::tls::CaType>>,
+    /// SHA-256 of `ca_file`'s bytes (part of the config fingerprint: a rotated CA reloads).
+    pub ca_hash: Option<[u8; 32]>,
+    pub verify: bool,
+    /// Separates this upstream's pooled connections from any other's: pingora's pool key
+    /// does not include the CA a connection was verified against.
+    pub pool_key: u64,
+}
+
+impl fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamTls")
+            .field("sni", &self.sni)
+            .field("ca_certs", &self.ca.as_ref().map(|c| c.len()))
+            .field("verify", &self.verify)
+            .finish()
+    }
 }
 
 /// Where a provider's verification keys come from.
@@ -118,6 +168,8 @@ pub struct Snapshot {
     pub token_lifetime: Vec<Histogram>,
     /// Revocation list per provider (indexed like providers), where one is configured.
     pub revocations: Vec<Option<Arc<FileRevocations>>>,
+    /// `authgate_upstream_errors_total` per upstream (indexed like upstreams) and kind.
+    pub upstream_errors: Vec<Vec<IntCounter>>,
 }
 
 // === impl Snapshot ===
@@ -143,6 +195,20 @@ impl Snapshot {
                     .with_label_values(&[&p.name])
             })
             .collect();
+        let upstream_errors = config
+            .upstreams
+            .iter()
+            .map(|u| {
+                UpstreamErrorKind::ALL
+                    .iter()
+                    .map(|k| {
+                        metrics
+                            .upstream_errors
+                            .with_label_values(&[&u.name, k.label()])
+                    })
+                    .collect()
+            })
+            .collect();
         Self {
             config,
             keys,
@@ -150,7 +216,17 @@ impl Snapshot {
             no_route_metrics: metrics.for_route(NO_ROUTE),
             token_lifetime,
             revocations,
+            upstream_errors,
         }
+    }
+
+    /// The error counter of upstream `idx` for `kind`.
+    pub fn upstream_error(&self, idx: usize, kind: UpstreamErrorKind) -> &IntCounter {
+        let i = UpstreamErrorKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(UpstreamErrorKind::ALL.len() - 1);
+        &self.upstream_errors[idx][i]
     }
 
     /// The metric handles of route `idx`, or of "no route".

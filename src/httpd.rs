@@ -23,24 +23,29 @@ pub async fn serve(listener: TcpListener, handler: Handler) {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let handler = handler.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let handler = handler.clone();
-                async move {
-                    let (parts, body) = req.into_parts();
-                    // A body that breaks off or is malformed is never handed to the handler.
-                    let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
-                        return Ok::<_, Infallible>(respond(400, "text/plain", "bad body\n"));
-                    };
-                    Ok(handler(parts, body).await)
-                }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
+        tokio::spawn(serve_connection(stream, handler.clone()));
     }
+}
+
+/// Serves one HTTP/1.1 connection (plain TCP, or TLS already accepted) until it closes.
+pub async fn serve_connection<S>(stream: S, handler: Handler)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let handler = handler.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            // A body that breaks off or is malformed is never handed to the handler.
+            let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
+                return Ok::<_, Infallible>(respond(400, "text/plain", "bad body\n"));
+            };
+            Ok(handler(parts, body).await)
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), svc)
+        .await;
 }
 
 /// A response with a status, a content type and a body.

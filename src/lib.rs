@@ -14,6 +14,7 @@ pub mod httpd;
 pub mod metrics;
 pub mod proxy;
 pub mod state;
+pub mod tls;
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::PathBuf;
@@ -81,10 +82,24 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         Some(rt) => rt,
         None => control_runtime()?,
     };
+    tls::install_crypto_provider();
+    for warning in &opts.config.warnings {
+        tracing::warn!(%warning, "risky config setting");
+    }
     let metrics = Arc::new(Metrics::new());
     let client = auth::keystore::http_client().map_err(StartError::Client)?;
     let server_settings = opts.config.server.clone();
     let admin_listen = opts.config.admin.listen.clone();
+    let certs = match &server_settings.tls {
+        None => None,
+        Some(t) => {
+            metrics.enable_tls();
+            let store = tls::CertStore::new(t.cert.clone(), t.key.clone(), metrics.clone())
+                .map_err(|e| StartError::State(format!("server.tls.{}: {}", e.key, e.message)))?;
+            control.spawn(store.clone().watch());
+            Some(store)
+        }
+    };
     let state = State::new(opts.config, metrics, control.handle().clone(), client)
         .map_err(StartError::State)?;
 
@@ -111,7 +126,13 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     if let Some(path) = opts.watch {
         control.spawn(watch(Reloader::new(path, state.clone())));
     }
-    spawn_ready_probe(&control, proxy_addr, admin_addr, opts.on_ready);
+    spawn_ready_probe(
+        &control,
+        proxy_addr,
+        admin_addr,
+        server_settings.tls.is_some(),
+        opts.on_ready,
+    );
 
     let conf = ServerConf {
         threads: server_settings.threads,
@@ -120,6 +141,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         // is the time in-flight requests get after that.
         grace_period_seconds: Some(server_settings.shutdown_grace.as_secs()),
         graceful_shutdown_timeout_seconds: Some(1),
+        upstream_keepalive_pool_size: server_settings.upstream_pool_size,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
@@ -128,10 +150,32 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         state: state.clone(),
         delay: server_settings.shutdown_delay,
     };
-    let mut proxy =
-        pingora::proxy::http_proxy_service(&server.configuration, proxy::Gateway { state });
-    proxy.add_tcp(&proxy_addr.to_string());
-    server.add_service(proxy);
+    let mut http = pingora::proxy::http_proxy(
+        &server.configuration,
+        proxy::Gateway {
+            state: state.clone(),
+        },
+    );
+    let mut options = pingora::apps::HttpServerOptions::default();
+    options.h2_idle_timeout = Some(server_settings.keepalive_timeout);
+    http.server_options = Some(options);
+    let mut service = pingora::services::listening::Service::new(
+        "authgate proxy".to_owned(),
+        proxy::connection::Connections::new(http, state),
+    );
+    match (&server_settings.tls, certs) {
+        (Some(t), Some(certs)) => {
+            let mut settings = pingora::listeners::tls::TlsSettings::intermediate("", "")
+                .map_err(|e| StartError::State(format!("TLS listener: {e}")))?;
+            settings.set_cert_resolver(certs);
+            if t.http2 {
+                settings.enable_h2();
+            }
+            service.add_tls_with_settings(&proxy_addr.to_string(), None, settings);
+        }
+        _ => service.add_tcp(&proxy_addr.to_string()),
+    }
+    server.add_service(service);
     // The control runtime must outlive the server; leak it deliberately (the process exits
     // right after `run` returns, and dropping a runtime from here could block on its tasks).
     std::mem::forget(control);
@@ -171,6 +215,7 @@ fn spawn_ready_probe(
     control: &tokio::runtime::Runtime,
     proxy: SocketAddr,
     admin: SocketAddr,
+    tls: bool,
     on_ready: Option<Box<dyn FnOnce(Ready) + Send>>,
 ) {
     control.spawn(async move {
@@ -180,7 +225,14 @@ fn spawn_ready_probe(
             proxy
         };
         for _ in 0..600 {
-            if tokio::net::TcpStream::connect(probe).await.is_ok() {
+            let up = match tokio::net::TcpStream::connect(probe).await {
+                Err(_) => false,
+                Ok(_) if !tls => true,
+                // A TLS listener is probed with a whole handshake: a bare connect would
+                // make pingora log a failed handshake.
+                Ok(stream) => tls::probe_handshake(stream).await,
+            };
+            if up {
                 tracing::info!(proxy = %proxy, admin = %admin, version = env!("CARGO_PKG_VERSION"), "authgate ready");
                 if let Some(f) = on_ready {
                     f(Ready { proxy, admin });

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use authgate::config::{load_file, ConfigErrors};
+use authgate::config::{load_file, ConfigErrors, LogFormat};
 
 #[derive(Parser)]
 #[command(
@@ -43,9 +43,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Held until main returns, so buffered log lines are written before the process exits.
-    let _log_guard = init_logging(cli.log_format.as_deref());
-    match execute(cli.command) {
+    match execute(cli.command, cli.log_format.as_deref()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("authgate: {e:#}");
@@ -54,16 +52,26 @@ fn main() -> ExitCode {
     }
 }
 
-fn execute(command: Command) -> anyhow::Result<()> {
+fn execute(command: Command, log_format: Option<&str>) -> anyhow::Result<()> {
     match command {
         Command::Check { config } => {
             let cfg = load_file(&config).map_err(ConfigErrors)?;
             print!("{}", cfg.describe());
+            for w in &cfg.warnings {
+                println!("warning: {w}");
+            }
             println!("OK");
             Ok(())
         }
         Command::Run { config } => {
             let cfg = load_file(&config).map_err(ConfigErrors)?;
+            // The flag (or AUTHGATE_LOG_FORMAT) wins over the file's `server.log_format`.
+            let configured = cfg.server.log_format.map(|f| match f {
+                LogFormat::Json => "json",
+                LogFormat::Text => "text",
+            });
+            // Held until `run` returns, so buffered log lines are written before exit.
+            let _log_guard = init_logging(log_format.or(configured));
             authgate::run(authgate::RunOptions {
                 config: cfg,
                 watch: Some(config),
@@ -72,7 +80,10 @@ fn execute(command: Command) -> anyhow::Result<()> {
             })
             .context("cannot start")
         }
-        Command::Demo => authgate::demo::run_demo().context("demo failed"),
+        Command::Demo => {
+            let _log_guard = init_logging(log_format);
+            authgate::demo::run_demo().context("demo failed")
+        }
     }
 }
 

@@ -38,6 +38,80 @@ pub struct Metrics {
     pub config_last_reload_success: Gauge,
     /// `exp - now` of each accepted token, by provider: very long-lived tokens show up here.
     pub token_remaining_lifetime: HistogramVec,
+    /// Time `decide` took (key refetch wait included), by route.
+    pub auth_duration: HistogramVec,
+    /// Upstream connect + request + response head, by route.
+    pub upstream_duration: HistogramVec,
+    /// `kind`: `UpstreamErrorKind::label()`.
+    pub upstream_errors: IntCounterVec,
+    /// `result`: `success`, `error` (the certificate in use stays).
+    pub tls_cert_reloads: IntCounterVec,
+    /// notAfter of the listener's certificate in use, Unix seconds.
+    pub tls_cert_not_after: Gauge,
+}
+
+/// Latency buckets shared by the request, auth and upstream histograms (seconds).
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// Why a request could not be carried to its upstream (`authgate_upstream_errors_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamErrorKind {
+    ConnectRefused,
+    ConnectTimeout,
+    Tls,
+    ReadTimeout,
+    WriteTimeout,
+    Closed,
+    Other,
+}
+
+impl UpstreamErrorKind {
+    pub const ALL: [Self; 7] = [
+        Self::ConnectRefused,
+        Self::ConnectTimeout,
+        Self::Tls,
+        Self::ReadTimeout,
+        Self::WriteTimeout,
+        Self::Closed,
+        Self::Other,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::ConnectRefused => "connect_refused",
+            Self::ConnectTimeout => "connect_timeout",
+            Self::Tls => "tls",
+            Self::ReadTimeout => "read_timeout",
+            Self::WriteTimeout => "write_timeout",
+            Self::Closed => "closed",
+            Self::Other => "other",
+        }
+    }
+
+    /// Classifies a pingora upstream error.
+    pub fn of(etype: &pingora::ErrorType) -> Self {
+        use pingora::ErrorType as E;
+        match etype {
+            E::ConnectRefused | E::ConnectNoRoute | E::ConnectError | E::BindError => {
+                Self::ConnectRefused
+            }
+            E::ConnectTimedout => Self::ConnectTimeout,
+            E::TLSHandshakeFailure
+            | E::TLSHandshakeTimedout
+            | E::InvalidCert
+            | E::HandshakeError
+            | E::TLSWantX509Lookup => Self::Tls,
+            E::ReadTimedout => Self::ReadTimeout,
+            E::WriteTimedout => Self::WriteTimeout,
+            E::ConnectionClosed | E::ReadError | E::WriteError | E::H2Error | E::H2Downgrade => {
+                Self::Closed
+            }
+            _ => Self::Other,
+        }
+    }
 }
 
 // === impl Metrics ===
@@ -66,11 +140,47 @@ impl Metrics {
                 "authgate_request_duration_seconds",
                 "Time from request head received to response finished, by route.",
             )
-            .buckets(vec![
-                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                1.0, 2.5, 5.0, 10.0,
-            ]),
+            .buckets(LATENCY_BUCKETS.to_vec()),
             &["route"],
+        )
+        .expect("static metric definition");
+        let auth_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "authgate_auth_duration_seconds",
+                "Time spent deciding (routing, token checks, any key refetch wait), by route.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route"],
+        )
+        .expect("static metric definition");
+        let upstream_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "authgate_upstream_duration_seconds",
+                "Time from choosing the upstream to its response head (connect included), by route.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route"],
+        )
+        .expect("static metric definition");
+        let upstream_errors = IntCounterVec::new(
+            Opts::new(
+                "authgate_upstream_errors_total",
+                "Requests that failed on the way to or from the upstream, by upstream and kind.",
+            ),
+            &["upstream", "kind"],
+        )
+        .expect("static metric definition");
+        let tls_cert_reloads = IntCounterVec::new(
+            Opts::new(
+                "authgate_tls_cert_reloads_total",
+                "Re-reads of a changed listener certificate/key pair, by result.",
+            ),
+            &["result"],
+        )
+        .expect("static metric definition");
+        let tls_cert_not_after = Gauge::new(
+            "authgate_tls_cert_not_after_timestamp_seconds",
+            "notAfter of the listener certificate in use, Unix seconds (absent without TLS).",
         )
         .expect("static metric definition");
         let jwks_fetches = IntCounterVec::new(
@@ -165,6 +275,9 @@ impl Metrics {
             Box::new(config_info.clone()),
             Box::new(revocation_reloads.clone()),
             Box::new(config_last_reload_success.clone()),
+            Box::new(auth_duration.clone()),
+            Box::new(upstream_duration.clone()),
+            Box::new(upstream_errors.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -188,6 +301,24 @@ impl Metrics {
             config_last_reload_success,
             revocation_reloads,
             token_remaining_lifetime,
+            auth_duration,
+            upstream_duration,
+            upstream_errors,
+            tls_cert_reloads,
+            tls_cert_not_after,
+        }
+    }
+
+    /// The TLS series exist only on a gateway that terminates TLS.
+    pub fn enable_tls(&self) {
+        let _ = self
+            .registry
+            .register(Box::new(self.tls_cert_reloads.clone()));
+        let _ = self
+            .registry
+            .register(Box::new(self.tls_cert_not_after.clone()));
+        for result in ["success", "error"] {
+            self.tls_cert_reloads.with_label_values(&[result]);
         }
     }
 
@@ -199,6 +330,8 @@ impl Metrics {
             rejected: self.requests.with_label_values(&[route, "rejected"]),
             error: self.requests.with_label_values(&[route, "error"]),
             duration: self.duration.with_label_values(&[route]),
+            auth_duration: self.auth_duration.with_label_values(&[route]),
+            upstream_duration: self.upstream_duration.with_label_values(&[route]),
             rejections: self.rejections.clone(),
             by_reason: (0..Reject::ALL.len()).map(|_| OnceLock::new()).collect(),
             route: route.to_owned(),
@@ -230,6 +363,8 @@ pub struct RouteMetrics {
     pub rejected: IntCounter,
     pub error: IntCounter,
     pub duration: Histogram,
+    pub auth_duration: Histogram,
+    pub upstream_duration: Histogram,
     rejections: IntCounterVec,
     /// Resolved on first use, so unused reasons add no series.
     by_reason: Box<[OnceLock<IntCounter>]>,

@@ -1,5 +1,6 @@
 //! `impl ProxyHttp`: pingora phases only, each a few lines calling into `auth` and `proxy/*`.
 
+pub mod connection;
 pub mod headers;
 pub mod respond;
 
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::HeaderValue;
-use pingora::http::RequestHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora::{ErrorSource, ErrorType};
@@ -18,7 +19,7 @@ use pingora::{ErrorSource, ErrorType};
 use crate::auth::normalize::normalize_target;
 use crate::auth::{decide, Denial, Grant, Reject, RequestHead};
 use crate::config::Snapshot;
-use crate::metrics::NO_ROUTE;
+use crate::metrics::{UpstreamErrorKind, NO_ROUTE};
 use crate::state::State;
 
 /// Longest a request waits for the single-flight JWKS refetch an unknown `kid` triggers.
@@ -35,6 +36,12 @@ pub struct RequestCtx {
     grant: Option<Grant>,
     denial: Option<Denial>,
     request_id: String,
+    /// Time `decide` took, refetch wait included.
+    auth: Duration,
+    /// When the upstream was chosen, and how long until its response head arrived.
+    upstream_start: Option<Instant>,
+    upstream: Option<Duration>,
+    upstream_status: u16,
 }
 
 #[async_trait]
@@ -48,12 +55,18 @@ impl ProxyHttp for Gateway {
             grant: None,
             denial: None,
             request_id: String::new(),
+            auth: Duration::ZERO,
+            upstream_start: None,
+            upstream: None,
+            upstream_status: 0,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snap = self.state.load();
+        let started = Instant::now();
         ctx.request_id = request_id(session.req_header());
+        session.set_read_timeout(Some(snap.config.server.body_read_timeout));
         let result = match check_message(session, snap.config.server.max_header_bytes) {
             Err(reason) => Err(Denial {
                 reason,
@@ -73,6 +86,7 @@ impl ProxyHttp for Gateway {
             }
             other => other,
         };
+        ctx.auth = started.elapsed();
         ctx.snap = Some(snap.clone());
         match result {
             Ok(grant) => {
@@ -97,10 +111,24 @@ impl ProxyHttp for Gateway {
             return Error::e_explain(ErrorType::InternalError, "no grant for an upstream request");
         };
         let up = &snap.config.upstreams[grant.upstream];
-        let mut peer = HttpPeer::new(up.addr, false, String::new());
+        ctx.upstream_start = Some(Instant::now());
+        let mut peer = match &up.tls {
+            None => HttpPeer::new(up.addr, false, String::new()),
+            Some(tls) => {
+                // A non-empty SNI always: pingora skips every check when it is empty.
+                let mut peer = HttpPeer::new(up.addr, true, tls.sni.clone());
+                peer.options.ca = tls.ca.clone();
+                peer.options.verify_cert = tls.verify;
+                peer.options.verify_hostname = tls.verify;
+                peer.group_key = tls.pool_key;
+                peer
+            }
+        };
         peer.options.connection_timeout = Some(up.connect_timeout);
+        peer.options.total_connection_timeout = Some(up.connect_timeout);
         peer.options.read_timeout = Some(up.read_timeout);
         peer.options.write_timeout = Some(up.write_timeout);
+        peer.options.idle_timeout = Some(up.idle_timeout);
         Ok(Box::new(peer))
     }
 
@@ -126,7 +154,12 @@ impl ProxyHttp for Gateway {
         if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
             upstream.insert_header("x-forwarded-for", addr.ip().to_string())?;
         }
-        upstream.insert_header("x-forwarded-proto", "http")?;
+        let proto = if session.digest().is_some_and(|d| d.ssl_digest.is_some()) {
+            "https"
+        } else {
+            "http"
+        };
+        upstream.insert_header("x-forwarded-proto", proto)?;
         // The client's Host as sent (port included), now that it is known to be valid and
         // to agree with the routed host.
         if let Some(host) = session.req_header().headers.get(HOST) {
@@ -136,12 +169,29 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.upstream = ctx.upstream_start.map(|t| t.elapsed());
+        ctx.upstream_status = upstream_response.status.as_u16();
+        Ok(())
+    }
+
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
+        if matches!(e.esource(), ErrorSource::Upstream) {
+            if let (Some(snap), Some(grant)) = (&ctx.snap, &ctx.grant) {
+                snap.upstream_error(grant.upstream, UpstreamErrorKind::of(e.etype()))
+                    .inc();
+            }
+        }
         let reason = match (e.esource(), e.etype()) {
             (
                 ErrorSource::Upstream,
@@ -234,7 +284,19 @@ impl ProxyHttp for Gateway {
             }
         };
         m.duration.observe(elapsed.as_secs_f64());
+        if ctx.snap.is_some() {
+            m.auth_duration.observe(ctx.auth.as_secs_f64());
+        }
+        let upstream_ms = ctx.upstream.map(|d| {
+            m.upstream_duration.observe(d.as_secs_f64());
+            d.as_secs_f64() * 1000.0
+        });
         let req = session.req_header();
+        let subject = if snap.config.server.log_subject {
+            ctx.grant.as_ref().and_then(|g| g.subject.as_deref())
+        } else {
+            None
+        };
         tracing::info!(
             target: "authgate::access",
             request_id = %ctx.request_id,
@@ -244,7 +306,11 @@ impl ProxyHttp for Gateway {
             decision = outcome,
             reason,
             status,
+            upstream_status = ctx.upstream_status,
             duration_ms = elapsed.as_secs_f64() * 1000.0,
+            auth_ms = ctx.auth.as_secs_f64() * 1000.0,
+            upstream_ms,
+            sub = subject,
         );
     }
 }

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method};
 use jsonwebtoken::Algorithm;
@@ -14,8 +15,8 @@ use toml::Spanned;
 use super::load::line_col;
 use super::schema::{RawAuthMode, RawConfig, RawHeaders, RawProvider, RawRoute, RawUpstream};
 use super::{
-    AdminSettings, ClaimHeader, Config, ConfigError, HeaderPolicy, KeySource, ProviderSettings,
-    ServerSettings, Upstream,
+    AdminSettings, ClaimHeader, Config, ConfigError, HeaderPolicy, KeySource, LogFormat,
+    ProviderSettings, ServerSettings, ServerTls, Upstream, UpstreamTls,
 };
 use crate::auth::claims::ClaimPath;
 use crate::auth::jwks::KeySet;
@@ -48,6 +49,7 @@ struct Ctx<'a> {
     text: &'a str,
     origin: &'a Path,
     errors: Vec<ConfigError>,
+    warnings: Vec<String>,
 }
 
 impl Ctx<'_> {
@@ -87,6 +89,7 @@ pub fn build(
         text,
         origin,
         errors: Vec::new(),
+        warnings: Vec::new(),
     };
     let server = build_server(&mut cx, &raw);
     let admin = AdminSettings {
@@ -121,11 +124,12 @@ pub fn build(
 
     if cx.errors.is_empty() {
         if let Some(routes) = routes {
-            let fingerprint = fingerprint(&content_hash, &providers);
+            let fingerprint = fingerprint(&content_hash, &providers, &upstreams);
             return Ok(Config {
                 origin: origin.to_path_buf(),
                 content_hash,
                 fingerprint,
+                warnings: cx.warnings,
                 server,
                 admin,
                 upstreams,
@@ -158,6 +162,60 @@ fn build_server(cx: &mut Ctx<'_>, raw: &RawConfig) -> ServerSettings {
             "must be between 1024 and 1048575",
         );
     }
+    for (key, d) in [
+        ("server.header_read_timeout", s.header_read_timeout),
+        ("server.keepalive_timeout", s.keepalive_timeout),
+        ("server.body_read_timeout", s.body_read_timeout),
+    ] {
+        // pingora counts keep-alive in whole seconds.
+        if d < Duration::from_secs(1) || d > Duration::from_secs(3600) {
+            cx.err(None, key, "must be between 1s and 1h");
+        }
+    }
+    if s.shutdown_delay + s.shutdown_grace > Duration::from_secs(600) {
+        cx.err(
+            None,
+            "server.shutdown_grace",
+            "shutdown_delay + shutdown_grace must be at most 10m",
+        );
+    }
+    if !(1..=65536).contains(&s.upstream_pool_size) {
+        cx.err(
+            None,
+            "server.upstream_pool_size",
+            "must be between 1 and 65536",
+        );
+    }
+    let log_format = s
+        .log_format
+        .as_ref()
+        .and_then(|f| match f.get_ref().as_str() {
+            "json" => Some(LogFormat::Json),
+            "text" => Some(LogFormat::Text),
+            other => {
+                cx.err(
+                    at(f),
+                    "server.log_format",
+                    format!("{other:?} is not a log format: use \"json\" or \"text\""),
+                );
+                None
+            }
+        });
+    let tls = s.tls.as_ref().and_then(|t| {
+        let raw = t.get_ref();
+        let tls = ServerTls {
+            cert: cx.relative(&raw.cert),
+            key: cx.relative(&raw.key),
+            http2: raw.http2,
+        };
+        match crate::tls::load_pair(&tls.cert, &tls.key) {
+            Ok(_) => Some(tls),
+            Err(e) => {
+                cx.err(at(t), format!("server.tls.{}", e.key), e.message);
+                None
+            }
+        }
+    });
     ServerSettings {
         listen: s.listen.get_ref().clone(),
         threads: s.threads,
@@ -165,6 +223,13 @@ fn build_server(cx: &mut Ctx<'_>, raw: &RawConfig) -> ServerSettings {
         max_header_bytes: s.max_header_bytes,
         shutdown_delay: s.shutdown_delay,
         shutdown_grace: s.shutdown_grace,
+        tls,
+        header_read_timeout: s.header_read_timeout,
+        keepalive_timeout: s.keepalive_timeout,
+        body_read_timeout: s.body_read_timeout,
+        upstream_pool_size: s.upstream_pool_size,
+        log_format,
+        log_subject: s.log_subject,
     }
 }
 
@@ -189,14 +254,14 @@ fn build_upstream(cx: &mut Ctx<'_>, name: &str, up: &Spanned<RawUpstream>) -> Op
             return None;
         }
     };
-    if uri.scheme_str() != Some("http") {
-        cx.err(
-            span,
-            key,
-            "only http:// upstreams are supported (TLS to upstreams is not implemented yet)",
-        );
-        return None;
-    }
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => {
+            cx.err(span, key, "must be an http:// or https:// URL");
+            return None;
+        }
+    };
     if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
         cx.err(span, key, "must not have a path or query: the upstream receives the request's own normalized path");
         return None;
@@ -205,8 +270,55 @@ fn build_upstream(cx: &mut Ctx<'_>, name: &str, up: &Spanned<RawUpstream>) -> Op
         cx.err(span, key, "has no host");
         return None;
     };
-    let port = uri.port_u16().unwrap_or(80);
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
     let host = host.trim_start_matches('[').trim_end_matches(']');
+    let tls_key = |k: &str| format!("upstreams.{name}.{k}");
+    if !https {
+        for (k, set) in [
+            ("sni", raw.sni.is_some()),
+            ("ca_file", raw.ca_file.is_some()),
+            ("tls_verify", !raw.tls_verify),
+        ] {
+            if set {
+                cx.err(span, tls_key(k), "applies to https:// upstreams only");
+            }
+        }
+    }
+    let tls = if https {
+        let sni = raw.sni.clone().unwrap_or_else(|| host.to_owned());
+        if sni.is_empty() {
+            // pingora skips every certificate check when the SNI is empty.
+            cx.err(span, tls_key("sni"), "must not be empty");
+            return None;
+        }
+        let (ca, ca_hash) = match raw.ca_file.as_deref().map(|f| cx.relative(f)) {
+            None => (None, None),
+            Some(path) => match crate::tls::load_ca(&path) {
+                Ok((certs, hash)) => (Some(certs), Some(hash)),
+                Err(e) => {
+                    cx.err(span, tls_key("ca_file"), e);
+                    return None;
+                }
+            },
+        };
+        if !raw.tls_verify {
+            cx.warnings.push(format!("upstreams.{name}.tls_verify = false: the upstream's certificate is not checked; anyone on the path can read and change its traffic"));
+        }
+        let mut h = Sha256::new();
+        h.update(name.as_bytes());
+        h.update(ca_hash.unwrap_or_default());
+        let digest = h.finalize();
+        let pool_key = u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"));
+        Some(UpstreamTls {
+            sni,
+            ca,
+            ca_hash,
+            verify: raw.tls_verify,
+            pool_key,
+        })
+    } else {
+        None
+    };
     // Resolved once here: pingora's `HttpPeer::new` resolves with a blocking lookup and
     // panics when it fails.
     let addr = match (host, port).to_socket_addrs().map(|mut a| a.next()) {
@@ -222,6 +334,8 @@ fn build_upstream(cx: &mut Ctx<'_>, name: &str, up: &Spanned<RawUpstream>) -> Op
         connect_timeout: raw.connect_timeout,
         read_timeout: raw.read_timeout,
         write_timeout: raw.write_timeout,
+        idle_timeout: raw.idle_timeout,
+        tls,
     })
 }
 
@@ -858,11 +972,16 @@ fn at<T>(v: &Spanned<T>) -> Option<usize> {
 
 /// The config text's hash plus the files it reads that a reload must notice: HMAC secrets
 /// (replacing a leaked one) and `jwks_ca_file`s (a rotated CA).
-fn fingerprint(content_hash: &str, providers: &[ProviderSettings]) -> String {
+fn fingerprint(
+    content_hash: &str,
+    providers: &[ProviderSettings],
+    upstreams: &[Upstream],
+) -> String {
     let reads_files = |p: &ProviderSettings| {
         matches!(p.key_source, KeySource::HmacSecret(_)) || p.jwks_ca.is_some()
     };
-    if !providers.iter().any(reads_files) {
+    let upstream_ca = |u: &Upstream| u.tls.as_ref().and_then(|t| t.ca_hash);
+    if !providers.iter().any(reads_files) && !upstreams.iter().any(|u| upstream_ca(u).is_some()) {
         return content_hash.to_owned();
     }
     let mut h = Sha256::new();
@@ -874,6 +993,12 @@ fn fingerprint(content_hash: &str, providers: &[ProviderSettings]) -> String {
         }
         if let Some(ca) = &p.jwks_ca {
             h.update(Sha256::digest(ca));
+        }
+    }
+    for u in upstreams {
+        if let Some(ca) = upstream_ca(u) {
+            h.update(u.name.as_bytes());
+            h.update(ca);
         }
     }
     super::load::hex(&h.finalize())

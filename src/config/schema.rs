@@ -53,6 +53,40 @@ pub struct RawServer {
     /// After the listener closes, how long in-flight requests may take to finish. Default 15s.
     #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// TLS on the client listener. Default: none (plain HTTP/1.1).
+    pub tls: Option<Spanned<RawServerTls>>,
+    /// Longest wait for each read of a new connection's first request head. Default 10s.
+    #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// How long an idle keep-alive connection is kept open between requests. Default 60s.
+    #[serde(default = "default_keepalive_timeout", with = "humantime_serde")]
+    pub keepalive_timeout: Duration,
+    /// Longest wait for each read of a request body. Default 60s.
+    #[serde(default = "default_body_read_timeout", with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// Idle upstream connections kept for reuse (all upstreams together, per worker
+    /// thread). Default 128.
+    #[serde(default = "default_upstream_pool_size")]
+    pub upstream_pool_size: usize,
+    /// `json` or `text`. Default: JSON unless stdout is a terminal. The `--log-format` flag
+    /// and `AUTHGATE_LOG_FORMAT` win over it.
+    pub log_format: Option<Spanned<String>>,
+    /// Put the token's `sub` in the access log. Default false.
+    #[serde(default)]
+    pub log_subject: bool,
+}
+
+/// `[server.tls]`: certificate and key for the client listener, re-read when they change.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServerTls {
+    /// PEM certificate chain, leaf first.
+    pub cert: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
+    /// Offer HTTP/2 by ALPN (clients choose; HTTP/1.1 is always offered). Default true.
+    #[serde(default = "default_true")]
+    pub http2: bool,
 }
 
 /// `[admin]`: metrics and probes, on a listener of their own.
@@ -79,6 +113,18 @@ pub struct RawUpstream {
     /// Longest wait to write the request to the upstream. Default 30s.
     #[serde(default = "default_read_timeout", with = "humantime_serde")]
     pub write_timeout: Duration,
+    /// An idle pooled connection to this upstream is closed after this long. Default 60s.
+    #[serde(default = "default_keepalive_timeout", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// https only: the name sent as SNI and checked against the certificate. Default: the
+    /// URL's host.
+    pub sni: Option<String>,
+    /// https only: PEM file of the CA certificates trusted for this upstream, instead of
+    /// the system roots. Default: the system roots.
+    pub ca_file: Option<String>,
+    /// https only: verify the upstream's certificate chain and name. Default true.
+    #[serde(default = "default_true")]
+    pub tls_verify: bool,
 }
 
 /// `[providers.NAME]`: one token issuer.
@@ -227,6 +273,18 @@ fn default_shutdown_delay() -> Duration {
 fn default_shutdown_grace() -> Duration {
     Duration::from_secs(15)
 }
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_keepalive_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_body_read_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_upstream_pool_size() -> usize {
+    128
+}
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(2)
 }
@@ -267,6 +325,13 @@ impl Default for RawServer {
             max_header_bytes: default_max_header_bytes(),
             shutdown_delay: default_shutdown_delay(),
             shutdown_grace: default_shutdown_grace(),
+            tls: None,
+            header_read_timeout: default_header_read_timeout(),
+            keepalive_timeout: default_keepalive_timeout(),
+            body_read_timeout: default_body_read_timeout(),
+            upstream_pool_size: default_upstream_pool_size(),
+            log_format: None,
+            log_subject: false,
         }
     }
 }

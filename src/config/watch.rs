@@ -86,6 +86,9 @@ impl Reloader {
                 None => {
                     let hash = new.content_hash.clone();
                     let routes = new.routes.len();
+                    for warning in &new.warnings {
+                        tracing::warn!(%warning, "risky config setting");
+                    }
                     match self.state.apply(new) {
                         Ok(()) => {
                             *last_failed = None;
@@ -124,6 +127,15 @@ fn not_live(old: &Config, new: &Config) -> Option<String> {
     }
     if old.server.threads != new.server.threads {
         return Some("server.threads cannot change while running".to_owned());
+    }
+    if old.server.tls != new.server.tls {
+        return Some("server.tls cannot change while running (the files it names are re-read when they change)".to_owned());
+    }
+    if old.server.upstream_pool_size != new.server.upstream_pool_size {
+        return Some("server.upstream_pool_size cannot change while running".to_owned());
+    }
+    if old.server.log_format != new.server.log_format {
+        return Some("server.log_format cannot change while running".to_owned());
     }
     None
 }

@@ -93,9 +93,48 @@ fn every_check() {
         "between",
     );
     one_error(
-        &r("http://127.0.0.1:9", "https://127.0.0.1:9"),
+        &r("http://127.0.0.1:9", "ftp://127.0.0.1:9"),
         "upstreams.up.url",
-        "only http://",
+        "http:// or https://",
+    );
+    one_error(
+        &r(
+            "http://127.0.0.1:9\"\n",
+            "https://127.0.0.1:9\"\nsni = \"\"\n",
+        ),
+        "upstreams.up.sni",
+        "empty",
+    );
+    one_error(
+        &r(
+            "http://127.0.0.1:9\"\n",
+            "http://127.0.0.1:9\"\ntls_verify = false\n",
+        ),
+        "upstreams.up.tls_verify",
+        "https:// upstreams only",
+    );
+    one_error(
+        &r(
+            "http://127.0.0.1:9\"\n",
+            "https://127.0.0.1:9\"\nca_file = \"nope.pem\"\n",
+        ),
+        "upstreams.up.ca_file",
+        "cannot read",
+    );
+    one_error(
+        &r("[server]\n", "[server]\nlog_format = \"xml\"\n"),
+        "server.log_format",
+        "json",
+    );
+    one_error(
+        &r("[server]\n", "[server]\nkeepalive_timeout = \"0s\"\n"),
+        "server.keepalive_timeout",
+        "between 1s and 1h",
+    );
+    one_error(
+        &r("[server]\n", "[server]\nshutdown_grace = \"20m\"\n"),
+        "server.shutdown_grace",
+        "at most 10m",
     );
     one_error(
         &r("http://127.0.0.1:9", "http://127.0.0.1:9/base"),

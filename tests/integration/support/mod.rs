@@ -43,6 +43,117 @@ fn listen(handler: Handler) -> SocketAddr {
     })
 }
 
+fn listen_tls(handler: Handler, acceptor: tokio_rustls::TlsAcceptor) -> SocketAddr {
+    rt().block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr");
+        rt().spawn(async move {
+            loop {
+                let Ok((stream, _)) = l.accept().await else {
+                    continue;
+                };
+                let (acceptor, handler) = (acceptor.clone(), handler.clone());
+                tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(stream).await {
+                        authgate::httpd::serve_connection(tls, handler).await;
+                    }
+                });
+            }
+        });
+        addr
+    })
+}
+
+/// A TLS acceptor for a certificate and key of `tests/fixtures/tls`.
+pub fn tls_acceptor(cert: &str, key: &str) -> tokio_rustls::TlsAcceptor {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = fixtures().join("tls");
+    let certs = CertificateDer::pem_file_iter(dir.join(cert))
+        .expect("cert file")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("certs");
+    let key = PrivateKeyDer::from_pem_file(dir.join(key)).expect("key");
+    let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server config");
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// What an https request through the gateway came back with.
+#[derive(Debug)]
+pub struct TlsResp {
+    pub status: u16,
+    pub version: ::http::Version,
+    pub headers: ::http::HeaderMap,
+    pub body: String,
+    /// DER of the certificate the server presented.
+    pub peer_cert: Vec<u8>,
+}
+
+/// An https client trusting the given CA files of `tests/fixtures/tls` (and nothing else).
+pub fn https_client(cas: &[&str], http1_only: bool) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .tls_certs_only(cas.iter().map(|ca| {
+            let pem = std::fs::read(fixtures().join("tls").join(ca)).expect("ca file");
+            reqwest::Certificate::from_pem(&pem).expect("ca pem")
+        }))
+        .tls_info(true)
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(10));
+    if http1_only {
+        b = b.http1_only();
+    }
+    b.build().expect("https client")
+}
+
+/// GET over https; `Err` carries the client's error text (handshake refused, ...).
+pub fn https_get(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Result<TlsResp, String> {
+    rt().block_on(async {
+        let mut req = client.get(url);
+        for (n, v) in headers {
+            req = req.header(*n, *v);
+        }
+        let resp = req.send().await.map_err(|e| format!("{e:?}"))?;
+        let peer_cert = resp
+            .extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(|i| i.peer_certificate().map(<[u8]>::to_vec))
+            .unwrap_or_default();
+        let status = resp.status().as_u16();
+        let version = resp.version();
+        let headers = resp.headers().clone();
+        let body = resp.text().await.map_err(|e| format!("{e:?}"))?;
+        Ok(TlsResp {
+            status,
+            version,
+            headers,
+            body,
+            peer_cert,
+        })
+    })
+}
+
+/// The DER of the first certificate in a PEM file of `tests/fixtures/tls`.
+pub fn cert_der(file: &str) -> Vec<u8> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    tokio_rustls::rustls::pki_types::CertificateDer::from_pem_file(
+        fixtures().join("tls").join(file),
+    )
+    .expect("cert")
+    .to_vec()
+}
+
 /// A JWKS endpoint whose document, status and delay the test controls.
 #[derive(Clone)]
 pub struct JwksServer {
@@ -221,6 +332,16 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn start() -> Self {
+        Self::start_inner(None)
+    }
+
+    /// An https upstream with `tls/server.pem` (signed by `tls/ca.pem`, for 127.0.0.1 and
+    /// localhost).
+    pub fn start_tls() -> Self {
+        Self::start_inner(Some(tls_acceptor("server.pem", "server.key")))
+    }
+
+    fn start_inner(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let delay_ms = Arc::new(AtomicU64::new(0));
         let (s, w) = (seen.clone(), delay_ms.clone());
@@ -253,7 +374,10 @@ impl Upstream {
                 respond(200, "text/plain", "upstream ok")
             })
         });
-        let addr = listen(handler);
+        let addr = match tls {
+            None => listen(handler),
+            Some(acceptor) => listen_tls(handler, acceptor),
+        };
         Self {
             addr,
             seen,

@@ -1,0 +1,274 @@
+//! TLS: the client listener (HTTP/2 and HTTP/1.1 by ALPN, certificate reload, a bad new pair
+//! keeps the old one) and https upstreams (verified by default, against `ca_file` or the
+//! system roots, with the SNI name checked).
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::support::*;
+
+fn tls_config(jwks: &str, upstream: &str, cert: &Path, key: &Path) -> String {
+    standard_config(jwks, upstream).replace(
+        "[admin]",
+        &format!(
+            "[server.tls]\ncert = {:?}\nkey = {:?}\n\n[admin]",
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
+    )
+}
+
+fn tls_file(name: &str) -> std::path::PathBuf {
+    fixtures().join("tls").join(name)
+}
+
+#[test]
+fn tls_listener_speaks_http2_and_http1_and_tells_the_upstream() {
+    let keys = Keys::load();
+    let jwks = JwksServer::start(keys.standard_jwks());
+    let upstream = Upstream::start();
+    let gw = Gateway::start(&tls_config(
+        &jwks.url(),
+        &upstream.url(),
+        &tls_file("server.pem"),
+        &tls_file("server.key"),
+    ));
+    let token = keys.rs256().claims(good_claims("alice", "read")).sign();
+    let bearer = format!("Bearer {token}");
+    let url = format!("https://localhost:{}/api/orders?x=1", gw.addr.port());
+
+    let h2 = https_client(&["ca.pem"], false);
+    let r = https_get(&h2, &url, &[("authorization", &bearer)]).expect("https request");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.version, ::http::Version::HTTP_2, "ALPN offers h2");
+    assert_eq!(r.body, "upstream ok");
+    assert_eq!(r.peer_cert, cert_der("server.pem"));
+    let seen = upstream.last();
+    assert_eq!(seen.path, "/api/orders?x=1");
+    assert_eq!(seen.one("x-forwarded-proto"), "https");
+    assert_eq!(seen.one("x-user-id"), "alice");
+    assert!(!seen.has("authorization"));
+
+    // Refusals over HTTP/2 carry the same status and RFC 6750 challenge.
+    let r = https_get(&h2, &url, &[]).expect("https request");
+    assert_eq!(r.status, 401);
+    assert!(r.headers["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer"));
+
+    let h1 = https_client(&["ca.pem"], true);
+    let r = https_get(&h1, &url, &[("authorization", &bearer)]).expect("https request");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.version, ::http::Version::HTTP_11);
+
+    // A client that does not trust the CA gets no session; plain HTTP gets no answer.
+    let other = https_client(&["ca2.pem"], false);
+    assert!(https_get(&other, &url, &[]).is_err());
+    let plain = get(gw.addr, "/public/x", &[]);
+    assert_ne!(plain.status, 200, "{plain:?}");
+    // Every request above was counted, none as an error.
+    let m = gw.metrics();
+    assert_eq!(
+        metric_value(
+            &m,
+            "authgate_requests_total{outcome=\"allowed\",route=\"api\"}"
+        ),
+        2.0
+    );
+    assert!(m.contains("authgate_tls_cert_not_after_timestamp_seconds 4"));
+}
+
+#[test]
+fn tls_certificate_is_reloaded_and_a_bad_pair_keeps_the_old_one() {
+    let keys = Keys::load();
+    let jwks = JwksServer::start(keys.standard_jwks());
+    let upstream = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (crt, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::copy(tls_file("server.pem"), &crt).unwrap();
+    std::fs::copy(tls_file("server.key"), &key).unwrap();
+    let config = dir.path().join("authgate.toml");
+    std::fs::write(
+        &config,
+        tls_config(
+            &jwks.url(),
+            &upstream.url(),
+            Path::new("tls.crt"),
+            Path::new("tls.key"),
+        ),
+    )
+    .unwrap();
+    let gw = Gateway::start_at(dir, &config, "info");
+    let url = format!("https://127.0.0.1:{}/public/x", gw.addr.port());
+    // A new client each time: a resumed TLS session would report the first certificate.
+    let served = || {
+        let client = https_client(&["ca.pem", "ca2.pem"], false);
+        https_get(&client, &url, &[])
+            .expect("https request")
+            .peer_cert
+    };
+    assert_eq!(served(), cert_der("server.pem"));
+
+    // Half a rotation: the new certificate with the old key. Refused; the old pair serves.
+    let swap = |from: &str, to: &Path| {
+        let tmp = to.with_extension("tmp");
+        std::fs::copy(tls_file(from), &tmp).unwrap();
+        std::fs::rename(&tmp, to).unwrap();
+    };
+    swap("server2.pem", &crt);
+    assert!(gw.wait_log("TLS certificate reload failed", Duration::from_secs(8)));
+    assert!(gw.logs().contains("server.tls.key"), "names the key");
+    assert_eq!(served(), cert_der("server.pem"));
+    assert_eq!(
+        metric_value(
+            &gw.metrics(),
+            "authgate_tls_cert_reloads_total{result=\"error\"}"
+        ),
+        1.0
+    );
+
+    // The matching key arrives: the new pair serves new connections.
+    swap("server2.key", &key);
+    assert!(
+        eventually(Duration::from_secs(8), || served()
+            == cert_der("server2.pem")),
+        "new certificate served"
+    );
+    let m = gw.metrics();
+    assert_eq!(
+        metric_value(&m, "authgate_tls_cert_reloads_total{result=\"success\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric_value(&m, "authgate_tls_cert_reloads_total{result=\"error\"}"),
+        1.0,
+        "a broken pair is reported once"
+    );
+
+    // A deleted key file changes nothing either.
+    std::fs::remove_file(&key).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(served(), cert_der("server2.pem"));
+}
+
+#[test]
+fn tls_files_are_checked_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.toml");
+    let check = |text: String| {
+        std::fs::write(&path, text).unwrap();
+        let out = std::process::Command::new(bin())
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let base = standard_config("http://127.0.0.1:9/jwks.json", "http://127.0.0.1:9");
+    let err = check(tls_config(
+        "http://127.0.0.1:9/jwks.json",
+        "http://127.0.0.1:9",
+        Path::new("missing.pem"),
+        &tls_file("server.key"),
+    ));
+    assert!(
+        err.contains("server.tls.cert") && err.contains("missing.pem"),
+        "{err}"
+    );
+    let err = check(tls_config(
+        "http://127.0.0.1:9/jwks.json",
+        "http://127.0.0.1:9",
+        &tls_file("server2.pem"),
+        &tls_file("server.key"),
+    ));
+    assert!(
+        err.contains("server.tls.key") && err.contains("does not go with"),
+        "{err}"
+    );
+    let err = check(tls_config(
+        "http://127.0.0.1:9/jwks.json",
+        "http://127.0.0.1:9",
+        &tls_file("server.key"),
+        &tls_file("server.key"),
+    ));
+    assert!(
+        err.contains("server.tls.cert") && err.contains("no PEM certificate"),
+        "{err}"
+    );
+    // TLS settings on a plain-http upstream are a mistake, not ignored.
+    let err = check(base.replace(
+        "read_timeout = \"1s\"",
+        "read_timeout = \"1s\"\nca_file = \"ca.pem\"",
+    ));
+    assert!(
+        err.contains("upstreams.legacy.ca_file") && err.contains("https://"),
+        "{err}"
+    );
+}
+
+/// One gateway, one https upstream, five ways to trust it.
+#[test]
+fn https_upstreams_are_verified_by_default() {
+    let keys = Keys::load();
+    let jwks = JwksServer::start(keys.standard_jwks());
+    let plain = Upstream::start();
+    let secure = Upstream::start_tls();
+    let port = secure.addr.port();
+    let ca = tls_file("ca.pem").display().to_string();
+    let ca2 = tls_file("ca2.pem").display().to_string();
+    let mut config = standard_config(&jwks.url(), &plain.url());
+    for (name, settings) in [
+        ("with_ca", format!("ca_file = {ca:?}")),
+        ("system_roots", String::new()),
+        ("wrong_ca", format!("ca_file = {ca2:?}")),
+        (
+            "wrong_name",
+            format!("ca_file = {ca:?}\nsni = \"other.example\""),
+        ),
+        ("unverified", "tls_verify = false".to_owned()),
+        ("by_name", format!("ca_file = {ca:?}\nsni = \"localhost\"")),
+    ] {
+        config.push_str(&format!(
+            "\n[upstreams.{name}]\nurl = \"https://127.0.0.1:{port}\"\nconnect_timeout = \"2s\"\n{settings}\n\n[[routes]]\nname = \"{name}\"\npath_prefix = \"/{name}\"\nauth = \"none\"\nupstream = \"{name}\"\n"
+        ));
+    }
+    let gw = Gateway::start(&config);
+    for (name, status) in [
+        ("with_ca", 200),
+        ("system_roots", 502),
+        ("wrong_ca", 502),
+        ("wrong_name", 502),
+        ("unverified", 200),
+        ("by_name", 200),
+    ] {
+        let before = secure.count();
+        let r = get(gw.addr, &format!("/{name}/x"), &[]);
+        assert_eq!(r.status, status, "{name}: {r:?}");
+        if status == 200 {
+            assert_eq!(r.body, "upstream ok");
+            assert_eq!(secure.count(), before + 1, "{name}");
+            assert_eq!(secure.last().path, format!("/{name}/x"));
+        } else {
+            assert_eq!(r.reason(), "upstream_unavailable", "{name}");
+            assert_eq!(
+                secure.count(),
+                before,
+                "{name}: nothing reached the upstream"
+            );
+            assert!(
+                metric_value(
+                    &gw.metrics(),
+                    &format!("authgate_upstream_errors_total{{kind=\"tls\",upstream=\"{name}\"}}")
+                ) >= 1.0,
+                "{name}: counted as a TLS error"
+            );
+        }
+    }
+    assert!(
+        gw.logs()
+            .contains("upstreams.unverified.tls_verify = false"),
+        "disabling verification is logged"
+    );
+}
