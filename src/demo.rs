@@ -62,6 +62,7 @@ pub fn run_demo() -> Result<(), DemoError> {
         watch: None,
         control: Some(rt),
         on_ready: Some(on_ready),
+        before_exit: None,
     })?;
     Ok(())
 }

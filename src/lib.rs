@@ -63,6 +63,9 @@ pub struct RunOptions {
     pub control: Option<tokio::runtime::Runtime>,
     /// Called once the proxy port accepts connections.
     pub on_ready: Option<Box<dyn FnOnce(Ready) + Send>>,
+    /// Called right before the process exits early once drained (flush logs here): the
+    /// process then ends with `std::process::exit(0)` instead of returning from `run`.
+    pub before_exit: Option<Box<dyn FnOnce() + Send>>,
 }
 
 /// Creates the control runtime: one thread for key refreshes, reloads and admin requests,
@@ -146,6 +149,12 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
+    control.spawn(exit_when_drained(
+        server.watch_execution_phase(),
+        state.clone(),
+        server_settings.shutdown_grace,
+        opts.before_exit,
+    ));
     let drain = DrainSignal {
         state: state.clone(),
         delay: server_settings.shutdown_delay,
@@ -243,6 +252,45 @@ fn spawn_ready_probe(
         }
         tracing::error!(proxy = %proxy, "proxy listener did not come up within 30s");
     });
+}
+
+/// pingora sleeps the whole grace period after closing the listener, even with nothing left
+/// to finish. Once it is in that period, this ends the process as soon as no request is in
+/// flight (checked twice, 100 ms apart, so a request whose head was just read is seen);
+/// otherwise pingora's own timer ends it at `shutdown_grace`.
+async fn exit_when_drained(
+    mut phases: tokio::sync::broadcast::Receiver<pingora::server::ExecutionPhase>,
+    state: Arc<State>,
+    grace: Duration,
+    before_exit: Option<Box<dyn FnOnce() + Send>>,
+) {
+    use pingora::server::ExecutionPhase;
+    loop {
+        match phases.recv().await {
+            Ok(ExecutionPhase::ShutdownGracePeriod) => break,
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+    let started = tokio::time::Instant::now();
+    let idle = || state.in_flight.load(Ordering::Acquire) == 0;
+    while started.elapsed() < grace {
+        if idle() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if idle() {
+                tracing::info!(after = ?started.elapsed(), "drained: no request in flight; exiting");
+                if let Some(f) = before_exit {
+                    f();
+                }
+                std::process::exit(0);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tracing::warn!(
+        in_flight = state.in_flight.load(Ordering::Acquire),
+        "shutdown_grace ended with requests in flight"
+    );
 }
 
 /// SIGTERM, the Kubernetes way: `/readyz` turns 503 at once, the listener keeps accepting

@@ -4,6 +4,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -70,13 +71,18 @@ fn execute(command: Command, log_format: Option<&str>) -> anyhow::Result<()> {
                 LogFormat::Json => "json",
                 LogFormat::Text => "text",
             });
-            // Held until `run` returns, so buffered log lines are written before exit.
-            let _log_guard = init_logging(log_format.or(configured));
+            // Held until `run` returns (or handed to `before_exit`), so buffered log lines
+            // are written before the process exits.
+            let guard = Arc::new(Mutex::new(Some(init_logging(log_format.or(configured)))));
+            let flush = guard.clone();
             authgate::run(authgate::RunOptions {
                 config: cfg,
                 watch: Some(config),
                 control: None,
                 on_ready: None,
+                before_exit: Some(Box::new(move || {
+                    drop(flush.lock().unwrap_or_else(|p| p.into_inner()).take());
+                })),
             })
             .context("cannot start")
         }

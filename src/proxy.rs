@@ -20,7 +20,7 @@ use crate::auth::normalize::normalize_target;
 use crate::auth::{decide, Denial, Grant, Reject, RequestHead};
 use crate::config::Snapshot;
 use crate::metrics::{UpstreamErrorKind, NO_ROUTE};
-use crate::state::State;
+use crate::state::{InFlight, State};
 
 /// Longest a request waits for the single-flight JWKS refetch an unknown `kid` triggers.
 const REFETCH_WAIT: Duration = Duration::from_secs(3);
@@ -42,6 +42,7 @@ pub struct RequestCtx {
     upstream_start: Option<Instant>,
     upstream: Option<Duration>,
     upstream_status: u16,
+    _in_flight: InFlight,
 }
 
 #[async_trait]
@@ -59,6 +60,7 @@ impl ProxyHttp for Gateway {
             upstream_start: None,
             upstream: None,
             upstream_status: 0,
+            _in_flight: InFlight::new(&self.state),
         }
     }
 

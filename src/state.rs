@@ -1,7 +1,7 @@
 //! The one piece of shared, reloadable state: `ArcSwap<Snapshot>`, plus what builds snapshots
 //! (key stores to reuse, the control runtime their refresh tasks run on, metrics).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -18,6 +18,25 @@ pub struct State {
     client: reqwest::Client,
     /// Set on SIGTERM: `/readyz` fails while the listener drains.
     pub draining: AtomicBool,
+    /// Requests between head received and response finished (see `InFlight`).
+    pub in_flight: AtomicUsize,
+}
+
+/// Counts one request in `State::in_flight` for as long as it lives (it sits in the request
+/// context, which pingora drops when the request is done, on every path).
+pub struct InFlight(Arc<State>);
+
+impl InFlight {
+    pub fn new(state: &Arc<State>) -> Self {
+        state.in_flight.fetch_add(1, Ordering::AcqRel);
+        Self(state.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 // === impl State ===
@@ -38,6 +57,7 @@ impl State {
             control,
             client,
             draining: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
         }))
     }
 

@@ -1,5 +1,7 @@
 //! The admin listener: metrics with bounded labels, probes, and none of it via the proxy port.
 
+use std::time::Duration;
+
 use crate::support::*;
 
 #[test]
@@ -107,10 +109,85 @@ fn sigterm_turns_readiness_off_keeps_serving_then_exits() {
         "waited the shutdown delay"
     );
     assert!(
-        gw.wait_log("authgate stopped", std::time::Duration::from_secs(1)),
+        gw.wait_log(
+            "drained: no request in flight",
+            std::time::Duration::from_secs(1)
+        ),
         "{}",
         gw.logs()
     );
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(5),
+        "idle: exits without waiting the 1s grace out... and never pingora's 300s"
+    );
+}
+
+/// A request in flight on a keep-alive connection when SIGTERM arrives is finished (the
+/// listener closes meanwhile); an idle keep-alive connection does not hold the exit back;
+/// the process exits as soon as the last request is done, well before `shutdown_grace`.
+#[test]
+fn in_flight_requests_finish_across_sigterm_then_exit_early() {
+    use std::io::{Read, Write};
+    let keys = Keys::load();
+    let jwks = JwksServer::start(keys.standard_jwks());
+    let up = Upstream::start();
+    let config = standard_config(&jwks.url(), &up.url())
+        .replace("shutdown_delay = \"0s\"", "shutdown_delay = \"1s\"")
+        .replace("shutdown_grace = \"1s\"", "shutdown_grace = \"20s\"")
+        .replace("read_timeout = \"1s\"", "read_timeout = \"10s\"");
+    let mut gw = Gateway::start(&config);
+    gw.wait_ready();
+    let req = b"GET /public/slow HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let read_response = |s: &mut std::net::TcpStream| {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !String::from_utf8_lossy(&buf).contains("upstream ok") {
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        crate::support::http::parse(&buf)
+    };
+    let connect = || {
+        let s = std::net::TcpStream::connect(gw.addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(15)))
+            .unwrap();
+        s
+    };
+    // Two keep-alive connections, each with one request done.
+    let (mut busy, mut idle) = (connect(), connect());
+    for s in [&mut busy, &mut idle] {
+        s.write_all(req).unwrap();
+        assert_eq!(read_response(s).status, 200);
+    }
+    // The busy one starts a 3 s request; SIGTERM arrives while it is upstream.
+    up.set_delay(std::time::Duration::from_secs(3));
+    busy.write_all(req).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let start = std::time::Instant::now();
+    gw.signal("TERM");
+    let r = read_response(&mut busy);
+    assert_eq!(r.status, 200, "the in-flight request finished: {r:?}");
+    assert_eq!(r.body, "upstream ok");
+    let status = gw
+        .wait_exit(std::time::Duration::from_secs(15))
+        .expect("exits");
+    assert!(status.success(), "{status:?}");
+    let took = start.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(2500),
+        "waited for the request: {took:?}"
+    );
+    assert!(
+        took < std::time::Duration::from_secs(6),
+        "exited once drained, not after the 20s grace: {took:?}"
+    );
+    // The idle connection was closed, not answered.
+    let mut rest = Vec::new();
+    let _ = idle.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    assert!(gw.logs().contains("drained: no request in flight"));
 }
 
 /// Traffic that keeps arriving while Kubernetes removes the endpoint (readiness already
@@ -175,4 +252,91 @@ fn no_request_fails_during_the_shutdown_delay() {
     assert!(gw
         .wait_exit(std::time::Duration::from_secs(30))
         .is_some_and(|s| s.success()));
+}
+
+/// The access-log lines (JSON) of a gateway so far.
+fn access_lines(gw: &Gateway) -> Vec<serde_json::Value> {
+    gw.logs()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "authgate::access")
+        .collect()
+}
+
+#[test]
+fn one_access_line_per_request_with_durations_and_sub_only_when_asked() {
+    let s = Setup::start();
+    let token = s.token("read");
+    let r = get(
+        s.gw.addr,
+        "/api/orders?access_token=secret",
+        &[
+            ("authorization", &format!("Bearer {token}")),
+            ("x-request-id", "req-42"),
+        ],
+    );
+    assert_eq!(r.status, 200);
+    let r = get(s.gw.addr, "/api/orders", &[]);
+    assert_eq!(r.status, 401);
+    assert!(eventually(Duration::from_secs(5), || access_lines(&s.gw)
+        .len()
+        == 2));
+    let lines = access_lines(&s.gw);
+    let ok = &lines[0];
+    assert_eq!(ok["request_id"], "req-42");
+    assert_eq!(ok["route"], "api");
+    assert_eq!(ok["method"], "GET");
+    assert_eq!(ok["path"], "/api/orders", "no query string in logs");
+    assert_eq!(ok["decision"], "allowed");
+    assert_eq!(ok["status"], 200);
+    assert_eq!(ok["upstream_status"], 200);
+    for field in ["duration_ms", "auth_ms", "upstream_ms"] {
+        assert!(
+            ok[field].as_f64().is_some_and(|v| v >= 0.0),
+            "{field}: {ok}"
+        );
+    }
+    assert!(
+        ok.get("sub").is_none(),
+        "sub is logged only with log_subject: {ok}"
+    );
+    assert_eq!(s.upstream.last().one("x-request-id"), "req-42");
+    let refused = &lines[1];
+    assert_eq!(refused["decision"], "rejected");
+    assert_eq!(refused["reason"], "missing_token");
+    assert_eq!(refused["status"], 401);
+    assert_eq!(refused["upstream_status"], 0);
+    assert!(refused.get("upstream_ms").is_none());
+    let generated = refused["request_id"].as_str().unwrap();
+    assert_eq!(generated.len(), 32, "generated when absent: {generated}");
+    let logs = s.gw.logs();
+    assert!(!logs.contains(&token) && !logs.contains("secret"));
+
+    let m = s.gw.metrics();
+    assert_eq!(
+        metric_value(&m, "authgate_auth_duration_seconds_count{route=\"api\"}"),
+        2.0
+    );
+    assert_eq!(
+        metric_value(
+            &m,
+            "authgate_upstream_duration_seconds_count{route=\"api\"}"
+        ),
+        1.0,
+        "only the request that went upstream"
+    );
+
+    // With log_subject = true the token's sub is in the line, and nothing else of the claims.
+    let jwks = JwksServer::start(s.keys.standard_jwks());
+    let config = standard_config(&jwks.url(), &s.upstream.url())
+        .replace("[admin]", "log_subject = true\n\n[admin]");
+    let gw = Gateway::start(&config);
+    let r = gw.get_with("/api/orders", &token);
+    assert_eq!(r.status, 200);
+    assert!(eventually(Duration::from_secs(5), || access_lines(&gw)
+        .len()
+        == 1));
+    let line = &access_lines(&gw)[0];
+    assert_eq!(line["sub"], "alice", "{line}");
+    assert!(!gw.logs().contains("\"org\""), "no other claims");
 }

@@ -17,6 +17,13 @@ fn upstream_down_is_502() {
     let r = get(gw.addr, "/public/x", &[]);
     assert_eq!(r.status, 502, "{r:?}");
     assert_eq!(r.reason(), "upstream_unavailable");
+    assert_eq!(
+        metric_value(
+            &gw.metrics(),
+            "authgate_upstream_errors_total{kind=\"connect_refused\",upstream=\"legacy\"}"
+        ),
+        1.0
+    );
 }
 
 #[test]
@@ -30,4 +37,11 @@ fn upstream_timeout_is_504() {
         .gw
         .metrics()
         .contains("authgate_rejections_total{reason=\"upstream_timeout\",route=\"public\"} 1"));
+    assert_eq!(
+        metric_value(
+            &s.gw.metrics(),
+            "authgate_upstream_errors_total{kind=\"read_timeout\",upstream=\"legacy\"}"
+        ),
+        1.0
+    );
 }
