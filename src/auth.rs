@@ -5,6 +5,7 @@
 //! Every refusal is a `Reject`, which alone decides status, `WWW-Authenticate`, metric label
 //! and log field.
 
+pub mod cache;
 pub mod claims;
 pub mod extract;
 pub mod jwks;

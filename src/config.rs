@@ -18,6 +18,7 @@ use std::time::Duration;
 use http::HeaderName;
 use jsonwebtoken::Algorithm;
 
+use crate::auth::cache::{CacheSettings, TokenCache};
 use crate::auth::claims::ClaimPath;
 use crate::auth::keystore::ProviderKeys;
 use crate::auth::policy::RouteTable;
@@ -46,6 +47,7 @@ pub struct Config {
     pub providers: Vec<ProviderSettings>,
     pub headers: HeaderPolicy,
     pub routes: RouteTable,
+    pub token_cache: CacheSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,6 +172,8 @@ pub struct Snapshot {
     pub revocations: Vec<Option<Arc<FileRevocations>>>,
     /// `authgate_upstream_errors_total` per upstream (indexed like upstreams) and kind.
     pub upstream_errors: Vec<Vec<IntCounter>>,
+    /// Verified tokens of this snapshot (`None`: the cache is off). A reload starts empty.
+    pub token_cache: Option<TokenCache>,
 }
 
 // === impl Snapshot ===
@@ -209,6 +213,7 @@ impl Snapshot {
                     .collect()
             })
             .collect();
+        let token_cache = TokenCache::new(&config.token_cache, metrics);
         Self {
             config,
             keys,
@@ -217,6 +222,7 @@ impl Snapshot {
             token_lifetime,
             revocations,
             upstream_errors,
+            token_cache,
         }
     }
 

@@ -48,6 +48,13 @@ pub struct Metrics {
     pub tls_cert_reloads: IntCounterVec,
     /// notAfter of the listener's certificate in use, Unix seconds.
     pub tls_cert_not_after: Gauge,
+    /// `result`: `hit` (a cached verification was used), `miss`.
+    pub token_cache_lookups: IntCounterVec,
+    /// `cause`: `size` (over max_entries / max_bytes), `expired` (exp or ttl reached).
+    pub token_cache_evictions: IntCounterVec,
+    /// Set at scrape.
+    pub token_cache_entries: Gauge,
+    pub token_cache_bytes: Gauge,
 }
 
 /// Latency buckets shared by the request, auth and upstream histograms (seconds).
@@ -178,6 +185,32 @@ impl Metrics {
             &["result"],
         )
         .expect("static metric definition");
+        let token_cache_lookups = IntCounterVec::new(
+            Opts::new(
+                "authgate_token_cache_lookups_total",
+                "Verified-token cache lookups of tokens with a valid form, by result.",
+            ),
+            &["result"],
+        )
+        .expect("static metric definition");
+        let token_cache_evictions = IntCounterVec::new(
+            Opts::new(
+                "authgate_token_cache_evictions_total",
+                "Verified-token cache entries removed, by cause (size: over a bound; expired: exp or ttl).",
+            ),
+            &["cause"],
+        )
+        .expect("static metric definition");
+        let token_cache_entries = Gauge::new(
+            "authgate_token_cache_entries",
+            "Tokens in the verified-token cache.",
+        )
+        .expect("static metric definition");
+        let token_cache_bytes = Gauge::new(
+            "authgate_token_cache_bytes",
+            "Bytes the verified-token cache's entries are charged for (bounded by max_bytes).",
+        )
+        .expect("static metric definition");
         let tls_cert_not_after = Gauge::new(
             "authgate_tls_cert_not_after_timestamp_seconds",
             "notAfter of the listener certificate in use, Unix seconds (absent without TLS).",
@@ -278,6 +311,10 @@ impl Metrics {
             Box::new(auth_duration.clone()),
             Box::new(upstream_duration.clone()),
             Box::new(upstream_errors.clone()),
+            Box::new(token_cache_lookups.clone()),
+            Box::new(token_cache_evictions.clone()),
+            Box::new(token_cache_entries.clone()),
+            Box::new(token_cache_bytes.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -286,6 +323,12 @@ impl Metrics {
             .set(1);
         for result in ["success", "error", "unchanged"] {
             config_reloads.with_label_values(&[result]);
+        }
+        for result in ["hit", "miss"] {
+            token_cache_lookups.with_label_values(&[result]);
+        }
+        for cause in ["size", "expired"] {
+            token_cache_evictions.with_label_values(&[cause]);
         }
         Self {
             registry,
@@ -306,6 +349,10 @@ impl Metrics {
             upstream_errors,
             tls_cert_reloads,
             tls_cert_not_after,
+            token_cache_lookups,
+            token_cache_evictions,
+            token_cache_entries,
+            token_cache_bytes,
         }
     }
 

@@ -117,6 +117,9 @@ impl State {
                 self.metrics.jwks_age.with_label_values(&[&p.name]).set(age);
             }
         }
+        let (entries, bytes) = snap.token_cache.as_ref().map_or((0, 0), |c| c.usage());
+        self.metrics.token_cache_entries.set(entries as f64);
+        self.metrics.token_cache_bytes.set(bytes as f64);
     }
 }
 

@@ -48,6 +48,9 @@ pub struct ProviderKeys {
     /// `max_stale` are not used. Monotonic: a wall-clock step must not revive stale keys
     /// or expire fresh ones.
     confirmed_at: AtomicU64,
+    /// Bumped after each change of the key set's content (never for a refetch of the same
+    /// document): cached verifications made with other keys are not used.
+    generation: AtomicU64,
     /// Bumped after every refresh attempt (fetched, failed or skipped by the cooldown).
     attempts: watch::Sender<u64>,
     wake: Notify,
@@ -92,6 +95,7 @@ impl ProviderKeys {
             current: ArcSwapOption::new(initial),
             document: ArcSwapOption::new(document),
             confirmed_at: AtomicU64::new(confirmed_at),
+            generation: AtomicU64::new(0),
             attempts: watch::channel(0).0,
             wake: Notify::new(),
         })
@@ -138,9 +142,24 @@ impl ProviderKeys {
         let _ = tokio::time::timeout(wait, rx.changed()).await;
     }
 
+    /// The key-set generation. Read it before `current()`: a cached verification is then
+    /// tagged with a generation no newer than the keys that made it.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
     fn publish(&self, set: KeySet, document: Vec<u8>) {
-        self.document.store(Some(Arc::new(document)));
-        self.current.store(Some(Arc::new(set)));
+        let same = self
+            .document
+            .load()
+            .as_deref()
+            .is_some_and(|d| *d == document);
+        if !same {
+            self.document.store(Some(Arc::new(document)));
+            self.current.store(Some(Arc::new(set)));
+            // After the store: whoever sees the new generation sees the new keys.
+            self.generation.fetch_add(1, Ordering::SeqCst);
+        }
         self.confirm();
     }
 

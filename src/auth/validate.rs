@@ -6,6 +6,7 @@
 //! the key's algorithm not pinned.
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -13,6 +14,7 @@ use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::cache::{TokenCache, TokenKey};
 use super::claims::Claims;
 use super::jwks::Candidates;
 use super::revocation;
@@ -24,7 +26,7 @@ use crate::config::{ProviderSettings, Snapshot};
 #[derive(Debug)]
 pub struct Verified {
     pub provider: usize,
-    pub claims: Claims,
+    pub claims: Arc<Claims>,
     /// `exp - now`, seconds, when the token has `exp`.
     pub remaining_lifetime: Option<f64>,
 }
@@ -42,7 +44,8 @@ struct JoseHeader {
     typ: Option<String>,
 }
 
-/// Verifies `token` against the first of `providers` whose issuer it names.
+/// Verifies `token` against the first of `providers` whose issuer it names, or takes a
+/// cached verification of it that still holds (see `cache`).
 /// On failure, returns the reason and, for `UnknownKid`, the provider to refetch.
 pub fn verify(
     token: &str,
@@ -57,6 +60,19 @@ pub fn verify(
     else {
         return Err(plain(Reject::MalformedToken));
     };
+    let cache = snap
+        .token_cache
+        .as_ref()
+        .map(|c| (c, TokenCache::key(token)));
+    if let Some((cache, key)) = &cache {
+        match cached(cache, key, providers, snap, now) {
+            Some(result) => {
+                cache.hit();
+                return result.map_err(plain);
+            }
+            None => cache.miss(),
+        }
+    }
     let header: JoseHeader = decode_json(h64).map_err(plain)?;
     // `none` (any spelling) and unknown names fail before any key is considered.
     let alg = Algorithm::from_str(&header.alg).map_err(|_| plain(Reject::AlgNotAllowed))?;
@@ -72,6 +88,7 @@ pub fn verify(
         return Err(plain(Reject::AlgNotAllowed));
     }
     let store = &snap.keys[provider_idx];
+    let generation = store.generation();
     let keys = store.current();
     // No keys yet, or keys the provider has not confirmed for `jwks_max_stale`: fail closed.
     let Some(keys) = keys.as_ref().filter(|_| !store.is_stale()) else {
@@ -102,11 +119,62 @@ pub fn verify(
         }
     }
     let remaining_lifetime = exp.map(|exp| exp - now);
+    let claims = Arc::new(claims);
+    if let Some((cache, key)) = cache {
+        let valid_for = exp.map(|exp| exp + provider.leeway.as_secs_f64() - now);
+        cache.insert(
+            key,
+            provider_idx,
+            generation,
+            claims.clone(),
+            p64.len(),
+            valid_for,
+        );
+    }
     Ok(Verified {
         provider: provider_idx,
         claims,
         remaining_lifetime,
     })
+}
+
+/// A cached verification of this token, if one holds for this route now: `None` sends the
+/// token through the full check. The time-dependent claims and the revocation list are
+/// checked again on every use.
+fn cached(
+    cache: &TokenCache,
+    key: &TokenKey,
+    providers: &[usize],
+    snap: &Snapshot,
+    now: f64,
+) -> Option<Result<Verified, Reject>> {
+    let entry = cache.get(key)?;
+    if !providers.contains(&entry.provider) {
+        return None;
+    }
+    let store = &snap.keys[entry.provider];
+    if store.generation() != entry.generation || !store.is_usable() {
+        return None;
+    }
+    let provider = &snap.config.providers[entry.provider];
+    Some(
+        check_registered_claims(&entry.claims, provider, now).and_then(|exp| {
+            if let Some(list) = snap
+                .revocations
+                .get(entry.provider)
+                .and_then(Option::as_ref)
+            {
+                if revocation::check(list.as_ref(), &entry.claims) {
+                    return Err(Reject::Revoked);
+                }
+            }
+            Ok(Verified {
+                provider: entry.provider,
+                claims: entry.claims.clone(),
+                remaining_lifetime: exp.map(|exp| exp - now),
+            })
+        }),
+    )
 }
 
 fn decode_json<T: for<'de> Deserialize<'de>>(part: &str) -> Result<T, Reject> {

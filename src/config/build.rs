@@ -18,6 +18,7 @@ use super::{
     AdminSettings, ClaimHeader, Config, ConfigError, HeaderPolicy, KeySource, LogFormat,
     ProviderSettings, ServerSettings, ServerTls, Upstream, UpstreamTls,
 };
+use crate::auth::cache::CacheSettings;
 use crate::auth::claims::ClaimPath;
 use crate::auth::jwks::KeySet;
 use crate::auth::normalize::{normalize_host, normalize_path};
@@ -120,6 +121,30 @@ pub fn build(
         }
     }
     let headers = build_headers(&mut cx, &raw.headers);
+    let tc = &raw.token_cache;
+    if !(1..=10_000_000).contains(&tc.max_entries) {
+        cx.err(
+            None,
+            "token_cache.max_entries",
+            "must be between 1 and 10000000",
+        );
+    }
+    if !(1 << 16..=1 << 34).contains(&tc.max_bytes) {
+        cx.err(
+            None,
+            "token_cache.max_bytes",
+            "must be between 65536 (64 KiB) and 17179869184 (16 GiB)",
+        );
+    }
+    if tc.ttl < Duration::from_secs(1) || tc.ttl > Duration::from_secs(86400) {
+        cx.err(None, "token_cache.ttl", "must be between 1s and 24h");
+    }
+    let token_cache = CacheSettings {
+        enabled: tc.enabled,
+        max_entries: tc.max_entries,
+        max_bytes: tc.max_bytes,
+        ttl: tc.ttl,
+    };
     let routes = build_routes(&mut cx, &raw, &upstream_names, &provider_names, &providers);
 
     if cx.errors.is_empty() {
@@ -136,6 +161,7 @@ pub fn build(
                 providers,
                 headers,
                 routes,
+                token_cache,
             });
         }
     }

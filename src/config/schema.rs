@@ -26,6 +26,47 @@ pub struct RawConfig {
     pub headers: RawHeaders,
     #[serde(default)]
     pub routes: Vec<Spanned<RawRoute>>,
+    #[serde(default)]
+    pub token_cache: RawTokenCache,
+}
+
+/// `[token_cache]`: verified tokens kept so a returning token skips the signature check.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokenCache {
+    /// Default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Most tokens kept. Default 10000.
+    #[serde(default = "default_cache_entries")]
+    pub max_entries: u64,
+    /// Most bytes their entries may take (estimated). Default 33554432 (32 MiB).
+    #[serde(default = "default_cache_bytes")]
+    pub max_bytes: u64,
+    /// Longest an entry is used, even for a token whose `exp` is later. Default 5m.
+    #[serde(default = "default_cache_ttl", with = "humantime_serde")]
+    pub ttl: Duration,
+}
+
+impl Default for RawTokenCache {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_entries: default_cache_entries(),
+            max_bytes: default_cache_bytes(),
+            ttl: default_cache_ttl(),
+        }
+    }
+}
+
+fn default_cache_entries() -> u64 {
+    10_000
+}
+fn default_cache_bytes() -> u64 {
+    32 << 20
+}
+fn default_cache_ttl() -> Duration {
+    Duration::from_secs(300)
 }
 
 /// `[server]`: the client-facing listener.
