@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: demo test check lint bench ensure-cmake interop-deps deploy-check
+.PHONY: demo test check lint bench load ensure-cmake interop-deps deploy-check
 
 ## Run the self-contained demo: dev issuer + echo upstream + gateway (Ctrl-C stops it).
 demo: ensure-cmake
@@ -31,6 +31,11 @@ deploy-check: ensure-cmake
 ## Criterion micro-benchmarks.
 bench: ensure-cmake
 	cargo bench --bench decide
+
+## Load benchmark next to nginx and HAProxy in one run (as root; writes docs/PERFORMANCE.md).
+load: ensure-cmake
+	cargo build --release --bin authgate
+	bash benches/load.sh
 
 ensure-cmake:
 	@if ! command -v cmake >/dev/null 2>&1; then \

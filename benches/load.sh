@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The load benchmark: authgate next to the peers users would pick instead, in ONE run, on
+# ../shared/bench (wrk; CPU µs per request of the proxy process tree from /proc; one worker;
+# upstream and wrk outside the measured process). Absolute times on shared machines are
+# noise: the ratios within one run are the result.
+#
+#   bash benches/load.sh                   # as root, from the project root; ~4 min
+#   PASSES="1 2" bash benches/load.sh      # also the two-worker pass
+#
+# Targets (in this order): upstream alone, nginx plain proxy, HAProxy plain, HAProxy
+# jwt_verify (RS256, ES256), authgate on an `auth = "none"` route, authgate RS256/ES256 with
+# the verified-token cache off, and with it on. EdDSA is not measured here (the harness's
+# peers have no Ed25519 key); criterion covers it (`make bench`).
+#
+# Writes docs/PERFORMANCE.md (machine, versions, table, ratios, targets) unless
+# WRITE_DOC=0. Needs: apt-get install -y haproxy nginx-light wrk curl; pip install pyjwt
+# cryptography; a release build (made here if missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SHARED=${SHARED:-$(cd ../shared/bench && pwd)}
+export PASSES=${PASSES:-1}
+export TARGETS=${TARGETS:-"upstream nginx haproxy haproxy-jwt authgate-none authgate-nocache authgate"}
+export AUTHGATE_BIN=${AUTHGATE_BIN:-$PWD/target/release/authgate}
+[[ -x $AUTHGATE_BIN ]] || cargo build --release --bin authgate
+
+# The harness, without its last line (`main "$@"`), so its targets can be extended here.
+# shellcheck disable=SC1090
+source <(sed '$d' "$SHARED/peers.sh")
+HERE=$SHARED
+
+# One start function per authgate variant: the harness's adapter with a config addition,
+# in a directory named after the target (the harness looks for its stdout.log there).
+authgate_variant() {  # TARGET EXTRA PASS PORT
+  local d=$RUN_DIR/$1-t$3
+  mkdir -p "$d"
+  AUTHGATE_EXTRA=$2 authgate_start "$KEYS/jwks.json" "http://127.0.0.1:$JWKS_HTTP_PORT/jwks.json" \
+    "$ISSUER" "$AUDIENCE" "$4" "$UP_PORT" "$3" "$d"
+}
+# `GET /` (what wrk sends) on an exact route without authentication; the checks' /check
+# still goes through the authenticated prefix route.
+NONE_ROUTE=$'[[routes]]\nname = "none"\npath = "/"\nauth = "none"\nupstream = "bench"'
+NO_CACHE=$'[token_cache]\nenabled = false'
+start_authgate_none() { authgate_variant authgate-none "$NONE_ROUTE" "$@"; }
+start_authgate_nocache() { authgate_variant authgate-nocache "$NO_CACHE" "$@"; }
+start_authgate() { authgate_variant authgate "" "$@"; }
+
+eval "$(declare -f run_target | sed \
+  -e 's/authgate)    kind=auth;  fn=start_authgate ;;/authgate) kind=auth; fn=start_authgate ;;\n    authgate-none) kind=plain; fn=start_authgate_none ;;\n    authgate-nocache) kind=auth; fn=start_authgate_nocache ;;/')"
+declare -f run_target | grep -q authgate-nocache || die "could not extend the harness's run_target"
+
+main
+run=$(ls -1d "$WORK"/runs/*/ | tail -1)
+python3 benches/load_report.py "$run" "${WRITE_DOC:-1}"
