@@ -36,16 +36,28 @@ authgate_variant() {  # TARGET EXTRA PASS PORT
   AUTHGATE_EXTRA=$2 authgate_start "$KEYS/jwks.json" "http://127.0.0.1:$JWKS_HTTP_PORT/jwks.json" \
     "$ISSUER" "$AUDIENCE" "$4" "$UP_PORT" "$3" "$d"
 }
-# `GET /` (what wrk sends) on an exact route without authentication; the checks' /check
-# still goes through the authenticated prefix route.
-NONE_ROUTE=$'[[routes]]\nname = "none"\npath = "/"\nauth = "none"\nupstream = "bench"'
+# The `auth = "none"` variant: the same config with the route's authentication off. The
+# harness writes the config and starts $AUTHGATE_BIN on it; a wrapper edits it first and then
+# becomes authgate (exec: same PID, so the measured process is authgate itself).
+none_wrapper() {
+  local w=$RUN_DIR/authgate-none-bin
+  cat >"$w" <<WRAP
+#!/usr/bin/env bash
+sed -i 's|^path_prefix = "/"\$|&\nauth = "none"|' "\$3"
+exec "$AUTHGATE_BIN" "\$@"
+WRAP
+  chmod +x "$w"
+  echo "$w"
+}
 NO_CACHE=$'[token_cache]\nenabled = false'
-start_authgate_none() { authgate_variant authgate-none "$NONE_ROUTE" "$@"; }
+start_authgate_none() { AUTHGATE_BIN=$(none_wrapper) authgate_variant authgate-none "" "$@"; }
 start_authgate_nocache() { authgate_variant authgate-nocache "$NO_CACHE" "$@"; }
 start_authgate() { authgate_variant authgate "" "$@"; }
 
-eval "$(declare -f run_target | sed \
-  -e 's/authgate)    kind=auth;  fn=start_authgate ;;/authgate) kind=auth; fn=start_authgate ;;\n    authgate-none) kind=plain; fn=start_authgate_none ;;\n    authgate-nocache) kind=auth; fn=start_authgate_nocache ;;/')"
+# The harness's run_target, with two more names in its `case` (before `authgate)`).
+eval "$(declare -f run_target | sed '/^ *authgate)$/i\
+        authgate-none) kind=plain; fn=start_authgate_none ;;\
+        authgate-nocache) kind=auth; fn=start_authgate_nocache ;;')"
 declare -f run_target | grep -q authgate-nocache || die "could not extend the harness's run_target"
 
 main

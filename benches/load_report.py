@@ -146,6 +146,15 @@ Correctness checks before each measurement (missing/bad/expired/`alg: none`/no-`
 request answered from the verified-token cache (hash of the token, lookup, time and
 revocation rechecks, route rules, claim headers).
 """
-pathlib.Path("docs").mkdir(exist_ok=True)
-pathlib.Path("docs/PERFORMANCE.md").write_text(doc)
+# The generated part sits between markers; text around it (analysis, history) is kept.
+BEGIN, END = "<!-- benches/load.sh: generated, do not edit -->", "<!-- end of generated part -->"
+path = pathlib.Path("docs/PERFORMANCE.md")
+path.parent.mkdir(exist_ok=True)
+old = path.read_text() if path.exists() else ""
+body = f"{BEGIN}\n{doc.strip()}\n{END}"
+if BEGIN in old and END in old:
+    new = old[: old.index(BEGIN)] + body + old[old.index(END) + len(END):]
+else:
+    new = body + "\n"
+path.write_text(new)
 print("\nwrote docs/PERFORMANCE.md")

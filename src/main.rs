@@ -11,6 +11,11 @@ use clap::{Parser, Subcommand};
 
 use authgate::config::{load_file, ConfigErrors, LogFormat};
 
+// pingora allocates and frees many small buffers per request; mimalloc's thread-local free
+// lists cost less than glibc's malloc there (see docs/PERFORMANCE.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "authgate",
@@ -98,13 +103,19 @@ fn execute(command: Command, log_format: Option<&str>) -> anyhow::Result<()> {
 fn init_logging(format: Option<&str>) -> tracing_appender::non_blocking::WorkerGuard {
     // AUTHGATE_LOG, else the conventional RUST_LOG, else info (which includes the access log;
     // `warn` turns it off).
-    let filter = tracing_subscriber::EnvFilter::try_from_env("AUTHGATE_LOG")
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("AUTHGATE_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_env("RUST_LOG"))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
-        // pingora's debug and trace lines dump request headers, Authorization included:
-        // they stay off whatever AUTHGATE_LOG says.
-        .add_directive("pingora_core=info".parse().expect("static directive"))
-        .add_directive("pingora_proxy=info".parse().expect("static directive"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // pingora's debug and trace lines dump request headers, Authorization included: they
+    // stay off whatever AUTHGATE_LOG says (capped at info; a quieter level stays quieter).
+    if filter
+        .max_level_hint()
+        .is_none_or(|l| l > tracing::level_filters::LevelFilter::INFO)
+    {
+        filter = filter
+            .add_directive("pingora_core=info".parse().expect("static directive"))
+            .add_directive("pingora_proxy=info".parse().expect("static directive"));
+    }
     let json = match format {
         Some("json") => true,
         Some(_) => false,

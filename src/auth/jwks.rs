@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use aws_lc_rs::signature::{self, ParsedPublicKey};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey};
@@ -27,7 +28,78 @@ pub struct VerifyKey {
     /// The algorithms this key may verify: the JWK's own `alg` if it has one, otherwise
     /// the provider allow-list restricted to the key's type and curve.
     pub algorithms: Vec<Algorithm>,
+    /// For HMAC secrets (jsonwebtoken verifies those).
     pub key: DecodingKey,
+    /// Public keys parsed once, per algorithm: jsonwebtoken's `crypto::verify` rebuilds the
+    /// aws-lc key on every call, and for RSA that means recomputing its Montgomery constants,
+    /// which costs more than the signature check itself (see docs/PERFORMANCE.md).
+    parsed: Vec<(Algorithm, ParsedPublicKey)>,
+}
+
+// === impl VerifyKey ===
+
+impl VerifyKey {
+    /// Whether `sig` (base64url) is a valid `alg` signature of `message` by this key. `alg`
+    /// must be one of `algorithms` (the caller picked the key for it).
+    pub fn verify(&self, sig: &str, message: &[u8], alg: Algorithm) -> bool {
+        if !self.algorithms.contains(&alg) {
+            return false;
+        }
+        if let Some((_, key)) = self.parsed.iter().find(|(a, _)| *a == alg) {
+            return URL_SAFE_NO_PAD
+                .decode(sig)
+                .is_ok_and(|sig| key.verify_sig(message, &sig).is_ok());
+        }
+        // HMAC, and nothing else: asymmetric keys always have their parsed form.
+        matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
+            && jsonwebtoken::crypto::verify(sig, message, &self.key, alg).unwrap_or(false)
+    }
+}
+
+/// The aws-lc verification algorithm jsonwebtoken uses for `alg` (none for HMAC).
+fn aws_algorithm(alg: Algorithm) -> Option<&'static dyn signature::VerificationAlgorithm> {
+    Some(match alg {
+        Algorithm::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+        Algorithm::RS384 => &signature::RSA_PKCS1_2048_8192_SHA384,
+        Algorithm::RS512 => &signature::RSA_PKCS1_2048_8192_SHA512,
+        Algorithm::PS256 => &signature::RSA_PSS_2048_8192_SHA256,
+        Algorithm::PS384 => &signature::RSA_PSS_2048_8192_SHA384,
+        Algorithm::PS512 => &signature::RSA_PSS_2048_8192_SHA512,
+        Algorithm::ES256 => &signature::ECDSA_P256_SHA256_FIXED,
+        Algorithm::ES384 => &signature::ECDSA_P384_SHA384_FIXED,
+        Algorithm::EdDSA => &signature::ED25519,
+        // HMAC, and anything a later jsonwebtoken adds: no parsed key, so never verified
+        // through this path.
+        _ => return None,
+    })
+}
+
+/// DER `RSAPublicKey` (RFC 8017 A.1.1) from the modulus and exponent bytes.
+fn rsa_public_key_der(n: &[u8], e: &[u8]) -> Vec<u8> {
+    fn len(out: &mut Vec<u8>, n: usize) {
+        match n {
+            0..=127 => out.push(n as u8),
+            128..=255 => out.extend([0x81, n as u8]),
+            _ => out.extend([0x82, (n >> 8) as u8, n as u8]),
+        }
+    }
+    fn integer(out: &mut Vec<u8>, bytes: &[u8]) {
+        let bytes = &bytes[bytes.iter().take_while(|&&b| b == 0).count()..];
+        let pad = bytes.first().is_none_or(|&b| b >= 0x80);
+        out.push(0x02);
+        len(out, bytes.len() + usize::from(pad));
+        if pad {
+            out.push(0);
+        }
+        out.extend_from_slice(bytes);
+    }
+    let mut body = Vec::with_capacity(n.len() + e.len() + 16);
+    integer(&mut body, n);
+    integer(&mut body, e);
+    let mut out = vec![0x30];
+    len(&mut out, body.len());
+    out.extend(body);
+    out
 }
 
 /// All usable keys of one provider.
@@ -71,6 +143,7 @@ impl KeySet {
                 kid: None,
                 algorithms,
                 key: DecodingKey::from_secret(secret),
+                parsed: Vec::new(),
             }],
             by_kid: HashMap::new(),
         }
@@ -193,14 +266,16 @@ fn parse_jwk(jwk: &Value, allowed: &[Algorithm]) -> Result<VerifyKey, &'static s
             return Err("key_ops does not include \"verify\"");
         }
     }
-    let (family, key): (&[Algorithm], DecodingKey) = match field("kty") {
+    // The key's public bytes in the form aws-lc parses: DER RSAPublicKey, an uncompressed EC
+    // point, or the raw Ed25519 key.
+    let (family, key, public): (&[Algorithm], DecodingKey, Vec<u8>) = match field("kty") {
         Some("RSA") => {
             let n = field("n").ok_or("RSA key without n")?;
             let e = field("e").ok_or("RSA key without e")?;
             let n_bytes = URL_SAFE_NO_PAD
                 .decode(n)
                 .map_err(|_| "RSA n is not base64url")?;
-            URL_SAFE_NO_PAD
+            let e_bytes = URL_SAFE_NO_PAD
                 .decode(e)
                 .map_err(|_| "RSA e is not base64url")?;
             let significant = n_bytes.iter().skip_while(|&&b| b == 0).count();
@@ -218,6 +293,7 @@ fn parse_jwk(jwk: &Value, allowed: &[Algorithm]) -> Result<VerifyKey, &'static s
                     Algorithm::PS512,
                 ],
                 key,
+                rsa_public_key_der(&n_bytes, &e_bytes),
             )
         }
         Some("EC") => {
@@ -228,23 +304,24 @@ fn parse_jwk(jwk: &Value, allowed: &[Algorithm]) -> Result<VerifyKey, &'static s
             };
             let x = field("x").ok_or("EC key without x")?;
             let y = field("y").ok_or("EC key without y")?;
-            let ok = |s: &str| URL_SAFE_NO_PAD.decode(s).is_ok_and(|b| b.len() == len);
-            if !ok(x) || !ok(y) {
+            let coordinate = |s: &str| URL_SAFE_NO_PAD.decode(s).ok().filter(|b| b.len() == len);
+            let (Some(xb), Some(yb)) = (coordinate(x), coordinate(y)) else {
                 return Err("EC coordinates have the wrong length or encoding");
-            }
+            };
             let key = DecodingKey::from_ec_components(x, y).map_err(|_| "bad EC components")?;
-            (alg, key)
+            let point = [&[0x04][..], &xb, &yb].concat();
+            (alg, key, point)
         }
         Some("OKP") => {
             if field("crv") != Some("Ed25519") {
                 return Err("unsupported OKP curve");
             }
             let x = field("x").ok_or("OKP key without x")?;
-            if !URL_SAFE_NO_PAD.decode(x).is_ok_and(|b| b.len() == 32) {
+            let Some(xb) = URL_SAFE_NO_PAD.decode(x).ok().filter(|b| b.len() == 32) else {
                 return Err("Ed25519 x has the wrong length or encoding");
-            }
+            };
             let key = DecodingKey::from_ed_components(x).map_err(|_| "bad Ed25519 key")?;
-            (&[Algorithm::EdDSA], key)
+            (&[Algorithm::EdDSA], key, xb)
         }
         Some("oct") => return Err("symmetric keys are never taken from a JWKS"),
         _ => return Err("unsupported kty"),
@@ -270,10 +347,22 @@ fn parse_jwk(jwk: &Value, allowed: &[Algorithm]) -> Result<VerifyKey, &'static s
     if algorithms.is_empty() {
         return Err("no allowed algorithm for this key type");
     }
+    // aws-lc validates the key here (RSA_check_key, point on the curve): a key it refuses is
+    // skipped like any other malformed key.
+    let parsed = algorithms
+        .iter()
+        .filter_map(|&a| aws_algorithm(a).map(|v| (a, v)))
+        .map(|(a, v)| {
+            ParsedPublicKey::new(v, &public)
+                .map(|p| (a, p))
+                .map_err(|_| "key rejected by the crypto library")
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(VerifyKey {
         kid,
         algorithms,
         key,
+        parsed,
     })
 }
 
