@@ -13,6 +13,7 @@ use authgate::config::{load_file, ConfigErrors, LogFormat};
 
 // pingora allocates and frees many small buffers per request; mimalloc's thread-local free
 // lists cost less than glibc's malloc there (see docs/PERFORMANCE.md).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

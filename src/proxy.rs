@@ -64,6 +64,10 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    /// No downstream modules: pingora's default adds a (disabled) response-compression module
+    /// whose per-request context we would pay for and never use.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snap = self.state.load();
         let started = Instant::now();

@@ -158,3 +158,60 @@ fn kidless_candidates_are_capped() {
         _ => panic!(),
     }
 }
+
+/// Every asymmetric algorithm goes through the keys parsed once with aws-lc: each verifies its
+/// own signatures, refuses a changed message, and never one of a sibling algorithm.
+#[test]
+fn parsed_keys_verify_every_rsa_algorithm_and_nothing_else() {
+    let pem = std::fs::read(format!("{FIX}/rsa.pem")).unwrap();
+    let signer = jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap();
+    let mut jwk = key("rsa");
+    jwk.as_object_mut().unwrap().remove("alg");
+    let rsa_algs = [
+        Algorithm::RS256,
+        Algorithm::RS384,
+        Algorithm::RS512,
+        Algorithm::PS256,
+        Algorithm::PS384,
+        Algorithm::PS512,
+    ];
+    let (set, skipped) = parse(vec![jwk], &rsa_algs).unwrap();
+    assert!(skipped.is_empty());
+    let message = b"header.payload";
+    for alg in rsa_algs {
+        let sig = jsonwebtoken::crypto::sign(message, &signer, alg).unwrap();
+        let Candidates::One(k) = set.candidates(Some("rsa"), alg) else {
+            panic!("{alg:?}: key not found");
+        };
+        assert!(k.verify(&sig, message, alg), "{alg:?}");
+        assert!(
+            !k.verify(&sig, b"header.payloaD", alg),
+            "{alg:?}: changed message"
+        );
+        for other in rsa_algs.iter().filter(|&&o| o != alg) {
+            assert!(!k.verify(&sig, message, *other), "{alg:?} as {other:?}");
+        }
+        assert!(!k.verify("not base64!", message, alg));
+    }
+    // The key pinned to RS256 refuses a PS256 signature even though it is the same key pair.
+    let (pinned, _) = parse(vec![key("rsa")], &rsa_algs).unwrap();
+    let ps = jsonwebtoken::crypto::sign(message, &signer, Algorithm::PS256).unwrap();
+    let Candidates::One(k) = pinned.candidates(Some("rsa"), Algorithm::RS256) else {
+        panic!("rsa key");
+    };
+    assert!(!k.verify(&ps, message, Algorithm::PS256));
+}
+
+#[test]
+fn rsa_public_key_der_is_canonical() {
+    // A modulus whose top bit is set gets a leading zero; leading zeros of the input go.
+    let der = rsa_public_key_der(&[0x00, 0x80, 0x01], &[0x01, 0x00, 0x01]);
+    assert_eq!(
+        der,
+        [0x30, 0x0a, 0x02, 0x03, 0x00, 0x80, 0x01, 0x02, 0x03, 0x01, 0x00, 0x01]
+    );
+    // Long-form lengths for a 2048-bit modulus.
+    let der = rsa_public_key_der(&[0xff; 256], &[0x01, 0x00, 0x01]);
+    assert_eq!(&der[..4], &[0x30, 0x82, 0x01, 0x0a]);
+    assert_eq!(&der[4..8], &[0x02, 0x82, 0x01, 0x01]);
+}
