@@ -172,18 +172,21 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         "authgate proxy".to_owned(),
         proxy::connection::Connections::new(http, state),
     );
-    match (&server_settings.tls, certs) {
-        (Some(t), Some(certs)) => {
-            let mut settings = pingora::listeners::tls::TlsSettings::intermediate("", "")
-                .map_err(|e| StartError::State(format!("TLS listener: {e}")))?;
-            settings.set_cert_resolver(certs);
-            if t.http2 {
-                settings.enable_h2();
-            }
-            service.add_tls_with_settings(&proxy_addr.to_string(), None, settings);
+    // pingora's 64 KiB read buffer stays with every connection, idle ones included.
+    let buffers = pingora::protocols::l4::stream::L4BufferSettings::default()
+        .read(server_settings.read_buffer_bytes);
+    let mut listener =
+        pingora::listeners::ListenerConfig::tcp(proxy_addr.to_string()).l4_buffer(buffers);
+    if let (Some(t), Some(certs)) = (&server_settings.tls, certs) {
+        let mut settings = pingora::listeners::tls::TlsSettings::intermediate("", "")
+            .map_err(|e| StartError::State(format!("TLS listener: {e}")))?;
+        settings.set_cert_resolver(certs);
+        if t.http2 {
+            settings.enable_h2();
         }
-        _ => service.add_tcp(&proxy_addr.to_string()),
+        listener = listener.tls(settings);
     }
+    service.add_listener(listener);
     server.add_service(service);
     // The control runtime must outlive the server; leak it deliberately (the process exits
     // right after `run` returns, and dropping a runtime from here could block on its tasks).

@@ -205,6 +205,13 @@ fn build_server(cx: &mut Ctx<'_>, raw: &RawConfig) -> ServerSettings {
             "shutdown_delay + shutdown_grace must be at most 10m",
         );
     }
+    if s.read_buffer_bytes > 1 << 20 {
+        cx.err(
+            None,
+            "server.read_buffer_bytes",
+            "must be at most 1048576 (0: unbuffered)",
+        );
+    }
     if !(1..=65536).contains(&s.upstream_pool_size) {
         cx.err(
             None,
@@ -253,6 +260,7 @@ fn build_server(cx: &mut Ctx<'_>, raw: &RawConfig) -> ServerSettings {
         header_read_timeout: s.header_read_timeout,
         keepalive_timeout: s.keepalive_timeout,
         body_read_timeout: s.body_read_timeout,
+        read_buffer_bytes: s.read_buffer_bytes,
         upstream_pool_size: s.upstream_pool_size,
         log_format,
         log_subject: s.log_subject,

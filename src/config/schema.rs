@@ -105,6 +105,11 @@ pub struct RawServer {
     /// Longest wait for each read of a request body. Default 60s.
     #[serde(default = "default_body_read_timeout", with = "humantime_serde")]
     pub body_read_timeout: Duration,
+    /// Read buffer of each client connection, in bytes; 0 reads straight into the HTTP
+    /// parser's own buffers (pingora's default is 64 KiB, held for the connection's whole
+    /// life, idle keep-alive included, and copied through on every read). Default 0.
+    #[serde(default = "default_read_buffer_bytes")]
+    pub read_buffer_bytes: usize,
     /// Idle upstream connections kept for reuse (all upstreams together, per worker
     /// thread). Default 128.
     #[serde(default = "default_upstream_pool_size")]
@@ -323,6 +328,9 @@ fn default_keepalive_timeout() -> Duration {
 fn default_body_read_timeout() -> Duration {
     Duration::from_secs(60)
 }
+fn default_read_buffer_bytes() -> usize {
+    0
+}
 fn default_upstream_pool_size() -> usize {
     128
 }
@@ -370,6 +378,7 @@ impl Default for RawServer {
             header_read_timeout: default_header_read_timeout(),
             keepalive_timeout: default_keepalive_timeout(),
             body_read_timeout: default_body_read_timeout(),
+            read_buffer_bytes: default_read_buffer_bytes(),
             upstream_pool_size: default_upstream_pool_size(),
             log_format: None,
             log_subject: false,

@@ -122,6 +122,11 @@ fn every_check() {
         "cannot read",
     );
     one_error(
+        &r("[server]\n", "[server]\nread_buffer_bytes = 2000000\n"),
+        "server.read_buffer_bytes",
+        "at most 1048576",
+    );
+    one_error(
         &r("[server]\n", "[server]\nlog_format = \"xml\"\n"),
         "server.log_format",
         "json",
