@@ -63,6 +63,7 @@ pub struct ServerSettings {
     pub keepalive_timeout: Duration,
     pub body_read_timeout: Duration,
     pub read_buffer_bytes: usize,
+    pub work_stealing: bool,
     pub upstream_pool_size: usize,
     pub log_format: Option<LogFormat>,
     pub log_subject: bool,

@@ -261,6 +261,7 @@ fn build_server(cx: &mut Ctx<'_>, raw: &RawConfig) -> ServerSettings {
         keepalive_timeout: s.keepalive_timeout,
         body_read_timeout: s.body_read_timeout,
         read_buffer_bytes: s.read_buffer_bytes,
+        work_stealing: s.work_stealing,
         upstream_pool_size: s.upstream_pool_size,
         log_format,
         log_subject: s.log_subject,

@@ -110,6 +110,10 @@ pub struct RawServer {
     /// life, idle keep-alive included, and copied through on every read). Default 0.
     #[serde(default = "default_read_buffer_bytes")]
     pub read_buffer_bytes: usize,
+    /// Let worker threads steal each other's tasks (one multi-threaded runtime) instead of
+    /// one single-threaded runtime per thread. Default false.
+    #[serde(default)]
+    pub work_stealing: bool,
     /// Idle upstream connections kept for reuse (all upstreams together, per worker
     /// thread). Default 128.
     #[serde(default = "default_upstream_pool_size")]
@@ -379,6 +383,7 @@ impl Default for RawServer {
             keepalive_timeout: default_keepalive_timeout(),
             body_read_timeout: default_body_read_timeout(),
             read_buffer_bytes: default_read_buffer_bytes(),
+            work_stealing: false,
             upstream_pool_size: default_upstream_pool_size(),
             log_format: None,
             log_subject: false,

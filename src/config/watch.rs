@@ -131,6 +131,9 @@ fn not_live(old: &Config, new: &Config) -> Option<String> {
     if old.server.tls != new.server.tls {
         return Some("server.tls cannot change while running (the files it names are re-read when they change)".to_owned());
     }
+    if old.server.work_stealing != new.server.work_stealing {
+        return Some("server.work_stealing cannot change while running".to_owned());
+    }
     if old.server.read_buffer_bytes != new.server.read_buffer_bytes {
         return Some("server.read_buffer_bytes cannot change while running".to_owned());
     }

@@ -10,8 +10,9 @@ use crate::support::*;
 fn limits_config(jwks: &str, upstream: &str) -> String {
     standard_config(jwks, upstream).replace(
         "shutdown_grace = \"1s\"",
-        // Buffered reads here (pingora's own 64 KiB); every other test runs the default, 0.
-        "shutdown_grace = \"1s\"\nheader_read_timeout = \"1s\"\nkeepalive_timeout = \"2s\"\nread_buffer_bytes = 65536",
+        // Buffered reads and the work-stealing runtime here (pingora's defaults); every
+        // other test runs ours: unbuffered, one runtime per thread.
+        "shutdown_grace = \"1s\"\nheader_read_timeout = \"1s\"\nkeepalive_timeout = \"2s\"\nread_buffer_bytes = 65536\nwork_stealing = true",
     )
 }
 
