@@ -28,13 +28,28 @@ pub struct VerifyKey {
     /// The algorithms this key may verify: the JWK's own `alg` if it has one, otherwise
     /// the provider allow-list restricted to the key's type and curve.
     pub algorithms: Vec<Algorithm>,
-    /// For HMAC secrets (jsonwebtoken verifies those).
-    pub key: DecodingKey,
-    /// Public keys parsed once, per algorithm: jsonwebtoken's `crypto::verify` rebuilds the
+    verifier: Verifier,
+}
+
+/// What checks a key's signatures.
+enum Verifier {
+    /// An HMAC secret: jsonwebtoken verifies those.
+    Hmac(DecodingKey),
+    /// A public key parsed once, per algorithm: jsonwebtoken's `crypto::verify` rebuilds the
     /// aws-lc key on every call, and for RSA that means recomputing its Montgomery constants,
     /// which costs more than the signature check itself (see docs/PERFORMANCE.md).
-    parsed: Vec<(Algorithm, ParsedPublicKey)>,
+    Public(Vec<(Algorithm, ParsedPublicKey)>),
 }
+
+/// Every algorithm an RSA key can verify (before the allow-list and the JWK's `alg`).
+pub const RSA_ALGORITHMS: &[Algorithm] = &[
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+];
 
 // === impl VerifyKey ===
 
@@ -45,14 +60,21 @@ impl VerifyKey {
         if !self.algorithms.contains(&alg) {
             return false;
         }
-        if let Some((_, key)) = self.parsed.iter().find(|(a, _)| *a == alg) {
-            return URL_SAFE_NO_PAD
-                .decode(sig)
-                .is_ok_and(|sig| key.verify_sig(message, &sig).is_ok());
+        match &self.verifier {
+            Verifier::Hmac(secret) => {
+                jsonwebtoken::crypto::verify(sig, message, secret, alg).unwrap_or(false)
+            }
+            Verifier::Public(parsed) => {
+                parsed
+                    .iter()
+                    .find(|(a, _)| *a == alg)
+                    .is_some_and(|(_, key)| {
+                        URL_SAFE_NO_PAD
+                            .decode(sig)
+                            .is_ok_and(|sig| key.verify_sig(message, &sig).is_ok())
+                    })
+            }
         }
-        // HMAC, and nothing else: asymmetric keys always have their parsed form.
-        matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
-            && jsonwebtoken::crypto::verify(sig, message, &self.key, alg).unwrap_or(false)
     }
 }
 
@@ -142,8 +164,7 @@ impl KeySet {
             keys: vec![VerifyKey {
                 kid: None,
                 algorithms,
-                key: DecodingKey::from_secret(secret),
-                parsed: Vec::new(),
+                verifier: Verifier::Hmac(DecodingKey::from_secret(secret)),
             }],
             by_kid: HashMap::new(),
         }
@@ -268,7 +289,7 @@ fn parse_jwk(jwk: &Value, allowed: &[Algorithm]) -> Result<VerifyKey, &'static s
     }
     // The key's public bytes in the form aws-lc parses: DER RSAPublicKey, an uncompressed EC
     // point, or the raw Ed25519 key.
-    let (family, key, public): (&[Algorithm], DecodingKey, Vec<u8>) = match field("kty") {
+    let (family, public): (&[Algorithm], Vec<u8>) = match field("kty") {
         Some("RSA") => {
             let n = field("n").ok_or("RSA key without n")?;
             let e = field("e").ok_or("RSA key without e")?;
@@ -282,19 +303,7 @@ fn parse_jwk(jwk: &Value, allowed: &[Algorithm]) -> Result<VerifyKey, &'static s
             if significant * 8 < MIN_RSA_BITS {
                 return Err("RSA modulus shorter than 2048 bits");
             }
-            let key = DecodingKey::from_rsa_components(n, e).map_err(|_| "bad RSA components")?;
-            (
-                &[
-                    Algorithm::RS256,
-                    Algorithm::RS384,
-                    Algorithm::RS512,
-                    Algorithm::PS256,
-                    Algorithm::PS384,
-                    Algorithm::PS512,
-                ],
-                key,
-                rsa_public_key_der(&n_bytes, &e_bytes),
-            )
+            (RSA_ALGORITHMS, rsa_public_key_der(&n_bytes, &e_bytes))
         }
         Some("EC") => {
             let (alg, len): (&[Algorithm], usize) = match field("crv") {
@@ -308,9 +317,7 @@ fn parse_jwk(jwk: &Value, allowed: &[Algorithm]) -> Result<VerifyKey, &'static s
             let (Some(xb), Some(yb)) = (coordinate(x), coordinate(y)) else {
                 return Err("EC coordinates have the wrong length or encoding");
             };
-            let key = DecodingKey::from_ec_components(x, y).map_err(|_| "bad EC components")?;
-            let point = [&[0x04][..], &xb, &yb].concat();
-            (alg, key, point)
+            (alg, [&[0x04][..], &xb, &yb].concat())
         }
         Some("OKP") => {
             if field("crv") != Some("Ed25519") {
@@ -320,8 +327,7 @@ fn parse_jwk(jwk: &Value, allowed: &[Algorithm]) -> Result<VerifyKey, &'static s
             let Some(xb) = URL_SAFE_NO_PAD.decode(x).ok().filter(|b| b.len() == 32) else {
                 return Err("Ed25519 x has the wrong length or encoding");
             };
-            let key = DecodingKey::from_ed_components(x).map_err(|_| "bad Ed25519 key")?;
-            (&[Algorithm::EdDSA], key, xb)
+            (&[Algorithm::EdDSA], xb)
         }
         Some("oct") => return Err("symmetric keys are never taken from a JWKS"),
         _ => return Err("unsupported kty"),
@@ -361,8 +367,7 @@ fn parse_jwk(jwk: &Value, allowed: &[Algorithm]) -> Result<VerifyKey, &'static s
     Ok(VerifyKey {
         kid,
         algorithms,
-        key,
-        parsed,
+        verifier: Verifier::Public(parsed),
     })
 }
 

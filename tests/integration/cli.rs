@@ -4,24 +4,11 @@ use std::process::Command;
 
 use crate::support::*;
 
-fn check(path: &std::path::Path) -> (bool, String, String) {
-    let out = Command::new(bin())
-        .args(["check", "--config"])
-        .arg(path)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn shipped_configs_pass_check() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     for f in ["config/demo.toml", "config/authgate.toml"] {
-        let (ok, out, err) = check(&root.join(f));
+        let (ok, out, err) = check_config(&root.join(f));
         assert!(ok, "{f}: {err}");
         assert!(out.contains("routes (most specific first)"), "{out}");
     }
@@ -40,14 +27,14 @@ fn check_names_file_line_key_and_problem() {
     );
     assert_ne!(good, bad);
     std::fs::write(&path, &bad).unwrap();
-    let (ok, _, err) = check(&path);
+    let (ok, _, err) = check_config(&path);
     assert!(!ok);
     assert!(err.contains("bad.toml:"), "{err}");
     assert!(err.contains("routes[0].upstream"), "{err}");
     assert!(err.contains("unknown upstream \"legacyy\""), "{err}");
 
     std::fs::write(&path, good.replace("threads = 2", "threads = \"two\"")).unwrap();
-    let (ok, _, err) = check(&path);
+    let (ok, _, err) = check_config(&path);
     assert!(!ok);
     assert!(err.contains("bad.toml:4:"), "line of the bad value: {err}");
     assert!(err.contains("threads"), "{err}");
@@ -57,7 +44,7 @@ fn check_names_file_line_key_and_problem() {
         "{good}\n[[routes]]\nname = \"api2\"\npath_prefix = \"/api/\"\nupstream = \"legacy\"\n"
     );
     std::fs::write(&path, dup).unwrap();
-    let (ok, _, err) = check(&path);
+    let (ok, _, err) = check_config(&path);
     assert!(!ok);
     assert!(err.contains("same specificity"), "{err}");
 }

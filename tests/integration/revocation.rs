@@ -109,13 +109,8 @@ fn a_broken_revocation_file_is_a_config_error() {
     );
     let path = dir.path().join("authgate.toml");
     std::fs::write(&path, config).unwrap();
-    let out = std::process::Command::new(bin())
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (ok, _, err) = check_config(&path);
+    assert!(!ok);
     assert!(
         err.contains("providers.corp.revocation_file") && err.contains("subjects.alice"),
         "{err}"

@@ -158,13 +158,9 @@ fn tls_files_are_checked_at_load() {
     let path = dir.path().join("a.toml");
     let check = |text: String| {
         std::fs::write(&path, text).unwrap();
-        let out = std::process::Command::new(bin())
-            .args(["check", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        let (ok, _, err) = check_config(&path);
+        assert!(!ok);
+        err
     };
     let base = standard_config("http://127.0.0.1:9/jwks.json", "http://127.0.0.1:9");
     let err = check(tls_config(

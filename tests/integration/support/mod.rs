@@ -418,6 +418,20 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_authgate")
 }
 
+/// `authgate check --config PATH`: success, stdout, stderr.
+pub fn check_config(path: &Path) -> (bool, String, String) {
+    let out = Command::new(bin())
+        .args(["check", "--config"])
+        .arg(path)
+        .output()
+        .expect("run authgate check");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
