@@ -42,10 +42,7 @@ pub fn extract_bearer(headers: &HeaderMap, max_bytes: usize) -> Result<Credentia
     if token.len() > max_bytes {
         return Err(Reject::TokenTooLarge);
     }
-    // b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
-    if !token.iter().all(|&b| {
-        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
-    }) {
+    if !token.iter().all(|&b| B64TOKEN[usize::from(b)]) {
         return Err(Reject::MalformedToken);
     }
     // All bytes are ASCII, checked above.
@@ -53,6 +50,21 @@ pub fn extract_bearer(headers: &HeaderMap, max_bytes: usize) -> Result<Credentia
         .map(Credential::Bearer)
         .map_err(|_| Reject::MalformedToken)
 }
+
+/// The bytes of RFC 6750's `b64token` = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+/// (the `=` padding is accepted anywhere; a misplaced one fails base64 decoding later). A
+/// table: this runs over every byte of every token, cache hits included.
+static B64TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=');
+        b += 1;
+    }
+    t
+};
 
 fn trim_spaces(mut b: &[u8]) -> &[u8] {
     while let [b' ', rest @ ..] = b {
@@ -117,5 +129,24 @@ mod tests {
         );
         let big = format!("Bearer {}", "a".repeat(101));
         assert_eq!(extract_bearer(&h(&[&big]), 100), Err(Reject::TokenTooLarge));
+    }
+
+    /// Every byte value, through the real parser: exactly RFC 6750's b64token set passes.
+    #[test]
+    fn b64token_bytes() {
+        let grammar = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=";
+        for b in 0..=255u8 {
+            let Ok(v) = HeaderValue::from_bytes(&[b"Bearer a", &[b][..], b"b"].concat()) else {
+                continue; // not a header value at all (controls): never reaches us
+            };
+            let mut m = HeaderMap::new();
+            m.append(AUTHORIZATION, v);
+            let got = extract_bearer(&m, 100);
+            if grammar.as_bytes().contains(&b) {
+                assert!(matches!(got, Ok(Credential::Bearer(_))), "byte {b:#04x}");
+            } else {
+                assert_eq!(got, Err(Reject::MalformedToken), "byte {b:#04x}");
+            }
+        }
     }
 }
