@@ -8,9 +8,10 @@
 #   PASSES="1 2" bash benches/load.sh      # also the two-worker pass
 #
 # Targets (in this order): upstream alone, nginx plain proxy, HAProxy plain, HAProxy
-# jwt_verify (RS256, ES256), authgate on an `auth = "none"` route, authgate RS256/ES256 with
-# the verified-token cache off, and with it on. EdDSA is not measured here (the harness's
-# peers have no Ed25519 key); criterion covers it (`make bench`).
+# jwt_verify (RS256, ES256), authgate on an `auth = "none"` route, authgate RS256/ES256/EdDSA
+# with the verified-token cache off, and with it on. The harness's peers have no Ed25519
+# key: benches/add_eddsa.py adds one (kid "bench-ed") to its JWKS and mints TOKEN_EDDSA with
+# the RS256 token's claims; only authgate is measured with it.
 #
 # Writes docs/PERFORMANCE.md (machine, versions, table, ratios, targets) unless
 # WRITE_DOC=0. Needs: apt-get install -y haproxy nginx-light wrk curl; pip install pyjwt
@@ -36,29 +37,47 @@ authgate_variant() {  # TARGET EXTRA PASS PORT
   AUTHGATE_EXTRA=$2 authgate_start "$KEYS/jwks.json" "http://127.0.0.1:$JWKS_HTTP_PORT/jwks.json" \
     "$ISSUER" "$AUDIENCE" "$4" "$UP_PORT" "$3" "$d"
 }
-# The `auth = "none"` variant: the same config with the route's authentication off. The
-# harness writes the config and starts $AUTHGATE_BIN on it; a wrapper edits it first and then
+# The harness writes the config and starts $AUTHGATE_BIN on it; a wrapper edits it first
+# (EdDSA allowed; for the `auth = "none"` variant, the route's authentication off) and then
 # becomes authgate (exec: same PID, so the measured process is authgate itself).
-none_wrapper() {
-  local w=$RUN_DIR/authgate-none-bin
+wrapper() {  # NAME SED_SCRIPT
+  local w=$RUN_DIR/$1-bin
   cat >"$w" <<WRAP
 #!/usr/bin/env bash
-sed -i 's|^path_prefix = "/"\$|&\nauth = "none"|' "\$3"
+sed -i -e 's|^algorithms = \["RS256", "ES256"\]\$|algorithms = ["RS256", "ES256", "EdDSA"]|' $2 "\$3"
+grep -q EdDSA "\$3" || { echo "could not allow EdDSA in \$3" >&2; exit 3; }
 exec "$AUTHGATE_BIN" "\$@"
 WRAP
   chmod +x "$w"
   echo "$w"
 }
 NO_CACHE=$'[token_cache]\nenabled = false'
-start_authgate_none() { AUTHGATE_BIN=$(none_wrapper) authgate_variant authgate-none "" "$@"; }
-start_authgate_nocache() { authgate_variant authgate-nocache "$NO_CACHE" "$@"; }
-start_authgate() { authgate_variant authgate "" "$@"; }
+NONE_ROUTE="-e 's|^path_prefix = \"/\"\$|&\\nauth = \"none\"|'"
+start_authgate_none() {
+  AUTHGATE_BIN=$(wrapper authgate-none "$NONE_ROUTE") authgate_variant authgate-none "" "$@"
+}
+start_authgate_nocache() {
+  AUTHGATE_BIN=$(wrapper authgate-nocache "") authgate_variant authgate-nocache "$NO_CACHE" "$@"
+}
+start_authgate() { AUTHGATE_BIN=$(wrapper authgate "") authgate_variant authgate "" "$@"; }
+
+# EdDSA: after the harness made its keys, add the Ed25519 key and token (see the top).
+eval "$(declare -f main | sed 's|^\( *\)\. "\$KEYS/tokens.env";$|\1python3 benches/add_eddsa.py "$KEYS";\n&|')"
+declare -f main | grep -q add_eddsa || die "could not extend the harness's main"
 
 # The harness's run_target, with two more names in its `case` (before `authgate)`).
 eval "$(declare -f run_target | sed '/^ *authgate)$/i\
         authgate-none) kind=plain; fn=start_authgate_none ;;\
         authgate-nocache) kind=auth; fn=start_authgate_nocache ;;')"
 declare -f run_target | grep -q authgate-nocache || die "could not extend the harness's run_target"
+# ... and, for authgate's JWT variants, one more check and one more measurement: EdDSA.
+eval "$(declare -f run_target | sed '/measure "\$pass" "\$target" ES256/a\
+    if [[ $target == authgate* \&\& $kind == auth ]]; then\
+      expect "valid EdDSA -> 200, X-User-Id=sub upstream" "$port" 200 "^ok user=${SUBJECT}$" -H "$auth $TOKEN_EDDSA";\
+      CHECKS="$CHECK_OK/$CHECK_N";\
+      measure "$pass" "$target" EdDSA "$pid" "$port" "$auth $TOKEN_EDDSA";\
+    fi')"
+declare -f run_target | grep -q TOKEN_EDDSA || die "could not add EdDSA to the harness's run_target"
 
 main
 run=$(ls -1d "$WORK"/runs/*/ | tail -1)

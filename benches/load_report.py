@@ -60,7 +60,7 @@ for p in passes:
     out.append("|---|---|---:|---:|---:|---:|")
     nginx = us(p, "nginx", "-")
     for t in ORDER:
-        for load in ["-", "RS256", "ES256"]:
+        for load in ["-", "RS256", "ES256", "EdDSA"]:
             v = us(p, t, load)
             if v is None:
                 continue
@@ -125,6 +125,9 @@ Run `{run.name}` (raw records: `target/bench-work/runs/{run.name}/`):
 
 ## CPU µs per request
 {report}
+
+EdDSA (Ed25519, kid `bench-ed`, same claims) is measured for authgate only: the peers have
+no Ed25519 support in this harness (`benches/add_eddsa.py` adds the key to its JWKS).
 
 Correctness checks before each measurement (missing/bad/expired/`alg: none`/no-`exp`/wrong
 `aud`/wrong `iss` tokens refused, `sub` forwarded, a client `X-User-Id` overwritten):
