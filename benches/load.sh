@@ -22,7 +22,7 @@ SHARED=${SHARED:-$(cd ../shared/bench && pwd)}
 export PASSES=${PASSES:-1}
 export TARGETS=${TARGETS:-"upstream nginx haproxy haproxy-jwt authgate-none authgate-nocache authgate"}
 export AUTHGATE_BIN=${AUTHGATE_BIN:-$PWD/target/release/authgate}
-[[ -x $AUTHGATE_BIN ]] || cargo build --release --bin authgate
+[[ -x $AUTHGATE_BIN || ${LOAD_CHECK_ONLY:-0} == 1 ]] || cargo build --release --bin authgate
 
 # The harness, without its last line (`main "$@"`), so its targets can be extended here.
 # shellcheck disable=SC1090
@@ -38,28 +38,39 @@ authgate_variant() {  # TARGET EXTRA PASS PORT
     "$ISSUER" "$AUDIENCE" "$4" "$UP_PORT" "$3" "$d"
 }
 # The harness writes the config and starts $AUTHGATE_BIN on it; a wrapper edits it first
-# (EdDSA allowed; for the `auth = "none"` variant, the route's authentication off) and then
-# becomes authgate (exec: same PID, so the measured process is authgate itself).
-wrapper() {  # NAME SED_SCRIPT
+# (EdDSA allowed; for the `auth = "none"` variant, the route's authentication off), checks
+# that each edit took, and then becomes authgate (exec: same PID, so the measured process is
+# authgate itself). An edit that does not take stops the wrapper, and the harness with it.
+wrapper() {  # NAME NONE_ROUTE(0|1) -> the wrapper's path
   local w=$RUN_DIR/$1-bin
-  cat >"$w" <<WRAP
-#!/usr/bin/env bash
-sed -i -e 's|^algorithms = \["RS256", "ES256"\]\$|algorithms = ["RS256", "ES256", "EdDSA"]|' $2 "\$3"
-grep -q EdDSA "\$3" || { echo "could not allow EdDSA in \$3" >&2; exit 3; }
-exec "$AUTHGATE_BIN" "\$@"
+  {
+    echo '#!/usr/bin/env bash'
+    printf 'bin=%q none=%q\n' "$AUTHGATE_BIN" "$2"
+    cat <<'WRAP'
+set -euo pipefail
+conf=$3  # the harness runs: BIN run --config FILE
+sed -i 's|^algorithms = \["RS256", "ES256"\]$|algorithms = ["RS256", "ES256", "EdDSA"]|' "$conf"
+grep -qx 'algorithms = \["RS256", "ES256", "EdDSA"\]' "$conf" \
+  || { echo "could not allow EdDSA in $conf" >&2; exit 3; }
+if [[ $none == 1 ]]; then
+  sed -i 's|^path_prefix = "/"$|&\nauth = "none"|' "$conf"
+  grep -qx 'auth = "none"' "$conf" || { echo "could not turn authentication off in $conf" >&2; exit 3; }
+fi
+exec "$bin" "$@"
 WRAP
+  } >"$w"
   chmod +x "$w"
   echo "$w"
 }
+start_variant() {  # TARGET NONE_ROUTE EXTRA PASS PORT
+  local bin
+  bin=$(wrapper "$1" "$2") || return 3
+  AUTHGATE_BIN=$bin authgate_variant "$1" "$3" "$4" "$5"
+}
 NO_CACHE=$'[token_cache]\nenabled = false'
-NONE_ROUTE="-e 's|^path_prefix = \"/\"\$|&\\nauth = \"none\"|'"
-start_authgate_none() {
-  AUTHGATE_BIN=$(wrapper authgate-none "$NONE_ROUTE") authgate_variant authgate-none "" "$@"
-}
-start_authgate_nocache() {
-  AUTHGATE_BIN=$(wrapper authgate-nocache "") authgate_variant authgate-nocache "$NO_CACHE" "$@"
-}
-start_authgate() { AUTHGATE_BIN=$(wrapper authgate "") authgate_variant authgate "" "$@"; }
+start_authgate_none() { start_variant authgate-none 1 "" "$@"; }
+start_authgate_nocache() { start_variant authgate-nocache 0 "$NO_CACHE" "$@"; }
+start_authgate() { start_variant authgate 0 "" "$@"; }
 
 # EdDSA: after the harness made its keys, add the Ed25519 key and token (see the top).
 eval "$(declare -f main | sed 's|^\( *\)\. "\$KEYS/tokens.env";$|\1python3 benches/add_eddsa.py "$KEYS";\n&|')"
@@ -70,14 +81,21 @@ eval "$(declare -f run_target | sed '/^ *authgate)$/i\
         authgate-none) kind=plain; fn=start_authgate_none ;;\
         authgate-nocache) kind=auth; fn=start_authgate_nocache ;;')"
 declare -f run_target | grep -q authgate-nocache || die "could not extend the harness's run_target"
-# ... and, for authgate's JWT variants, one more check and one more measurement: EdDSA.
-eval "$(declare -f run_target | sed '/measure "\$pass" "\$target" ES256/a\
+# ... and, for authgate's JWT variants, one more check (with the others, before any
+# measurement) and one more measurement: EdDSA.
+eval "$(declare -f run_target | sed '/^ *run_checks "\$target (pass \$pass)"/a\
     if [[ $target == authgate* \&\& $kind == auth ]]; then\
-      expect "valid EdDSA -> 200, X-User-Id=sub upstream" "$port" 200 "^ok user=${SUBJECT}$" -H "$auth $TOKEN_EDDSA";\
+      expect "valid EdDSA -> 200, X-User-Id=sub upstream" "$port" 200 "^ok user=${SUBJECT}$" -H "Authorization: Bearer $TOKEN_EDDSA";\
       CHECKS="$CHECK_OK/$CHECK_N";\
-      measure "$pass" "$target" EdDSA "$pid" "$port" "$auth $TOKEN_EDDSA";\
+      ((CHECK_FAILED == 0)) || log "WARNING: $target failed correctness checks ($CHECKS), see $CHECK_LOG";\
+    fi' | sed '/measure "\$pass" "\$target" ES256/a\
+    if [[ $target == authgate* \&\& $kind == auth ]]; then\
+      measure "$pass" "$target" EdDSA "$pid" "$port" "Authorization: Bearer $TOKEN_EDDSA";\
     fi')"
-declare -f run_target | grep -q TOKEN_EDDSA || die "could not add EdDSA to the harness's run_target"
+[[ $(declare -f run_target | grep -c TOKEN_EDDSA) == 2 ]] \
+  || die "could not add EdDSA to the harness's run_target"
+# LOAD_CHECK_ONLY=1: stop here, after every extension of the harness applied (used by CI).
+[[ ${LOAD_CHECK_ONLY:-0} == 1 ]] && { echo "benches/load.sh: harness extended"; exit 0; }
 
 main
 run=$(ls -1d "$WORK"/runs/*/ | tail -1)
