@@ -63,6 +63,27 @@ const LATENCY_BUCKETS: &[f64] = &[
     5.0, 10.0,
 ];
 
+// The definitions below are static: a bad name, label or bucket list is a programming error.
+fn counters(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition")
+}
+
+fn int_gauges(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition")
+}
+
+fn gauge(name: &str, help: &str) -> Gauge {
+    Gauge::new(name, help).expect("static metric definition")
+}
+
+fn histograms(name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
+    HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+        labels,
+    )
+    .expect("static metric definition")
+}
+
 /// Why a request could not be carried to its upstream (`authgate_upstream_errors_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamErrorKind {
@@ -126,112 +147,76 @@ impl UpstreamErrorKind {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "authgate_requests_total",
-                "Requests handled, by route and outcome.",
-            ),
+        let requests = counters(
+            "authgate_requests_total",
+            "Requests handled, by route and outcome.",
             &["route", "outcome"],
-        )
-        .expect("static metric definition");
-        let rejections = IntCounterVec::new(
-            Opts::new(
-                "authgate_rejections_total",
-                "Requests refused, by route and reason (see README, status and reason table).",
-            ),
+        );
+        let rejections = counters(
+            "authgate_rejections_total",
+            "Requests refused, by route and reason (see README, status and reason table).",
             &["route", "reason"],
-        )
-        .expect("static metric definition");
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "authgate_request_duration_seconds",
-                "Time from request head received to response finished, by route.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
+        );
+        let duration = histograms(
+            "authgate_request_duration_seconds",
+            "Time from request head received to response finished, by route.",
             &["route"],
-        )
-        .expect("static metric definition");
-        let auth_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "authgate_auth_duration_seconds",
-                "Time spent deciding (routing, token checks, any key refetch wait), by route.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
+            LATENCY_BUCKETS,
+        );
+        let auth_duration = histograms(
+            "authgate_auth_duration_seconds",
+            "Time spent deciding (routing, token checks, any key refetch wait), by route.",
             &["route"],
-        )
-        .expect("static metric definition");
-        let upstream_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "authgate_upstream_duration_seconds",
-                "Time from choosing the upstream to its response head (connect included), by route.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
+            LATENCY_BUCKETS,
+        );
+        let upstream_duration = histograms(
+            "authgate_upstream_duration_seconds",
+            "Time from choosing the upstream to its response head (connect included), by route.",
             &["route"],
-        )
-        .expect("static metric definition");
-        let upstream_errors = IntCounterVec::new(
-            Opts::new(
-                "authgate_upstream_errors_total",
-                "Requests that failed on the way to or from the upstream, by upstream and kind.",
-            ),
+            LATENCY_BUCKETS,
+        );
+        let upstream_errors = counters(
+            "authgate_upstream_errors_total",
+            "Requests that failed on the way to or from the upstream, by upstream and kind.",
             &["upstream", "kind"],
-        )
-        .expect("static metric definition");
-        let tls_cert_reloads = IntCounterVec::new(
-            Opts::new(
-                "authgate_tls_cert_reloads_total",
-                "Re-reads of a changed listener certificate/key pair, by result.",
-            ),
+        );
+        let tls_cert_reloads = counters(
+            "authgate_tls_cert_reloads_total",
+            "Re-reads of a changed listener certificate/key pair, by result.",
             &["result"],
-        )
-        .expect("static metric definition");
-        let token_cache_lookups = IntCounterVec::new(
-            Opts::new(
-                "authgate_token_cache_lookups_total",
-                "Verified-token cache lookups of tokens with a valid form, by result.",
-            ),
+        );
+        let token_cache_lookups = counters(
+            "authgate_token_cache_lookups_total",
+            "Verified-token cache lookups of tokens with a valid form, by result.",
             &["result"],
-        )
-        .expect("static metric definition");
-        let token_cache_evictions = IntCounterVec::new(
-            Opts::new(
-                "authgate_token_cache_evictions_total",
-                "Verified-token cache entries removed, by cause (size: over a bound; expired: exp or ttl).",
-            ),
+        );
+        let token_cache_evictions = counters(
+            "authgate_token_cache_evictions_total",
+            "Verified-token cache entries removed, by cause (size: over a bound; expired: exp or ttl).",
             &["cause"],
-        )
-        .expect("static metric definition");
-        let token_cache_entries = Gauge::new(
+        );
+        let token_cache_entries = gauge(
             "authgate_token_cache_entries",
             "Tokens in the verified-token cache.",
-        )
-        .expect("static metric definition");
-        let token_cache_bytes = Gauge::new(
+        );
+        let token_cache_bytes = gauge(
             "authgate_token_cache_bytes",
             "Bytes the verified-token cache's entries are charged for (bounded by max_bytes).",
-        )
-        .expect("static metric definition");
-        let tls_cert_not_after = Gauge::new(
+        );
+        let tls_cert_not_after = gauge(
             "authgate_tls_cert_not_after_timestamp_seconds",
             "notAfter of the listener certificate in use, Unix seconds (absent without TLS).",
-        )
-        .expect("static metric definition");
-        let jwks_fetches = IntCounterVec::new(
-            Opts::new(
-                "authgate_jwks_fetches_total",
-                "JWKS fetches, by provider and result.",
-            ),
+        );
+        let jwks_fetches = counters(
+            "authgate_jwks_fetches_total",
+            "JWKS fetches, by provider and result.",
             &["provider", "result"],
-        )
-        .expect("static metric definition");
-        let jwks_keys = IntGaugeVec::new(
-            Opts::new(
-                "authgate_jwks_keys",
-                "Usable keys currently loaded, by provider.",
-            ),
+        );
+        let jwks_keys = int_gauges(
+            "authgate_jwks_keys",
+            "Usable keys currently loaded, by provider.",
             &["provider"],
-        )
-        .expect("static metric definition");
+        );
         let jwks_age = GaugeVec::new(
             Opts::new(
                 "authgate_jwks_age_seconds",
@@ -240,20 +225,16 @@ impl Metrics {
             &["provider"],
         )
         .expect("static metric definition");
-        let config_reloads = IntCounterVec::new(
-            Opts::new(
-                "authgate_config_reloads_total",
-                "Config reloads, by result.",
-            ),
+        let config_reloads = counters(
+            "authgate_config_reloads_total",
+            "Config reloads, by result.",
             &["result"],
-        )
-        .expect("static metric definition");
-        let token_remaining_lifetime = HistogramVec::new(
-            HistogramOpts::new(
-                "authgate_token_remaining_lifetime_seconds",
-                "Time an accepted token had left before exp, by provider.",
-            )
-            .buckets(vec![
+        );
+        let token_remaining_lifetime = histograms(
+            "authgate_token_remaining_lifetime_seconds",
+            "Time an accepted token had left before exp, by provider.",
+            &["provider"],
+            &[
                 30.0,
                 60.0,
                 300.0,
@@ -265,36 +246,27 @@ impl Metrics {
                 86400.0,
                 7.0 * 86400.0,
                 30.0 * 86400.0,
-            ]),
-            &["provider"],
-        )
-        .expect("static metric definition");
-        let revocation_reloads = IntCounterVec::new(
-            Opts::new(
-                "authgate_revocation_reloads_total",
-                "Revocation list reloads after a change of the file, by provider and result.",
-            ),
+            ],
+        );
+        let revocation_reloads = counters(
+            "authgate_revocation_reloads_total",
+            "Revocation list reloads after a change of the file, by provider and result.",
             &["provider", "result"],
-        )
-        .expect("static metric definition");
-        let config_info = IntGaugeVec::new(
-            Opts::new(
-                "authgate_config_info",
-                "Always 1; sha256 labels the running config's content hash.",
-            ),
+        );
+        let config_info = int_gauges(
+            "authgate_config_info",
+            "Always 1; sha256 labels the running config's content hash.",
             &["sha256"],
-        )
-        .expect("static metric definition");
-        let config_last_reload_success = Gauge::new(
+        );
+        let config_last_reload_success = gauge(
             "authgate_config_last_reload_success_timestamp_seconds",
             "When the running config was loaded (start or last successful reload), Unix seconds.",
-        )
-        .expect("static metric definition");
-        let build_info = IntGaugeVec::new(
-            Opts::new("authgate_build_info", "Always 1; labels carry the version."),
+        );
+        let build_info = int_gauges(
+            "authgate_build_info",
+            "Always 1; labels carry the version.",
             &["version"],
-        )
-        .expect("static metric definition");
+        );
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(rejections.clone()),

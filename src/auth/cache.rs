@@ -186,33 +186,22 @@ mod tests {
     #[test]
     fn both_bounds_hold() {
         let m = Metrics::new();
+        // 1,000 distinct tokens whose claims take `payload_len` bytes.
+        let fill = |c: &TokenCache, payload_len| {
+            for i in 0..1000u32 {
+                let key = TokenCache::key(&i.to_string());
+                c.insert(key, 0, 0, Arc::default(), payload_len, Some(60.0));
+            }
+        };
         // Entry bound: 100 entries in 1 MiB, small tokens.
         let c = TokenCache::new(&settings(100, 1 << 20), &m).unwrap();
-        for i in 0..1000u32 {
-            c.insert(
-                TokenCache::key(&i.to_string()),
-                0,
-                0,
-                Arc::default(),
-                400,
-                Some(60.0),
-            );
-        }
+        fill(&c, 400);
         let (n, bytes) = c.usage();
         assert!(n <= 100, "{n} entries");
         assert!(bytes <= 1 << 20);
         // Byte bound: large tokens fill 64 KiB long before 10,000 entries.
         let c = TokenCache::new(&settings(10_000, 64 << 10), &m).unwrap();
-        for i in 0..1000u32 {
-            c.insert(
-                TokenCache::key(&i.to_string()),
-                0,
-                0,
-                Arc::default(),
-                8000,
-                Some(60.0),
-            );
-        }
+        fill(&c, 8000);
         let (n, bytes) = c.usage();
         assert!(bytes <= 64 << 10, "{bytes} bytes");
         assert!(n <= (64 << 10) / 12_000 + 1, "{n} entries");

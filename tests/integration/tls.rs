@@ -162,33 +162,20 @@ fn tls_files_are_checked_at_load() {
         assert!(!ok);
         err
     };
-    let base = standard_config("http://127.0.0.1:9/jwks.json", "http://127.0.0.1:9");
-    let err = check(tls_config(
-        "http://127.0.0.1:9/jwks.json",
-        "http://127.0.0.1:9",
-        Path::new("missing.pem"),
-        &tls_file("server.key"),
-    ));
+    let (jwks, upstream) = ("http://127.0.0.1:9/jwks.json", "http://127.0.0.1:9");
+    let base = standard_config(jwks, upstream);
+    let check_pair = |cert: &Path, key: &Path| check(tls_config(jwks, upstream, cert, key));
+    let err = check_pair(Path::new("missing.pem"), &tls_file("server.key"));
     assert!(
         err.contains("server.tls.cert") && err.contains("missing.pem"),
         "{err}"
     );
-    let err = check(tls_config(
-        "http://127.0.0.1:9/jwks.json",
-        "http://127.0.0.1:9",
-        &tls_file("server2.pem"),
-        &tls_file("server.key"),
-    ));
+    let err = check_pair(&tls_file("server2.pem"), &tls_file("server.key"));
     assert!(
         err.contains("server.tls.key") && err.contains("does not go with"),
         "{err}"
     );
-    let err = check(tls_config(
-        "http://127.0.0.1:9/jwks.json",
-        "http://127.0.0.1:9",
-        &tls_file("server.key"),
-        &tls_file("server.key"),
-    ));
+    let err = check_pair(&tls_file("server.key"), &tls_file("server.key"));
     assert!(
         err.contains("server.tls.cert") && err.contains("no PEM certificate"),
         "{err}"
