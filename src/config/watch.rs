@@ -119,31 +119,37 @@ impl Reloader {
 
 /// Settings bound at start-up: a change to one is refused whole, never half-applied.
 fn not_live(old: &Config, new: &Config) -> Option<String> {
-    if old.server.listen != new.server.listen {
-        return Some("server.listen cannot change while running".to_owned());
-    }
-    if old.admin.listen != new.admin.listen {
-        return Some("admin.listen cannot change while running".to_owned());
-    }
-    if old.server.threads != new.server.threads {
-        return Some("server.threads cannot change while running".to_owned());
-    }
-    if old.server.tls != new.server.tls {
-        return Some("server.tls cannot change while running (the files it names are re-read when they change)".to_owned());
-    }
-    if old.server.work_stealing != new.server.work_stealing {
-        return Some("server.work_stealing cannot change while running".to_owned());
-    }
-    if old.server.read_buffer_bytes != new.server.read_buffer_bytes {
-        return Some("server.read_buffer_bytes cannot change while running".to_owned());
-    }
-    if old.server.upstream_pool_size != new.server.upstream_pool_size {
-        return Some("server.upstream_pool_size cannot change while running".to_owned());
-    }
-    if old.server.log_format != new.server.log_format {
-        return Some("server.log_format cannot change while running".to_owned());
-    }
-    None
+    let (o, n) = (&old.server, &new.server);
+    let fixed = [
+        ("server.listen", o.listen != n.listen, ""),
+        ("admin.listen", old.admin.listen != new.admin.listen, ""),
+        ("server.threads", o.threads != n.threads, ""),
+        (
+            "server.tls",
+            o.tls != n.tls,
+            " (the files it names are re-read when they change)",
+        ),
+        (
+            "server.work_stealing",
+            o.work_stealing != n.work_stealing,
+            "",
+        ),
+        (
+            "server.read_buffer_bytes",
+            o.read_buffer_bytes != n.read_buffer_bytes,
+            "",
+        ),
+        (
+            "server.upstream_pool_size",
+            o.upstream_pool_size != n.upstream_pool_size,
+            "",
+        ),
+        ("server.log_format", o.log_format != n.log_format, ""),
+    ];
+    fixed
+        .into_iter()
+        .find(|&(_, changed, _)| changed)
+        .map(|(key, _, note)| format!("{key} cannot change while running{note}"))
 }
 
 /// Runs forever on the control runtime: directory events, SIGHUP and the poll.
@@ -221,4 +227,62 @@ fn spawn_sighup(tx: mpsc::UnboundedSender<&'static str>) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::not_live;
+    use crate::config::{load_str, Config};
+
+    const TLS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
+    const LISTEN: &str = "listen = \"127.0.0.1:0\"";
+
+    /// `server`: the `[server]` table's body.
+    fn config(server: &str, admin_listen: &str) -> Config {
+        let text = format!(
+            "[server]\n{server}\n\
+             [admin]\nlisten = \"{admin_listen}\"\n\
+             [upstreams.up]\nurl = \"http://127.0.0.1:9\"\n\
+             [[routes]]\nname = \"open\"\npath_prefix = \"/\"\nupstream = \"up\"\nauth = \"none\"\n"
+        );
+        load_str(&text, Path::new("t.toml")).expect("test config builds")
+    }
+
+    /// Every setting bound at start-up refuses the reload, naming itself; a live one does not.
+    #[test]
+    fn start_up_settings_refuse_a_reload() {
+        let any = "127.0.0.1:0";
+        let old = config(LISTEN, any);
+        let with = |extra: &str| format!("{LISTEN}\n{extra}");
+        let tls = with(&format!(
+            "[server.tls]\ncert = \"{TLS}/server.pem\"\nkey = \"{TLS}/server.key\""
+        ));
+        let cases = [
+            ("listen = \"127.0.0.1:1\"".to_owned(), any, "server.listen"),
+            (LISTEN.to_owned(), "127.0.0.1:1", "admin.listen"),
+            (with("threads = 3"), any, "server.threads"),
+            (tls, any, "server.tls"),
+            (with("work_stealing = true"), any, "server.work_stealing"),
+            (
+                with("read_buffer_bytes = 4096"),
+                any,
+                "server.read_buffer_bytes",
+            ),
+            (
+                with("upstream_pool_size = 16"),
+                any,
+                "server.upstream_pool_size",
+            ),
+            (with("log_format = \"json\""), any, "server.log_format"),
+        ];
+        for (server, admin, key) in cases {
+            let why = not_live(&old, &config(&server, admin))
+                .unwrap_or_else(|| panic!("{key} was not refused"));
+            assert!(why.starts_with(&format!("{key} cannot change")), "{why}");
+        }
+        let live = config(&with("keepalive_timeout = \"5s\""), any);
+        assert_eq!(not_live(&old, &live), None);
+    }
 }
