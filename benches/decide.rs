@@ -104,6 +104,7 @@ fn bench_decide(c: &mut Criterion) {
         let head = RequestHead {
             method: &Method::GET,
             target: b"/api/orders/7?x=1",
+            authority: None,
             headers: &headers,
         };
         assert!(

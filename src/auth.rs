@@ -21,7 +21,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use crate::config::Snapshot;
 use claims::render_header_value;
 use extract::{extract_bearer, Credential};
-use normalize::{normalize_host, normalize_target, BadTarget};
+use normalize::{normalize_authority, normalize_target, Authority, BadTarget};
 use policy::AuthMode;
 
 /// Why a request was refused. One variant = one metric label = one log value.
@@ -90,8 +90,9 @@ pub struct Grant {
     pub claim_headers: Vec<(HeaderName, HeaderValue)>,
     /// The provider that verified the token (none for anonymous requests).
     pub provider: Option<usize>,
-    /// The normalized host the request was routed on.
-    pub host: Option<String>,
+    /// The authority the request was routed on (normalized): the upstream's `Host` and
+    /// `X-Forwarded-Host`, whichever field the client carried it in.
+    pub authority: Option<Authority>,
     /// Seconds the verified token has left (`exp - now`).
     pub remaining_lifetime: Option<f64>,
     /// The token's `sub` (at most 256 bytes), only when `server.log_subject` is on.
@@ -110,8 +111,10 @@ pub struct Denial {
 /// The request head, borrowed from whatever server parsed it.
 pub struct RequestHead<'a> {
     pub method: &'a Method,
-    /// Request target as it was on the request line.
+    /// Request target as it was on the request line (HTTP/2: `:path`).
     pub target: &'a [u8],
+    /// HTTP/2 `:authority`, which stands in for `Host` there (RFC 9113 §8.3.1).
+    pub authority: Option<&'a str>,
     pub headers: &'a HeaderMap,
 }
 
@@ -315,11 +318,12 @@ pub fn decide(snap: &Snapshot, head: &RequestHead<'_>, now: f64) -> Result<Grant
         return Err(Denial::new(Reject::BadMethod, None));
     }
     let target = normalize_target(head.target).map_err(|e| Denial::new(e.into(), None))?;
-    let host = request_host(head.headers, target.authority_host.as_deref())
+    let authority = request_authority(head.headers, head.authority, target.authority.clone())
         .map_err(|r| Denial::new(r, None))?;
+    let host = authority.as_ref().map(|a| a.host.as_str());
     let route_idx = config
         .routes
-        .match_route(host.as_deref(), &target.path, head.method)
+        .match_route(host, &target.path, head.method)
         .ok_or(Denial::new(Reject::NoRoute, None))?;
     let route = config.routes.get(route_idx);
     let deny = |reason| Denial::new(reason, Some(route_idx));
@@ -330,7 +334,7 @@ pub fn decide(snap: &Snapshot, head: &RequestHead<'_>, now: f64) -> Result<Grant
         path_and_query: target.path_and_query(),
         claim_headers: Vec::new(),
         provider: None,
-        host,
+        authority,
         remaining_lifetime: None,
         subject: None,
     };
@@ -373,23 +377,37 @@ pub fn decide(snap: &Snapshot, head: &RequestHead<'_>, now: f64) -> Result<Grant
     Ok(grant)
 }
 
-/// The host the request is for: exactly one `Host` header (or none, e.g. HTTP/2 with only
-/// `:authority`), consistent with an absolute-form target.
-fn request_host(headers: &HeaderMap, authority: Option<&str>) -> Result<Option<String>, Reject> {
+/// The authority the request is for, from every place a client can put it: exactly one
+/// `Host` header, HTTP/2's `:authority`, an absolute-form target. Each must be a plausible
+/// `host[:port]`, and all that are present must agree after normalization: routing on one
+/// while the upstream reads another is a host-route bypass. `None` only when the request
+/// carries no authority at all (HTTP/1.0 without `Host`).
+fn request_authority(
+    headers: &HeaderMap,
+    h2_authority: Option<&str>,
+    target: Option<Authority>,
+) -> Result<Option<Authority>, Reject> {
     let mut hosts = headers.get_all(HOST).iter();
-    let header_host = match (hosts.next(), hosts.next()) {
+    let header = match (hosts.next(), hosts.next()) {
         (None, _) => None,
         (Some(h), None) => {
             let h = h.to_str().map_err(|_| Reject::BadHost)?;
-            Some(normalize_host(h).ok_or(Reject::BadHost)?)
+            Some(normalize_authority(h).ok_or(Reject::BadHost)?)
         }
         (Some(_), Some(_)) => return Err(Reject::BadHost),
     };
-    match (header_host, authority) {
-        (Some(h), Some(a)) if h != a => Err(Reject::BadHost),
-        (Some(h), _) => Ok(Some(h)),
-        (None, a) => Ok(a.map(str::to_owned)),
+    let h2 = h2_authority
+        .map(|a| normalize_authority(a).ok_or(Reject::BadHost))
+        .transpose()?;
+    let mut found: Option<Authority> = None;
+    for a in [header, h2, target].into_iter().flatten() {
+        match &found {
+            Some(f) if *f != a => return Err(Reject::BadHost),
+            Some(_) => {}
+            None => found = Some(a),
+        }
     }
+    Ok(found)
 }
 
 #[cfg(test)]

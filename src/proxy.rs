@@ -166,10 +166,15 @@ impl ProxyHttp for Gateway {
             "http"
         };
         upstream.insert_header("x-forwarded-proto", proto)?;
-        // The client's Host as sent (port included), now that it is known to be valid and
-        // to agree with the routed host.
-        if let Some(host) = session.req_header().headers.get(HOST) {
-            upstream.insert_header("x-forwarded-host", host.clone())?;
+        // The authority that was routed on, normalized, whichever field the client sent it
+        // in (`Host`, HTTP/2 `:authority`, an absolute-form target): the upstream never
+        // reads another host than the one that was authorized. pingora keeps this `Host`
+        // (and the HTTP/2 URI authority follows it).
+        if let Some(authority) = &grant.authority {
+            let value = HeaderValue::try_from(authority.to_string())
+                .map_err(|_| Error::explain(ErrorType::InternalError, "authority as a header"))?;
+            upstream.insert_header(HOST, value.clone())?;
+            upstream.insert_header("x-forwarded-host", value)?;
         }
         upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
         Ok(())
@@ -335,6 +340,7 @@ fn head(req: &RequestHeader) -> RequestHead<'_> {
     RequestHead {
         method: &req.method,
         target: req.raw_path(),
+        authority: req.uri.authority().map(|a| a.as_str()),
         headers: &req.headers,
     }
 }

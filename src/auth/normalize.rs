@@ -36,8 +36,17 @@ pub struct Target {
     pub path: String,
     /// The query string as sent, without `?` (not used for routing).
     pub query: Option<String>,
-    /// Host from an absolute-form target, lowercase, without port.
-    pub authority_host: Option<String>,
+    /// The authority of an absolute-form target, normalized.
+    pub authority: Option<Authority>,
+}
+
+/// A request's authority (`Host`, HTTP/2 `:authority`, or an absolute-form target's), as
+/// it is routed on and sent upstream: the host lowercase without a trailing dot, and the
+/// port as digits when one was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authority {
+    pub host: String,
+    pub port: Option<u16>,
 }
 
 // === impl Target ===
@@ -62,7 +71,7 @@ pub fn normalize_target(raw: &[u8]) -> Result<Target, BadTarget> {
             BadTarget::Encoding
         });
     }
-    let (authority_host, rest) = split_absolute_form(raw)?;
+    let (authority, rest) = split_absolute_form(raw)?;
     let (path, query) = match rest.split_once('?') {
         Some((p, q)) => (p, Some(q.to_owned())),
         None => (rest, None),
@@ -74,12 +83,12 @@ pub fn normalize_target(raw: &[u8]) -> Result<Target, BadTarget> {
     Ok(Target {
         path,
         query,
-        authority_host,
+        authority,
     })
 }
 
-/// `http://Host:80/p?q` → (`Some("host")`, `/p?q`); origin-form passes through.
-fn split_absolute_form(raw: &str) -> Result<(Option<String>, &str), BadTarget> {
+/// `http://Host:80/p?q` → (`Some(host:80)`, `/p?q`); origin-form passes through.
+fn split_absolute_form(raw: &str) -> Result<(Option<Authority>, &str), BadTarget> {
     if raw.starts_with('/') {
         return Ok((None, raw));
     }
@@ -102,24 +111,40 @@ fn split_absolute_form(raw: &str) -> Result<(Option<String>, &str), BadTarget> {
     if authority.contains('@') {
         return Err(BadTarget::Form);
     }
-    let host = normalize_host(authority).ok_or(BadTarget::Form)?;
-    Ok((Some(host), rest))
+    let authority = normalize_authority(authority).ok_or(BadTarget::Form)?;
+    Ok((Some(authority), rest))
 }
 
 /// Lowercase host without port or trailing dot; `None` when it is not a plausible host.
 pub fn normalize_host(authority: &str) -> Option<String> {
-    let host = if let Some(v6) = authority.strip_prefix('[') {
+    normalize_authority(authority).map(|a| a.host)
+}
+
+/// `Example.COM.:8080` → `example.com` and port 8080; `None` when it is not a plausible
+/// `host[:port]` (userinfo, an empty or non-numeric port, a bad label, a port over 65535).
+pub fn normalize_authority(authority: &str) -> Option<Authority> {
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let end = v6.find(']')?;
-        let port = &v6[end + 1..];
-        if !(port.is_empty() || port.strip_prefix(':').is_some_and(is_port)) {
+        let inside = &v6[..end];
+        if inside.is_empty()
+            || !inside
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
             return None;
         }
-        return Some(format!("[{}]", v6[..end].to_ascii_lowercase()));
+        let port = match &v6[end + 1..] {
+            "" => None,
+            p => Some(parse_port(p.strip_prefix(':')?)?),
+        };
+        return Some(Authority {
+            host: format!("[{}]", inside.to_ascii_lowercase()),
+            port,
+        });
     } else {
         match authority.rsplit_once(':') {
-            Some((h, p)) if is_port(p) => h,
-            Some(_) => return None,
-            None => authority,
+            Some((h, p)) => (h, Some(parse_port(p)?)),
+            None => (authority, None),
         }
     };
     let host = host.strip_suffix('.').unwrap_or(host);
@@ -132,11 +157,28 @@ pub fn normalize_host(authority: &str) -> Option<String> {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         });
-    valid.then(|| host.to_ascii_lowercase())
+    valid.then(|| Authority {
+        host: host.to_ascii_lowercase(),
+        port,
+    })
 }
 
-fn is_port(p: &str) -> bool {
-    !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
+fn parse_port(p: &str) -> Option<u16> {
+    if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    p.parse().ok()
+}
+
+// === impl Authority ===
+
+impl std::fmt::Display for Authority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.port {
+            Some(port) => write!(f, "{}:{port}", self.host),
+            None => f.write_str(&self.host),
+        }
+    }
 }
 
 /// Decodes unreserved escapes, refuses dangerous ones, merges slashes, resolves dot segments.
@@ -275,7 +317,8 @@ mod tests {
     #[test]
     fn absolute_form() {
         let t = normalize_target(b"http://API.Example.com:8080/x/../y?q=1").unwrap();
-        assert_eq!(t.authority_host.as_deref(), Some("api.example.com"));
+        let a = t.authority.clone().unwrap();
+        assert_eq!((a.host.as_str(), a.port), ("api.example.com", Some(8080)));
         assert_eq!(t.path_and_query(), "/y?q=1");
         assert_eq!(n("http://u@h/x"), Err(BadTarget::Form));
         assert_eq!(n("ftp://h/x"), Err(BadTarget::Form));
@@ -299,5 +342,17 @@ mod tests {
         assert_eq!(normalize_host("a b"), None);
         assert_eq!(normalize_host("h:x"), None);
         assert_eq!(normalize_host(""), None);
+        assert_eq!(normalize_host("h:99999"), None, "port over 65535");
+        assert_eq!(normalize_host("h:"), None, "empty port");
+        assert_eq!(normalize_host("[]"), None);
+        assert_eq!(normalize_host("[::1"), None);
+        assert_eq!(normalize_host("[a b]"), None);
+        let a = normalize_authority("Admin.Example.COM.:08443").unwrap();
+        assert_eq!(a.to_string(), "admin.example.com:8443");
+        assert_eq!(normalize_authority("[::1]").unwrap().to_string(), "[::1]");
+        assert_eq!(
+            normalize_authority("[::1]:80").unwrap().to_string(),
+            "[::1]:80"
+        );
     }
 }

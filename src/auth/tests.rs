@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use http::header::HOST;
 use http::{HeaderMap, HeaderValue, Method};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
@@ -144,6 +145,7 @@ fn run(
         &RequestHead {
             method: &method,
             target: target.as_bytes(),
+            authority: None,
             headers: &map,
         },
         now(),
@@ -486,5 +488,62 @@ fn reject_table_is_consistent() {
             s => panic!("unexpected status {s} for {r:?}"),
         }
         assert!(!r.description().is_empty());
+    }
+}
+
+/// Issue 11 (HTTP/2 host-route bypass): the authority is taken from `Host`, HTTP/2's
+/// `:authority` and an absolute-form target alike, and any two that disagree are refused.
+#[test]
+fn authority_from_every_field_and_agreeing() {
+    let hosts = |values: &[&str]| {
+        let mut m = HeaderMap::new();
+        for v in values {
+            m.append(HOST, HeaderValue::from_str(v).unwrap());
+        }
+        m
+    };
+    let abs = |s: &str| normalize_authority(s);
+    let shown = |r: Result<Option<Authority>, Reject>| r.map(|a| a.map(|a| a.to_string()));
+    // `:authority` alone (HTTP/2 without `Host`) is the host.
+    assert_eq!(
+        shown(request_authority(
+            &hosts(&[]),
+            Some("Admin.Example.com:8443"),
+            None
+        )),
+        Ok(Some("admin.example.com:8443".into()))
+    );
+    assert_eq!(
+        shown(request_authority(
+            &hosts(&["a.example"]),
+            Some("a.example"),
+            None
+        )),
+        Ok(Some("a.example".into()))
+    );
+    assert_eq!(
+        shown(request_authority(
+            &hosts(&["A.example."]),
+            None,
+            abs("a.example")
+        )),
+        Ok(Some("a.example".into()))
+    );
+    assert_eq!(shown(request_authority(&hosts(&[]), None, None)), Ok(None));
+    for (h, h2, target) in [
+        (vec!["public.example"], Some("admin.example"), None),
+        (vec![], Some("admin.example"), abs("public.example")),
+        (vec!["a.example"], None, abs("b.example")),
+        (vec!["a.example:1"], Some("a.example:2"), None),
+        (vec!["a.example:80"], None, abs("a.example")),
+        (vec![], Some("bad host"), None),
+        (vec![], Some("user@a.example"), None),
+        (vec!["a.example", "a.example"], None, None),
+    ] {
+        assert_eq!(
+            request_authority(&hosts(&h), h2, target.clone()),
+            Err(Reject::BadHost),
+            "{h:?} {h2:?} {target:?}"
+        );
     }
 }

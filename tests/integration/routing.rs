@@ -219,3 +219,71 @@ fn lowercase_methods_and_missing_host_are_refused() {
     assert_eq!(r.status, 400, "absolute-form does not replace Host: {r:?}");
     assert_eq!(s.upstream.count(), before);
 }
+
+/// Issue 11, finding 1: over HTTP/2 the host is in `:authority`, and host routes hold there
+/// exactly as over HTTP/1.1 (a host-less public route with the same path once answered an
+/// HTTP/2 request meant for the protected host route). The upstream's `Host` and
+/// `X-Forwarded-Host` are the authority that was routed on, normalized.
+#[test]
+fn host_routes_hold_over_http2_as_over_http1() {
+    let s = Setup::start_tls();
+    let port = s.gw.addr.port();
+    let admin = format!("Bearer {}", s.token("admin"));
+    for proto in Proto::BOTH {
+        let at = |host: &str| format!("{host}:{port}");
+        // localhost has no host route: the public exact route answers.
+        let r = proto.request(&s.gw, "GET", &at("localhost"), "/admin/status", &[]);
+        assert_eq!(r.status, 200, "{proto:?}: {r:?}");
+        // admin.example.com's /admin prefix wins over it and needs a token.
+        let before = s.upstream.count();
+        let r = proto.request(&s.gw, "GET", &at("admin.example.com"), "/admin/status", &[]);
+        assert_eq!(r.status, 401, "{proto:?}: {r:?}");
+        assert_eq!(r.reason(), "missing_token", "{proto:?}");
+        assert!(r.header("www-authenticate").is_some(), "{proto:?}: {r:?}");
+        assert_eq!(
+            s.upstream.count(),
+            before,
+            "{proto:?}: reached the upstream"
+        );
+        // With the token: the upstream is told the routed authority, normalized.
+        let r = proto.request(
+            &s.gw,
+            "GET",
+            &at("ADMIN.Example.com."),
+            "/admin/users",
+            &[("authorization", &admin)],
+        );
+        assert_eq!(r.status, 200, "{proto:?}: {r:?}");
+        let seen = s.upstream.last();
+        assert_eq!(seen.one("host"), at("admin.example.com"), "{proto:?}");
+        assert_eq!(
+            seen.one("x-forwarded-host"),
+            at("admin.example.com"),
+            "{proto:?}"
+        );
+        assert_eq!(seen.one("x-forwarded-proto"), "https", "{proto:?}");
+        // Another subdomain: the wildcard route (superadmin) on both protocols.
+        let r = proto.request(
+            &s.gw,
+            "GET",
+            &at("ops.example.com"),
+            "/admin/users",
+            &[("authorization", &admin)],
+        );
+        assert_eq!(r.status, 403, "{proto:?}: {r:?}");
+    }
+    // HTTP/2 with a `Host` that disagrees with `:authority`: refused, never forwarded.
+    let before = s.upstream.count();
+    for (authority, host) in [
+        ("localhost", "admin.example.com"),
+        ("admin.example.com", "localhost"),
+        ("admin.example.com", "admin.example.com:1"),
+    ] {
+        let r = Proto::H2.request(&s.gw, "GET", authority, "/admin/status", &[("host", host)]);
+        assert!(
+            r.status == 400 || r.status == 0,
+            ":authority {authority} with Host {host}: {r:?}"
+        );
+    }
+    assert_eq!(s.upstream.count(), before);
+}

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod h2;
 pub mod http;
 pub mod tokens;
 
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use authgate::httpd::{respond, serve, Handler};
 
+pub use self::h2::{h2_request, tls_send};
 pub use self::http::{get, send, Resp};
 pub use self::tokens::Keys;
 
@@ -735,8 +737,75 @@ impl Setup {
         }
     }
 
+    /// The standard setup behind a TLS listener (`tls/server.pem`, HTTP/2 and HTTP/1.1 by
+    /// ALPN), for tests that send the same request over both protocols.
+    pub fn start_tls() -> Setup {
+        let keys = Keys::load();
+        let jwks = JwksServer::start(keys.standard_jwks());
+        let upstream = Upstream::start();
+        let tls = fixtures().join("tls");
+        let config = standard_config(&jwks.url(), &upstream.url()).replace(
+            "[admin]",
+            &format!(
+                "[server.tls]\ncert = {:?}\nkey = {:?}\n\n[admin]",
+                tls.join("server.pem").display().to_string(),
+                tls.join("server.key").display().to_string()
+            ),
+        );
+        let gw = Gateway::start(&config);
+        gw.wait_ready();
+        Setup {
+            keys,
+            jwks,
+            upstream,
+            gw,
+        }
+    }
+
     /// An RS256 token (kid `rsa`) with `good_claims`.
     pub fn token(&self, scope: &str) -> String {
         self.keys.rs256().claims(good_claims("alice", scope)).sign()
+    }
+}
+
+/// The protocol a request goes over, for tests that must hold on both (a TLS gateway).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proto {
+    /// HTTP/1.1 over TLS, the authority in `Host`.
+    H1,
+    /// HTTP/2, the authority in `:authority` and no `Host`.
+    H2,
+}
+
+impl Proto {
+    pub const BOTH: [Proto; 2] = [Proto::H1, Proto::H2];
+
+    /// `method path` for `authority`, with `headers` as they are. An HTTP/2 stream reset
+    /// instead of an answer is reported as status 0.
+    pub fn request(
+        self,
+        gw: &Gateway,
+        method: &str,
+        authority: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        match self {
+            Proto::H1 => {
+                let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\n");
+                for (n, v) in headers {
+                    raw.push_str(&format!("{n}: {v}\r\n"));
+                }
+                raw.push_str("Connection: close\r\n\r\n");
+                tls_send(gw.addr, raw.as_bytes())
+            }
+            Proto::H2 => {
+                h2_request(gw.addr, method, authority, path, headers).unwrap_or_else(|e| Resp {
+                    status: 0,
+                    headers: Vec::new(),
+                    body: e,
+                })
+            }
+        }
     }
 }
