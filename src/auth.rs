@@ -77,6 +77,8 @@ pub enum Reject {
     /// The upstream refused the connection or broke it.
     UpstreamUnavailable,
     UpstreamTimeout,
+    /// A bug: a panic while handling the request (answered 500, logged with its location).
+    InternalError,
 }
 
 /// What a granted request carries to the upstream.
@@ -122,7 +124,7 @@ pub struct RequestHead<'a> {
 
 impl Reject {
     /// Every variant, for documentation and for pre-registering metric labels.
-    pub const ALL: [Reject; 28] = [
+    pub const ALL: [Reject; 29] = [
         Self::NoRoute,
         Self::BadPath,
         Self::BadHost,
@@ -151,6 +153,7 @@ impl Reject {
         Self::KeysUnavailable,
         Self::UpstreamUnavailable,
         Self::UpstreamTimeout,
+        Self::InternalError,
     ];
 
     /// Position in `ALL`.
@@ -189,6 +192,7 @@ impl Reject {
             Self::KeysUnavailable => "keys_unavailable",
             Self::UpstreamUnavailable => "upstream_unavailable",
             Self::UpstreamTimeout => "upstream_timeout",
+            Self::InternalError => "internal_error",
         }
     }
 
@@ -221,6 +225,7 @@ impl Reject {
             Self::UpstreamUnavailable => 502,
             Self::KeysUnavailable => 503,
             Self::UpstreamTimeout => 504,
+            Self::InternalError => 500,
         }
     }
 
@@ -254,7 +259,8 @@ impl Reject {
             | Self::MissingToken
             | Self::KeysUnavailable
             | Self::UpstreamUnavailable
-            | Self::UpstreamTimeout => None,
+            | Self::UpstreamTimeout
+            | Self::InternalError => None,
         }
     }
 
@@ -289,6 +295,7 @@ impl Reject {
             Self::KeysUnavailable => "verification keys are not available",
             Self::UpstreamUnavailable => "upstream unavailable",
             Self::UpstreamTimeout => "upstream timed out",
+            Self::InternalError => "internal error",
         }
     }
 }

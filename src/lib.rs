@@ -90,6 +90,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         tracing::warn!(%warning, "risky config setting");
     }
     let metrics = Arc::new(Metrics::new());
+    proxy::guard::install_hook(metrics.clone());
     let client = auth::keystore::http_client().map_err(StartError::Client)?;
     let server_settings = opts.config.server.clone();
     let admin_listen = opts.config.admin.listen.clone();

@@ -55,6 +55,9 @@ pub struct Metrics {
     /// Set at scrape.
     pub token_cache_entries: Gauge,
     pub token_cache_bytes: Gauge,
+    /// Panics caught anywhere in the process (a request that panicked is answered 500 and
+    /// counted as `reason="internal_error"` besides).
+    pub panics: IntCounter,
 }
 
 /// Latency buckets shared by the request, auth and upstream histograms (seconds).
@@ -267,8 +270,14 @@ impl Metrics {
             "Always 1; labels carry the version.",
             &["version"],
         );
+        let panics = IntCounter::new(
+            "authgate_panics_total",
+            "Panics in the process; each is a bug (the log line has its location).",
+        )
+        .expect("static metric definition");
         for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(panics.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(requests.clone()),
             Box::new(rejections.clone()),
             Box::new(duration.clone()),
             Box::new(jwks_fetches.clone()),
@@ -303,6 +312,7 @@ impl Metrics {
             token_cache_evictions.with_label_values(&[cause]);
         }
         Self {
+            panics,
             registry,
             requests,
             rejections,

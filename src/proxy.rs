@@ -1,6 +1,7 @@
 //! `impl ProxyHttp`: pingora phases only, each a few lines calling into `auth` and `proxy/*`.
 
 pub mod connection;
+pub mod guard;
 pub mod headers;
 pub mod respond;
 
@@ -21,6 +22,7 @@ use crate::auth::{decide, Denial, Grant, Reject, RequestHead};
 use crate::config::Snapshot;
 use crate::metrics::{UpstreamErrorKind, NO_ROUTE};
 use crate::state::{InFlight, State};
+use guard::guard;
 
 /// Longest a request waits for the single-flight JWKS refetch an unknown `kid` triggers.
 const REFETCH_WAIT: Duration = Duration::from_secs(3);
@@ -73,22 +75,32 @@ impl ProxyHttp for Gateway {
         let started = Instant::now();
         ctx.request_id = request_id(session.req_header());
         session.set_read_timeout(Some(snap.config.server.body_read_timeout));
-        let result = match check_message(session, snap.config.server.max_header_bytes) {
-            Err(reason) => Err(Denial {
-                reason,
+        let max_header_bytes = snap.config.server.max_header_bytes;
+        let decision = |session: &Session| {
+            guard(|| {
+                inject_fault(session.req_header());
+                check_message(session, max_header_bytes)
+                    .map_err(|reason| Denial {
+                        reason,
+                        route: None,
+                        provider: None,
+                    })
+                    .and_then(|()| decide(&snap, &head(session.req_header()), unix_now()))
+            })
+            .unwrap_or(Err(Denial {
+                reason: Reject::InternalError,
                 route: None,
                 provider: None,
-            }),
-            Ok(()) => decide(&snap, &head(session.req_header()), unix_now()),
+            }))
         };
-        let result = match result {
+        let result = match decision(session) {
             Err(Denial {
                 reason: Reject::UnknownKid,
                 provider: Some(p),
                 ..
             }) => {
                 snap.keys[p].refetch_and_wait(REFETCH_WAIT).await;
-                decide(&snap, &head(session.req_header()), unix_now())
+                decision(session)
             }
             other => other,
         };
@@ -144,40 +156,12 @@ impl ProxyHttp for Gateway {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let (Some(snap), Some(grant)) = (&ctx.snap, &ctx.grant) else {
-            return Error::e_explain(ErrorType::InternalError, "no grant for an upstream request");
-        };
-        // The upstream sees exactly the path that was routed and authorized.
-        upstream.set_raw_path(grant.path_and_query.as_bytes())?;
-        let client_headers = &session.req_header().headers;
-        let verified = grant.provider.is_some();
-        for name in headers::headers_to_remove(client_headers, &snap.config.headers, verified) {
-            upstream.remove_header(&name);
-        }
-        for (name, value) in &grant.claim_headers {
-            upstream.insert_header(name.clone(), value.clone())?;
-        }
-        if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
-            upstream.insert_header("x-forwarded-for", addr.ip().to_string())?;
-        }
-        let proto = if session.digest().is_some_and(|d| d.ssl_digest.is_some()) {
-            "https"
-        } else {
-            "http"
-        };
-        upstream.insert_header("x-forwarded-proto", proto)?;
-        // The authority that was routed on, normalized, whichever field the client sent it
-        // in (`Host`, HTTP/2 `:authority`, an absolute-form target): the upstream never
-        // reads another host than the one that was authorized. pingora keeps this `Host`
-        // (and the HTTP/2 URI authority follows it).
-        if let Some(authority) = &grant.authority {
-            let value = HeaderValue::try_from(authority.to_string())
-                .map_err(|_| Error::explain(ErrorType::InternalError, "authority as a header"))?;
-            upstream.insert_header(HOST, value.clone())?;
-            upstream.insert_header("x-forwarded-host", value)?;
-        }
-        upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
-        Ok(())
+        guard(|| upstream_request(session, upstream, ctx)).unwrap_or_else(|_| {
+            Error::e_explain(
+                ErrorType::InternalError,
+                "panic building the upstream request",
+            )
+        })
     }
 
     async fn upstream_response_filter(
@@ -214,19 +198,12 @@ impl ProxyHttp for Gateway {
                 ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed,
             ) => None,
             (ErrorSource::Downstream, _) => Some(Reject::BadFraming),
-            (ErrorSource::Internal | ErrorSource::Unset, _) => None,
+            (ErrorSource::Internal | ErrorSource::Unset, _) => Some(Reject::InternalError),
         };
         let Some(reason) = reason else {
-            let code = if matches!(e.esource(), ErrorSource::Downstream) {
-                0
-            } else {
-                500
-            };
-            if code > 0 {
-                let _ = session.respond_error(code).await;
-            }
+            // The client went away: there is no one to answer.
             return FailToProxy {
-                error_code: code,
+                error_code: 0,
                 can_reuse_downstream: false,
             };
         };
@@ -263,6 +240,14 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        // A panic here has been logged and counted by the hook; the answer is already out.
+        let _ = guard(|| self.log_request(session, ctx));
+    }
+}
+
+impl Gateway {
+    /// The request's metrics and its one access-log line.
+    fn log_request(&self, session: &Session, ctx: &RequestCtx) {
         // A request pingora refused before `request_filter` has no snapshot yet.
         let snap = ctx.snap.clone().unwrap_or_else(|| self.state.load());
         let route_idx = ctx
@@ -275,6 +260,11 @@ impl ProxyHttp for Gateway {
         let elapsed = ctx.start.elapsed();
         let m = snap.metrics_for(route_idx);
         let (outcome, reason) = match (&ctx.denial, &ctx.grant) {
+            (Some(d), _) if d.reason == Reject::InternalError => {
+                m.error.inc();
+                m.rejection(d.reason).inc();
+                ("error", d.reason.label())
+            }
             (Some(d), _) => {
                 m.rejected.inc();
                 m.rejection(d.reason).inc();
@@ -325,6 +315,67 @@ impl ProxyHttp for Gateway {
         );
     }
 }
+
+/// The request the upstream gets: the authorized path and authority, spoofable and
+/// hop-by-hop headers out, claims and the gateway's own `X-Forwarded-*` in.
+fn upstream_request(
+    session: &Session,
+    upstream: &mut RequestHeader,
+    ctx: &RequestCtx,
+) -> Result<()> {
+    let (Some(snap), Some(grant)) = (&ctx.snap, &ctx.grant) else {
+        return Error::e_explain(ErrorType::InternalError, "no grant for an upstream request");
+    };
+    // The upstream sees exactly the path that was routed and authorized.
+    upstream.set_raw_path(grant.path_and_query.as_bytes())?;
+    let client_headers = &session.req_header().headers;
+    let verified = grant.provider.is_some();
+    for name in headers::headers_to_remove(client_headers, &snap.config.headers, verified) {
+        upstream.remove_header(&name);
+    }
+    for (name, value) in &grant.claim_headers {
+        upstream.insert_header(name.clone(), value.clone())?;
+    }
+    if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
+        upstream.insert_header("x-forwarded-for", addr.ip().to_string())?;
+    }
+    let proto = if session.digest().is_some_and(|d| d.ssl_digest.is_some()) {
+        "https"
+    } else {
+        "http"
+    };
+    upstream.insert_header("x-forwarded-proto", proto)?;
+    // The authority that was routed on, normalized, whichever field the client sent it in
+    // (`Host`, HTTP/2 `:authority`, an absolute-form target): the upstream never reads
+    // another host than the one that was authorized. pingora keeps this `Host` (and the
+    // HTTP/2 URI authority follows it).
+    if let Some(authority) = &grant.authority {
+        let value = HeaderValue::try_from(authority.to_string())
+            .map_err(|_| Error::explain(ErrorType::InternalError, "authority as a header"))?;
+        upstream.insert_header(HOST, value.clone())?;
+        upstream.insert_header("x-forwarded-host", value)?;
+    }
+    upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
+    Ok(())
+}
+
+/// Debug builds only (the integration tests): `AUTHGATE_DEBUG_PANIC_PATH=/x` makes every
+/// request whose target starts with `/x` panic inside the guarded decision, so the tests
+/// can show that a bug costs a 500, an access-log line and a metric, not the connection.
+/// Compiled out of release builds.
+#[cfg(debug_assertions)]
+fn inject_fault(req: &RequestHeader) {
+    static PREFIX: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let prefix = PREFIX.get_or_init(|| std::env::var("AUTHGATE_DEBUG_PANIC_PATH").ok());
+    if let Some(p) = prefix {
+        if req.raw_path().starts_with(p.as_bytes()) {
+            panic!("fault injected by AUTHGATE_DEBUG_PANIC_PATH");
+        }
+    }
+}
+
+#[cfg(not(debug_assertions))]
+fn inject_fault(_req: &RequestHeader) {}
 
 /// The path for logs: the normalized path, never the query string (clients put tokens there,
 /// `access_token=...`, even though it is not accepted), and nothing at all for a target that

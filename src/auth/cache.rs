@@ -135,9 +135,13 @@ impl TokenCache {
         payload_len: usize,
         valid_for: Option<f64>,
     ) {
+        // `exp` comes from the token: any finite number, 1e300 included. A lifetime that
+        // does not fit a `Duration` is longer than `ttl` anyway.
         let lifetime = match valid_for {
-            Some(s) if s <= 0.0 => return,
-            Some(s) => Duration::from_secs_f64(s).min(self.settings.ttl),
+            Some(s) if s.is_nan() || s <= 0.0 => return,
+            Some(s) => Duration::try_from_secs_f64(s)
+                .unwrap_or(Duration::MAX)
+                .min(self.settings.ttl),
             None => self.settings.ttl,
         };
         let weight = entry_weight(payload_len, &self.settings);
@@ -219,6 +223,17 @@ mod tests {
         assert_ne!(&key[..], b"a.b.c");
         c.insert(key, 0, 0, Arc::default(), 10, Some(0.0));
         assert!(c.get(&key).is_none(), "already past exp + leeway");
+        c.insert(key, 0, 0, Arc::default(), 10, Some(f64::NAN));
+        assert!(c.get(&key).is_none(), "no lifetime: not kept");
+        // Issue 11: `exp` ≥ 2^64 s once panicked here; such an entry lives `ttl`.
+        for far in [2f64.powi(64), 1e300, f64::INFINITY] {
+            let k = TokenCache::key(&far.to_string());
+            c.insert(k, 0, 0, Arc::default(), 10, Some(far));
+            assert_eq!(
+                c.get(&k).map(|e| e.lifetime),
+                Some(Duration::from_secs(300))
+            );
+        }
         c.insert(key, 0, 0, Arc::default(), 10, Some(0.2));
         assert!(c.get(&key).is_some());
         std::thread::sleep(Duration::from_millis(300));

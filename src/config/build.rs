@@ -198,7 +198,8 @@ fn build_server(cx: &mut Ctx<'_>, raw: &RawConfig) -> ServerSettings {
             cx.err(None, key, "must be between 1s and 1h");
         }
     }
-    if s.shutdown_delay + s.shutdown_grace > Duration::from_secs(600) {
+    // Added saturating: two durations near `u64::MAX` seconds would overflow the sum.
+    if s.shutdown_delay.saturating_add(s.shutdown_grace) > Duration::from_secs(600) {
         cx.err(
             None,
             "server.shutdown_grace",
@@ -363,6 +364,19 @@ fn build_upstream(cx: &mut Ctx<'_>, name: &str, up: &Spanned<RawUpstream>) -> Op
             return None;
         }
     };
+    let timeout_key = |k: &str| format!("upstreams.{name}.{k}");
+    for (k, d, min) in [
+        (
+            "connect_timeout",
+            raw.connect_timeout,
+            Duration::from_millis(1),
+        ),
+        ("read_timeout", raw.read_timeout, Duration::from_millis(1)),
+        ("write_timeout", raw.write_timeout, Duration::from_millis(1)),
+        ("idle_timeout", raw.idle_timeout, Duration::from_secs(1)),
+    ] {
+        check_duration(cx, span, timeout_key(k), d, min, HOUR);
+    }
     Some(Upstream {
         name: name.to_owned(),
         addr,
@@ -512,8 +526,8 @@ fn build_provider(
     if raw.leeway.as_secs() > 600 {
         cx.err(span, key("leeway"), "must be at most 10m");
     }
-    if raw.max_token_lifetime.is_some_and(|d| d.as_secs() == 0) {
-        cx.err(span, key("max_token_lifetime"), "must be at least 1s");
+    if let Some(d) = raw.max_token_lifetime {
+        check_duration(cx, span, key("max_token_lifetime"), d, SECOND, YEAR);
     }
     if raw
         .required_typ
@@ -576,11 +590,19 @@ fn build_provider(
             ),
         }
     }
-    if raw.jwks_min_refresh.as_secs() < 1 || raw.jwks_min_refresh > raw.jwks_refresh {
+    // Unset, the floor follows a short `jwks_refresh` down: setting one key must not
+    // produce an error about another.
+    let jwks_min_refresh = raw
+        .jwks_min_refresh
+        .unwrap_or_else(|| DEFAULT_MIN_REFRESH.min(raw.jwks_refresh));
+    if jwks_min_refresh.as_secs() < 1 || jwks_min_refresh > raw.jwks_refresh {
         cx.err(
             span,
             key("jwks_min_refresh"),
-            "must be at least 1s and at most jwks_refresh",
+            format!(
+                "must be at least 1s and at most jwks_refresh ({}): lower it, or leave it unset to follow jwks_refresh",
+                short(raw.jwks_refresh)
+            ),
         );
     }
     if raw.jwks_max_stale <= raw.jwks_refresh {
@@ -590,9 +612,30 @@ fn build_provider(
             "must be longer than jwks_refresh, or keys would go stale between two refreshes",
         );
     }
-    if raw.jwks_refresh.as_secs() < 1 {
-        cx.err(span, key("jwks_refresh"), "must be at least 1s");
-    }
+    check_duration(
+        cx,
+        span,
+        key("jwks_refresh"),
+        raw.jwks_refresh,
+        SECOND,
+        30 * DAY,
+    );
+    check_duration(
+        cx,
+        span,
+        key("jwks_max_stale"),
+        raw.jwks_max_stale,
+        SECOND,
+        YEAR,
+    );
+    check_duration(
+        cx,
+        span,
+        key("jwks_refetch_cooldown"),
+        raw.jwks_refetch_cooldown,
+        Duration::from_millis(100),
+        HOUR,
+    );
     if cx.errors.len() > before {
         return None;
     }
@@ -604,7 +647,7 @@ fn build_provider(
         algorithms,
         leeway: raw.leeway,
         jwks_refresh: raw.jwks_refresh,
-        jwks_min_refresh: raw.jwks_min_refresh,
+        jwks_min_refresh,
         jwks_ca,
         jwks_max_stale: raw.jwks_max_stale,
         jwks_refetch_cooldown: raw.jwks_refetch_cooldown,
@@ -613,6 +656,47 @@ fn build_provider(
         revocation_file,
         required_typ: raw.required_typ.as_deref().map(media_type),
     })
+}
+
+const SECOND: Duration = Duration::from_secs(1);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
+const YEAR: Duration = Duration::from_secs(365 * 86_400);
+/// `jwks_min_refresh` when unset (or `jwks_refresh`, when that is shorter).
+const DEFAULT_MIN_REFRESH: Duration = Duration::from_secs(30);
+
+/// A duration within `min..=max`. Every duration of the config is bounded: the runtime adds
+/// them to clocks (`Instant + jwks_refresh`), and a value near `u64::MAX` seconds would
+/// overflow there instead of here, with a message.
+fn check_duration(
+    cx: &mut Ctx<'_>,
+    span: Option<usize>,
+    key: String,
+    d: Duration,
+    min: Duration,
+    max: Duration,
+) {
+    if d < min || d > max {
+        cx.err(
+            span,
+            key,
+            format!("must be between {} and {}", short(min), short(max)),
+        );
+    }
+}
+
+/// `30d`, `1h`, `100ms`: a bound in the largest whole unit (humantime writes 365 days as
+/// `11months 30days 3h 50m 24s`).
+fn short(d: Duration) -> String {
+    let (s, ms) = (d.as_secs(), d.subsec_millis());
+    match (s, ms) {
+        (0, ms) => format!("{ms}ms"),
+        (s, 0) if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        (s, 0) if s % 3600 == 0 => format!("{}h", s / 3600),
+        (s, 0) if s % 60 == 0 => format!("{}m", s / 60),
+        (s, 0) => format!("{s}s"),
+        (s, ms) => format!("{}ms", s * 1000 + u64::from(ms)),
+    }
 }
 
 /// RFC 7515 §4.1.9: `typ` is a media type, compared case-insensitively, `application/` optional.

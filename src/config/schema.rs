@@ -207,9 +207,9 @@ pub struct RawProvider {
     #[serde(default = "default_jwks_refresh", with = "humantime_serde")]
     pub jwks_refresh: Duration,
     /// Lower bound on the refresh interval when the provider's `Cache-Control` asks for
-    /// shorter (or `no-store`). Default 30s.
-    #[serde(default = "default_min_refresh", with = "humantime_serde")]
-    pub jwks_min_refresh: Duration,
+    /// shorter (or `no-store`). Default 30s, or `jwks_refresh` when that is shorter.
+    #[serde(default, with = "humantime_serde")]
+    pub jwks_min_refresh: Option<Duration>,
     /// Keys the provider has not confirmed for this long are not used (503) until it
     /// answers again. Default 24h.
     #[serde(default = "default_max_stale", with = "humantime_serde")]
@@ -355,9 +355,6 @@ fn default_leeway() -> Duration {
 }
 fn default_jwks_refresh() -> Duration {
     Duration::from_secs(300)
-}
-fn default_min_refresh() -> Duration {
-    Duration::from_secs(30)
 }
 fn default_max_stale() -> Duration {
     Duration::from_secs(24 * 3600)

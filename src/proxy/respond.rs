@@ -34,6 +34,7 @@ pub fn body(reason: Reject) -> Bytes {
             401 => "unauthorized",
             404 => "not_found",
             431 => "headers_too_large",
+            500 => "internal_error",
             502 => "bad_gateway",
             503 => "unavailable",
             504 => "gateway_timeout",

@@ -424,7 +424,24 @@ fn refresh_bounds() {
     one_error(
         &with("max_token_lifetime = \"0s\""),
         "providers.corp.max_token_lifetime",
-        "at least 1s",
+        "between 1s and 365d",
+    );
+    // Issue 11: a short `jwks_refresh` alone builds (the floor follows it down); an explicit
+    // floor above it says how to fix it.
+    let c = load_str(&with("jwks_refresh = \"5s\""), Path::new("t.toml")).unwrap();
+    assert_eq!(
+        c.providers[0].jwks_min_refresh,
+        std::time::Duration::from_secs(5)
+    );
+    let c = load_str(&base(), Path::new("t.toml")).unwrap();
+    assert_eq!(
+        c.providers[0].jwks_min_refresh,
+        std::time::Duration::from_secs(30)
+    );
+    one_error(
+        &with("jwks_refresh = \"5s\"\njwks_min_refresh = \"10s\""),
+        "providers.corp.jwks_min_refresh",
+        "at most jwks_refresh (5s): lower it, or leave it unset",
     );
     one_error(
         &with("required_typ = \"at jwt\""),
@@ -433,6 +450,87 @@ fn refresh_bounds() {
     );
     let c = load_str(&with("jwks_min_refresh = \"5s\"\njwks_max_stale = \"1h\"\nrequired_typ = \"Application/AT+JWT\""), Path::new("t.toml")).unwrap();
     assert_eq!(c.providers[0].required_typ.as_deref(), Some("at+jwt"));
+}
+
+/// Issue 11: every duration is bounded at load, so none can overflow a clock at run time
+/// (`Instant + jwks_refresh`, `shutdown_delay + shutdown_grace`) or mean "never".
+#[test]
+fn every_duration_is_bounded() {
+    let b = base();
+    let huge = "\"500000000000y\"";
+    for (table, key, value, fragment) in [
+        ("[server]", "shutdown_delay", huge, "at most 10m"),
+        ("[server]", "header_read_timeout", huge, "between 1s and 1h"),
+        (
+            "[upstreams.up]",
+            "connect_timeout",
+            huge,
+            "between 1ms and 1h",
+        ),
+        (
+            "[upstreams.up]",
+            "connect_timeout",
+            "\"0s\"",
+            "between 1ms and 1h",
+        ),
+        ("[upstreams.up]", "read_timeout", huge, "between 1ms and 1h"),
+        (
+            "[upstreams.up]",
+            "write_timeout",
+            huge,
+            "between 1ms and 1h",
+        ),
+        (
+            "[upstreams.up]",
+            "idle_timeout",
+            "\"0s\"",
+            "between 1s and 1h",
+        ),
+        (
+            "[providers.corp]",
+            "jwks_refresh",
+            huge,
+            "between 1s and 30d",
+        ),
+        (
+            "[providers.corp]",
+            "jwks_max_stale",
+            huge,
+            "between 1s and 365d",
+        ),
+        (
+            "[providers.corp]",
+            "jwks_refetch_cooldown",
+            huge,
+            "between 100ms and 1h",
+        ),
+        (
+            "[providers.corp]",
+            "jwks_refetch_cooldown",
+            "\"0s\"",
+            "between 100ms and 1h",
+        ),
+        (
+            "[providers.corp]",
+            "max_token_lifetime",
+            huge,
+            "between 1s and 365d",
+        ),
+        ("[providers.corp]", "leeway", huge, "at most 10m"),
+    ] {
+        let text = b.replace(table, &format!("{table}\n{key} = {value}"));
+        let table_key = table.trim_matches(['[', ']']);
+        let wanted = match table {
+            "[server]" if key == "shutdown_delay" => "server.shutdown_grace".to_owned(),
+            _ => format!("{table_key}.{key}"),
+        };
+        one_error(&text, &wanted, fragment);
+    }
+    let text = b.replace(
+        "[server]",
+        &format!("[server]\nshutdown_delay = {huge}\nshutdown_grace = {huge}"),
+    );
+    one_error(&text, "server.shutdown_grace", "at most 10m");
 }
 
 #[test]

@@ -454,11 +454,29 @@ impl Gateway {
 
     /// Starts with an existing config file inside `dir` (kept alive by the gateway).
     pub fn start_at(dir: tempfile::TempDir, path: &Path, log: &str) -> Gateway {
+        Self::start_at_env(dir, path, log, &[])
+    }
+
+    /// As `start`, with extra environment variables.
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("authgate.toml");
+        std::fs::write(&path, config).expect("write config");
+        Self::start_at_env(dir, &path, "info", env)
+    }
+
+    pub fn start_at_env(
+        dir: tempfile::TempDir,
+        path: &Path,
+        log: &str,
+        env: &[(&str, &str)],
+    ) -> Gateway {
         let mut child = Command::new(bin())
             .args(["run", "--config"])
             .arg(path)
             .env("AUTHGATE_LOG_FORMAT", "json")
             .env("AUTHGATE_LOG", log)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
