@@ -24,6 +24,12 @@ pub enum BadTarget {
     Parameters,
     /// Malformed `%` escape, a raw non-ASCII byte, space or `#`.
     Encoding,
+    /// Percent-escapes whose bytes are not strict UTF-8: overlong forms (`%c0%af` is `/`
+    /// and `%c0%ae` is `.` to a lenient decoder), surrogates, stray or truncated bytes.
+    InvalidUtf8,
+    /// An escaped character that compatibility-normalizes (NFKC) to a separator, a dot, `;`,
+    /// `%` or a control (`%ef%bc%8f` is `／`, which some stacks read as `/`), or a C1 control.
+    Confusable,
     /// `%25` followed by two hex digits (`%252e`, `%252f`): an upstream that decodes twice
     /// would see a dot segment or a slash the router never saw.
     DoubleEncoding,
@@ -218,18 +224,17 @@ fn decode_unreserved(path: &str) -> Result<String, BadTarget> {
     while let Some(&b) = bytes.get(i) {
         match b {
             b'%' => {
-                let hi = bytes.get(i + 1).and_then(|c| (*c as char).to_digit(16));
-                let lo = bytes.get(i + 2).and_then(|c| (*c as char).to_digit(16));
-                let (Some(hi), Some(lo)) = (hi, lo) else {
-                    return Err(BadTarget::Encoding);
-                };
-                let v = (hi * 16 + lo) as u8;
+                let v = escaped_byte(bytes, i).ok_or(BadTarget::Encoding)?;
                 match v {
                     b'/' | b'\\' => return Err(BadTarget::EncodedSeparator),
                     0..=0x1f | 0x7f => return Err(BadTarget::Control),
                     b';' => return Err(BadTarget::Parameters),
                     b if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') => {
                         out.push(b as char);
+                    }
+                    0x80.. => {
+                        i = escaped_utf8(bytes, i, &mut out)?;
+                        continue;
                     }
                     b => {
                         let _ = write!(out, "%{b:02X}");
@@ -256,6 +261,63 @@ fn decode_unreserved(path: &str) -> Result<String, BadTarget> {
     Ok(out)
 }
 
+/// The byte of the escape `%XY` at `i`, if it is one.
+fn escaped_byte(bytes: &[u8], i: usize) -> Option<u8> {
+    let hi = bytes.get(i + 1).and_then(|c| (*c as char).to_digit(16))?;
+    let lo = bytes.get(i + 2).and_then(|c| (*c as char).to_digit(16))?;
+    u8::try_from(hi * 16 + lo).ok()
+}
+
+/// A run of escaped non-ASCII bytes starting at `i`: kept escaped (uppercase hex) when it is
+/// strict UTF-8 of characters no stack reads as path syntax; returns where the run ends.
+///
+/// A lenient UTF-8 decoder reads the overlong `%c0%af` as `/` and `%e0%80%ae` as `.`, and
+/// some frameworks compatibility-normalize `／` (`%ef%bc%8f`) to `/`: an upstream doing
+/// either would route on a path the gateway never saw. Invalid UTF-8 of any other kind
+/// (Latin-1 escapes such as `%e9`) is refused too: the gateway cannot know how the upstream
+/// would read it, and APIs do not need it.
+fn escaped_utf8(bytes: &[u8], mut i: usize, out: &mut String) -> Result<usize, BadTarget> {
+    let mut run = Vec::new();
+    while bytes.get(i) == Some(&b'%') {
+        match escaped_byte(bytes, i) {
+            Some(b) if b >= 0x80 => run.push(b),
+            _ => break,
+        }
+        i += 3;
+    }
+    let text = std::str::from_utf8(&run).map_err(|_| BadTarget::InvalidUtf8)?;
+    for c in text.chars() {
+        if c.is_control() || confusable(c) {
+            return Err(BadTarget::Confusable);
+        }
+    }
+    for b in run {
+        let _ = write!(out, "%{b:02X}");
+    }
+    Ok(i)
+}
+
+/// True when `c`'s compatibility form (NFKC) holds a character that is path or escape
+/// syntax, or a control, or `c` is a slash or dot look-alike that "best fit" code-page
+/// mappings (IIS, Windows APIs) turn into one without an NFKC mapping.
+fn confusable(c: char) -> bool {
+    use unicode_normalization::UnicodeNormalization as _;
+    const LOOK_ALIKES: &[char] = &[
+        '\u{2215}', // ∕ division slash
+        '\u{2044}', // ⁄ fraction slash
+        '\u{29F8}', // ⧸ big solidus
+        '\u{2216}', // ∖ set minus
+        '\u{29F5}', // ⧵ reverse solidus operator
+        '\u{29F9}', // ⧹ big reverse solidus
+        '\u{3002}', // 。 ideographic full stop
+        '\u{FF61}', // ｡ halfwidth ideographic full stop
+    ];
+    LOOK_ALIKES.contains(&c)
+        || std::iter::once(c)
+            .nfkc()
+            .any(|n| matches!(n, '/' | '\\' | '.' | ';' | '%' | '?' | '#') || n.is_control())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,6 +340,10 @@ mod tests {
         assert_eq!(n("/%61pi"), Ok("/api".into()));
         assert_eq!(n("/a%7e%2D"), Ok("/a~-".into()));
         assert_eq!(n("/a%20b%c3%a9"), Ok("/a%20b%C3%A9".into()));
+        assert_eq!(
+            n("/%e2%82%ac%F0%9F%98%80x"),
+            Ok("/%E2%82%AC%F0%9F%98%80x".into())
+        );
         assert_eq!(n("/100%25"), Ok("/100%25".into()));
         assert_eq!(n("/100%25off"), Ok("/100%25off".into()));
         assert_eq!(n("/a?x=%2F&y=/../"), Ok("/a?x=%2F&y=/../".into()));
@@ -311,6 +377,36 @@ mod tests {
         assert_eq!(n("example.com:443"), Err(BadTarget::Form));
         assert_eq!(n(""), Err(BadTarget::Form));
         assert_eq!(normalize_target(b"/a\xff"), Err(BadTarget::Encoding));
+        // Issue 11: overlong and otherwise invalid UTF-8 escapes (a lenient decoder reads
+        // `%c0%af` as `/` and `%c0%ae` as `.`), and compatibility forms of path syntax.
+        for bad in [
+            "/public/%c0%af../admin",
+            "/public/%c0%ae%c0%ae/admin",
+            "/public/%e0%80%af",
+            "/public/%e0%80%ae%e0%80%ae/admin",
+            "/public/%f0%80%80%af",
+            "/public/%c1%9c",
+            "/a%e9",
+            "/a%c3",
+            "/a%c3x",
+            "/a%ed%a0%80",
+            "/a%f4%90%80%80",
+            "/a%80",
+        ] {
+            assert_eq!(n(bad), Err(BadTarget::InvalidUtf8), "{bad}");
+        }
+        for bad in [
+            "/public/%ef%bc%8f..%ef%bc%8fadmin",
+            "/public/%ef%bc%8e%ef%bc%8e/admin",
+            "/a%e2%88%95b",
+            "/a%ef%bc%bcb",
+            "/a%ef%bc%9bx",
+            "/a%c2%85",
+            "/a%e2%80%a4",
+            "/a%ef%bc%85",
+        ] {
+            assert_eq!(n(bad), Err(BadTarget::Confusable), "{bad}");
+        }
         assert_eq!(normalize_target(b"/a\x01"), Err(BadTarget::Control));
     }
 

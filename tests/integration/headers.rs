@@ -201,3 +201,79 @@ fn forward_token_never_forwards_an_unverified_credential() {
     );
     assert!(!up.last().has("authorization"));
 }
+
+/// Over HTTP/1.1 and HTTP/2 alike (issue 11): spoofable headers never reach the upstream,
+/// claims arrive rendered once, and claim values an HTTP stack would read differently
+/// (surrounding whitespace, commas, integers past 2^53) refuse the request.
+#[test]
+fn headers_and_claims_hold_over_both_protocols() {
+    let s = Setup::start_tls();
+    let host = format!("localhost:{}", s.gw.addr.port());
+    let spoof: &[(&str, &str)] = &[
+        ("x-user-id", "root"),
+        ("x_user_id", "root"),
+        ("x-internal-role", "admin"),
+        ("x-forwarded-host", "admin.example.com"),
+        ("x-original-url", "/admin/users"),
+        ("forwarded", "for=10.0.0.1;host=admin.example.com"),
+    ];
+    let mut c = good_claims("alice", "read");
+    c["roles"] = json!(["reader", "auditor"]);
+    c["n"] = json!(9_007_199_254_740_991_u64);
+    let good = format!("Bearer {}", s.keys.rs256().claims(c).sign());
+    for proto in Proto::BOTH {
+        for path in ["/public/x", "/api/x"] {
+            let mut headers = spoof.to_vec();
+            headers.push(("authorization", &good));
+            let r = proto.request(&s.gw, "GET", &host, path, &headers);
+            assert_eq!(r.status, 200, "{proto:?} {path}: {r:?}");
+            let seen = s.upstream.last();
+            for (name, _) in spoof {
+                let name = name.replace('_', "-");
+                let values = seen.all(&name);
+                assert!(
+                    values.iter().all(|v| !v.contains("root")
+                        && !v.contains("admin")
+                        && !v.contains("10.0.0.1")),
+                    "{proto:?} {path}: {name} {values:?}"
+                );
+            }
+            assert!(!seen.has("x_user_id") && !seen.has("x-original-url"));
+            assert!(!seen.has("authorization"), "{proto:?}");
+            assert_eq!(seen.one("x-forwarded-host"), host, "{proto:?}");
+            if path == "/api/x" {
+                assert_eq!(seen.one("x-user-id"), "alice", "{proto:?}");
+                assert_eq!(seen.one("x-roles"), "reader,auditor", "{proto:?}");
+                assert_eq!(seen.one("x-number"), "9007199254740991", "{proto:?}");
+            } else {
+                assert!(!seen.has("x-user-id"), "{proto:?}");
+            }
+        }
+        let before = s.upstream.count();
+        for (claim, value) in [
+            ("sub", json!(" admin")),
+            ("sub", json!("admin ")),
+            ("sub", json!("alice,admin")),
+            ("roles", json!(["reader", "admin,auditor"])),
+            ("roles", json!(["reader", ""])),
+            ("n", json!(9_007_199_254_740_993_u64)),
+            ("n", json!(1e20)),
+        ] {
+            let mut c = good_claims("alice", "read");
+            c[claim] = value.clone();
+            let bearer = format!("Bearer {}", s.keys.rs256().claims(c).sign());
+            let r = proto.request(&s.gw, "GET", &host, "/api/x", &[("authorization", &bearer)]);
+            assert_eq!(r.status, 401, "{proto:?} {claim}={value}: {r:?}");
+            assert_eq!(
+                r.reason(),
+                "unsafe_claim_value",
+                "{proto:?} {claim}={value}"
+            );
+        }
+        assert_eq!(
+            s.upstream.count(),
+            before,
+            "{proto:?}: reached the upstream"
+        );
+    }
+}

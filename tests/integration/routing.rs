@@ -191,6 +191,10 @@ fn unsafe_paths_get_400_and_never_reach_the_upstream() {
         "/public/%252e%252e/api",
         "/public/%25%32%65%25%32%65/api",
         "/public/%252%65",
+        "/public/%c0%af../api",
+        "/public/%c0%ae%c0%ae/api",
+        "/public/%e0%80%af",
+        "/public/%ef%bc%8f",
         "*",
     ] {
         let r = get(s.gw.addr, path, &[]);
@@ -286,4 +290,58 @@ fn host_routes_hold_over_http2_as_over_http1() {
         );
     }
     assert_eq!(s.upstream.count(), before);
+}
+
+/// Paths over both protocols (issue 11): the same normalization and the same refusals for
+/// HTTP/2's `:path` as for HTTP/1.1's request target, overlong UTF-8 escapes included.
+#[test]
+fn paths_are_normalized_and_refused_alike_over_both_protocols() {
+    let s = Setup::start_tls();
+    let host = format!("localhost:{}", s.gw.addr.port());
+    for proto in Proto::BOTH {
+        for (sent, seen) in [
+            ("/public//a///b", "/public/a/b"),
+            ("/public/x/../y", "/public/y"),
+            ("/public/%61%62c", "/public/abc"),
+            ("/public/caf%c3%a9", "/public/caf%C3%A9"),
+            ("/public/q?x=%2F..%2F&y=1", "/public/q?x=%2F..%2F&y=1"),
+        ] {
+            let r = proto.request(&s.gw, "GET", &host, sent, &[]);
+            assert_eq!(r.status, 200, "{proto:?} {sent}: {r:?}");
+            assert_eq!(s.upstream.last().path, seen, "{proto:?} {sent}");
+        }
+        let before = s.upstream.count();
+        for path in [
+            "/public/../api/orders",
+            "/public/%2e%2e/api/orders",
+            "//public/../api/orders",
+        ] {
+            let r = proto.request(&s.gw, "GET", &host, path, &[]);
+            assert_eq!(r.status, 401, "{proto:?} {path} is /api/orders: {r:?}");
+        }
+        for path in [
+            "/public/..%2fapi",
+            "/public/a%2Fb",
+            "/public/a%5cb",
+            "/public/a%00b",
+            "/public/../..",
+            "/public/x;jsessionid=1",
+            "/public/x%3bjsessionid=1",
+            "/public/%252e%252e/api",
+            "/public/%c0%af../api/orders",
+            "/public/%c0%ae%c0%ae/api/orders",
+            "/public/%e0%80%af",
+            "/public/%ef%bc%8f..%ef%bc%8fapi",
+            "/public/%e9t%e9",
+        ] {
+            let r = proto.request(&s.gw, "GET", &host, path, &[]);
+            assert_eq!(r.status, 400, "{proto:?} {path}: {r:?}");
+            assert_eq!(r.reason(), "bad_path", "{proto:?} {path}");
+        }
+        assert_eq!(
+            s.upstream.count(),
+            before,
+            "{proto:?}: reached the upstream"
+        );
+    }
 }
