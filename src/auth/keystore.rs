@@ -21,7 +21,7 @@ use super::jwks::KeySet;
 use crate::config::{KeySource, ProviderSettings};
 use crate::metrics::Metrics;
 
-pub use refresh::{http_client, FETCH_TIMEOUT, MAX_JWKS_BYTES};
+pub use refresh::{cache_lifetime, http_client, FETCH_TIMEOUT, MAX_JWKS_BYTES};
 
 /// The identity of a key source: providers with equal identities share one store across
 /// config reloads, so a reload does not refetch keys that did not change.

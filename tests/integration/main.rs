@@ -7,6 +7,7 @@ mod admin;
 mod cache;
 mod cli;
 mod framing;
+mod fuzz_corpus;
 mod hardening;
 mod headers;
 mod interop;

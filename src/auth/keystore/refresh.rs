@@ -285,7 +285,7 @@ async fn fetch_url(
 
 /// `Cache-Control: max-age=N` → N seconds; `no-store` / `no-cache` → zero (refresh as soon
 /// as `jwks_min_refresh` allows); anything else → no opinion.
-fn cache_lifetime(headers: &http::HeaderMap) -> Option<Duration> {
+pub fn cache_lifetime(headers: &http::HeaderMap) -> Option<Duration> {
     let mut lifetime = None;
     for value in headers.get_all(CACHE_CONTROL) {
         let Ok(value) = value.to_str() else { continue };

@@ -1,0 +1,290 @@
+//! The bodies of the fuzz targets (`fuzz/`), here so that one body serves both the
+//! coverage-guided fuzzer and the corpus replay that `make test` runs on stable
+//! (`tests/integration/fuzz_corpus.rs`): a fixed crash stays fixed.
+//!
+//! Each target takes arbitrary bytes and asserts what must hold for any input: no panic,
+//! and the function's own contract (a normalized path normalizes to itself; an extracted
+//! bearer token is `b64token`; a grant names a route whose provider verified the token).
+//! Not part of the gateway's API.
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+
+use crate::auth::extract::{extract_bearer, Credential};
+use crate::auth::jwks::KeySet;
+use crate::auth::keystore::ProviderKeys;
+use crate::auth::normalize::{normalize_authority, normalize_target};
+use crate::auth::revocation::RevocationSet;
+use crate::auth::{decide, RequestHead};
+use crate::config::schema::RawConfig;
+use crate::config::{build, Snapshot};
+use crate::metrics::Metrics;
+
+/// A fuzz target's body.
+pub type Target = fn(&[u8]);
+
+/// Every target, by the name of its directory under `fuzz/corpus/`.
+pub const TARGETS: &[(&str, Target)] = &[
+    ("normalize", normalize),
+    ("bearer", bearer),
+    ("decide", decide_token),
+    ("jwks", jwks),
+    ("config", config),
+    ("revocation", revocation),
+    ("cache_control", cache_control),
+];
+
+/// Request-target normalization and authority parsing.
+pub fn normalize(data: &[u8]) {
+    if let Ok(t) = normalize_target(data) {
+        let again = normalize_target(t.path_and_query().as_bytes())
+            .expect("a normalized target normalizes again");
+        assert_eq!(again.path, t.path, "normalization is idempotent");
+        assert!(t.path.starts_with('/'));
+        assert!(!t.path.contains("//"), "{}", t.path);
+        for seg in t.path.split('/') {
+            assert!(seg != "." && seg != "..", "{}", t.path);
+        }
+    }
+    if let Ok(s) = std::str::from_utf8(data) {
+        if let Some(a) = normalize_authority(s) {
+            let again = normalize_authority(&a.to_string()).expect("normalizes again");
+            assert_eq!(again, a);
+        }
+    }
+}
+
+/// Bearer extraction from `Authorization` values (the input split at newlines).
+pub fn bearer(data: &[u8]) {
+    let mut headers = HeaderMap::new();
+    for line in data.split(|&b| b == b'\n').take(4) {
+        if let Ok(v) = HeaderValue::from_bytes(line) {
+            headers.append(http::header::AUTHORIZATION, v);
+        }
+    }
+    if let Ok(Credential::Bearer(t)) = extract_bearer(&headers, 4096) {
+        assert!(!t.is_empty() && t.len() <= 4096);
+        assert!(t
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b)));
+    }
+}
+
+const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keys");
+/// The fuzz clock: tokens' time claims are judged against it.
+const NOW: f64 = 1_800_000_000.0;
+
+fn snapshot() -> &'static Snapshot {
+    static SNAP: OnceLock<Snapshot> = OnceLock::new();
+    SNAP.get_or_init(|| {
+        let text = format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+[upstreams.up]
+url = "http://127.0.0.1:9"
+[providers.corp]
+issuer = "https://corp"
+audiences = ["api"]
+jwks_file = "{FIX}/jwks.json"
+algorithms = ["RS256", "PS256", "ES256", "EdDSA"]
+max_token_lifetime = "1d"
+[providers.svc]
+issuer = "https://svc"
+audiences = ["api", "svc"]
+hmac_secret_file = "{FIX}/hmac.secret"
+algorithms = ["HS256"]
+required_typ = "at+jwt"
+[headers]
+forward_claims = {{ sub = "X-User-Id", scope = "X-Scopes", "org.id" = "X-Org", roles = "X-Roles", n = "X-N" }}
+[[routes]]
+name = "open"
+path_prefix = "/open"
+auth = "none"
+upstream = "up"
+[[routes]]
+name = "opt"
+path_prefix = "/opt"
+auth = "optional"
+upstream = "up"
+[[routes]]
+name = "api"
+path_prefix = "/api"
+upstream = "up"
+[[routes]]
+name = "admin"
+host = "admin.example"
+path_prefix = "/api"
+require_scopes = ["admin"]
+require_claims = {{ "org.tier" = ["gold", "7", "true"] }}
+upstream = "up"
+"#
+        );
+        let config = crate::config::load_str(&text, Path::new("fuzz.toml")).expect("fuzz config");
+        let keys = config
+            .providers
+            .iter()
+            .map(|p| ProviderKeys::new(p, None))
+            .collect();
+        Snapshot::new(Arc::new(config), keys, Vec::new(), &Metrics::new())
+    })
+}
+
+/// `decide()` on a fixed snapshot with real keys. The input is split at the first two NUL
+/// bytes into a request part and two JSON documents. Three ways in, by the first byte:
+/// the token as given (malformed and forged tokens), or the JOSE header and claims signed
+/// with the HMAC provider's secret, so the claim checks, the cache and the claim headers
+/// behind a good signature are reached (`exp` ≥ 2^64 once panicked there).
+pub fn decide_token(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let mut parts = rest.splitn(3, |&b| b == 0);
+    let request = parts.next().unwrap_or_default();
+    let first = parts.next().unwrap_or_default();
+    let second = parts.next().unwrap_or_default();
+    let (target, host) = match request.iter().position(|&b| b == b' ') {
+        Some(i) => (&request[..i], Some(&request[i + 1..])),
+        None => (request, None),
+    };
+    let token = match mode % 3 {
+        0 => String::from_utf8_lossy(first).into_owned(),
+        _ => {
+            let secret = std::fs::read(format!("{FIX}/hmac.secret")).expect("hmac secret");
+            let message = format!(
+                "{}.{}",
+                URL_SAFE_NO_PAD.encode(first),
+                URL_SAFE_NO_PAD.encode(second)
+            );
+            let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &secret);
+            let tag = aws_lc_rs::hmac::sign(&key, message.as_bytes());
+            format!("{message}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+        }
+    };
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
+        headers.append(http::header::AUTHORIZATION, v);
+    }
+    if let Some(h) = host.and_then(|h| HeaderValue::from_bytes(h).ok()) {
+        headers.append(http::header::HOST, h);
+    }
+    let method = if mode & 0x80 == 0 {
+        Method::GET
+    } else {
+        Method::POST
+    };
+    let head = RequestHead {
+        method: &method,
+        target,
+        authority: None,
+        headers: &headers,
+    };
+    let snap = snapshot();
+    // Twice: the second may be answered from the verified-token cache, and must agree.
+    let first = decide(snap, &head, NOW);
+    let second = decide(snap, &head, NOW);
+    match (&first, &second) {
+        (Ok(a), Ok(b)) => {
+            assert_eq!((a.route, &a.path_and_query), (b.route, &b.path_and_query));
+            assert_eq!(a.claim_headers, b.claim_headers);
+        }
+        (Err(a), Err(b)) => assert_eq!(a.reason, b.reason),
+        _ => panic!("a cached decision differs: {first:?} vs {second:?}"),
+    }
+    if let Ok(grant) = first {
+        let route = snap.config.routes.get(grant.route);
+        if let Some(p) = grant.provider {
+            assert!(
+                route.providers.contains(&p),
+                "verified by a provider of the route"
+            );
+        }
+        for (name, value) in &grant.claim_headers {
+            let _: &HeaderName = name;
+            assert!(value.as_bytes().iter().all(|&b| b >= 0x20 && b != 0x7f));
+        }
+    }
+}
+
+/// A JWKS document, parsed for every algorithm.
+pub fn jwks(data: &[u8]) {
+    use jsonwebtoken::Algorithm::*;
+    let _ = KeySet::from_jwks(
+        data,
+        &[
+            RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA,
+        ],
+    );
+}
+
+/// The config loader: TOML, schema and every cross-check. Inputs that would make the
+/// builder touch the outside (a file it reads, a host name it resolves) are skipped: files
+/// are operator input whose contents the other targets fuzz, and a DNS lookup per input
+/// would make the fuzzer crawl.
+pub fn config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(raw) = toml::from_str::<RawConfig>(text) else {
+        return;
+    };
+    let touches_files = raw.server.tls.is_some()
+        || raw.providers.values().any(|p| {
+            let p = p.get_ref();
+            p.jwks_file.is_some()
+                || p.hmac_secret_file.is_some()
+                || p.jwks_ca_file.is_some()
+                || p.revocation_file.is_some()
+        })
+        || raw
+            .upstreams
+            .values()
+            .any(|u| u.get_ref().ca_file.is_some());
+    let resolves = raw.upstreams.values().any(|u| {
+        let url = &u.get_ref().url;
+        url.parse::<http::Uri>().ok().is_some_and(|uri| {
+            uri.host().is_some_and(|h| {
+                h.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_err()
+            })
+        })
+    });
+    if touches_files || resolves {
+        return;
+    }
+    let hash = crate::config::sha256_hex(data);
+    if let Err(errors) = build(raw, text, Path::new("fuzz.toml"), hash) {
+        assert!(!errors.is_empty());
+        for e in errors {
+            assert!(!e.message.is_empty(), "{e:?}");
+        }
+    }
+}
+
+/// The revocation file format.
+pub fn revocation(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(set) = RevocationSet::parse(text) {
+            let _ = set.len();
+        }
+    }
+}
+
+/// `Cache-Control` of a JWKS response (the input split at newlines into header values).
+pub fn cache_control(data: &[u8]) {
+    let mut headers = HeaderMap::new();
+    for line in data.split(|&b| b == b'\n').take(4) {
+        if let Ok(v) = HeaderValue::from_bytes(line) {
+            headers.append(http::header::CACHE_CONTROL, v);
+        }
+    }
+    let _ = crate::auth::keystore::cache_lifetime(&headers);
+}
