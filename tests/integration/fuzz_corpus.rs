@@ -30,15 +30,14 @@ fn every_fuzz_corpus_file_replays_cleanly() {
             assert!(outcome.is_ok(), "{target}: {} fails", path.display());
         }
     }
-    for dir in files(root.join("corpus"))
-        .iter()
-        .chain(&files(root.join("regressions")))
-    {
-        panic!(
-            "a file where a target's directory belongs: {}",
-            dir.display()
-        );
-    }
+    let stray: Vec<PathBuf> = files(root.join("corpus"))
+        .into_iter()
+        .chain(files(root.join("regressions")))
+        .collect();
+    assert!(
+        stray.is_empty(),
+        "files where a target's directory belongs: {stray:?}"
+    );
     for dir in std::fs::read_dir(root.join("corpus"))
         .expect("fuzz/corpus")
         .flatten()
