@@ -174,6 +174,10 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     let mut options = pingora::apps::HttpServerOptions::default();
     options.h2_idle_timeout = Some(server_settings.keepalive_timeout);
     http.server_options = Some(options);
+    // HTTP/2 heads are bounded as HTTP/1 ones are (pingora's default is 64 KiB).
+    let mut h2 = pingora::protocols::http::v2::server::default_h2_options();
+    h2.max_header_list_size(u32::try_from(server_settings.max_header_bytes).unwrap_or(u32::MAX));
+    http.h2_options = Some(h2);
     let mut service = pingora::services::listening::Service::new(
         "authgate proxy".to_owned(),
         proxy::connection::Connections::new(http, state),

@@ -460,7 +460,36 @@ fn request_id(req: &RequestHeader) -> String {
             return v.to_owned();
         }
     }
+    fresh_request_id()
+}
+
+/// 32 random hex digits.
+fn fresh_request_id() -> String {
     format!("{:032x}", rand::random::<u128>())
+}
+
+/// A request refused before pingora parsed it (its head was over `max_header_bytes`):
+/// counted and logged like any refusal, with no route, method or path to tell.
+fn log_refused_head(state: &State, reason: Reject, request_id: &str, started: Instant) {
+    let snap = state.load();
+    let m = snap.metrics_for(None);
+    m.rejected.inc();
+    m.rejection(reason).inc();
+    let elapsed = started.elapsed();
+    m.duration.observe(elapsed.as_secs_f64());
+    tracing::info!(
+        target: "authgate::access",
+        request_id,
+        route = NO_ROUTE,
+        method = "-",
+        path = "-",
+        decision = "rejected",
+        reason = reason.label(),
+        status = reason.status(),
+        upstream_status = 0,
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        auth_ms = 0.0,
+    );
 }
 
 fn unix_now() -> f64 {

@@ -1,22 +1,33 @@
-//! The client connection loop: pingora's own, with our timeouts.
+//! The client connection loop: pingora's own, with our timeouts and our bound on heads.
 //!
-//! pingora reads the first request head of a connection with a fixed 60 s per read and then
-//! waits for the next request on a keep-alive connection forever. This app replaces that
-//! HTTP/1 loop (everything else goes to pingora's): each read of a new connection's first
-//! head waits at most `server.header_read_timeout`, an idle keep-alive connection is closed
-//! after `server.keepalive_timeout`. HTTP/2 connections use `keepalive_timeout` as their
-//! idle timeout.
+//! pingora reads the first request head of a connection with a fixed 60 s per read, waits
+//! for the next request on a keep-alive connection forever, and buffers an unfinished head
+//! up to 1 MiB before anything of ours runs. So this app reads each HTTP/1 request head
+//! itself, into a buffer that never grows past `server.max_header_bytes` (a head that does
+//! not end within it gets a 431 and the connection is closed), and hands the bytes to
+//! pingora's parser as a prefix (`set_pipelined_prefix`), which then reads nothing more for
+//! the head. A new connection's first byte must come within `server.header_read_timeout`,
+//! a reused one's within `server.keepalive_timeout`; from its first byte, the whole head
+//! must arrive within `server.header_read_timeout` (a deadline, not a per-read timeout, so
+//! a client trickling one byte at a time cannot hold the connection). HTTP/2 connections
+//! go to pingora, with `keepalive_timeout` as their idle timeout and `max_header_bytes` as
+//! their header-list limit.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::BytesMut;
 use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
 
 use super::Gateway;
+use crate::auth::Reject;
 use crate::state::State;
 
 pub struct Connections {
@@ -33,6 +44,25 @@ impl Connections {
     }
 }
 
+/// What reading one request head gave.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Head {
+    /// The head is complete in these bytes (body bytes may follow it).
+    Complete(BytesMut),
+    /// No end of head within `max_header_bytes`.
+    TooLarge,
+    /// The client closed, sent nothing in time, or did not finish in time, or the server is
+    /// shutting down: close without an answer.
+    Closed,
+}
+
+/// Most bytes read from the client per read while looking for the end of a head.
+const READ_CHUNK: usize = 4096;
+/// After a 431, how much of what the client is still sending is read and dropped (so the
+/// close does not turn into a reset that destroys the answer), and for how long.
+const LINGER_BYTES: usize = 256 << 10;
+const LINGER: Duration = Duration::from_secs(1);
+
 /// pingora counts keep-alive timeouts in whole seconds (0 means forever); never 0 here.
 fn whole_seconds(d: std::time::Duration) -> u64 {
     d.as_secs().max(1)
@@ -48,33 +78,263 @@ impl ServerApp for Connections {
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
             return self.proxy.process_new(stream, shutdown).await;
         }
-        let (header_read, idle) = {
+        let (header_read, idle, max_head) = {
             let snap = self.state.load();
             let s = &snap.config.server;
             (
-                whole_seconds(s.header_read_timeout),
-                whole_seconds(s.keepalive_timeout),
+                s.header_read_timeout,
+                s.keepalive_timeout,
+                s.max_header_bytes,
             )
         };
-        let mut session = ServerSession::new_http1(stream);
-        // While pingora reads a head, the keep-alive timeout bounds each read.
-        session.set_keepalive((!*shutdown.borrow()).then_some(header_read));
-        let mut result = self.proxy.process_new_http(session, shutdown).await;
-        while let Some((stream, settings)) = result.map(|r| r.consume()) {
+        let mut stream = stream;
+        let mut settings: Option<pingora::apps::HttpPersistentSettings> = None;
+        let mut first_wait = header_read;
+        loop {
+            let mut watch = shutdown.clone();
+            let head = tokio::select! {
+                head = read_head(&mut stream, max_head, first_wait, header_read) => head,
+                // A connection parked between requests closes when the server drains.
+                _ = watch.wait_for(|stop| *stop) => Head::Closed,
+            };
+            let prefix = match head {
+                Head::Complete(prefix) => prefix,
+                Head::TooLarge => {
+                    refuse_head(&mut stream, &self.state).await;
+                    return None;
+                }
+                Head::Closed => return None,
+            };
             let mut session = ServerSession::new_http1(stream);
-            if let Some(settings) = settings {
-                settings.apply_to_session(&mut session);
+            match settings.take() {
+                None => session
+                    .set_keepalive((!*shutdown.borrow()).then_some(whole_seconds(header_read))),
+                Some(s) => {
+                    s.apply_to_session(&mut session);
+                    if session.get_keepalive().is_some() {
+                        session.set_keepalive((!*shutdown.borrow()).then_some(whole_seconds(idle)));
+                    }
+                }
             }
-            if session.get_keepalive().is_some() {
-                session.set_keepalive((!*shutdown.borrow()).then_some(idle));
-            }
-            result = self.proxy.process_new_http(session, shutdown).await;
+            session.set_pipelined_prefix(prefix);
+            let (next, next_settings) = self
+                .proxy
+                .process_new_http(session, shutdown)
+                .await?
+                .consume();
+            stream = next;
+            settings = next_settings;
+            first_wait = idle;
         }
-        None
     }
 
     async fn cleanup(&self) {
         // Wakes keep-alive connections parked between requests so they close.
         self.proxy.http_cleanup().await;
+    }
+}
+
+/// Reads one request head into a buffer of at most `max_head + 1` bytes (reads stop as soon
+/// as the head is complete; what they brought past it stays in the buffer). The first byte
+/// must come within `first_wait`, the rest of the head within `whole` of it.
+pub async fn read_head<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    max_head: usize,
+    first_wait: Duration,
+    whole: Duration,
+) -> Head {
+    let mut buf = BytesMut::with_capacity(READ_CHUNK.min(max_head + 1));
+    let mut deadline = Instant::now() + first_wait;
+    // Bytes already searched for the end of the head; `None` until the head has begun.
+    let mut scanned: Option<usize> = None;
+    loop {
+        if let Some(from) = scanned.as_mut() {
+            match head_end(&buf, from) {
+                Some(end) if end <= max_head => return Head::Complete(buf),
+                Some(_) => return Head::TooLarge,
+                None => {}
+            }
+        }
+        if buf.len() > max_head {
+            return Head::TooLarge;
+        }
+        let room = (max_head + 1 - buf.len()).min(READ_CHUNK);
+        let mut limited = (&mut *stream).take(room as u64);
+        match tokio::time::timeout_at(deadline, limited.read_buf(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return Head::Closed,
+            Ok(Ok(_)) => {}
+        }
+        // Blank lines a client may send before a request (RFC 9112 §2.2) do not start the
+        // head or its deadline.
+        if scanned.is_none() && blank_prefix(&buf) < buf.len() {
+            deadline = Instant::now() + whole;
+            scanned = Some(0);
+        }
+    }
+}
+
+/// Leading empty lines (CR and LF), which an HTTP/1 parser skips before the request line.
+fn blank_prefix(buf: &[u8]) -> usize {
+    buf.iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count()
+}
+
+/// The end of the head (just past its empty line: `\n\n` or `\n\r\n`, the bare-LF forms
+/// httparse accepts included), searching past the leading blank lines from where the last
+/// search stopped (`scanned`, updated: a head that arrives byte by byte is searched once,
+/// not once per read).
+fn head_end(buf: &[u8], scanned: &mut usize) -> Option<usize> {
+    let from = scanned.saturating_sub(2).max(blank_prefix(buf));
+    *scanned = buf.len();
+    buf.get(from..)?
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| b == b'\n')
+        .find_map(|(i, _)| {
+            let at = from + i;
+            match (buf.get(at + 1), buf.get(at + 2)) {
+                (Some(b'\n'), _) => Some(at + 2),
+                (Some(b'\r'), Some(b'\n')) => Some(at + 3),
+                _ => None,
+            }
+        })
+}
+
+/// Answers a head over `max_header_bytes` with 431 (the usual JSON refusal), counts and
+/// logs it like any refusal, and closes after reading a little of what the client is still
+/// sending (a close with unread input is a reset, which can destroy the answer in flight).
+async fn refuse_head(stream: &mut Stream, state: &State) {
+    let reason = Reject::HeadersTooLarge;
+    let request_id = super::fresh_request_id();
+    let body = super::respond::body(reason);
+    let answer = format!(
+        "HTTP/1.1 {} Request Header Fields Too Large\r\ncontent-type: application/json\r\ncontent-length: {}\r\ncache-control: no-store\r\nx-request-id: {request_id}\r\nconnection: close\r\n\r\n",
+        reason.status(),
+        body.len()
+    );
+    let started = std::time::Instant::now();
+    let _ = stream.write_all(answer.as_bytes()).await;
+    let _ = stream.write_all(&body).await;
+    let _ = stream.flush().await;
+    super::log_refused_head(state, reason, &request_id, started);
+    let mut sink = [0u8; 4096];
+    let mut drained = 0;
+    let until = Instant::now() + LINGER;
+    while drained < LINGER_BYTES {
+        match tokio::time::timeout_at(until, stream.read(&mut sink)).await {
+            Ok(Ok(n)) if n > 0 => drained += n,
+            _ => break,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn end(bytes: &[u8]) -> Option<usize> {
+        head_end(bytes, &mut 0)
+    }
+
+    #[test]
+    fn finds_the_end_of_a_head() {
+        assert_eq!(end(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nbody"), Some(27));
+        assert_eq!(end(b"GET / HTTP/1.1\nHost: a\n\n"), Some(24));
+        assert_eq!(end(b"GET / HTTP/1.1\r\nHost: a\n\r\n"), Some(26));
+        assert_eq!(
+            end(b"\r\n\r\nGET / HTTP/1.1\r\n\r\n"),
+            Some(22),
+            "leading blank lines"
+        );
+        assert_eq!(end(b"GET / HTTP/1.1\r\nHost: a\r\n"), None);
+        assert_eq!(end(b"\r\n\r\n"), None);
+        // Searched incrementally: an end that straddles two reads is found.
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mut scanned = 0;
+        assert_eq!(head_end(&head[..25], &mut scanned), None);
+        assert_eq!(scanned, 25);
+        assert_eq!(head_end(head, &mut scanned), Some(27));
+    }
+
+    async fn read(chunks: &[&[u8]], max: usize) -> Head {
+        let mut mock = tokio_test_stream(chunks);
+        read_head(
+            &mut mock,
+            max,
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+        )
+        .await
+    }
+
+    /// A reader that returns `chunks` one per read, then EOF.
+    fn tokio_test_stream(chunks: &[&[u8]]) -> impl tokio::io::AsyncRead + Unpin {
+        let mut b = tokio::io::duplex(1 << 20);
+        let data: Vec<Vec<u8>> = chunks.iter().map(|c| c.to_vec()).collect();
+        tokio::spawn(async move {
+            for c in data {
+                let _ = b.1.write_all(&c).await;
+                tokio::task::yield_now().await;
+            }
+        });
+        b.0
+    }
+
+    #[tokio::test]
+    async fn heads_are_bounded_while_they_are_read() {
+        let head = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(
+            read(&[&head[..5], &head[5..]], 1024).await,
+            Head::Complete(BytesMut::from(&head[..]))
+        );
+        // Exactly at the limit is fine; one byte more is not.
+        let mut at_limit = b"GET /x HTTP/1.1\r\nX: ".to_vec();
+        at_limit.resize(1024 - 4, b'a');
+        at_limit.extend_from_slice(b"\r\n\r\n");
+        assert!(matches!(read(&[&at_limit], 1024).await, Head::Complete(_)));
+        let mut over = at_limit.clone();
+        over.insert(20, b'a');
+        assert_eq!(read(&[&over], 1024).await, Head::TooLarge);
+        // A megabyte sent as one stream is cut at the limit, never buffered.
+        let big = vec![b'a'; 1 << 20];
+        assert_eq!(
+            read(&[b"GET / HTTP/1.1\r\nX: ", &big], 32 << 10).await,
+            Head::TooLarge
+        );
+        assert_eq!(
+            read(&[b"GET / HT"], 1024).await,
+            Head::Closed,
+            "EOF mid-head"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_whole_head_has_a_deadline() {
+        let (mut client, mut server) = tokio::io::duplex(1 << 16);
+        let reader = tokio::spawn(async move {
+            read_head(
+                &mut server,
+                1024,
+                Duration::from_secs(60),
+                Duration::from_secs(10),
+            )
+            .await
+        });
+        // A byte every 5 s: each read is quick, yet the head is cut 10 s after its first
+        // byte (on the paused test clock: no real waiting, no timing flake).
+        let start = Instant::now();
+        for b in b"GET / HTTP/1.1\r\nHost: a\r\n\r\n" {
+            if client.write_all(&[*b]).await.is_err() || reader.is_finished() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        assert_eq!(reader.await.unwrap(), Head::Closed);
+        assert!(
+            start.elapsed() <= Duration::from_secs(15),
+            "{:?}",
+            start.elapsed()
+        );
     }
 }

@@ -97,3 +97,126 @@ fn an_idle_keep_alive_connection_is_closed_after_keepalive_timeout() {
     );
     assert_eq!(upstream.count(), 2);
 }
+
+/// Issue 11, finding 2: a head over `max_header_bytes` is cut while it is being read (the
+/// gateway once buffered up to 1 MiB per connection first): 431 with the usual refusal,
+/// before the client has even finished sending, logged and counted.
+#[test]
+fn a_head_over_max_header_bytes_is_refused_while_it_is_read() {
+    let keys = Keys::load();
+    let jwks = JwksServer::start(keys.standard_jwks());
+    let upstream = Upstream::start();
+    let gw = Gateway::start(&standard_config(&jwks.url(), &upstream.url()));
+    gw.wait_ready();
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    let mut head = b"GET /public/x HTTP/1.1\r\nHost: localhost\r\nX-Big: ".to_vec();
+    head.resize(40 << 10, b'a');
+    s.write_all(&head).unwrap();
+    // No end of head sent: the answer comes anyway, once 32 KiB have been read.
+    let (got, _) = read_until_closed(&mut s);
+    let r = crate::support::http::parse(&got);
+    assert_eq!(r.status, 431, "{r:?}");
+    assert_eq!(r.reason(), "headers_too_large");
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(gw.wait_log("headers_too_large", Duration::from_secs(5)));
+    assert_eq!(
+        metric_value(
+            &gw.metrics(),
+            "authgate_rejections_total{reason=\"headers_too_large\",route=\"-\"}"
+        ),
+        1.0
+    );
+    // Just under the limit is served; HTTP/1.0 and bare-LF heads too.
+    let mut ok =
+        b"GET /public/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nX-Big: ".to_vec();
+    ok.resize((32 << 10) - 4, b'a');
+    ok.extend_from_slice(b"\r\n\r\n");
+    assert_eq!(send(gw.addr, &ok).status, 200);
+    assert_eq!(send(gw.addr, b"GET /public/x HTTP/1.0\r\n\r\n").status, 200);
+    assert_eq!(
+        send(
+            gw.addr,
+            b"\r\nGET /public/x HTTP/1.1\nHost: localhost\nConnection: close\n\n"
+        )
+        .status,
+        200
+    );
+    assert_eq!(upstream.count(), 3);
+}
+
+/// A client sending a head one byte at a time, each byte well within the read timeout,
+/// is cut `header_read_timeout` after its first byte (it was once per read, so such a
+/// client could hold a connection for `max_header_bytes` reads).
+#[test]
+fn a_trickled_head_is_cut_at_the_head_deadline() {
+    let keys = Keys::load();
+    let jwks = JwksServer::start(keys.standard_jwks());
+    let upstream = Upstream::start();
+    let gw = Gateway::start(&limits_config(&jwks.url(), &upstream.url()));
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    let head = b"GET /public/x HTTP/1.1\r\nHost: localhost\r\nX-Slow: 123456789\r\n\r\n";
+    let started = Instant::now();
+    let mut closed_after = None;
+    for b in head {
+        // 300 ms a byte: the whole head would take ~17 s; the deadline is 1 s.
+        if s.write_all(&[*b]).is_err() {
+            closed_after = Some(started.elapsed());
+            break;
+        }
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut one = [0u8; 1];
+        match s.read(&mut one) {
+            Ok(0) => {
+                closed_after = Some(started.elapsed());
+                break;
+            }
+            Ok(_) => panic!("an answer to an unfinished head"),
+            Err(_) => {} // nothing yet: still open
+        }
+    }
+    let closed_after = closed_after.expect("the trickled head was never cut");
+    assert!(
+        closed_after < Duration::from_secs(6),
+        "held {closed_after:?}"
+    );
+    assert_eq!(upstream.count(), 0);
+}
+
+/// What 100 clients sending 1 MiB heads cost (issue 11 measured +111 MB of RSS): each is cut
+/// at `max_header_bytes`, so the gateway's peak resident size grows by a few MiB, not by
+/// the megabytes the clients send.
+#[test]
+fn large_heads_from_many_clients_do_not_grow_memory() {
+    let keys = Keys::load();
+    let jwks = JwksServer::start(keys.standard_jwks());
+    let upstream = Upstream::start();
+    let gw = Gateway::start(&standard_config(&jwks.url(), &upstream.url()));
+    gw.wait_ready();
+    assert_eq!(get(gw.addr, "/public/x", &[]).status, 200);
+    let before = gw.memory_kib("VmHWM");
+    let addr = gw.addr;
+    let clients: Vec<_> = (0..100)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut head = b"GET /public/x HTTP/1.1\r\nHost: localhost\r\nX-Big: ".to_vec();
+                head.resize(1 << 20, b'a');
+                // The gateway stops reading at 32 KiB: the send fails or stalls.
+                let _ = s.write_all(&head);
+                let (got, _) = read_until_closed(&mut s);
+                crate::support::http::parse(&got).status
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    assert!(statuses.iter().all(|&s| s == 431 || s == 0), "{statuses:?}");
+    let grew_kib = gw.memory_kib("VmHWM").saturating_sub(before);
+    assert!(
+        grew_kib < 40 << 10,
+        "peak RSS grew by {grew_kib} KiB for 100 heads of 1 MiB"
+    );
+    assert_eq!(upstream.count(), 1);
+    assert_eq!(get(gw.addr, "/public/x", &[]).status, 200);
+}

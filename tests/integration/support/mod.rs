@@ -586,6 +586,17 @@ impl Gateway {
         self.child.id()
     }
 
+    /// A `/proc/PID/status` figure in KiB (`VmRSS`, `VmHWM` — the peak resident size).
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("/proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc status"))
+    }
+
     /// Waits for the process to exit; `None` if it still runs after `within`.
     pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
         let until = Instant::now() + within;
