@@ -22,7 +22,8 @@ pub enum BadTarget {
     EscapesRoot,
     /// `;` path parameters, which servlet containers strip before routing.
     Parameters,
-    /// Malformed `%` escape, a raw non-ASCII byte, space or `#`.
+    /// Malformed `%` escape, a raw non-ASCII byte, space, or `#` (pingora drops a
+    /// fragment before the target reaches us; one that got here would be refused).
     Encoding,
     /// Percent-escapes whose bytes are not strict UTF-8: overlong forms (`%c0%af` is `/`
     /// and `%c0%ae` is `.` to a lenient decoder), surrogates, stray or truncated bytes.

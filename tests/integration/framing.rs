@@ -129,3 +129,39 @@ fn identical_duplicate_content_lengths_are_refused() {
         "5, 5",
     );
 }
+
+/// The leniencies pingora keeps (issue 11): a bare-LF head and `Transfer-Encoding:
+/// identity, chunked` are accepted, and the upstream gets a message framed anew by the
+/// gateway (CRLF lines, one framing header, the decoded body), so it cannot read the
+/// message boundaries differently from the gateway. A `#fragment` is not part of a
+/// request target: dropped with all that follows it, never routed on or forwarded.
+#[test]
+fn lenient_framing_reaches_the_upstream_reframed() {
+    let s = Setup::start();
+    let r = send(
+        s.gw.addr,
+        b"POST /public/lf HTTP/1.1\nHost: localhost\nContent-Length: 5\nConnection: close\n\nhello",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let seen = s.upstream.last();
+    assert_eq!((seen.path.as_str(), seen.body.as_slice()), ("/public/lf", &b"hello"[..]));
+    assert_eq!(seen.one("content-length"), "5");
+    assert!(!seen.has("transfer-encoding"));
+
+    let r = send(
+        s.gw.addr,
+        b"POST /public/te HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: identity, chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let seen = s.upstream.last();
+    assert_eq!((seen.path.as_str(), seen.body.as_slice()), ("/public/te", &b"hello"[..]));
+    assert_eq!(seen.all("transfer-encoding"), vec!["chunked"], "re-framed");
+    assert!(!seen.has("content-length"));
+
+    for target in ["/public/frag#/../../api/x", "/public/frag#x"] {
+        let raw = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        let r = send(s.gw.addr, raw.as_bytes());
+        assert_eq!(r.status, 200, "{target}: {r:?}");
+        assert_eq!(s.upstream.last().path, "/public/frag", "{target}");
+    }
+}
