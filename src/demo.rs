@@ -90,31 +90,32 @@ fn print_guide(issuer: &DevIssuer, aud: &str, ready: Ready) {
         r#"
 authgate demo is running. Gateway http://{p}  admin http://{admin}  (Ctrl-C stops everything)
 Issuer (JWKS) http://{ISSUER_ADDR}/jwks.json, echo upstream http://{ECHO_ADDR}.
+Paste the TOKEN_* lines into your shell (names chosen not to clobber $USER), then the curls.
 
-USER={user}
-WRITER={writer}
-ADMIN={admin_t}
-EXPIRED={expired}
-WRONG_AUD={wrong_aud}
+TOKEN_USER={user}
+TOKEN_WRITER={writer}
+TOKEN_ADMIN={admin_t}
+TOKEN_EXPIRED={expired}
+TOKEN_WRONG_AUD={wrong_aud}
 
 # 200: public route, no token needed; a spoofed X-User-Id never reaches the upstream
 curl -s http://{p}/public/hello -H 'X-User-Id: mallory'
 # 401 (no error code): no token
 curl -si http://{p}/api/orders
 # 200: valid RS256 user token; the echo shows X-User-Id: alice, X-Scopes, X-Org-Id
-curl -s http://{p}/api/orders -H "Authorization: Bearer $USER"
+curl -s http://{p}/api/orders -H "Authorization: Bearer $TOKEN_USER"
 # 401 invalid_token: expired
-curl -si http://{p}/api/orders -H "Authorization: Bearer $EXPIRED"
+curl -si http://{p}/api/orders -H "Authorization: Bearer $TOKEN_EXPIRED"
 # 401 invalid_token: wrong audience
-curl -si http://{p}/api/orders -H "Authorization: Bearer $WRONG_AUD"
+curl -si http://{p}/api/orders -H "Authorization: Bearer $TOKEN_WRONG_AUD"
 # 403 insufficient_scope: DELETE needs scope "write", the user token has only "read"
-curl -si -X DELETE http://{p}/api/orders/7 -H "Authorization: Bearer $USER"
+curl -si -X DELETE http://{p}/api/orders/7 -H "Authorization: Bearer $TOKEN_USER"
 # 200: the ES256 writer token has "write"
-curl -s -X DELETE http://{p}/api/orders/7 -H "Authorization: Bearer $WRITER"
+curl -s -X DELETE http://{p}/api/orders/7 -H "Authorization: Bearer $TOKEN_WRITER"
 # 403: /admin needs scope "admin" and org.tier gold|platinum
-curl -si http://{p}/admin/users -H "Authorization: Bearer $WRITER"
+curl -si http://{p}/admin/users -H "Authorization: Bearer $TOKEN_WRITER"
 # 200: EdDSA admin token with org.tier=gold
-curl -s http://{p}/admin/users -H "Authorization: Bearer $ADMIN"
+curl -s http://{p}/admin/users -H "Authorization: Bearer $TOKEN_ADMIN"
 # 404: no route (default deny); 400: a path that cannot be normalized safely
 curl -si http://{p}/nowhere
 curl -si --path-as-is 'http://{p}/public/..%2fadmin'

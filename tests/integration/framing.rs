@@ -144,7 +144,10 @@ fn lenient_framing_reaches_the_upstream_reframed() {
     );
     assert_eq!(r.status, 200, "{r:?}");
     let seen = s.upstream.last();
-    assert_eq!((seen.path.as_str(), seen.body.as_slice()), ("/public/lf", &b"hello"[..]));
+    assert_eq!(
+        (seen.path.as_str(), seen.body.as_slice()),
+        ("/public/lf", &b"hello"[..])
+    );
     assert_eq!(seen.one("content-length"), "5");
     assert!(!seen.has("transfer-encoding"));
 
@@ -154,7 +157,10 @@ fn lenient_framing_reaches_the_upstream_reframed() {
     );
     assert_eq!(r.status, 200, "{r:?}");
     let seen = s.upstream.last();
-    assert_eq!((seen.path.as_str(), seen.body.as_slice()), ("/public/te", &b"hello"[..]));
+    assert_eq!(
+        (seen.path.as_str(), seen.body.as_slice()),
+        ("/public/te", &b"hello"[..])
+    );
     assert_eq!(seen.all("transfer-encoding"), vec!["chunked"], "re-framed");
     assert!(!seen.has("content-length"));
 

@@ -14,46 +14,95 @@ use crate::support::*;
 
 /// The running OP; killed when dropped.
 struct Op {
-    _process: KillOnDrop,
+    process: KillOnDrop,
     port: u16,
+    /// Lines the OP printed on stdout.
+    lines: std::sync::mpsc::Receiver<String>,
+    /// What it printed on stderr, for the failure message when it does not answer.
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
+/// How long the OP may take to start or to rotate its key (node, oidc-provider and an RSA
+/// key generation on a machine busy with a parallel test run).
+const OP_WAIT: Duration = Duration::from_secs(60);
+
 impl Op {
-    /// Starts `op.mjs` on `port` (0: any) with the keys in `keys`, adding `new_kid` first.
-    fn start(port: u16, keys: &Path, new_kid: Option<&str>) -> Op {
+    /// Starts `op.mjs` on a free port with the keys in `keys`, adding `new_kid` first.
+    fn start(keys: &Path, new_kid: &str) -> Op {
         let dir = interop_dir();
         assert!(
             dir.join("node_modules/oidc-provider").is_dir(),
             "oidc-provider is not installed: run `make test` (it runs `npm ci` in tests/interop)"
         );
-        let mut cmd = Command::new("node");
-        cmd.current_dir(&dir)
+        let mut child = Command::new("node")
+            .current_dir(&dir)
             .arg("op.mjs")
-            .arg(port.to_string())
-            .arg(keys);
-        if let Some(kid) = new_kid {
-            cmd.arg(kid);
-        }
-        let mut child = cmd
+            .arg("0")
+            .arg(keys)
+            .arg(new_kid)
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("node must be installed for the interop tests");
         let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(p) = line.strip_prefix("OP_READY ") {
-                    let _ = tx.send(p.trim().parse::<u16>().unwrap());
-                }
+                let _ = tx.send(line);
             }
         });
-        let port = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the OP did not start");
-        Op {
-            _process: KillOnDrop(child),
-            port,
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let mut op = Op {
+            process: KillOnDrop(child),
+            port: 0,
+            lines,
+            stderr,
+        };
+        let ready = op.wait_line("OP_READY ");
+        op.port = ready.trim().parse().expect("OP_READY <port>");
+        op
+    }
+
+    /// Puts a fresh signing key `kid` first, on the same port (the older keys stay
+    /// published).
+    fn rotate(&mut self, kid: &str) {
+        use std::io::Write as _;
+        let stdin = self.process.0.stdin.as_mut().expect("OP stdin");
+        writeln!(stdin, "rotate {kid}").expect("write to the OP");
+        stdin.flush().expect("flush");
+        assert_eq!(self.wait_line("OP_ROTATED ").trim(), kid);
+    }
+
+    /// The rest of the first stdout line starting with `prefix`; panics with the OP's
+    /// stderr when it exits or stays silent for `OP_WAIT`.
+    fn wait_line(&mut self, prefix: &str) -> String {
+        let deadline = std::time::Instant::now() + OP_WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix(prefix) {
+                        return rest.to_owned();
+                    }
+                }
+                Err(e) => {
+                    let status = self.process.0.try_wait().ok().flatten();
+                    panic!(
+                        "the OP did not print {prefix:?} ({e}; exit status {status:?}); its stderr:\n{}",
+                        self.stderr.lock().unwrap()
+                    );
+                }
+            }
         }
     }
 
@@ -102,7 +151,7 @@ fn header(token: &str) -> serde_json::Value {
 fn tokens_from_oidc_provider_pass_through_discovery_and_rotation() {
     let work = tempfile::tempdir().unwrap();
     let keys = work.path().join("op-keys.json");
-    let op = Op::start(0, &keys, Some("op-a"));
+    let mut op = Op::start(&keys, "op-a");
     let up = Upstream::start();
     let config = format!(
         r#"
@@ -168,11 +217,9 @@ upstream = "orders"
         "bad_signature"
     );
 
-    // Key rotation at the OP: restart it on the same port with a new signing key; the old one
-    // stays published. The first token with the new kid makes authgate refetch.
-    let port = op.port;
-    drop(op);
-    let op = Op::start(port, &keys, Some("op-b"));
+    // Key rotation at the OP: a new signing key, the old one still published. The first
+    // token with the new kid makes authgate refetch.
+    op.rotate("op-b");
     let rotated = op.token("read");
     assert_eq!(header(&rotated)["kid"], "op-b");
     assert!(
