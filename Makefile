@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: demo test check lint bench load ensure-cmake interop-deps deploy-check
+.PHONY: demo test check lint bench load soak fuzz ensure-cmake interop-deps deploy-check
 
 ## Run the self-contained demo: dev issuer + echo upstream + gateway (Ctrl-C stops it).
 demo: ensure-cmake
@@ -36,6 +36,23 @@ bench: ensure-cmake
 load: ensure-cmake
 	cargo build --release --bin authgate
 	bash benches/load.sh
+
+## Chaos under load for SOAK_SECONDS (default 600) against the release binary; prints the figures.
+SOAK_SECONDS ?= 600
+soak: ensure-cmake interop-deps
+	cargo build --release --bin authgate
+	AUTHGATE_SOAK_SECONDS=$(SOAK_SECONDS) AUTHGATE_BIN=$(CURDIR)/target/release/authgate \
+		cargo nextest run --no-capture -E 'test(soak::)'
+
+## Every fuzz target for FUZZ_SECONDS each (default 60), new inputs in fuzz/work/ (needs
+## `cargo install cargo-fuzz`; stable Rust is enough with --sanitizer none).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS = normalize bearer decide jwks config revocation cache_control
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/work/$$t; \
+		cargo fuzz run --sanitizer none $$t fuzz/work/$$t fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -timeout=10 || exit 1; \
+	done
 
 ensure-cmake:
 	@if ! command -v cmake >/dev/null 2>&1; then \

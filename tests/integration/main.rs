@@ -16,6 +16,7 @@ mod limits;
 mod reload;
 mod revocation;
 mod routing;
+mod soak;
 mod tls;
 mod tokens;
 mod upstream;

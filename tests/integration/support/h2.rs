@@ -1,6 +1,7 @@
 //! Raw clients over TLS for tests that must control every field: HTTP/2 with any
 //! `:authority`, `:path` and headers (the `h2` crate, no polite client in between), and
-//! HTTP/1.1 bytes over TLS. Both trust only `tls/ca.pem` and send SNI `localhost`, so
+//! HTTP/1.1 bytes over TLS. Both trust only the fixture CAs (`tls/ca.pem`, `tls/ca2.pem`:
+//! either listener pair verifies) and send SNI `localhost`, so
 //! the authority a request names is independent of the certificate it is checked against.
 
 use std::net::SocketAddr;
@@ -16,10 +17,12 @@ use super::{fixtures, rt};
 fn connector(alpn: &[u8]) -> tokio_rustls::TlsConnector {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::CertificateDer::pem_file_iter(fixtures().join("tls/ca.pem"))
-        .expect("ca file")
-    {
-        roots.add(cert.expect("ca cert")).expect("add ca");
+    for ca in ["tls/ca.pem", "tls/ca2.pem"] {
+        for cert in
+            rustls::pki_types::CertificateDer::pem_file_iter(fixtures().join(ca)).expect("ca file")
+        {
+            roots.add(cert.expect("ca cert")).expect("add ca");
+        }
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)

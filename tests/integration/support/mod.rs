@@ -396,6 +396,10 @@ impl Upstream {
     pub fn count(&self) -> usize {
         self.seen.lock().unwrap().len()
     }
+    /// Every request received so far.
+    pub fn all(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
     /// The most recent request; panics if none arrived.
     pub fn last(&self) -> Seen {
         self.seen
@@ -416,8 +420,10 @@ pub struct Gateway {
     dir: tempfile::TempDir,
 }
 
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_authgate")
+/// The binary under test: `AUTHGATE_BIN` when set (`make soak` runs the release build),
+/// else the one cargo built for these tests.
+pub fn bin() -> String {
+    std::env::var("AUTHGATE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_authgate").to_owned())
 }
 
 /// `authgate check --config PATH`: success, stdout, stderr.
