@@ -52,6 +52,9 @@ fn put(dir: &Path, name: &str, content: &[u8]) {
     std::fs::rename(&tmp, dir.join(name)).unwrap();
 }
 
+/// Answers counted by request kind, protocol and status.
+type Tally = BTreeMap<(Kind, &'static str, u16), u64>;
+
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Kind {
     Valid,
@@ -144,7 +147,7 @@ fn chaos_under_load() {
     );
 
     let stop = Arc::new(AtomicBool::new(false));
-    let results: Arc<Mutex<BTreeMap<(Kind, &'static str, u16), u64>>> = Arc::default();
+    let results: Arc<Mutex<Tally>> = Arc::default();
     let host = format!("localhost:{}", gw.addr.port());
     let started = Instant::now();
     let clients: Vec<_> = (0..4)
