@@ -2,10 +2,13 @@
 """RSS of authgate holding N idle keep-alive client connections (issue #6: <= 64 MiB at 1,000).
 
   python3 benches/idle_rss.py [N [READ_BUFFER_BYTES]]   # after `cargo build --release`
+  SLOW_HEAD=32000 python3 benches/idle_rss.py 1000     # N slow clients, 32000 bytes of head each
 
 Starts target/release/authgate on a loopback port with a one-route config, opens N client
 connections, sends one request on each (answered by the gateway itself: 404, no upstream
-needed), keeps them all open and idle, and prints VmRSS before and after.
+needed), keeps them all open and idle, and prints VmRSS before and after. With SLOW_HEAD=B,
+each connection instead sends B bytes of a request head that never ends (a slowloris client
+that has sent all it may) and stays open; header_read_timeout is raised so none is cut.
 """
 import os
 import resource
@@ -17,6 +20,10 @@ import time
 
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
 read_buffer = f"read_buffer_bytes = {int(sys.argv[2])}\n" if len(sys.argv) > 2 else ""
+slow_head = int(os.environ.get("SLOW_HEAD", "0"))
+if slow_head:
+    read_buffer += 'header_read_timeout = "1h"\n'
+
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 2 * n + 256)), hard))
 
@@ -73,16 +80,23 @@ try:
     conns = []
     for i in range(n):
         s = socket.create_connection(("127.0.0.1", port), timeout=5)
-        s.sendall(b"GET /nowhere HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        got = s.recv(4096)
-        assert got.startswith(b"HTTP/1.1 404"), got[:64]
+        if slow_head:
+            head = b"GET /x HTTP/1.1\r\nHost: localhost\r\nX-Slow: "
+            s.sendall(head + b"a" * (slow_head - len(head)))
+        else:
+            s.sendall(b"GET /nowhere HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            got = s.recv(4096)
+            assert got.startswith(b"HTTP/1.1 404"), got[:64]
         conns.append(s)
     time.sleep(1.0)
     after = rss_mib()
     alive = sum(1 for s in conns if s.fileno() >= 0)
+    what = f"slow clients with {slow_head} bytes of head each" if slow_head else "idle keep-alive connections"
+    per_kib = (after - before) * 1024 / n
     print(f"read_buffer_bytes {sys.argv[2] if len(sys.argv) > 2 else 'default'}: "
-          f"idle keep-alive connections: {alive}; authgate VmRSS before {before:.1f} MiB, "
-          f"with them {after:.1f} MiB ({(after - before) * 1024 / n:.1f} KiB per connection)")
+          f"{what}: {alive}; authgate VmRSS before {before:.1f} MiB, "
+          f"with them {after:.1f} MiB ({per_kib:.1f} KiB per connection, "
+          f"{1024 * 1024 / per_kib:.0f} per GiB)")
     for s in conns:
         s.close()
 finally:
