@@ -759,35 +759,31 @@ pub struct Setup {
 
 impl Setup {
     pub fn start() -> Setup {
-        let keys = Keys::load();
-        let jwks = JwksServer::start(keys.standard_jwks());
-        let upstream = Upstream::start();
-        let gw = Gateway::start(&standard_config(&jwks.url(), &upstream.url()));
-        gw.wait_ready();
-        Setup {
-            keys,
-            jwks,
-            upstream,
-            gw,
-        }
+        Self::start_with(|config| config)
     }
 
     /// The standard setup behind a TLS listener (`tls/server.pem`, HTTP/2 and HTTP/1.1 by
     /// ALPN), for tests that send the same request over both protocols.
     pub fn start_tls() -> Setup {
+        let tls = fixtures().join("tls");
+        Self::start_with(|config| {
+            config.replace(
+                "[admin]",
+                &format!(
+                    "[server.tls]\ncert = {:?}\nkey = {:?}\n\n[admin]",
+                    tls.join("server.pem").display().to_string(),
+                    tls.join("server.key").display().to_string()
+                ),
+            )
+        })
+    }
+
+    /// The standard setup with `edit` applied to the standard config.
+    fn start_with(edit: impl FnOnce(String) -> String) -> Setup {
         let keys = Keys::load();
         let jwks = JwksServer::start(keys.standard_jwks());
         let upstream = Upstream::start();
-        let tls = fixtures().join("tls");
-        let config = standard_config(&jwks.url(), &upstream.url()).replace(
-            "[admin]",
-            &format!(
-                "[server.tls]\ncert = {:?}\nkey = {:?}\n\n[admin]",
-                tls.join("server.pem").display().to_string(),
-                tls.join("server.key").display().to_string()
-            ),
-        );
-        let gw = Gateway::start(&config);
+        let gw = Gateway::start(&edit(standard_config(&jwks.url(), &upstream.url())));
         gw.wait_ready();
         Setup {
             keys,
