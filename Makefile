@@ -47,7 +47,7 @@ soak: ensure-cmake interop-deps
 ## Every fuzz target for FUZZ_SECONDS each (default 60), new inputs in fuzz/work/ (needs
 ## `cargo install cargo-fuzz`; stable Rust is enough with --sanitizer none).
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = normalize bearer decide jwks config revocation cache_control
+FUZZ_TARGETS = normalize head bearer decide jwks config revocation cache_control
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		mkdir -p fuzz/work/$$t; \

@@ -309,7 +309,7 @@ impl From<BadTarget> for Reject {
 // === impl Denial ===
 
 impl Denial {
-    fn new(reason: Reject, route: Option<usize>) -> Self {
+    pub fn new(reason: Reject, route: Option<usize>) -> Self {
         Self {
             reason,
             route,
@@ -324,8 +324,8 @@ pub fn decide(snap: &Snapshot, head: &RequestHead<'_>, now: f64) -> Result<Grant
     if head.method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
         return Err(Denial::new(Reject::BadMethod, None));
     }
-    let target = normalize_target(head.target).map_err(|e| Denial::new(e.into(), None))?;
-    let authority = request_authority(head.headers, head.authority, target.authority.clone())
+    let mut target = normalize_target(head.target).map_err(|e| Denial::new(e.into(), None))?;
+    let authority = request_authority(head.headers, head.authority, target.authority.take())
         .map_err(|r| Denial::new(r, None))?;
     let host = authority.as_ref().map(|a| a.host.as_str());
     let route_idx = config

@@ -10,8 +10,6 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod demo;
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod httpd;
 pub mod metrics;
 pub mod proxy;

@@ -80,18 +80,10 @@ impl ProxyHttp for Gateway {
             guard(|| {
                 inject_fault(session.req_header());
                 check_message(session, max_header_bytes)
-                    .map_err(|reason| Denial {
-                        reason,
-                        route: None,
-                        provider: None,
-                    })
+                    .map_err(|reason| Denial::new(reason, None))
                     .and_then(|()| decide(&snap, &head(session.req_header()), unix_now()))
             })
-            .unwrap_or(Err(Denial {
-                reason: Reject::InternalError,
-                route: None,
-                provider: None,
-            }))
+            .unwrap_or(Err(Denial::new(Reject::InternalError, None)))
         };
         let result = match decision(session) {
             Err(Denial {
@@ -125,29 +117,9 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let (Some(snap), Some(grant)) = (&ctx.snap, &ctx.grant) else {
-            return Error::e_explain(ErrorType::InternalError, "no grant for an upstream request");
-        };
-        let up = &snap.config.upstreams[grant.upstream];
-        ctx.upstream_start = Some(Instant::now());
-        let mut peer = match &up.tls {
-            None => HttpPeer::new(up.addr, false, String::new()),
-            Some(tls) => {
-                // A non-empty SNI always: pingora skips every check when it is empty.
-                let mut peer = HttpPeer::new(up.addr, true, tls.sni.clone());
-                peer.options.ca = tls.ca.clone();
-                peer.options.verify_cert = tls.verify;
-                peer.options.verify_hostname = tls.verify;
-                peer.group_key = tls.pool_key;
-                peer
-            }
-        };
-        peer.options.connection_timeout = Some(up.connect_timeout);
-        peer.options.total_connection_timeout = Some(up.connect_timeout);
-        peer.options.read_timeout = Some(up.read_timeout);
-        peer.options.write_timeout = Some(up.write_timeout);
-        peer.options.idle_timeout = Some(up.idle_timeout);
-        Ok(Box::new(peer))
+        guard(|| upstream_peer(ctx)).unwrap_or_else(|_| {
+            Error::e_explain(ErrorType::InternalError, "panic choosing the upstream")
+        })
     }
 
     async fn upstream_request_filter(
@@ -183,8 +155,10 @@ impl ProxyHttp for Gateway {
     ) -> FailToProxy {
         if matches!(e.esource(), ErrorSource::Upstream) {
             if let (Some(snap), Some(grant)) = (&ctx.snap, &ctx.grant) {
-                snap.upstream_error(grant.upstream, UpstreamErrorKind::of(e.etype()))
-                    .inc();
+                let _ = guard(|| {
+                    snap.upstream_error(grant.upstream, UpstreamErrorKind::of(e.etype()))
+                        .inc();
+                });
             }
         }
         let reason = match (e.esource(), e.etype()) {
@@ -208,11 +182,7 @@ impl ProxyHttp for Gateway {
             };
         };
         let route = ctx.grant.as_ref().map(|g| g.route);
-        ctx.denial = Some(Denial {
-            reason,
-            route,
-            provider: None,
-        });
+        ctx.denial = Some(Denial::new(reason, route));
         let route_ref = match (&ctx.snap, route) {
             (Some(s), Some(r)) => Some(s.config.routes.get(r)),
             _ => None,
@@ -288,32 +258,95 @@ impl Gateway {
         if ctx.snap.is_some() {
             m.auth_duration.observe(ctx.auth.as_secs_f64());
         }
-        let upstream_ms = ctx.upstream.map(|d| {
+        if let Some(d) = ctx.upstream {
             m.upstream_duration.observe(d.as_secs_f64());
-            d.as_secs_f64() * 1000.0
-        });
+        }
         let req = session.req_header();
         let subject = if snap.config.server.log_subject {
             ctx.grant.as_ref().and_then(|g| g.subject.as_deref())
         } else {
             None
         };
-        tracing::info!(
-            target: "authgate::access",
-            request_id = %ctx.request_id,
+        AccessLine {
+            request_id: &ctx.request_id,
             route,
-            method = %req.method,
-            path = %log_path(req, ctx),
-            decision = outcome,
+            method: req.method.as_str(),
+            path: &log_path(req, ctx),
+            decision: outcome,
             reason,
             status,
-            upstream_status = ctx.upstream_status,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            auth_ms = ctx.auth.as_secs_f64() * 1000.0,
-            upstream_ms,
-            sub = subject,
+            upstream_status: ctx.upstream_status,
+            duration: elapsed,
+            auth: ctx.auth,
+            upstream: ctx.upstream,
+            sub: subject,
+        }
+        .emit();
+    }
+}
+
+/// One request's `authgate::access` event (see the README's field table).
+struct AccessLine<'a> {
+    request_id: &'a str,
+    route: &'a str,
+    method: &'a str,
+    path: &'a str,
+    decision: &'static str,
+    reason: &'static str,
+    status: u16,
+    upstream_status: u16,
+    duration: Duration,
+    auth: Duration,
+    upstream: Option<Duration>,
+    sub: Option<&'a str>,
+}
+
+impl AccessLine<'_> {
+    fn emit(&self) {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        tracing::info!(
+            target: "authgate::access",
+            request_id = self.request_id,
+            route = self.route,
+            method = self.method,
+            path = self.path,
+            decision = self.decision,
+            reason = self.reason,
+            status = self.status,
+            upstream_status = self.upstream_status,
+            duration_ms = ms(self.duration),
+            auth_ms = ms(self.auth),
+            upstream_ms = self.upstream.map(ms),
+            sub = self.sub,
         );
     }
+}
+
+/// The upstream of the granted route, with its timeouts and TLS settings.
+fn upstream_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    let (Some(snap), Some(grant)) = (&ctx.snap, &ctx.grant) else {
+        return Error::e_explain(ErrorType::InternalError, "no grant for an upstream request");
+    };
+    let up = &snap.config.upstreams[grant.upstream];
+    ctx.upstream_start = Some(Instant::now());
+    let mut peer = match &up.tls {
+        None => HttpPeer::new(up.addr, false, String::new()),
+        Some(tls) => {
+            // A non-empty SNI always: pingora skips every check when it is empty.
+            let mut peer = HttpPeer::new(up.addr, true, tls.sni.clone());
+            peer.options.ca = tls.ca.clone();
+            peer.options.verify_cert = tls.verify;
+            peer.options.verify_hostname = tls.verify;
+            peer.group_key = tls.pool_key;
+            peer
+        }
+    };
+    peer.options.connection_timeout = Some(up.connect_timeout);
+    peer.options.total_connection_timeout = Some(up.connect_timeout);
+    peer.options.read_timeout = Some(up.read_timeout);
+    peer.options.write_timeout = Some(up.write_timeout);
+    peer.options.idle_timeout = Some(up.idle_timeout);
+    Ok(Box::new(peer))
 }
 
 /// The request the upstream gets: the authorized path and authority, spoofable and
@@ -350,8 +383,13 @@ fn upstream_request(
     // another host than the one that was authorized. pingora keeps this `Host` (and the
     // HTTP/2 URI authority follows it).
     if let Some(authority) = &grant.authority {
-        let value = HeaderValue::try_from(authority.to_string())
-            .map_err(|_| Error::explain(ErrorType::InternalError, "authority as a header"))?;
+        // The client's `Host` as it is when it already is the normalized form (the common
+        // case: no new value to build per request).
+        let value = match client_headers.get(HOST) {
+            Some(h) if authority.is_spelled(h.as_bytes()) => h.clone(),
+            _ => HeaderValue::try_from(authority.to_string())
+                .map_err(|_| Error::explain(ErrorType::InternalError, "authority as a header"))?,
+        };
         upstream.insert_header(HOST, value.clone())?;
         upstream.insert_header("x-forwarded-host", value)?;
     }
@@ -477,19 +515,21 @@ fn log_refused_head(state: &State, reason: Reject, request_id: &str, started: In
     m.rejection(reason).inc();
     let elapsed = started.elapsed();
     m.duration.observe(elapsed.as_secs_f64());
-    tracing::info!(
-        target: "authgate::access",
+    AccessLine {
         request_id,
-        route = NO_ROUTE,
-        method = "-",
-        path = "-",
-        decision = "rejected",
-        reason = reason.label(),
-        status = reason.status(),
-        upstream_status = 0,
-        duration_ms = elapsed.as_secs_f64() * 1000.0,
-        auth_ms = 0.0,
-    );
+        route: NO_ROUTE,
+        method: "-",
+        path: "-",
+        decision: "rejected",
+        reason: reason.label(),
+        status: reason.status(),
+        upstream_status: 0,
+        duration: elapsed,
+        auth: Duration::ZERO,
+        upstream: None,
+        sub: None,
+    }
+    .emit();
 }
 
 fn unix_now() -> f64 {

@@ -1,3 +1,3 @@
-//! `cargo fuzz run --sanitizer none bearer`: see `authgate::fuzzing::bearer`.
+//! `cargo fuzz run --sanitizer none bearer`: see `authgate_fuzz::bearer`.
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| authgate::fuzzing::bearer(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| authgate_fuzz::bearer(data));

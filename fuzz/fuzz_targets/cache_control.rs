@@ -1,3 +1,3 @@
-//! `cargo fuzz run --sanitizer none cache_control`: see `authgate::fuzzing::cache_control`.
+//! `cargo fuzz run --sanitizer none cache_control`: see `authgate_fuzz::cache_control`.
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| authgate::fuzzing::cache_control(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| authgate_fuzz::cache_control(data));

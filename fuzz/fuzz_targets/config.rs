@@ -1,3 +1,3 @@
-//! `cargo fuzz run --sanitizer none config`: see `authgate::fuzzing::config`.
+//! `cargo fuzz run --sanitizer none config`: see `authgate_fuzz::config`.
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| authgate::fuzzing::config(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| authgate_fuzz::config(data));

@@ -1,3 +1,3 @@
-//! `cargo fuzz run --sanitizer none jwks`: see `authgate::fuzzing::jwks`.
+//! `cargo fuzz run --sanitizer none jwks`: see `authgate_fuzz::jwks`.
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| authgate::fuzzing::jwks(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| authgate_fuzz::jwks(data));

@@ -1,3 +1,3 @@
-//! `cargo fuzz run --sanitizer none revocation`: see `authgate::fuzzing::revocation`.
+//! `cargo fuzz run --sanitizer none revocation`: see `authgate_fuzz::revocation`.
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| authgate::fuzzing::revocation(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| authgate_fuzz::revocation(data));

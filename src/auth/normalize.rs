@@ -179,6 +179,29 @@ fn parse_port(p: &str) -> Option<u16> {
 
 // === impl Authority ===
 
+impl Authority {
+    /// True when `bytes` are this authority exactly as `Display` writes it (lowercase host,
+    /// the port without leading zeros): the client's own `Host` value can then be sent
+    /// upstream as it is, without building a new one.
+    pub fn is_spelled(&self, bytes: &[u8]) -> bool {
+        let Some(rest) = bytes.strip_prefix(self.host.as_bytes()) else {
+            return false;
+        };
+        match (self.port, rest) {
+            (None, []) => true,
+            (Some(port), [b':', digits @ ..]) => {
+                !digits.is_empty()
+                    && (digits[0] != b'0' || digits.len() == 1)
+                    && std::str::from_utf8(digits)
+                        .ok()
+                        .and_then(|d| d.parse::<u16>().ok())
+                        == Some(port)
+            }
+            _ => false,
+        }
+    }
+}
+
 impl std::fmt::Display for Authority {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.port {

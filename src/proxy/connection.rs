@@ -111,6 +111,9 @@ impl ServerApp for Connections {
                     .set_keepalive((!*shutdown.borrow()).then_some(whole_seconds(header_read))),
                 Some(s) => {
                     s.apply_to_session(&mut session);
+                    // Bytes read past a request are handed over only as our prefix: with
+                    // pingora's pipelining on, its own saved bytes would be replaced by it.
+                    session.set_pipelining_enabled(false);
                     if session.get_keepalive().is_some() {
                         session.set_keepalive((!*shutdown.borrow()).then_some(whole_seconds(idle)));
                     }
@@ -143,22 +146,25 @@ pub async fn read_head<S: tokio::io::AsyncRead + Unpin>(
     first_wait: Duration,
     whole: Duration,
 ) -> Head {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK.min(max_head + 1));
+    let limit = max_head + 1;
+    let mut buf = BytesMut::with_capacity(READ_CHUNK.min(limit));
     let mut deadline = Instant::now() + first_wait;
-    // Bytes already searched for the end of the head; `None` until the head has begun.
-    let mut scanned: Option<usize> = None;
+    let mut search = HeadSearch::default();
     loop {
-        if let Some(from) = scanned.as_mut() {
-            match head_end(&buf, from) {
-                Some(end) if end <= max_head => return Head::Complete(buf),
-                Some(_) => return Head::TooLarge,
-                None => {}
-            }
+        match search.end(&buf) {
+            Some(end) if end <= max_head => return Head::Complete(buf),
+            Some(_) => return Head::TooLarge,
+            None if buf.len() > max_head => return Head::TooLarge,
+            None => {}
         }
-        if buf.len() > max_head {
-            return Head::TooLarge;
+        let room = (limit - buf.len()).min(READ_CHUNK);
+        if buf.capacity() - buf.len() < room {
+            // Grown once, to the bound: `BytesMut` doubles, which would hold up to twice
+            // `max_header_bytes` for a head that stops just short of it.
+            let mut bigger = BytesMut::with_capacity(limit);
+            bigger.extend_from_slice(&buf);
+            buf = bigger;
         }
-        let room = (max_head + 1 - buf.len()).min(READ_CHUNK);
         let mut limited = (&mut *stream).take(room as u64);
         match tokio::time::timeout_at(deadline, limited.read_buf(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return Head::Closed,
@@ -166,39 +172,58 @@ pub async fn read_head<S: tokio::io::AsyncRead + Unpin>(
         }
         // Blank lines a client may send before a request (RFC 9112 §2.2) do not start the
         // head or its deadline.
-        if scanned.is_none() && blank_prefix(&buf) < buf.len() {
+        if search.start.is_none() && search.find_start(&buf) {
             deadline = Instant::now() + whole;
-            scanned = Some(0);
         }
     }
 }
 
-/// Leading empty lines (CR and LF), which an HTTP/1 parser skips before the request line.
-fn blank_prefix(buf: &[u8]) -> usize {
-    buf.iter()
-        .take_while(|&&b| b == b'\r' || b == b'\n')
-        .count()
+/// Where a head starts and how far its end has been looked for, so that a head arriving
+/// a byte at a time is scanned once in all, not once per read.
+#[derive(Debug, Default)]
+pub struct HeadSearch {
+    /// The first byte past the leading empty lines (CR and LF), which an HTTP/1 parser
+    /// skips before the request line; `None` until one has arrived.
+    start: Option<usize>,
+    /// Bytes already looked at (for the start, then for the end).
+    scanned: usize,
 }
 
-/// The end of the head (just past its empty line: `\n\n` or `\n\r\n`, the bare-LF forms
-/// httparse accepts included), searching past the leading blank lines from where the last
-/// search stopped (`scanned`, updated: a head that arrives byte by byte is searched once,
-/// not once per read).
-fn head_end(buf: &[u8], scanned: &mut usize) -> Option<usize> {
-    let from = scanned.saturating_sub(2).max(blank_prefix(buf));
-    *scanned = buf.len();
-    buf.get(from..)?
-        .iter()
-        .enumerate()
-        .filter(|(_, &b)| b == b'\n')
-        .find_map(|(i, _)| {
-            let at = from + i;
-            match (buf.get(at + 1), buf.get(at + 2)) {
-                (Some(b'\n'), _) => Some(at + 2),
-                (Some(b'\r'), Some(b'\n')) => Some(at + 3),
-                _ => None,
-            }
-        })
+impl HeadSearch {
+    /// Looks for the first non-blank byte among the bytes not yet seen.
+    fn find_start(&mut self, buf: &[u8]) -> bool {
+        let from = self.scanned.min(buf.len());
+        if let Some(i) = buf[from..].iter().position(|&b| b != b'\r' && b != b'\n') {
+            self.start = Some(from + i);
+            self.scanned = from + i;
+            return true;
+        }
+        self.scanned = buf.len();
+        false
+    }
+
+    /// The end of the head (just past its empty line: `\n\n` or `\n\r\n`, the bare-LF
+    /// forms httparse accepts included), or `None` while it has not arrived.
+    pub fn end(&mut self, buf: &[u8]) -> Option<usize> {
+        if self.start.is_none() && !self.find_start(buf) {
+            return None;
+        }
+        let start = self.start?;
+        let from = self.scanned.saturating_sub(2).max(start).min(buf.len());
+        self.scanned = buf.len();
+        buf[from..]
+            .iter()
+            .enumerate()
+            .filter(|(_, &b)| b == b'\n')
+            .find_map(|(i, _)| {
+                let at = from + i;
+                match (buf.get(at + 1), buf.get(at + 2)) {
+                    (Some(b'\n'), _) => Some(at + 2),
+                    (Some(b'\r'), Some(b'\n')) => Some(at + 3),
+                    _ => None,
+                }
+            })
+    }
 }
 
 /// Answers a head over `max_header_bytes` with 431 (the usual JSON refusal), counts and
@@ -207,15 +232,10 @@ fn head_end(buf: &[u8], scanned: &mut usize) -> Option<usize> {
 async fn refuse_head(stream: &mut Stream, state: &State) {
     let reason = Reject::HeadersTooLarge;
     let request_id = super::fresh_request_id();
-    let body = super::respond::body(reason);
-    let answer = format!(
-        "HTTP/1.1 {} Request Header Fields Too Large\r\ncontent-type: application/json\r\ncontent-length: {}\r\ncache-control: no-store\r\nx-request-id: {request_id}\r\nconnection: close\r\n\r\n",
-        reason.status(),
-        body.len()
-    );
     let started = std::time::Instant::now();
-    let _ = stream.write_all(answer.as_bytes()).await;
-    let _ = stream.write_all(&body).await;
+    let _ = stream
+        .write_all(&super::respond::rejection_bytes(reason, &request_id))
+        .await;
     let _ = stream.flush().await;
     super::log_refused_head(state, reason, &request_id, started);
     let mut sink = [0u8; 4096];
@@ -234,7 +254,7 @@ mod tests {
     use super::*;
 
     fn end(bytes: &[u8]) -> Option<usize> {
-        head_end(bytes, &mut 0)
+        HeadSearch::default().end(bytes)
     }
 
     #[test]
@@ -249,12 +269,17 @@ mod tests {
         );
         assert_eq!(end(b"GET / HTTP/1.1\r\nHost: a\r\n"), None);
         assert_eq!(end(b"\r\n\r\n"), None);
-        // Searched incrementally: an end that straddles two reads is found.
-        let head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
-        let mut scanned = 0;
-        assert_eq!(head_end(&head[..25], &mut scanned), None);
-        assert_eq!(scanned, 25);
-        assert_eq!(head_end(head, &mut scanned), Some(27));
+        // Searched incrementally: an end that straddles two reads is found, and blank
+        // lines arriving one by one are looked at once each.
+        let head = b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mut search = HeadSearch::default();
+        assert_eq!(search.end(&head[..1]), None);
+        assert_eq!(search.end(&head[..2]), None);
+        assert_eq!(search.start, None);
+        assert_eq!(search.end(&head[..27]), None);
+        assert_eq!(search.start, Some(2));
+        assert_eq!(search.scanned, 27);
+        assert_eq!(search.end(head), Some(29));
     }
 
     async fn read(chunks: &[&[u8]], max: usize) -> Head {

@@ -39,7 +39,7 @@ pub fn install_hook(metrics: Arc<Metrics>) {
             %location,
             message,
             thread = thread.name().unwrap_or("-"),
-            "panic: a bug; the request it happened in is answered 500 (internal_error)"
+            "panic: a bug (in a request's phase: answered 500 internal_error; elsewhere: that task or connection ends)"
         );
     }));
 }

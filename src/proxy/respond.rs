@@ -46,6 +46,25 @@ pub fn body(reason: Reject) -> Bytes {
     Bytes::from(v.to_string())
 }
 
+/// The head of the answer for `reason`: status, `WWW-Authenticate`, and the headers of its
+/// JSON `body` (`body_len` bytes).
+pub fn rejection_head(
+    reason: Reject,
+    route: Option<&Route>,
+    request_id: &str,
+    body_len: usize,
+) -> pingora::Result<ResponseHeader> {
+    let mut resp = ResponseHeader::build(reason.status(), Some(5))?;
+    if let Some(c) = challenge(reason, route) {
+        resp.insert_header(http::header::WWW_AUTHENTICATE, c)?;
+    }
+    resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    resp.insert_header(http::header::CONTENT_LENGTH, body_len.to_string())?;
+    resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    resp.insert_header("x-request-id", request_id)?;
+    Ok(resp)
+}
+
 /// Writes the full answer for `reason`. Errors mean the client is gone.
 pub async fn write_rejection(
     session: &mut Session,
@@ -54,14 +73,7 @@ pub async fn write_rejection(
     request_id: &str,
 ) -> pingora::Result<()> {
     let body = body(reason);
-    let mut resp = ResponseHeader::build(reason.status(), Some(5))?;
-    if let Some(c) = challenge(reason, route) {
-        resp.insert_header(http::header::WWW_AUTHENTICATE, c)?;
-    }
-    resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-    resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-    resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-    resp.insert_header("x-request-id", request_id)?;
+    let resp = rejection_head(reason, route, request_id, body.len())?;
     // After a framing error the connection cannot be trusted; with an unread body, keeping
     // it would make pingora drain a body of any size from an unauthenticated client.
     let req = session.req_header();
@@ -71,10 +83,35 @@ pub async fn write_rejection(
             .get(http::header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() != b"0");
     if reason == Reject::BadFraming || has_body {
-        // After a framing error the rest of the connection cannot be trusted.
         session.set_keepalive(None);
     }
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await?;
     Ok(())
+}
+
+/// The whole answer for `reason` as HTTP/1.1 bytes, closing the connection: for a refusal
+/// written before pingora has a session for the request (a head over the size limit).
+pub fn rejection_bytes(reason: Reject, request_id: &str) -> Vec<u8> {
+    let body = body(reason);
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\n",
+        reason.status(),
+        http::StatusCode::from_u16(reason.status())
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("")
+    )
+    .into_bytes();
+    if let Ok(head) = rejection_head(reason, None, request_id, body.len()) {
+        for (name, value) in head.headers.iter() {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b"connection: close\r\n\r\n");
+    out.extend_from_slice(&body);
+    out
 }

@@ -4,6 +4,10 @@
 
 use std::path::PathBuf;
 
+#[path = "../../fuzz/src/lib.rs"]
+#[allow(dead_code)]
+mod targets;
+
 fn files(dir: PathBuf) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Vec::new();
@@ -20,7 +24,7 @@ fn files(dir: PathBuf) -> Vec<PathBuf> {
 #[test]
 fn every_fuzz_corpus_file_replays_cleanly() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz");
-    for (target, run) in authgate::fuzzing::TARGETS {
+    for (target, run) in targets::TARGETS {
         let corpus = files(root.join("corpus").join(target));
         assert!(!corpus.is_empty(), "fuzz/corpus/{target} has no inputs");
         let regressions = files(root.join("regressions").join(target));
@@ -44,7 +48,7 @@ fn every_fuzz_corpus_file_replays_cleanly() {
     {
         let name = dir.file_name().into_string().expect("utf-8 name");
         assert!(
-            authgate::fuzzing::TARGETS.iter().any(|(t, _)| *t == name),
+            targets::TARGETS.iter().any(|(t, _)| *t == name),
             "fuzz/corpus/{name} belongs to no target"
         );
     }

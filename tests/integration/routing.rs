@@ -276,7 +276,9 @@ fn host_routes_hold_over_http2_as_over_http1() {
         );
         assert_eq!(r.status, 403, "{proto:?}: {r:?}");
     }
-    // HTTP/2 with a `Host` that disagrees with `:authority`: refused, never forwarded.
+    // HTTP/2 with a `Host` that disagrees with `:authority`: refused (400), never forwarded.
+    // pingora's h2 layer refuses these before the gateway's own check, which the unit test
+    // `authority_from_every_field_and_agreeing` covers.
     let before = s.upstream.count();
     for (authority, host) in [
         ("localhost", "admin.example.com"),
@@ -284,8 +286,8 @@ fn host_routes_hold_over_http2_as_over_http1() {
         ("admin.example.com", "admin.example.com:1"),
     ] {
         let r = Proto::H2.request(&s.gw, "GET", authority, "/admin/status", &[("host", host)]);
-        assert!(
-            r.status == 400 || r.status == 0,
+        assert_eq!(
+            r.status, 400,
             ":authority {authority} with Host {host}: {r:?}"
         );
     }

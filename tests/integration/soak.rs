@@ -225,10 +225,11 @@ fn chaos_under_load() {
             }
             4 => {
                 if i % 16 == 4 {
-                    std::fs::write(&path, "[server\nthis is not toml").unwrap();
+                    put(&d, "authgate.toml", b"[server\nthis is not toml");
                     "config_broken"
                 } else {
-                    std::fs::write(&path, config(&jwks.url(), &up.url(), &d, i)).unwrap();
+                    let valid = config(&jwks.url(), &up.url(), &d, i);
+                    put(&d, "authgate.toml", valid.as_bytes());
                     "config_valid"
                 }
             }
@@ -267,7 +268,11 @@ fn chaos_under_load() {
     jwks.set_delay(Duration::ZERO);
     jwks.set_status(200);
     jwks.set(keys.standard_jwks());
-    std::fs::write(&path, config(&jwks.url(), &up.url(), &d, 0)).unwrap();
+    put(
+        &d,
+        "authgate.toml",
+        config(&jwks.url(), &up.url(), &d, 0).as_bytes(),
+    );
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         c.join().unwrap();

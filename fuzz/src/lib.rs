@@ -1,11 +1,13 @@
-//! The bodies of the fuzz targets (`fuzz/`), here so that one body serves both the
-//! coverage-guided fuzzer and the corpus replay that `make test` runs on stable
-//! (`tests/integration/fuzz_corpus.rs`): a fixed crash stays fixed.
+//! The bodies of the fuzz targets: one function per target, over authgate's public API.
+//! `fuzz_targets/*.rs` hand them to libFuzzer; `tests/integration/fuzz_corpus.rs` includes
+//! this file as a module and replays every committed input through them on stable Rust in
+//! `make test`, so a fixed crash stays fixed. Kept out of the gateway's library: nothing
+//! here ships in the binary.
 //!
 //! Each target takes arbitrary bytes and asserts what must hold for any input: no panic,
 //! and the function's own contract (a normalized path normalizes to itself; an extracted
-//! bearer token is `b64token`; a grant names a route whose provider verified the token).
-//! Not part of the gateway's API.
+//! bearer token is `b64token`; the gateway's head scanner and httparse agree on where a
+//! head ends; a grant names a route whose provider verified the token).
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -14,15 +16,16 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
-use crate::auth::extract::{extract_bearer, Credential};
-use crate::auth::jwks::KeySet;
-use crate::auth::keystore::ProviderKeys;
-use crate::auth::normalize::{normalize_authority, normalize_target};
-use crate::auth::revocation::RevocationSet;
-use crate::auth::{decide, RequestHead};
-use crate::config::schema::RawConfig;
-use crate::config::{build, Snapshot};
-use crate::metrics::Metrics;
+use authgate::auth::extract::{extract_bearer, Credential};
+use authgate::auth::jwks::KeySet;
+use authgate::auth::keystore::ProviderKeys;
+use authgate::auth::normalize::{normalize_authority, normalize_target};
+use authgate::auth::revocation::RevocationSet;
+use authgate::auth::{decide, RequestHead};
+use authgate::config::schema::RawConfig;
+use authgate::config::{build, Snapshot};
+use authgate::metrics::Metrics;
+use authgate::proxy::connection::HeadSearch;
 
 /// A fuzz target's body.
 pub type Target = fn(&[u8]);
@@ -30,6 +33,7 @@ pub type Target = fn(&[u8]);
 /// Every target, by the name of its directory under `fuzz/corpus/`.
 pub const TARGETS: &[(&str, Target)] = &[
     ("normalize", normalize),
+    ("head", head),
     ("bearer", bearer),
     ("decide", decide_token),
     ("jwks", jwks),
@@ -58,6 +62,36 @@ pub fn normalize(data: &[u8]) {
     }
 }
 
+/// The gateway's search for the end of an HTTP/1 request head (`proxy::connection`), which
+/// bounds what it buffers, against httparse, which pingora parses the head with: where the
+/// search says the head ends, httparse must find it complete there or refuse it, never
+/// want more (pingora would then read on, unbounded by `max_header_bytes`); where httparse
+/// finds a complete head, the search must find the same end.
+pub fn head(data: &[u8]) {
+    let mut headers = [httparse::EMPTY_HEADER; 256];
+    let parsed = httparse::Request::new(&mut headers).parse(data);
+    let end = HeadSearch::default().end(data);
+    if let Ok(httparse::Status::Complete(n)) = parsed {
+        assert_eq!(end, Some(n), "httparse found the head complete at {n}");
+    }
+    if let Some(n) = end {
+        let mut headers = [httparse::EMPTY_HEADER; 256];
+        match httparse::Request::new(&mut headers).parse(&data[..n]) {
+            Ok(httparse::Status::Complete(m)) => assert_eq!(m, n),
+            Ok(httparse::Status::Partial) => panic!("httparse wants more than {n} bytes"),
+            Err(_) => {}
+        }
+    }
+    // Fed in two pieces, the search finds the same end.
+    if data.len() > 1 {
+        let mut search = HeadSearch::default();
+        let cut = usize::from(data[0]) % data.len();
+        let first = search.end(&data[..cut]);
+        let whole = first.or_else(|| search.end(data));
+        assert_eq!(whole, end, "split at {cut}");
+    }
+}
+
 /// Bearer extraction from `Authorization` values (the input split at newlines).
 pub fn bearer(data: &[u8]) {
     let mut headers = HeaderMap::new();
@@ -74,13 +108,27 @@ pub fn bearer(data: &[u8]) {
     }
 }
 
-const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keys");
+/// The key fixtures of the project (`tests/fixtures/keys`), found from the crate this file
+/// is compiled in: the fuzz crate (`fuzz/`) or the project's integration tests.
+fn fixtures() -> String {
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    [
+        here.join("tests/fixtures/keys"),
+        here.join("../tests/fixtures/keys"),
+    ]
+    .into_iter()
+    .find(|p| p.is_dir())
+    .expect("tests/fixtures/keys")
+    .display()
+    .to_string()
+}
 /// The fuzz clock: tokens' time claims are judged against it.
 const NOW: f64 = 1_800_000_000.0;
 
 fn snapshot() -> &'static Snapshot {
     static SNAP: OnceLock<Snapshot> = OnceLock::new();
     SNAP.get_or_init(|| {
+        let fix = fixtures();
         let text = format!(
             r#"
 [server]
@@ -92,13 +140,13 @@ url = "http://127.0.0.1:9"
 [providers.corp]
 issuer = "https://corp"
 audiences = ["api"]
-jwks_file = "{FIX}/jwks.json"
+jwks_file = "{fix}/jwks.json"
 algorithms = ["RS256", "PS256", "ES256", "EdDSA"]
 max_token_lifetime = "1d"
 [providers.svc]
 issuer = "https://svc"
 audiences = ["api", "svc"]
-hmac_secret_file = "{FIX}/hmac.secret"
+hmac_secret_file = "{fix}/hmac.secret"
 algorithms = ["HS256"]
 required_typ = "at+jwt"
 [headers]
@@ -126,7 +174,8 @@ require_claims = {{ "org.tier" = ["gold", "7", "true"] }}
 upstream = "up"
 "#
         );
-        let config = crate::config::load_str(&text, Path::new("fuzz.toml")).expect("fuzz config");
+        let config =
+            authgate::config::load_str(&text, Path::new("fuzz.toml")).expect("fuzz config");
         let keys = config
             .providers
             .iter()
@@ -156,7 +205,7 @@ pub fn decide_token(data: &[u8]) {
     let token = match mode % 3 {
         0 => String::from_utf8_lossy(first).into_owned(),
         _ => {
-            let secret = std::fs::read(format!("{FIX}/hmac.secret")).expect("hmac secret");
+            let secret = std::fs::read(format!("{}/hmac.secret", fixtures())).expect("hmac");
             let message = format!(
                 "{}.{}",
                 URL_SAFE_NO_PAD.encode(first),
@@ -260,7 +309,7 @@ pub fn config(data: &[u8]) {
     if touches_files || resolves {
         return;
     }
-    let hash = crate::config::sha256_hex(data);
+    let hash = authgate::config::sha256_hex(data);
     if let Err(errors) = build(raw, text, Path::new("fuzz.toml"), hash) {
         assert!(!errors.is_empty());
         for e in errors {
@@ -286,5 +335,5 @@ pub fn cache_control(data: &[u8]) {
             headers.append(http::header::CACHE_CONTROL, v);
         }
     }
-    let _ = crate::auth::keystore::cache_lifetime(&headers);
+    let _ = authgate::auth::keystore::cache_lifetime(&headers);
 }
