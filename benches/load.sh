@@ -13,6 +13,11 @@
 # key: benches/add_eddsa.py adds one (kid "bench-ed") to its JWKS and mints TOKEN_EDDSA with
 # the RS256 token's claims; only authgate is measured with it.
 #
+# AUTHGATE_BASE_BIN=path/to/an/older/authgate adds two targets for an A/B in the same run:
+# authgate-base-none and authgate-base (that binary's `auth = "none"` route and cache-on
+# JWT variants); name them in TARGETS, e.g.
+#   AUTHGATE_BASE_BIN=/tmp/authgate-old TARGETS="nginx authgate-base-none authgate-none authgate-base authgate" bash benches/load.sh
+#
 # Writes docs/PERFORMANCE.md (machine, versions, table, ratios, targets) unless
 # WRITE_DOC=0. Needs: apt-get install -y haproxy nginx-light wrk curl; pip install pyjwt
 # cryptography; a release build (made here if missing).
@@ -45,7 +50,7 @@ wrapper() {  # NAME NONE_ROUTE(0|1) -> the wrapper's path
   local w=$RUN_DIR/$1-bin
   {
     echo '#!/usr/bin/env bash'
-    printf 'bin=%q none=%q\n' "$AUTHGATE_BIN" "$2"
+    printf 'bin=%q none=%q\n' "${WRAP_BIN:-$AUTHGATE_BIN}" "$2"
     cat <<'WRAP'
 set -euo pipefail
 conf=$3  # the harness runs: BIN run --config FILE
@@ -71,6 +76,8 @@ NO_CACHE=$'[token_cache]\nenabled = false'
 start_authgate_none() { start_variant authgate-none 1 "" "$@"; }
 start_authgate_nocache() { start_variant authgate-nocache 0 "$NO_CACHE" "$@"; }
 start_authgate() { start_variant authgate 0 "" "$@"; }
+start_authgate_base_none() { WRAP_BIN=${AUTHGATE_BASE_BIN:?} start_variant authgate-base-none 1 "" "$@"; }
+start_authgate_base() { WRAP_BIN=${AUTHGATE_BASE_BIN:?} start_variant authgate-base 0 "" "$@"; }
 
 # EdDSA: after the harness made its keys, add the Ed25519 key and token (see the top).
 eval "$(declare -f main | sed 's|^\( *\)\. "\$KEYS/tokens.env";$|\1python3 benches/add_eddsa.py "$KEYS";\n&|')"
@@ -79,7 +86,9 @@ declare -f main | grep -q add_eddsa || die "could not extend the harness's main"
 # The harness's run_target, with two more names in its `case` (before `authgate)`).
 eval "$(declare -f run_target | sed '/^ *authgate)$/i\
         authgate-none) kind=plain; fn=start_authgate_none ;;\
-        authgate-nocache) kind=auth; fn=start_authgate_nocache ;;')"
+        authgate-nocache) kind=auth; fn=start_authgate_nocache ;;\
+        authgate-base-none) kind=plain; fn=start_authgate_base_none ;;\
+        authgate-base) kind=auth; fn=start_authgate_base ;;')"
 declare -f run_target | grep -q authgate-nocache || die "could not extend the harness's run_target"
 # ... and, for authgate's JWT variants, one more check (with the others, before any
 # measurement) and one more measurement: EdDSA.

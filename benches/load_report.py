@@ -18,7 +18,8 @@ rows = [r for r in rows if not r.get("discarded")]
 machine = (run / "machine.txt").read_text().strip()
 checks = (run / "checks.log").read_text() if (run / "checks.log").exists() else ""
 
-ORDER = ["upstream", "nginx", "haproxy", "haproxy-jwt", "authgate-none", "authgate-nocache", "authgate"]
+ORDER = ["upstream", "nginx", "haproxy", "haproxy-jwt", "authgate-base-none", "authgate-none",
+         "authgate-nocache", "authgate-base", "authgate"]
 NAMES = {
     "upstream": "upstream alone",
     "nginx": "nginx plain proxy",
@@ -27,6 +28,8 @@ NAMES = {
     "authgate-none": 'authgate, `auth = "none"` route',
     "authgate-nocache": "authgate, token cache off",
     "authgate": "authgate, token cache on",
+    "authgate-base-none": 'authgate before the change (AUTHGATE_BASE_BIN), `auth = "none"` route',
+    "authgate-base": "authgate before the change (AUTHGATE_BASE_BIN), token cache on",
 }
 
 
