@@ -55,7 +55,7 @@ auth = "none"
 upstream = "u"
 """)
 env = dict(os.environ, RUST_LOG="warn")
-proc = subprocess.Popen(["target/release/authgate", "run", "-c", cfg], env=env,
+proc = subprocess.Popen([os.environ.get("AUTHGATE_BIN", "target/release/authgate"), "run", "-c", cfg], env=env,
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (2 * n + 256, 2 * n + 256)))
 
