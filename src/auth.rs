@@ -94,7 +94,7 @@ pub struct Grant {
     pub provider: Option<usize>,
     /// The authority the request was routed on (normalized): the upstream's `Host` and
     /// `X-Forwarded-Host`, whichever field the client carried it in.
-    pub authority: Option<Authority>,
+    pub authority: Authority,
     /// Seconds the verified token has left (`exp - now`).
     pub remaining_lifetime: Option<f64>,
     /// The token's `sub` (at most 256 bytes), only when `server.log_subject` is on.
@@ -327,10 +327,9 @@ pub fn decide(snap: &Snapshot, head: &RequestHead<'_>, now: f64) -> Result<Grant
     let mut target = normalize_target(head.target).map_err(|e| Denial::new(e.into(), None))?;
     let authority = request_authority(head.headers, head.authority, target.authority.take())
         .map_err(|r| Denial::new(r, None))?;
-    let host = authority.as_ref().map(|a| a.host.as_str());
     let route_idx = config
         .routes
-        .match_route(host, &target.path, head.method)
+        .match_route(Some(&authority.host), &target.path, head.method)
         .ok_or(Denial::new(Reject::NoRoute, None))?;
     let route = config.routes.get(route_idx);
     let deny = |reason| Denial::new(reason, Some(route_idx));
@@ -387,13 +386,14 @@ pub fn decide(snap: &Snapshot, head: &RequestHead<'_>, now: f64) -> Result<Grant
 /// The authority the request is for, from every place a client can put it: exactly one
 /// `Host` header, HTTP/2's `:authority`, an absolute-form target. Each must be a plausible
 /// `host[:port]`, and all that are present must agree after normalization: routing on one
-/// while the upstream reads another is a host-route bypass. `None` only when the request
-/// carries no authority at all (HTTP/1.0 without `Host`).
+/// while the upstream reads another is a host-route bypass. A request that carries no
+/// authority at all (HTTP/1.0 without `Host`) is refused too: the upstream would pick a host
+/// itself (its default virtual host), which nobody authorized.
 fn request_authority(
     headers: &HeaderMap,
     h2_authority: Option<&str>,
     target: Option<Authority>,
-) -> Result<Option<Authority>, Reject> {
+) -> Result<Authority, Reject> {
     let mut hosts = headers.get_all(HOST).iter();
     let header = match (hosts.next(), hosts.next()) {
         (None, _) => None,
@@ -414,7 +414,7 @@ fn request_authority(
             None => found = Some(a),
         }
     }
-    Ok(found)
+    found.ok_or(Reject::BadHost)
 }
 
 #[cfg(test)]

@@ -369,6 +369,10 @@ fn upstream_request(
     for (name, value) in &grant.claim_headers {
         upstream.insert_header(name.clone(), value.clone())?;
     }
+    // HTTP/2 sends cookies as separate fields; HTTP/1.1 has one `Cookie` (RFC 9113 §8.2.3).
+    if let Some(cookie) = headers::joined_cookies(&upstream.headers) {
+        upstream.insert_header(http::header::COOKIE, cookie)?;
+    }
     if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
         upstream.insert_header("x-forwarded-for", addr.ip().to_string())?;
     }
@@ -382,17 +386,16 @@ fn upstream_request(
     // (`Host`, HTTP/2 `:authority`, an absolute-form target): the upstream never reads
     // another host than the one that was authorized. pingora keeps this `Host` (and the
     // HTTP/2 URI authority follows it).
-    if let Some(authority) = &grant.authority {
-        // The client's `Host` as it is when it already is the normalized form (the common
-        // case: no new value to build per request).
-        let value = match client_headers.get(HOST) {
-            Some(h) if authority.is_spelled(h.as_bytes()) => h.clone(),
-            _ => HeaderValue::try_from(authority.to_string())
-                .map_err(|_| Error::explain(ErrorType::InternalError, "authority as a header"))?,
-        };
-        upstream.insert_header(HOST, value.clone())?;
-        upstream.insert_header("x-forwarded-host", value)?;
-    }
+    // The client's `Host` as it is when it already is the normalized form (the common case:
+    // no new value to build per request).
+    let authority = &grant.authority;
+    let value = match client_headers.get(HOST) {
+        Some(h) if authority.is_spelled(h.as_bytes()) => h.clone(),
+        _ => HeaderValue::try_from(authority.to_string())
+            .map_err(|_| Error::explain(ErrorType::InternalError, "authority as a header"))?,
+    };
+    upstream.insert_header(HOST, value.clone())?;
+    upstream.insert_header("x-forwarded-host", value)?;
     upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
     Ok(())
 }
@@ -473,6 +476,16 @@ fn check_message(session: &Session, max_header_bytes: usize) -> Result<(), Rejec
         && has_raw_content_length(&h1.get_headers_raw_bytes())
     {
         return Err(Reject::BadFraming);
+    }
+    // pingora frames by the final `chunked` and drops the other codings on the way up
+    // (`gzip, chunked` would reach the upstream as a gzip body it is not told about).
+    for value in req.headers.get_all(TRANSFER_ENCODING) {
+        let codings = value.to_str().map_err(|_| Reject::BadFraming)?;
+        for coding in codings.split(',').map(str::trim) {
+            if !coding.eq_ignore_ascii_case("chunked") && !coding.eq_ignore_ascii_case("identity") {
+                return Err(Reject::BadFraming);
+            }
+        }
     }
     Ok(())
 }

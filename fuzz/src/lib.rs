@@ -220,7 +220,13 @@ pub fn decide_token(data: &[u8]) {
     if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
         headers.append(http::header::AUTHORIZATION, v);
     }
-    if let Some(h) = host.and_then(|h| HeaderValue::from_bytes(h).ok()) {
+    // Every request names its host (one without is refused first): `localhost` unless the
+    // input gives one.
+    let host = match host {
+        Some(h) => HeaderValue::from_bytes(h).ok(),
+        None => Some(HeaderValue::from_static("localhost")),
+    };
+    if let Some(h) = host {
         headers.append(http::header::HOST, h);
     }
     let method = if mode & 0x80 == 0 {

@@ -140,6 +140,10 @@ fn run(
             HeaderValue::from_str(v).unwrap(),
         );
     }
+    // Every request names its host; `localhost` unless the test says otherwise.
+    if !map.contains_key(HOST) && !target.starts_with("http") {
+        map.insert(HOST, HeaderValue::from_static("localhost"));
+    }
     decide(
         snap,
         &RequestHead {
@@ -503,7 +507,7 @@ fn authority_from_every_field_and_agreeing() {
         m
     };
     let abs = |s: &str| normalize_authority(s);
-    let shown = |r: Result<Option<Authority>, Reject>| r.map(|a| a.map(|a| a.to_string()));
+    let shown = |r: Result<Authority, Reject>| r.map(|a| a.to_string());
     // `:authority` alone (HTTP/2 without `Host`) is the host.
     assert_eq!(
         shown(request_authority(
@@ -511,7 +515,7 @@ fn authority_from_every_field_and_agreeing() {
             Some("Admin.Example.com:8443"),
             None
         )),
-        Ok(Some("admin.example.com:8443".into()))
+        Ok("admin.example.com:8443".into())
     );
     assert_eq!(
         shown(request_authority(
@@ -519,7 +523,7 @@ fn authority_from_every_field_and_agreeing() {
             Some("a.example"),
             None
         )),
-        Ok(Some("a.example".into()))
+        Ok("a.example".into())
     );
     assert_eq!(
         shown(request_authority(
@@ -527,9 +531,13 @@ fn authority_from_every_field_and_agreeing() {
             None,
             abs("a.example")
         )),
-        Ok(Some("a.example".into()))
+        Ok("a.example".into())
     );
-    assert_eq!(shown(request_authority(&hosts(&[]), None, None)), Ok(None));
+    assert_eq!(
+        request_authority(&hosts(&[]), None, None),
+        Err(Reject::BadHost),
+        "no authority anywhere (HTTP/1.0 without Host)"
+    );
     for (h, h2, target) in [
         (vec!["public.example"], Some("admin.example"), None),
         (vec![], Some("admin.example"), abs("public.example")),

@@ -47,8 +47,9 @@ impl Connections {
 /// What reading one request head gave.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Head {
-    /// The head is complete in these bytes (body bytes may follow it).
-    Complete(BytesMut),
+    /// The head is complete in the first `end` bytes of `buf` (what follows came with it:
+    /// body bytes, or the next pipelined request).
+    Complete { buf: BytesMut, end: usize },
     /// No end of head within `max_header_bytes`.
     TooLarge,
     /// The client closed, sent nothing in time, or did not finish in time, or the server is
@@ -90,15 +91,28 @@ impl ServerApp for Connections {
         let mut stream = stream;
         let mut settings: Option<pingora::apps::HttpPersistentSettings> = None;
         let mut first_wait = header_read;
+        // Bytes read past a bodyless request: the start of the next, pipelined one.
+        let mut pending = BytesMut::new();
         loop {
             let mut watch = shutdown.clone();
+            let start = std::mem::take(&mut pending);
             let head = tokio::select! {
-                head = read_head(&mut stream, max_head, first_wait, header_read) => head,
+                head = read_head(&mut stream, start, max_head, first_wait, header_read) => head,
                 // A connection parked between requests closes when the server drains.
                 _ = watch.wait_for(|stop| *stop) => Head::Closed,
             };
             let prefix = match head {
-                Head::Complete(prefix) => prefix,
+                // pingora, with pipelining off, drops what it finds past a request and
+                // closes: a pipelined request would be lost unanswered. After a request
+                // that cannot carry anything more, the gateway keeps those bytes for the
+                // next round itself (after one that can, they stay pingora's: its body).
+                Head::Complete { mut buf, end }
+                    if end < buf.len() && !may_carry_more(&buf[..end]) =>
+                {
+                    pending = buf.split_off(end);
+                    buf
+                }
+                Head::Complete { buf, .. } => buf,
                 Head::TooLarge => {
                     refuse_head(&mut stream, &self.state).await;
                     return None;
@@ -142,17 +156,25 @@ impl ServerApp for Connections {
 /// must come within `first_wait`, the rest of the head within `whole` of it.
 pub async fn read_head<S: tokio::io::AsyncRead + Unpin>(
     stream: &mut S,
+    start: BytesMut,
     max_head: usize,
     first_wait: Duration,
     whole: Duration,
 ) -> Head {
     let limit = max_head + 1;
-    let mut buf = BytesMut::with_capacity(READ_CHUNK.min(limit));
+    let mut buf = if start.is_empty() {
+        BytesMut::with_capacity(READ_CHUNK.min(limit))
+    } else {
+        start
+    };
     let mut deadline = Instant::now() + first_wait;
     let mut search = HeadSearch::default();
+    if search.find_start(&buf) {
+        deadline = Instant::now() + whole;
+    }
     loop {
         match search.end(&buf) {
-            Some(end) if end <= max_head => return Head::Complete(buf),
+            Some(end) if end <= max_head => return Head::Complete { buf, end },
             Some(_) => return Head::TooLarge,
             None if buf.len() > max_head => return Head::TooLarge,
             None => {}
@@ -176,6 +198,23 @@ pub async fn read_head<S: tokio::io::AsyncRead + Unpin>(
             deadline = Instant::now() + whole;
         }
     }
+}
+
+/// Whether a request with this head can be followed by bytes that are its own (a body, or
+/// a tunnel after an upgrade or CONNECT), not a next request. Errs towards yes: a false
+/// yes only hands the bytes to pingora, as before.
+fn may_carry_more(head: &[u8]) -> bool {
+    const NAMES: [&[u8]; 3] = [b"content-length", b"transfer-encoding", b"upgrade"];
+    let first = head
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(0);
+    head[first..].starts_with(b"CONNECT")
+        || head.split(|&b| b == b'\n').any(|line| {
+            NAMES
+                .iter()
+                .any(|n| line.len() > n.len() && line[..n.len()].eq_ignore_ascii_case(n))
+        })
 }
 
 /// Where a head starts and how far its end has been looked for, so that a head arriving
@@ -286,6 +325,7 @@ mod tests {
         let mut mock = tokio_test_stream(chunks);
         read_head(
             &mut mock,
+            BytesMut::new(),
             max,
             Duration::from_secs(5),
             Duration::from_secs(5),
@@ -311,13 +351,19 @@ mod tests {
         let head = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n";
         assert_eq!(
             read(&[&head[..5], &head[5..]], 1024).await,
-            Head::Complete(BytesMut::from(&head[..]))
+            Head::Complete {
+                buf: BytesMut::from(&head[..]),
+                end: head.len()
+            }
         );
         // Exactly at the limit is fine; one byte more is not.
         let mut at_limit = b"GET /x HTTP/1.1\r\nX: ".to_vec();
         at_limit.resize(1024 - 4, b'a');
         at_limit.extend_from_slice(b"\r\n\r\n");
-        assert!(matches!(read(&[&at_limit], 1024).await, Head::Complete(_)));
+        assert!(matches!(
+            read(&[&at_limit], 1024).await,
+            Head::Complete { .. }
+        ));
         let mut over = at_limit.clone();
         over.insert(20, b'a');
         assert_eq!(read(&[&over], 1024).await, Head::TooLarge);
@@ -334,12 +380,28 @@ mod tests {
         );
     }
 
+    #[test]
+    fn what_may_follow_a_head() {
+        assert!(!may_carry_more(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert!(may_carry_more(
+            b"POST / HTTP/1.1\r\ncontent-LENGTH: 3\r\n\r\n"
+        ));
+        assert!(may_carry_more(
+            b"POST / HTTP/1.1\nTransfer-Encoding: chunked\n\n"
+        ));
+        assert!(may_carry_more(
+            b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n"
+        ));
+        assert!(may_carry_more(b"\r\nCONNECT a:443 HTTP/1.1\r\n\r\n"));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_whole_head_has_a_deadline() {
         let (mut client, mut server) = tokio::io::duplex(1 << 16);
         let reader = tokio::spawn(async move {
             read_head(
                 &mut server,
+                BytesMut::new(),
                 1024,
                 Duration::from_secs(60),
                 Duration::from_secs(10),

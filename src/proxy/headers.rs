@@ -1,7 +1,7 @@
 //! The upstream request's headers: spoofable and hop-by-hop headers out, claims in.
 
-use http::header::{HeaderName, AUTHORIZATION, CONNECTION, UPGRADE};
-use http::HeaderMap;
+use http::header::{HeaderName, AUTHORIZATION, CONNECTION, COOKIE, UPGRADE};
+use http::{HeaderMap, HeaderValue};
 
 use crate::config::build::canonical_header;
 use crate::config::HeaderPolicy;
@@ -26,6 +26,11 @@ const REWRITE_EXACT: &[&str] = &[
     "x-method-override",
 ];
 const REWRITE_PREFIXES: &[&str] = &["x-forwarded-", "x-original-"];
+
+/// Headers the gateway sets itself: the client's copies go in every spelling (its
+/// `X-Request-Id` is taken over when it is a short token; an `x_request_id` would reach a
+/// CGI-style server as a second one).
+const GATEWAY_SET: &[&str] = &["x-request-id"];
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and proxy credentials: never forwarded.
 const HOP_BY_HOP: &[&str] = &[
@@ -75,6 +80,7 @@ pub fn headers_to_remove(
             || HOP_BY_HOP.contains(&canonical.as_str())
             || in_connection
             || REWRITE_EXACT.contains(&canonical.as_str())
+            || GATEWAY_SET.contains(&canonical.as_str())
             || REWRITE_PREFIXES.iter().any(|p| canonical.starts_with(p))
             || (*name == AUTHORIZATION && !(policy.forward_token && token_verified))
             || (*name == UPGRADE && h2c)
@@ -86,10 +92,22 @@ pub fn headers_to_remove(
     remove
 }
 
+/// The `Cookie` fields of a request joined into one value with `; `, when there are several
+/// (HTTP/2 splits them; an HTTP/1.1 upstream expects one field).
+pub fn joined_cookies(headers: &HeaderMap) -> Option<HeaderValue> {
+    let mut values = headers.get_all(COOKIE).iter();
+    let (first, second) = (values.next()?, values.next()?);
+    let mut joined = first.as_bytes().to_vec();
+    for v in std::iter::once(second).chain(values) {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(v.as_bytes());
+    }
+    HeaderValue::from_bytes(&joined).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     fn policy() -> HeaderPolicy {
         HeaderPolicy {
@@ -130,6 +148,7 @@ mod tests {
                 ("x-secret", "1"),
                 ("accept", "*/*"),
                 ("x-forwarded-for", "1.2.3.4"),
+                ("x_request_id", "spoofed"),
             ]),
             vec![
                 "authorization",
@@ -139,9 +158,21 @@ mod tests {
                 "x-secret",
                 "x-user-id",
                 "x_internal_x",
+                "x_request_id",
                 "x_user_id"
             ]
         );
+    }
+
+    #[test]
+    fn cookies_are_joined() {
+        let mut m = HeaderMap::new();
+        assert_eq!(joined_cookies(&m), None);
+        m.append(COOKIE, HeaderValue::from_static("a=1"));
+        assert_eq!(joined_cookies(&m), None, "one field stays as it is");
+        m.append(COOKIE, HeaderValue::from_static("b=2"));
+        m.append(COOKIE, HeaderValue::from_static("c=3"));
+        assert_eq!(joined_cookies(&m).unwrap(), "a=1; b=2; c=3");
     }
 
     #[test]

@@ -85,6 +85,12 @@ pub async fn write_rejection(
     if reason == Reject::BadFraming || has_body {
         session.set_keepalive(None);
     }
+    // A HEAD request's answer has no content (RFC 9110 §9.3.2); its `Content-Length` tells
+    // what a GET would have received. Over HTTP/2 a body here is a stream error.
+    if session.req_header().method == http::Method::HEAD {
+        session.write_response_header(Box::new(resp), true).await?;
+        return Ok(());
+    }
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await?;
     Ok(())

@@ -53,6 +53,12 @@ fn conflicting_content_lengths_are_refused() {
         "POST /public/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip\r\n\r\nabc",
         "TE not ending in chunked",
     );
+    // Issue 11: pingora would frame by the final `chunked` and drop `gzip` on the way up.
+    refused(
+        &s,
+        "POST /public/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        "a coding other than chunked",
+    );
 }
 
 #[test]

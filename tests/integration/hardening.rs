@@ -100,3 +100,63 @@ fn an_http2_header_list_over_max_header_bytes_is_refused() {
     let r = Proto::H2.request(&s.gw, "GET", &host, "/public/x", &[("x-small", "a")]);
     assert_eq!(r.status, 200, "{r:?}");
 }
+
+/// Findings of the black-box attack on this issue's release build, as regression tests:
+/// a refusal of a HEAD request carries no body (over HTTP/2 a body is a stream error), and
+/// HTTP/2's split `cookie` fields reach the HTTP/1.1 upstream as one `Cookie`.
+#[test]
+fn head_refusals_have_no_body_and_cookies_are_joined() {
+    let s = Setup::start_tls();
+    let host = format!("localhost:{}", s.gw.addr.port());
+    for proto in Proto::BOTH {
+        for (path, status) in [("/api/x", 401), ("/nowhere", 404), ("/public/%2f", 400)] {
+            let r = proto.request(&s.gw, "HEAD", &host, path, &[]);
+            assert_eq!(r.status, status, "{proto:?} HEAD {path}: {r:?}");
+            assert!(r.body.is_empty(), "{proto:?} HEAD {path}: {r:?}");
+            assert!(r.header("content-length").is_some(), "{proto:?} {r:?}");
+        }
+        let r = proto.request(&s.gw, "GET", &host, "/api/x", &[]);
+        assert_eq!(
+            r.reason(),
+            "missing_token",
+            "{proto:?}: GET still has its body"
+        );
+    }
+    let r = Proto::H2.request(
+        &s.gw,
+        "GET",
+        &host,
+        "/public/c",
+        &[
+            ("cookie", "a=1"),
+            ("cookie", "b=2"),
+            ("x_request_id", "spoofed"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let seen = s.upstream.last();
+    assert_eq!(seen.all("cookie"), vec!["a=1; b=2"]);
+    assert!(!seen.has("x_request_id"));
+    assert_ne!(seen.one("x-request-id"), "spoofed");
+}
+
+/// Pipelined requests after a bodyless one are all answered in order and all reach the
+/// upstream (pingora alone dropped everything after the first, unanswered).
+#[test]
+fn pipelined_requests_are_all_answered() {
+    let s = Setup::start();
+    let raw = b"GET /public/p1 HTTP/1.1\r\nHost: localhost\r\n\r\n\
+GET /public/p2 HTTP/1.1\r\nHost: localhost\r\n\r\n\
+POST /public/p3 HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
+    let got = send(s.gw.addr, raw);
+    let text = got.body.clone();
+    assert_eq!(got.status, 200, "{got:?}");
+    assert_eq!(
+        text.matches("HTTP/1.1 200").count(),
+        2,
+        "three answers in one stream: {text}"
+    );
+    let paths: Vec<String> = s.upstream.all().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths, vec!["/public/p1", "/public/p2", "/public/p3"]);
+    assert_eq!(s.upstream.last().body, b"hello");
+}
