@@ -386,15 +386,18 @@ fn upstream_request(
     // (`Host`, HTTP/2 `:authority`, an absolute-form target): the upstream never reads
     // another host than the one that was authorized. pingora keeps this `Host` (and the
     // HTTP/2 URI authority follows it).
-    // The client's `Host` as it is when it already is the normalized form (the common case:
-    // no new value to build per request).
+    // The `Host` pingora prepared (the client's, or HTTP/2's `:authority`) when it already is
+    // the normalized form, the common case: nothing to build or replace per request.
     let authority = &grant.authority;
-    let value = match client_headers.get(HOST) {
+    let value = match upstream.headers.get(HOST) {
         Some(h) if authority.is_spelled(h.as_bytes()) => h.clone(),
-        _ => HeaderValue::try_from(authority.to_string())
-            .map_err(|_| Error::explain(ErrorType::InternalError, "authority as a header"))?,
+        _ => {
+            let v = HeaderValue::try_from(authority.to_string())
+                .map_err(|_| Error::explain(ErrorType::InternalError, "authority as a header"))?;
+            upstream.insert_header(HOST, v.clone())?;
+            v
+        }
     };
-    upstream.insert_header(HOST, value.clone())?;
     upstream.insert_header("x-forwarded-host", value)?;
     upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
     Ok(())
