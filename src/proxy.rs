@@ -230,15 +230,17 @@ impl Gateway {
         let elapsed = ctx.start.elapsed();
         let m = snap.metrics_for(route_idx);
         let (outcome, reason) = match (&ctx.denial, &ctx.grant) {
-            (Some(d), _) if d.reason == Reject::InternalError => {
-                m.error.inc();
-                m.rejection(d.reason).inc();
-                ("error", d.reason.label())
-            }
             (Some(d), _) => {
-                m.rejected.inc();
+                // A bug is an error, not a refusal; both carry their reason.
+                let outcome = if d.reason == Reject::InternalError {
+                    m.error.inc();
+                    "error"
+                } else {
+                    m.rejected.inc();
+                    "rejected"
+                };
                 m.rejection(d.reason).inc();
-                ("rejected", d.reason.label())
+                (outcome, d.reason.label())
             }
             (None, Some(g)) => {
                 m.allowed.inc();
@@ -476,7 +478,7 @@ fn check_message(session: &Session, max_header_bytes: usize) -> Result<(), Rejec
         }
     }
     if req.headers.contains_key(TRANSFER_ENCODING)
-        && has_raw_content_length(&h1.get_headers_raw_bytes())
+        && connection::has_line_starting(&h1.get_headers_raw_bytes(), b"content-length:")
     {
         return Err(Reject::BadFraming);
     }
@@ -491,12 +493,6 @@ fn check_message(session: &Session, max_header_bytes: usize) -> Result<(), Rejec
         }
     }
     Ok(())
-}
-
-/// A `Content-Length` field line in a raw HTTP/1 request head.
-fn has_raw_content_length(raw: &[u8]) -> bool {
-    raw.split(|&b| b == b'\n')
-        .any(|line| line.len() >= 15 && line[..15].eq_ignore_ascii_case(b"content-length:"))
 }
 
 /// The client's `X-Request-Id` when it is a short token, else a fresh one.

@@ -207,17 +207,20 @@ pub async fn read_head<S: tokio::io::AsyncRead + Unpin>(
 /// a tunnel after an upgrade or CONNECT), not a next request. Errs towards yes: a false
 /// yes only hands the bytes to pingora, as before.
 fn may_carry_more(head: &[u8]) -> bool {
-    const NAMES: [&[u8]; 3] = [b"content-length", b"transfer-encoding", b"upgrade"];
     let first = head
         .iter()
         .position(|&b| b != b'\r' && b != b'\n')
         .unwrap_or(0);
     head[first..].starts_with(b"CONNECT")
-        || head.split(|&b| b == b'\n').any(|line| {
-            NAMES
-                .iter()
-                .any(|n| line.len() > n.len() && line[..n.len()].eq_ignore_ascii_case(n))
-        })
+        || [&b"content-length"[..], b"transfer-encoding", b"upgrade"]
+            .iter()
+            .any(|name| has_line_starting(head, name))
+}
+
+/// A line of a raw HTTP/1 head that starts with `prefix`, compared case-insensitively.
+pub fn has_line_starting(head: &[u8], prefix: &[u8]) -> bool {
+    head.split(|&b| b == b'\n')
+        .any(|line| line.len() >= prefix.len() && line[..prefix.len()].eq_ignore_ascii_case(prefix))
 }
 
 /// Where a head starts and how far its end has been looked for, so that a head arriving
