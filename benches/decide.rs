@@ -5,7 +5,6 @@
 
 use std::hint::black_box;
 use std::path::Path;
-use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue, Method};
@@ -13,9 +12,9 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
 use authgate::auth::claims::{render_header_value, ClaimPath};
-use authgate::auth::keystore::ProviderKeys;
 use authgate::auth::{decide, RequestHead};
-use authgate::config::{load_str, Snapshot};
+use authgate::config::load_str;
+use authgate::runtime::Snapshot;
 
 const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keys");
 
@@ -49,18 +48,8 @@ upstream = "up"
 
 fn snapshot(text: &str) -> Snapshot {
     let config = load_str(text, Path::new("bench.toml")).expect("bench config");
-    // A `jwks_file` provider's store loads the file when it is created.
-    let keys = config
-        .providers
-        .iter()
-        .map(|p| ProviderKeys::new(p, None))
-        .collect();
-    Snapshot::new(
-        Arc::new(config),
-        keys,
-        Vec::new(),
-        &authgate::metrics::Metrics::new(),
-    )
+    // A `jwks_file` provider's store holds the document the config read.
+    Snapshot::offline(config, &authgate::metrics::Metrics::new())
 }
 
 fn token(alg: Algorithm, kid: &str, pem: &str) -> String {
@@ -103,9 +92,11 @@ fn bench_decide(c: &mut Criterion) {
         headers.insert("host", HeaderValue::from_static("api.example.com"));
         let head = RequestHead {
             method: &Method::GET,
+            version: http::Version::HTTP_11,
             target: b"/api/orders/7?x=1",
             authority: None,
             headers: &headers,
+            raw_head: None,
         };
         assert!(
             decide(&uncached, &head, now()).is_ok(),

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::httpd::{respond, Handler};
-use crate::state::State;
+use crate::runtime::State;
 
 pub fn handler(state: Arc<State>) -> Handler {
     Arc::new(move |parts, _body| {

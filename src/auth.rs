@@ -1,28 +1,41 @@
 //! The decision: route, extract, validate, authorize, and the headers to send upstream.
 //!
-//! `decide` is a pure function of the request head, one config/keys snapshot and the clock.
-//! It does no I/O and takes no lock, so it is unit-tested and benchmarked without a network.
-//! Every refusal is a `Reject`, which alone decides status, `WWW-Authenticate`, metric label
-//! and log field.
+//! `decide` is a pure function of the request head, one `Context` (config and keys) and the
+//! clock. It does no I/O and takes no lock, so it is unit-tested and benchmarked without a
+//! network. Every refusal is a `Reject`, which alone decides status, `WWW-Authenticate`,
+//! metric label and log field. (An upstream that fails a granted request is not a refusal:
+//! see `runtime::UpstreamFailure`.)
 
 pub mod cache;
 pub mod claims;
 pub mod extract;
-pub mod jwks;
 pub mod keystore;
-pub mod normalize;
+mod message;
 pub mod policy;
-pub mod revocation;
 pub mod validate;
 
 use http::header::HOST;
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Version};
 
-use crate::config::Snapshot;
+use crate::config::routes::AuthMode;
+use crate::config::{Config, ProviderId, RouteId, UpstreamId};
+use crate::formats::normalize::{normalize_authority, normalize_target, Authority, BadTarget};
+use crate::formats::revocation::Revocations;
+use cache::TokenCache;
 use claims::render_header_value;
 use extract::{extract_bearer, Credential};
-use normalize::{normalize_authority, normalize_target, Authority, BadTarget};
-use policy::AuthMode;
+use keystore::ProviderKeys;
+
+pub use message::has_line_starting;
+
+/// What `decide` reads besides the request: one config and what verifies tokens against
+/// it. The runtime's snapshot implements it; unit tests build their own.
+pub trait Context {
+    fn config(&self) -> &Config;
+    fn keys(&self, provider: ProviderId) -> &ProviderKeys;
+    fn revocations(&self, provider: ProviderId) -> Option<&dyn Revocations>;
+    fn token_cache(&self) -> Option<&TokenCache>;
+}
 
 /// Why a request was refused. One variant = one metric label = one log value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -74,9 +87,6 @@ pub enum Reject {
     ClaimMismatch,
     /// The provider's keys are not loaded (yet).
     KeysUnavailable,
-    /// The upstream refused the connection or broke it.
-    UpstreamUnavailable,
-    UpstreamTimeout,
     /// A bug: a panic while handling the request (answered 500, logged with its location).
     InternalError,
 }
@@ -84,14 +94,14 @@ pub enum Reject {
 /// What a granted request carries to the upstream.
 #[derive(Debug)]
 pub struct Grant {
-    pub route: usize,
-    pub upstream: usize,
+    pub route: RouteId,
+    pub upstream: UpstreamId,
     /// Normalized path plus the query as sent: exactly what was authorized.
     pub path_and_query: String,
     /// Claim headers to add (the client's copies are stripped first).
     pub claim_headers: Vec<(HeaderName, HeaderValue)>,
     /// The provider that verified the token (none for anonymous requests).
-    pub provider: Option<usize>,
+    pub provider: Option<ProviderId>,
     /// The authority the request was routed on (normalized): the upstream's `Host` and
     /// `X-Forwarded-Host`, whichever field the client carried it in.
     pub authority: Authority,
@@ -105,26 +115,30 @@ pub struct Grant {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Denial {
     pub reason: Reject,
-    pub route: Option<usize>,
+    pub route: Option<RouteId>,
     /// For `UnknownKid`: the provider whose keys should be refetched once.
-    pub provider: Option<usize>,
+    pub provider: Option<ProviderId>,
 }
 
 /// The request head, borrowed from whatever server parsed it.
 pub struct RequestHead<'a> {
     pub method: &'a Method,
+    pub version: Version,
     /// Request target as it was on the request line (HTTP/2: `:path`).
     pub target: &'a [u8],
     /// HTTP/2 `:authority`, which stands in for `Host` there (RFC 9113 §8.3.1).
     pub authority: Option<&'a str>,
     pub headers: &'a HeaderMap,
+    /// HTTP/1 only: the head's bytes as received (framing checks need the header lines a
+    /// parser may have merged or dropped). `None` over HTTP/2.
+    pub raw_head: Option<&'a [u8]>,
 }
 
 // === impl Reject ===
 
 impl Reject {
     /// Every variant, for documentation and for pre-registering metric labels.
-    pub const ALL: [Reject; 29] = [
+    pub const ALL: [Reject; 27] = [
         Self::NoRoute,
         Self::BadPath,
         Self::BadHost,
@@ -151,8 +165,6 @@ impl Reject {
         Self::InsufficientScope,
         Self::ClaimMismatch,
         Self::KeysUnavailable,
-        Self::UpstreamUnavailable,
-        Self::UpstreamTimeout,
         Self::InternalError,
     ];
 
@@ -190,8 +202,6 @@ impl Reject {
             Self::InsufficientScope => "insufficient_scope",
             Self::ClaimMismatch => "claim_mismatch",
             Self::KeysUnavailable => "keys_unavailable",
-            Self::UpstreamUnavailable => "upstream_unavailable",
-            Self::UpstreamTimeout => "upstream_timeout",
             Self::InternalError => "internal_error",
         }
     }
@@ -222,9 +232,7 @@ impl Reject {
             Self::InsufficientScope | Self::ClaimMismatch => 403,
             Self::NoRoute => 404,
             Self::HeadersTooLarge => 431,
-            Self::UpstreamUnavailable => 502,
             Self::KeysUnavailable => 503,
-            Self::UpstreamTimeout => 504,
             Self::InternalError => 500,
         }
     }
@@ -258,8 +266,6 @@ impl Reject {
             | Self::BadMethod
             | Self::MissingToken
             | Self::KeysUnavailable
-            | Self::UpstreamUnavailable
-            | Self::UpstreamTimeout
             | Self::InternalError => None,
         }
     }
@@ -293,8 +299,6 @@ impl Reject {
             Self::InsufficientScope => "token lacks a required scope",
             Self::ClaimMismatch => "token lacks a required claim value",
             Self::KeysUnavailable => "verification keys are not available",
-            Self::UpstreamUnavailable => "upstream unavailable",
-            Self::UpstreamTimeout => "upstream timed out",
             Self::InternalError => "internal error",
         }
     }
@@ -309,7 +313,7 @@ impl From<BadTarget> for Reject {
 // === impl Denial ===
 
 impl Denial {
-    pub fn new(reason: Reject, route: Option<usize>) -> Self {
+    pub fn new(reason: Reject, route: Option<RouteId>) -> Self {
         Self {
             reason,
             route,
@@ -318,13 +322,27 @@ impl Denial {
     }
 }
 
-/// Routes, authenticates and authorizes one request. `now` is seconds since the Unix epoch.
-pub fn decide(snap: &Snapshot, head: &RequestHead<'_>, now: f64) -> Result<Grant, Denial> {
-    let config = &snap.config;
+/// Checks the message, then routes, authenticates and authorizes one request. `now` is
+/// seconds since the Unix epoch.
+pub fn decide<C: Context + ?Sized>(
+    cx: &C,
+    head: &RequestHead<'_>,
+    now: f64,
+) -> Result<Grant, Denial> {
+    let config = cx.config();
+    message::check(head, config.server.max_header_bytes).map_err(|r| Denial::new(r, None))?;
     if head.method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
         return Err(Denial::new(Reject::BadMethod, None));
     }
     let mut target = normalize_target(head.target).map_err(|e| Denial::new(e.into(), None))?;
+    // RFC 9112 §3.2: an HTTP/1.1 request without `Host` is a 400, even with an
+    // absolute-form target (the upstream would pick its default virtual host).
+    if head.raw_head.is_some()
+        && head.version == Version::HTTP_11
+        && !head.headers.contains_key(HOST)
+    {
+        return Err(Denial::new(Reject::BadHost, None));
+    }
     let authority = request_authority(head.headers, head.authority, target.authority.take())
         .map_err(|r| Denial::new(r, None))?;
     let route_idx = config
@@ -353,14 +371,14 @@ pub fn decide(snap: &Snapshot, head: &RequestHead<'_>, now: f64) -> Result<Grant
         Credential::None => return Err(deny(Reject::MissingToken)),
     };
     let verified =
-        validate::verify(token, &route.providers, snap, now).map_err(|(reason, provider)| {
+        validate::verify(token, &route.providers, cx, now).map_err(|(reason, provider)| {
             Denial {
                 reason,
                 route: Some(route_idx),
                 provider,
             }
         })?;
-    route.authorize(&verified.claims).map_err(deny)?;
+    policy::authorize(route, &verified.claims).map_err(deny)?;
     for fc in &config.headers.forward_claims {
         if let Some(value) = fc.claim.lookup(&verified.claims) {
             match render_header_value(value) {

@@ -1,13 +1,16 @@
 //! The validated, immutable configuration and the errors that explain a bad one.
 //!
 //! A config goes `load` (read + TOML parse) → `build` (every cross-check, every matcher
-//! precompiled) → one `Arc<Config>` that requests read and never mutate. See `schema` for
-//! the file format and `watch` for live reload.
+//! precompiled, every file it names read and parsed once) → a plain `Config` value. It is
+//! data: nothing here starts a task, holds a metric or touches the network, and it imports
+//! nothing of ours but `formats`. `runtime` assembles the running state from it and owns
+//! reload. See `schema` for the file format.
 
 pub mod build;
+mod ids;
 mod load;
+pub mod routes;
 pub mod schema;
-pub mod watch;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -18,17 +21,17 @@ use std::time::Duration;
 use http::HeaderName;
 use jsonwebtoken::Algorithm;
 
-use crate::auth::cache::{CacheSettings, TokenCache};
-use crate::auth::claims::ClaimPath;
-use crate::auth::keystore::ProviderKeys;
-use crate::auth::policy::RouteTable;
-use crate::auth::revocation::FileRevocations;
-use crate::metrics::{Metrics, RouteMetrics, UpstreamErrorKind, NO_ROUTE};
-use prometheus::{Histogram, IntCounter};
+use rustls::pki_types::CertificateDer;
+
+use crate::formats::claim_path::ClaimPath;
+use crate::formats::pem::Pair;
+use crate::formats::revocation::RevocationSet;
 
 pub use build::build;
+pub use ids::{ProviderId, RouteId, UpstreamId};
 pub use load::sha256_hex;
 pub use load::{load_file, load_str};
+pub use routes::RouteTable;
 
 /// A runnable configuration: everything checked, everything precompiled.
 #[derive(Debug)]
@@ -70,12 +73,24 @@ pub struct ServerSettings {
 }
 
 /// `[server.tls]`, paths resolved against the config file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ServerTls {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub http2: bool,
+    /// The pair as read and checked at load: the listener starts with it (no second read).
+    pub pair: Pair,
 }
+
+impl PartialEq for ServerTls {
+    /// The settings, not the files' content (a rotated pair is picked up by the listener's
+    /// own poll and is no config change).
+    fn eq(&self, other: &Self) -> bool {
+        (&self.cert, &self.key, self.http2) == (&other.cert, &other.key, other.http2)
+    }
+}
+
+impl Eq for ServerTls {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -102,12 +117,21 @@ pub struct Upstream {
     pub tls: Option<UpstreamTls>,
 }
 
+/// `[token_cache]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheSettings {
+    pub enabled: bool,
+    pub max_entries: u64,
+    pub max_bytes: u64,
+    pub ttl: Duration,
+}
+
 /// TLS to an upstream: the SNI / verified name, and the CAs trusted for it.
 #[derive(Clone)]
 pub struct UpstreamTls {
     pub sni: String,
-    /// `ca_file`'s certificates, parsed once at load; `None`: the system roots.
-    pub ca: Option<Arc<pingora::protocols::tls::CaType>>,
+    /// `ca_file`'s certificates (DER), parsed once at load; `None`: the system roots.
+    pub ca: Option<Arc<[CertificateDer<'static>]>>,
     /// SHA-256 of `ca_file`'s bytes (part of the config fingerprint: a rotated CA reloads).
     pub ca_hash: Option<[u8; 32]>,
     pub verify: bool,
@@ -132,9 +156,35 @@ pub enum KeySource {
     JwksUrl(String),
     /// OIDC discovery from this issuer: `jwks_uri` is read from its metadata.
     Discovery(String),
-    JwksFile(PathBuf),
+    /// A JWKS file; `JwksFile::document` is its content as read at load.
+    JwksFile(JwksFile),
     /// HMAC secret bytes, read from `hmac_secret_file` at load.
     HmacSecret(Vec<u8>),
+}
+
+/// A `jwks_file`: its path, and the JSON document read and checked at load.
+#[derive(Clone)]
+pub struct JwksFile {
+    pub path: PathBuf,
+    pub document: Arc<Vec<u8>>,
+}
+
+impl PartialEq for JwksFile {
+    /// A key store follows its file (it re-reads it on refresh): the path is its identity.
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path
+    }
+}
+
+impl Eq for JwksFile {}
+
+/// A `revocation_file`: its path, and the list as read at load with its content's hash.
+#[derive(Debug, Clone)]
+pub struct RevocationFile {
+    pub path: PathBuf,
+    pub list: Arc<RevocationSet>,
+    /// SHA-256 hex of the bytes `list` was parsed from.
+    pub hash: String,
 }
 
 /// One token issuer, as the validator needs it.
@@ -155,93 +205,9 @@ pub struct ProviderSettings {
     pub jwks_refetch_cooldown: Duration,
     pub require_exp: bool,
     pub max_token_lifetime: Option<Duration>,
-    pub revocation_file: Option<PathBuf>,
+    pub revocation_file: Option<RevocationFile>,
     /// Lowercase, without `application/`.
     pub required_typ: Option<String>,
-}
-
-/// What one request reads: a config and the key stores of its providers, indexed like
-/// `config.providers`. Swapped whole on reload; a request keeps the one it started with.
-pub struct Snapshot {
-    pub config: Arc<Config>,
-    pub keys: Vec<Arc<ProviderKeys>>,
-    /// Metric handles per route (indexed like routes), and for requests that matched none.
-    pub route_metrics: Vec<RouteMetrics>,
-    pub no_route_metrics: RouteMetrics,
-    /// `authgate_token_remaining_lifetime_seconds` per provider (indexed like providers).
-    pub token_lifetime: Vec<Histogram>,
-    /// Revocation list per provider (indexed like providers), where one is configured.
-    pub revocations: Vec<Option<Arc<FileRevocations>>>,
-    /// `authgate_upstream_errors_total` per upstream (indexed like upstreams) and kind.
-    pub upstream_errors: Vec<Vec<IntCounter>>,
-    /// Verified tokens of this snapshot (`None`: the cache is off). A reload starts empty.
-    pub token_cache: Option<TokenCache>,
-}
-
-// === impl Snapshot ===
-
-impl Snapshot {
-    pub fn new(
-        config: Arc<Config>,
-        keys: Vec<Arc<ProviderKeys>>,
-        revocations: Vec<Option<Arc<FileRevocations>>>,
-        metrics: &Metrics,
-    ) -> Self {
-        let route_metrics = config
-            .routes
-            .iter()
-            .map(|r| metrics.for_route(&r.name))
-            .collect();
-        let token_lifetime = config
-            .providers
-            .iter()
-            .map(|p| {
-                metrics
-                    .token_remaining_lifetime
-                    .with_label_values(&[&p.name])
-            })
-            .collect();
-        let upstream_errors = config
-            .upstreams
-            .iter()
-            .map(|u| {
-                UpstreamErrorKind::ALL
-                    .iter()
-                    .map(|k| {
-                        metrics
-                            .upstream_errors
-                            .with_label_values(&[&u.name, k.label()])
-                    })
-                    .collect()
-            })
-            .collect();
-        let token_cache = TokenCache::new(&config.token_cache, metrics);
-        Self {
-            config,
-            keys,
-            route_metrics,
-            no_route_metrics: metrics.for_route(NO_ROUTE),
-            token_lifetime,
-            revocations,
-            upstream_errors,
-            token_cache,
-        }
-    }
-
-    /// The error counter of upstream `idx` for `kind`.
-    pub fn upstream_error(&self, idx: usize, kind: UpstreamErrorKind) -> &IntCounter {
-        let i = UpstreamErrorKind::ALL
-            .iter()
-            .position(|k| *k == kind)
-            .unwrap_or(UpstreamErrorKind::ALL.len() - 1);
-        &self.upstream_errors[idx][i]
-    }
-
-    /// The metric handles of route `idx`, or of "no route".
-    pub fn metrics_for(&self, idx: Option<usize>) -> &RouteMetrics {
-        idx.and_then(|i| self.route_metrics.get(i))
-            .unwrap_or(&self.no_route_metrics)
-    }
 }
 
 /// Claims forwarded as headers, and client headers removed on every route.
@@ -313,7 +279,7 @@ impl fmt::Debug for KeySource {
         match self {
             Self::JwksUrl(u) => f.debug_tuple("JwksUrl").field(u).finish(),
             Self::Discovery(i) => f.debug_tuple("Discovery").field(i).finish(),
-            Self::JwksFile(p) => f.debug_tuple("JwksFile").field(p).finish(),
+            Self::JwksFile(j) => f.debug_tuple("JwksFile").field(&j.path).finish(),
             Self::HmacSecret(_) => f.write_str("HmacSecret(<redacted>)"),
         }
     }
@@ -348,7 +314,7 @@ impl Config {
                 match &p.key_source {
                     KeySource::JwksUrl(u) => u.clone(),
                     KeySource::Discovery(i) => format!("discovery from {i}"),
-                    KeySource::JwksFile(f) => f.display().to_string(),
+                    KeySource::JwksFile(f) => f.path.display().to_string(),
                     KeySource::HmacSecret(_) => "hmac secret".to_owned(),
                 }
             ));

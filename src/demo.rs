@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use crate::config::{load_str, ConfigErrors};
-use crate::{control_runtime, run, Ready, RunOptions, StartError};
+use authgate::config::{load_str, ConfigErrors};
+use authgate::{control_runtime, run, Ready, RunOptions, StartError};
 use issuer::DevIssuer;
 
 /// The demo config, compiled in so the demo runs from any directory.
@@ -46,11 +46,11 @@ pub fn run_demo() -> Result<(), DemoError> {
         addr: addr.to_owned(),
         source,
     };
-    rt.spawn(crate::httpd::serve(
+    rt.spawn(authgate::httpd::serve(
         jwks_listener.map_err(|e| bind_err(ISSUER_ADDR, e))?,
         issuer.handler(),
     ));
-    rt.spawn(crate::httpd::serve(
+    rt.spawn(authgate::httpd::serve(
         echo_listener.map_err(|e| bind_err(ECHO_ADDR, e))?,
         echo::handler(),
     ));

@@ -9,11 +9,11 @@
 pub mod admin;
 pub mod auth;
 pub mod config;
-pub mod demo;
+pub mod formats;
 pub mod httpd;
 pub mod metrics;
 pub mod proxy;
-pub mod state;
+pub mod runtime;
 pub mod tls;
 
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -25,10 +25,10 @@ use std::time::Duration;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 
-use config::watch::{watch, Reloader};
 use config::Config;
 use metrics::Metrics;
-use state::State;
+use runtime::reload::{watch, Reloader};
+use runtime::State;
 
 /// Start-up failures: a bad listen address, a port in use, no runtime.
 #[derive(Debug, thiserror::Error)]
@@ -94,18 +94,18 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     let client = auth::keystore::http_client().map_err(StartError::Client)?;
     let server_settings = opts.config.server.clone();
     let admin_listen = opts.config.admin.listen.clone();
-    let certs = match &server_settings.tls {
-        None => None,
-        Some(t) => {
-            metrics.enable_tls();
-            let store = tls::CertStore::new(t.cert.clone(), t.key.clone(), metrics.clone())
-                .map_err(|e| StartError::State(format!("server.tls.{}: {}", e.key, e.message)))?;
-            control.spawn(store.clone().watch());
-            Some(store)
-        }
-    };
-    let state = State::new(opts.config, metrics, control.handle().clone(), client)
-        .map_err(StartError::State)?;
+    let certs = server_settings.tls.as_ref().map(|t| {
+        metrics.enable_tls();
+        let store = tls::CertStore::new(
+            t.cert.clone(),
+            t.key.clone(),
+            t.pair.clone(),
+            metrics.clone(),
+        );
+        store.watch(control.handle());
+        store
+    });
+    let state = State::new(opts.config, metrics, control.handle().clone(), client);
 
     // Admin: bound here, served on the control runtime.
     let admin_std = bind("admin listener", &admin_listen)?;

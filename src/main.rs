@@ -7,9 +7,13 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use authgate::config::{load_file, ConfigErrors, LogFormat};
+
+/// The development issuer, echo upstream and demo config: part of the command, not of the
+/// library a production gateway links.
+mod demo;
 
 // pingora allocates and frees many small buffers per request; mimalloc's thread-local free
 // lists cost less than glibc's malloc there (see docs/PERFORMANCE.md).
@@ -24,9 +28,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "A reverse-proxy authentication gateway for JWT access tokens"
 )]
 struct Cli {
-    /// Log format: `json` or `text`. Default: text on a terminal, JSON otherwise.
-    #[arg(long, global = true, env = "AUTHGATE_LOG_FORMAT")]
-    log_format: Option<String>,
+    /// Log format. Default: the config's `server.log_format`, else text on a terminal and
+    /// JSON otherwise. Anything else is an error.
+    #[arg(long, global = true, env = "AUTHGATE_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormatArg>,
     #[command(subcommand)]
     command: Command,
 }
@@ -48,9 +53,24 @@ enum Command {
     Demo,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Json,
+    Text,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(f: LogFormatArg) -> Self {
+        match f {
+            LogFormatArg::Json => LogFormat::Json,
+            LogFormatArg::Text => LogFormat::Text,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match execute(cli.command, cli.log_format.as_deref()) {
+    match execute(cli.command, cli.log_format.map(LogFormat::from)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("authgate: {e:#}");
@@ -59,7 +79,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn execute(command: Command, log_format: Option<&str>) -> anyhow::Result<()> {
+fn execute(command: Command, log_format: Option<LogFormat>) -> anyhow::Result<()> {
     match command {
         Command::Check { config } => {
             let cfg = load_file(&config).map_err(ConfigErrors)?;
@@ -73,13 +93,10 @@ fn execute(command: Command, log_format: Option<&str>) -> anyhow::Result<()> {
         Command::Run { config } => {
             let cfg = load_file(&config).map_err(ConfigErrors)?;
             // The flag (or AUTHGATE_LOG_FORMAT) wins over the file's `server.log_format`.
-            let configured = cfg.server.log_format.map(|f| match f {
-                LogFormat::Json => "json",
-                LogFormat::Text => "text",
-            });
             // Held until `run` returns (or handed to `before_exit`), so buffered log lines
             // are written before the process exits.
-            let guard = Arc::new(Mutex::new(Some(init_logging(log_format.or(configured)))));
+            let format = log_format.or(cfg.server.log_format);
+            let guard = Arc::new(Mutex::new(Some(init_logging(format))));
             let flush = guard.clone();
             authgate::run(authgate::RunOptions {
                 config: cfg,
@@ -94,14 +111,14 @@ fn execute(command: Command, log_format: Option<&str>) -> anyhow::Result<()> {
         }
         Command::Demo => {
             let _log_guard = init_logging(log_format);
-            authgate::demo::run_demo().context("demo failed")
+            demo::run_demo().context("demo failed")
         }
     }
 }
 
 /// Logs go through a non-blocking writer: the request path hands a line to a queue instead
 /// of taking stdout's lock (the queue blocks rather than drops when full).
-fn init_logging(format: Option<&str>) -> tracing_appender::non_blocking::WorkerGuard {
+fn init_logging(format: Option<LogFormat>) -> tracing_appender::non_blocking::WorkerGuard {
     // AUTHGATE_LOG, else the conventional RUST_LOG, else info (which includes the access log;
     // `warn` turns it off).
     let mut filter = tracing_subscriber::EnvFilter::try_from_env("AUTHGATE_LOG")
@@ -118,8 +135,8 @@ fn init_logging(format: Option<&str>) -> tracing_appender::non_blocking::WorkerG
             .add_directive("pingora_proxy=info".parse().expect("static directive"));
     }
     let json = match format {
-        Some("json") => true,
-        Some(_) => false,
+        Some(LogFormat::Json) => true,
+        Some(LogFormat::Text) => false,
         None => !std::io::stdout().is_terminal(),
     };
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()

@@ -8,17 +8,16 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::auth::Reject;
-
 /// Route label for requests that matched no route.
 pub const NO_ROUTE: &str = "-";
 
 pub struct Metrics {
     registry: Registry,
-    /// `outcome`: `allowed` (sent upstream), `rejected` (refused: see `rejections`), `error`
-    /// (neither, e.g. the client went away before a decision).
+    /// `outcome`: `allowed` (sent upstream and answered), `rejected` (refused: see
+    /// `rejections`), `error` (the upstream failed, see `upstream_errors`; a bug, counted in
+    /// `rejections` as `internal_error`; or the client went away before a decision).
     pub requests: IntCounterVec,
-    /// `reason`: `Reject::label()`.
+    /// `reason`: `auth::Reject::label()`.
     pub rejections: IntCounterVec,
     pub duration: HistogramVec,
     /// `result`: `success`, `not_modified` (304 to `If-None-Match`), `error`, `rate_limited`
@@ -42,7 +41,7 @@ pub struct Metrics {
     pub auth_duration: HistogramVec,
     /// Upstream connect + request + response head, by route.
     pub upstream_duration: HistogramVec,
-    /// `kind`: `UpstreamErrorKind::label()`.
+    /// `kind`: `runtime::UpstreamFailure::label()`.
     pub upstream_errors: IntCounterVec,
     /// `result`: `success`, `error` (the certificate in use stays).
     pub tls_cert_reloads: IntCounterVec,
@@ -85,64 +84,6 @@ fn histograms(name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> Histo
         labels,
     )
     .expect("static metric definition")
-}
-
-/// Why a request could not be carried to its upstream (`authgate_upstream_errors_total`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpstreamErrorKind {
-    ConnectRefused,
-    ConnectTimeout,
-    Tls,
-    ReadTimeout,
-    WriteTimeout,
-    Closed,
-    Other,
-}
-
-impl UpstreamErrorKind {
-    pub const ALL: [Self; 7] = [
-        Self::ConnectRefused,
-        Self::ConnectTimeout,
-        Self::Tls,
-        Self::ReadTimeout,
-        Self::WriteTimeout,
-        Self::Closed,
-        Self::Other,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::ConnectRefused => "connect_refused",
-            Self::ConnectTimeout => "connect_timeout",
-            Self::Tls => "tls",
-            Self::ReadTimeout => "read_timeout",
-            Self::WriteTimeout => "write_timeout",
-            Self::Closed => "closed",
-            Self::Other => "other",
-        }
-    }
-
-    /// Classifies a pingora upstream error.
-    pub fn of(etype: &pingora::ErrorType) -> Self {
-        use pingora::ErrorType as E;
-        match etype {
-            E::ConnectRefused | E::ConnectNoRoute | E::ConnectError | E::BindError => {
-                Self::ConnectRefused
-            }
-            E::ConnectTimedout => Self::ConnectTimeout,
-            E::TLSHandshakeFailure
-            | E::TLSHandshakeTimedout
-            | E::InvalidCert
-            | E::HandshakeError
-            | E::TLSWantX509Lookup => Self::Tls,
-            E::ReadTimedout => Self::ReadTimeout,
-            E::WriteTimedout => Self::WriteTimeout,
-            E::ConnectionClosed | E::ReadError | E::WriteError | E::H2Error | E::H2Downgrade => {
-                Self::Closed
-            }
-            _ => Self::Other,
-        }
-    }
 }
 
 // === impl Metrics ===
@@ -352,8 +293,9 @@ impl Metrics {
     }
 
     /// Handles for one route's series, resolved once per snapshot so a request touches only
-    /// atomics (a `*Vec` lookup takes a read lock).
-    pub fn for_route(&self, route: &str) -> RouteMetrics {
+    /// atomics (a `*Vec` lookup takes a read lock). `reasons`: how many rejection reasons
+    /// there are (`rejection` takes one's position and label).
+    pub fn for_route(&self, route: &str, reasons: usize) -> RouteMetrics {
         RouteMetrics {
             allowed: self.requests.with_label_values(&[route, "allowed"]),
             rejected: self.requests.with_label_values(&[route, "rejected"]),
@@ -362,7 +304,7 @@ impl Metrics {
             auth_duration: self.auth_duration.with_label_values(&[route]),
             upstream_duration: self.upstream_duration.with_label_values(&[route]),
             rejections: self.rejections.clone(),
-            by_reason: (0..Reject::ALL.len()).map(|_| OnceLock::new()).collect(),
+            by_reason: (0..reasons).map(|_| OnceLock::new()).collect(),
             route: route.to_owned(),
         }
     }
@@ -401,11 +343,11 @@ pub struct RouteMetrics {
 }
 
 impl RouteMetrics {
-    pub fn rejection(&self, reason: Reject) -> &IntCounter {
-        self.by_reason[reason.index()].get_or_init(|| {
-            self.rejections
-                .with_label_values(&[&self.route, reason.label()])
-        })
+    /// `authgate_rejections_total{route, reason=label}`; `index` is the reason's position
+    /// (below `reasons` of `for_route`).
+    pub fn rejection(&self, index: usize, label: &'static str) -> &IntCounter {
+        self.by_reason[index]
+            .get_or_init(|| self.rejections.with_label_values(&[&self.route, label]))
     }
 }
 

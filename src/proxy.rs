@@ -10,19 +10,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::header::HOST;
 use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora::{ErrorSource, ErrorType};
 
-use crate::auth::normalize::normalize_target;
 use crate::auth::{decide, Denial, Grant, Reject, RequestHead};
-use crate::config::Snapshot;
-use crate::metrics::{UpstreamErrorKind, NO_ROUTE};
-use crate::state::{InFlight, State};
+use crate::config::RouteId;
+use crate::formats::normalize::normalize_target;
+use crate::metrics::NO_ROUTE;
+use crate::runtime::{InFlight, Snapshot, State, UpstreamFailure};
 use guard::guard;
+use respond::Answer;
 
 /// Longest a request waits for the single-flight JWKS refetch an unknown `kid` triggers.
 const REFETCH_WAIT: Duration = Duration::from_secs(3);
@@ -31,12 +32,26 @@ pub struct Gateway {
     pub state: Arc<State>,
 }
 
+/// What became of a request: exactly one, set once per phase that decides it.
+#[derive(Debug, Default)]
+pub enum Outcome {
+    /// No decision (yet): pingora refused the request before `request_filter`, or the
+    /// client left before one was made.
+    #[default]
+    Undecided,
+    /// Let through: the upstream was (or is being) asked.
+    Granted(Grant),
+    /// Refused by the gateway (a bug, `InternalError`, included).
+    Denied(Denial),
+    /// Let through, but the upstream failed it: not a refusal.
+    Failed(Grant, UpstreamFailure),
+}
+
 /// Per-request state across phases.
 pub struct RequestCtx {
     start: Instant,
     snap: Option<Arc<Snapshot>>,
-    grant: Option<Grant>,
-    denial: Option<Denial>,
+    outcome: Outcome,
     request_id: String,
     /// Time `decide` took, refetch wait included.
     auth: Duration,
@@ -55,8 +70,7 @@ impl ProxyHttp for Gateway {
         RequestCtx {
             start: Instant::now(),
             snap: None,
-            grant: None,
-            denial: None,
+            outcome: Outcome::Undecided,
             request_id: String::new(),
             auth: Duration::ZERO,
             upstream_start: None,
@@ -75,13 +89,16 @@ impl ProxyHttp for Gateway {
         let started = Instant::now();
         ctx.request_id = request_id(session.req_header());
         session.set_read_timeout(Some(snap.config.server.body_read_timeout));
-        let max_header_bytes = snap.config.server.max_header_bytes;
         let decision = |session: &Session| {
             guard(|| {
                 inject_fault(session.req_header());
-                check_message(session, max_header_bytes)
-                    .map_err(|reason| Denial::new(reason, None))
-                    .and_then(|()| decide(&snap, &head(session.req_header()), unix_now()))
+                // HTTP/1 framing checks read the head as received (a cheap `Bytes` slice).
+                let raw = session.as_http1().map(|h1| h1.get_headers_raw_bytes());
+                decide(
+                    &*snap,
+                    &head(session.req_header(), raw.as_deref()),
+                    unix_now(),
+                )
             })
             .unwrap_or(Err(Denial::new(Reject::InternalError, None)))
         };
@@ -91,7 +108,7 @@ impl ProxyHttp for Gateway {
                 provider: Some(p),
                 ..
             }) => {
-                snap.keys[p].refetch_and_wait(REFETCH_WAIT).await;
+                snap.provider(p).keys.refetch_and_wait(REFETCH_WAIT).await;
                 decision(session)
             }
             other => other,
@@ -100,13 +117,18 @@ impl ProxyHttp for Gateway {
         ctx.snap = Some(snap.clone());
         match result {
             Ok(grant) => {
-                ctx.grant = Some(grant);
+                ctx.outcome = Outcome::Granted(grant);
                 Ok(false)
             }
             Err(denial) => {
-                ctx.denial = Some(denial);
+                ctx.outcome = Outcome::Denied(denial);
                 let route = denial.route.map(|r| snap.config.routes.get(r));
-                respond::write_rejection(session, denial.reason, route, &ctx.request_id).await?;
+                respond::write_answer(
+                    session,
+                    &Answer::refusal(denial.reason, route),
+                    &ctx.request_id,
+                )
+                .await?;
                 Ok(true)
             }
         }
@@ -153,46 +175,51 @@ impl ProxyHttp for Gateway {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        if matches!(e.esource(), ErrorSource::Upstream) {
-            if let (Some(snap), Some(grant)) = (&ctx.snap, &ctx.grant) {
-                let _ = guard(|| {
-                    snap.upstream_error(grant.upstream, UpstreamErrorKind::of(e.etype()))
-                        .inc();
-                });
-            }
-        }
-        let reason = match (e.esource(), e.etype()) {
-            (
-                ErrorSource::Upstream,
-                ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout,
-            ) => Some(Reject::UpstreamTimeout),
-            (ErrorSource::Upstream, _) => Some(Reject::UpstreamUnavailable),
+        let gone = FailToProxy {
+            error_code: 0,
+            can_reuse_downstream: false,
+        };
+        if matches!(
+            (e.esource(), e.etype()),
             (
                 ErrorSource::Downstream,
-                ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed,
-            ) => None,
-            (ErrorSource::Downstream, _) => Some(Reject::BadFraming),
-            (ErrorSource::Internal | ErrorSource::Unset, _) => Some(Reject::InternalError),
-        };
-        let Some(reason) = reason else {
-            // The client went away: there is no one to answer.
-            return FailToProxy {
-                error_code: 0,
-                can_reuse_downstream: false,
-            };
-        };
-        let route = ctx.grant.as_ref().map(|g| g.route);
-        ctx.denial = Some(Denial::new(reason, route));
-        let route_ref = match (&ctx.snap, route) {
-            (Some(s), Some(r)) => Some(s.config.routes.get(r)),
-            _ => None,
+                ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed
+            )
+        ) {
+            // The client went away: there is no one to answer (the outcome stays).
+            return gone;
+        }
+        let answer = match (e.esource(), std::mem::take(&mut ctx.outcome)) {
+            // The upstream failed a granted request: not a refusal.
+            (ErrorSource::Upstream, Outcome::Granted(grant)) => {
+                let failure = failure_of(e.etype());
+                if let Some(snap) = &ctx.snap {
+                    let _ = guard(|| snap.upstream(grant.upstream).errors(failure).inc());
+                }
+                ctx.outcome = Outcome::Failed(grant, failure);
+                Answer::failure(failure)
+            }
+            // A client body that breaks its framing is a refusal; anything else is a bug.
+            (source, previous) => {
+                let reason = match source {
+                    ErrorSource::Downstream => Reject::BadFraming,
+                    _ => Reject::InternalError,
+                };
+                let route = previous.route();
+                ctx.outcome = Outcome::Denied(Denial::new(reason, route));
+                let route_ref = match (&ctx.snap, route) {
+                    (Some(s), Some(r)) => Some(s.config.routes.get(r)),
+                    _ => None,
+                };
+                Answer::refusal(reason, route_ref)
+            }
         };
         // The response may have started already; then there is nothing left to say.
         if session.response_written().is_none() {
-            let _ = respond::write_rejection(session, reason, route_ref, &ctx.request_id).await;
+            let _ = respond::write_answer(session, &answer, &ctx.request_id).await;
         }
         FailToProxy {
-            error_code: reason.status(),
+            error_code: answer.status,
             can_reuse_downstream: false,
         }
     }
@@ -215,43 +242,55 @@ impl ProxyHttp for Gateway {
     }
 }
 
+impl Outcome {
+    /// The route the request matched, when it got that far.
+    fn route(&self) -> Option<RouteId> {
+        match self {
+            Self::Granted(g) | Self::Failed(g, _) => Some(g.route),
+            Self::Denied(d) => d.route,
+            Self::Undecided => None,
+        }
+    }
+}
+
 impl Gateway {
     /// The request's metrics and its one access-log line.
     fn log_request(&self, session: &Session, ctx: &RequestCtx) {
         // A request pingora refused before `request_filter` has no snapshot yet.
         let snap = ctx.snap.clone().unwrap_or_else(|| self.state.load());
-        let route_idx = ctx
-            .grant
-            .as_ref()
-            .map(|g| g.route)
-            .or(ctx.denial.and_then(|d| d.route));
-        let route = route_idx.map_or(NO_ROUTE, |r| snap.config.routes.get(r).name.as_str());
+        let route_id = ctx.outcome.route();
+        let route = route_id.map_or(NO_ROUTE, |r| snap.config.routes.get(r).name.as_str());
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed = ctx.start.elapsed();
-        let m = snap.metrics_for(route_idx);
-        let (outcome, reason) = match (&ctx.denial, &ctx.grant) {
-            (Some(d), _) => {
+        let route_rt = snap.route(route_id);
+        let m = route_rt.metrics();
+        let mut upstream_error = None;
+        let (decision, reason) = match &ctx.outcome {
+            Outcome::Granted(g) => {
+                m.allowed.inc();
+                if let (Some(p), Some(left)) = (g.provider, g.remaining_lifetime) {
+                    snap.provider(p).token_lifetime.observe(left);
+                }
+                ("allowed", "-")
+            }
+            Outcome::Denied(d) => {
                 // A bug is an error, not a refusal; both carry their reason.
-                let outcome = if d.reason == Reject::InternalError {
+                let decision = if d.reason == Reject::InternalError {
                     m.error.inc();
                     "error"
                 } else {
                     m.rejected.inc();
                     "rejected"
                 };
-                m.rejection(d.reason).inc();
-                (outcome, d.reason.label())
+                route_rt.rejection(d.reason).inc();
+                (decision, d.reason.label())
             }
-            (None, Some(g)) => {
-                m.allowed.inc();
-                if let (Some(p), Some(left)) = (g.provider, g.remaining_lifetime) {
-                    if let Some(h) = snap.token_lifetime.get(p) {
-                        h.observe(left);
-                    }
-                }
-                ("allowed", "-")
+            Outcome::Failed(_, failure) => {
+                m.error.inc();
+                upstream_error = Some(failure.label());
+                ("error", failure.reason())
             }
-            (None, None) => {
+            Outcome::Undecided => {
                 m.error.inc();
                 ("error", "-")
             }
@@ -264,18 +303,20 @@ impl Gateway {
             m.upstream_duration.observe(d.as_secs_f64());
         }
         let req = session.req_header();
-        let subject = if snap.config.server.log_subject {
-            ctx.grant.as_ref().and_then(|g| g.subject.as_deref())
-        } else {
-            None
+        let subject = match &ctx.outcome {
+            Outcome::Granted(g) | Outcome::Failed(g, _) if snap.config.server.log_subject => {
+                g.subject.as_deref()
+            }
+            _ => None,
         };
         AccessLine {
             request_id: &ctx.request_id,
             route,
             method: req.method.as_str(),
             path: &log_path(req, ctx),
-            decision: outcome,
+            decision,
             reason,
+            upstream_error,
             status,
             upstream_status: ctx.upstream_status,
             duration: elapsed,
@@ -295,6 +336,8 @@ struct AccessLine<'a> {
     path: &'a str,
     decision: &'static str,
     reason: &'static str,
+    /// For an upstream failure: its kind (`authgate_upstream_errors_total{kind}`).
+    upstream_error: Option<&'static str>,
     status: u16,
     upstream_status: u16,
     duration: Duration,
@@ -314,6 +357,7 @@ impl AccessLine<'_> {
             path = self.path,
             decision = self.decision,
             reason = self.reason,
+            upstream_error = self.upstream_error,
             status = self.status,
             upstream_status = self.upstream_status,
             duration_ms = ms(self.duration),
@@ -326,17 +370,18 @@ impl AccessLine<'_> {
 
 /// The upstream of the granted route, with its timeouts and TLS settings.
 fn upstream_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
-    let (Some(snap), Some(grant)) = (&ctx.snap, &ctx.grant) else {
+    let (Some(snap), Outcome::Granted(grant)) = (&ctx.snap, &ctx.outcome) else {
         return Error::e_explain(ErrorType::InternalError, "no grant for an upstream request");
     };
-    let up = &snap.config.upstreams[grant.upstream];
+    let up = &snap.config.upstreams[grant.upstream.index()];
+    let ca = snap.upstream(grant.upstream).ca.clone();
     ctx.upstream_start = Some(Instant::now());
     let mut peer = match &up.tls {
         None => HttpPeer::new(up.addr, false, String::new()),
         Some(tls) => {
             // A non-empty SNI always: pingora skips every check when it is empty.
             let mut peer = HttpPeer::new(up.addr, true, tls.sni.clone());
-            peer.options.ca = tls.ca.clone();
+            peer.options.ca = ca;
             peer.options.verify_cert = tls.verify;
             peer.options.verify_hostname = tls.verify;
             peer.group_key = tls.pool_key;
@@ -358,7 +403,7 @@ fn upstream_request(
     upstream: &mut RequestHeader,
     ctx: &RequestCtx,
 ) -> Result<()> {
-    let (Some(snap), Some(grant)) = (&ctx.snap, &ctx.grant) else {
+    let (Some(snap), Outcome::Granted(grant)) = (&ctx.snap, &ctx.outcome) else {
         return Error::e_explain(ErrorType::InternalError, "no grant for an upstream request");
     };
     // The upstream sees exactly the path that was routed and authorized.
@@ -427,72 +472,47 @@ fn inject_fault(_req: &RequestHeader) {}
 /// `access_token=...`, even though it is not accepted), and nothing at all for a target that
 /// could not be normalized (it may carry anything, `;` parameters included).
 fn log_path<'a>(req: &RequestHeader, ctx: &'a RequestCtx) -> Cow<'a, str> {
-    match &ctx.grant {
-        Some(g) => Cow::Borrowed(g.path_and_query.split('?').next().unwrap_or("-")),
-        None => normalize_target(req.raw_path()).map_or(Cow::Borrowed("-"), |t| Cow::Owned(t.path)),
+    match &ctx.outcome {
+        Outcome::Granted(g) | Outcome::Failed(g, _) => {
+            Cow::Borrowed(g.path_and_query.split('?').next().unwrap_or("-"))
+        }
+        Outcome::Denied(_) | Outcome::Undecided => {
+            normalize_target(req.raw_path()).map_or(Cow::Borrowed("-"), |t| Cow::Owned(t.path))
+        }
     }
 }
 
-fn head(req: &RequestHeader) -> RequestHead<'_> {
+fn head<'a>(req: &'a RequestHeader, raw_head: Option<&'a [u8]>) -> RequestHead<'a> {
     RequestHead {
         method: &req.method,
+        version: req.version,
         target: req.raw_path(),
         authority: req.uri.authority().map(|a| a.as_str()),
         headers: &req.headers,
+        raw_head,
     }
 }
 
-/// Refuses a request head over the size limit, an HTTP/1.1 request without `Host`, and one
-/// that carried both `Content-Length` and `Transfer-Encoding`.
-///
-/// pingora handles the last safely (it drops `Content-Length`, frames by
-/// `Transfer-Encoding` and disables keep-alive, RFC 9112 §6.1), but a gateway should not
-/// forward a message some hop before it may have framed differently: smuggling attempts
-/// are refused outright. pingora removes the `Content-Length` from the parsed header before
-/// our filters run, so the raw head is checked (only when `Transfer-Encoding` is present).
-fn check_message(session: &Session, max_header_bytes: usize) -> Result<(), Reject> {
-    let req = session.req_header();
-    // pingora accepts request heads up to 1 MiB; we keep to a configurable, smaller bound.
-    let head_bytes = req.raw_path().len()
-        + req
-            .headers
-            .iter()
-            .map(|(n, v)| n.as_str().len() + v.len() + 4)
-            .sum::<usize>();
-    if head_bytes > max_header_bytes {
-        return Err(Reject::HeadersTooLarge);
-    }
-    let Some(h1) = session.as_http1() else {
-        return Ok(());
-    };
-    // RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400 (an absolute-form target does
-    // not replace it: the upstream would pick its default virtual host).
-    if req.version == http::Version::HTTP_11 && !req.headers.contains_key(HOST) {
-        return Err(Reject::BadHost);
-    }
-    // Even identical duplicates (`5` twice, `5, 5`) are refused: some hop may not merge them.
-    let mut lengths = req.headers.get_all(CONTENT_LENGTH).iter();
-    if let (Some(first), second) = (lengths.next(), lengths.next()) {
-        if second.is_some() || first.as_bytes().contains(&b',') {
-            return Err(Reject::BadFraming);
+/// What an error pingora met while talking to the upstream means for the client.
+fn failure_of(etype: &ErrorType) -> UpstreamFailure {
+    use ErrorType as E;
+    match etype {
+        E::ConnectRefused | E::ConnectNoRoute | E::ConnectError | E::BindError => {
+            UpstreamFailure::ConnectRefused
         }
-    }
-    if req.headers.contains_key(TRANSFER_ENCODING)
-        && connection::has_line_starting(&h1.get_headers_raw_bytes(), b"content-length:")
-    {
-        return Err(Reject::BadFraming);
-    }
-    // pingora frames by the final `chunked` and drops the other codings on the way up
-    // (`gzip, chunked` would reach the upstream as a gzip body it is not told about).
-    for value in req.headers.get_all(TRANSFER_ENCODING) {
-        let codings = value.to_str().map_err(|_| Reject::BadFraming)?;
-        for coding in codings.split(',').map(str::trim) {
-            if !coding.eq_ignore_ascii_case("chunked") && !coding.eq_ignore_ascii_case("identity") {
-                return Err(Reject::BadFraming);
-            }
+        E::ConnectTimedout => UpstreamFailure::ConnectTimeout,
+        E::TLSHandshakeFailure
+        | E::TLSHandshakeTimedout
+        | E::InvalidCert
+        | E::HandshakeError
+        | E::TLSWantX509Lookup => UpstreamFailure::Tls,
+        E::ReadTimedout => UpstreamFailure::ReadTimeout,
+        E::WriteTimedout => UpstreamFailure::WriteTimeout,
+        E::ConnectionClosed | E::ReadError | E::WriteError | E::H2Error | E::H2Downgrade => {
+            UpstreamFailure::Closed
         }
+        _ => UpstreamFailure::Other,
     }
-    Ok(())
 }
 
 /// The client's `X-Request-Id` when it is a short token, else a fresh one.
@@ -522,9 +542,10 @@ fn fresh_request_id() -> String {
 /// counted and logged like any refusal, with no route, method or path to tell.
 fn log_refused_head(state: &State, reason: Reject, request_id: &str, started: Instant) {
     let snap = state.load();
-    let m = snap.metrics_for(None);
+    let route = snap.route(None);
+    let m = route.metrics();
     m.rejected.inc();
-    m.rejection(reason).inc();
+    route.rejection(reason).inc();
     let elapsed = started.elapsed();
     m.duration.observe(elapsed.as_secs_f64());
     AccessLine {
@@ -534,6 +555,7 @@ fn log_refused_head(state: &State, reason: Reject, request_id: &str, started: In
         path: "-",
         decision: "rejected",
         reason: reason.label(),
+        upstream_error: None,
         status: reason.status(),
         upstream_status: 0,
         duration: elapsed,

@@ -2,17 +2,16 @@
 //! (cert-manager rotates a Secret by swapping its files; a bad new pair keeps the old one
 //! serving), and the CA bundles of `https://` upstreams.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::CertificateDer;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use sha2::{Digest, Sha256};
 
+use crate::formats::pem::{pair_hash, parse_pair, read_pair, Pair, PairError};
 use crate::metrics::Metrics;
 
 /// How often the certificate and key files are re-read (a hash compare when unchanged).
@@ -22,110 +21,6 @@ pub const CERT_POLL: Duration = Duration::from_secs(2);
 /// one crypto library for JWT signatures, key fetches and the listener. Idempotent.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-}
-
-/// A certificate/key problem: `key` is the config key it belongs to (`cert` or `key`).
-#[derive(Debug)]
-pub struct PairError {
-    pub key: &'static str,
-    pub message: String,
-}
-
-/// A certificate chain and its key, checked to belong together.
-pub struct Pair {
-    pub certified: Arc<CertifiedKey>,
-    /// The leaf's notAfter, Unix seconds.
-    pub not_after: i64,
-    /// SHA-256 over both files' bytes: unchanged files are not parsed again.
-    pub hash: [u8; 32],
-}
-
-/// Reads and checks a PEM certificate chain (leaf first) and its private key.
-pub fn load_pair(cert: &Path, key: &Path) -> Result<Pair, PairError> {
-    let (cert_bytes, key_bytes) = read_pair(cert, key)?;
-    let hash = pair_hash(&cert_bytes, &key_bytes);
-    parse_pair(cert, &cert_bytes, key, &key_bytes, hash)
-}
-
-fn read_pair(cert: &Path, key: &Path) -> Result<(Vec<u8>, Vec<u8>), PairError> {
-    let read = |path: &Path, which: &'static str| {
-        std::fs::read(path).map_err(|e| PairError {
-            key: which,
-            message: format!("cannot read {}: {e}", path.display()),
-        })
-    };
-    Ok((read(cert, "cert")?, read(key, "key")?))
-}
-
-fn pair_hash(cert: &[u8], key: &[u8]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(Sha256::digest(cert));
-    h.update(Sha256::digest(key));
-    h.finalize().into()
-}
-
-fn parse_pair(
-    cert: &Path,
-    cert_bytes: &[u8],
-    key: &Path,
-    key_bytes: &[u8],
-    hash: [u8; 32],
-) -> Result<Pair, PairError> {
-    let certs = parse_certs(cert_bytes).map_err(|message| PairError {
-        key: "cert",
-        message: format!("{}: {message}", cert.display()),
-    })?;
-    let not_after = x509_parser::parse_x509_certificate(&certs[0])
-        .map(|(_, c)| c.validity().not_after.timestamp())
-        .map_err(|e| PairError {
-            key: "cert",
-            message: format!(
-                "{}: the first certificate does not parse: {e}",
-                cert.display()
-            ),
-        })?;
-    // The error from the PEM reader never includes key bytes.
-    let private = PrivateKeyDer::from_pem_slice(key_bytes).map_err(|e| PairError {
-        key: "key",
-        message: format!("{}: no PEM private key: {e}", key.display()),
-    })?;
-    let provider = rustls::crypto::aws_lc_rs::default_provider();
-    let certified = CertifiedKey::from_der(certs, private, &provider).map_err(|e| PairError {
-        key: "key",
-        message: format!("{} does not go with {}: {e}", key.display(), cert.display()),
-    })?;
-    Ok(Pair {
-        certified: Arc::new(certified),
-        not_after,
-        hash,
-    })
-}
-
-/// Every certificate of a PEM file; at least one, each a parsable X.509 certificate.
-fn parse_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("not a PEM certificate file: {e}"))?;
-    if certs.is_empty() {
-        return Err("no PEM certificate in it".to_owned());
-    }
-    for (i, c) in certs.iter().enumerate() {
-        if let Err(e) = x509_parser::parse_x509_certificate(c) {
-            return Err(format!("certificate #{} does not parse: {e}", i + 1));
-        }
-    }
-    Ok(certs)
-}
-
-/// An upstream's `ca_file`: its certificates in pingora's form, and the file's SHA-256.
-pub fn load_ca(path: &Path) -> Result<(Arc<pingora::protocols::tls::CaType>, [u8; 32]), String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let certs = parse_certs(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-    let wrapped: Vec<_> = certs
-        .into_iter()
-        .map(|c| pingora::utils::tls::WrappedX509::new(c.to_vec(), pingora::utils::tls::parse_x509))
-        .collect();
-    Ok((Arc::from(wrapped), Sha256::digest(&bytes).into()))
 }
 
 /// The listener's certificate, swapped whole when its files change.
@@ -159,16 +54,17 @@ pub enum CertReload {
 }
 
 impl CertStore {
-    pub fn new(cert: PathBuf, key: PathBuf, metrics: Arc<Metrics>) -> Result<Arc<Self>, PairError> {
-        let pair = load_pair(&cert, &key)?;
+    /// The store for the pair the config loaded (its files are not read again until they
+    /// change).
+    pub fn new(cert: PathBuf, key: PathBuf, pair: Pair, metrics: Arc<Metrics>) -> Arc<Self> {
         metrics.tls_cert_not_after.set(pair.not_after as f64);
-        Ok(Arc::new(Self {
+        Arc::new(Self {
             cert,
             key,
             current: ArcSwap::new(pair.certified),
             seen: std::sync::Mutex::new((pair.hash, None)),
             metrics,
-        }))
+        })
     }
 
     /// Re-reads both files; a changed, valid pair replaces the one in use. A pair that does
@@ -222,14 +118,11 @@ impl CertStore {
         CertReload::Failed
     }
 
-    /// Polls the files every `CERT_POLL`, forever (on the control runtime).
-    pub async fn watch(self: Arc<Self>) {
-        loop {
-            tokio::time::sleep(CERT_POLL).await;
-            let this = self.clone();
-            // File reads and parsing stay off the async worker.
-            let _ = tokio::task::spawn_blocking(move || this.reload()).await;
-        }
+    /// Polls the files every `CERT_POLL`, for as long as the listener holds the store.
+    pub fn watch(self: &Arc<Self>, rt: &tokio::runtime::Handle) {
+        crate::runtime::poll::spawn(rt, CERT_POLL, self, |store: &Self| {
+            store.reload();
+        });
     }
 }
 

@@ -10,22 +10,22 @@
 //! head ends; a grant names a route whose provider verified the token).
 
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use authgate::auth::extract::{extract_bearer, Credential};
-use authgate::auth::jwks::KeySet;
-use authgate::auth::keystore::ProviderKeys;
-use authgate::auth::normalize::{normalize_authority, normalize_target};
-use authgate::auth::revocation::RevocationSet;
 use authgate::auth::{decide, RequestHead};
+use authgate::config::build;
 use authgate::config::schema::RawConfig;
-use authgate::config::{build, Snapshot};
+use authgate::formats::jwks::KeySet;
+use authgate::formats::normalize::{normalize_authority, normalize_target};
+use authgate::formats::revocation::RevocationSet;
 use authgate::metrics::Metrics;
 use authgate::proxy::connection::HeadSearch;
+use authgate::runtime::Snapshot;
 
 /// A fuzz target's body.
 pub type Target = fn(&[u8]);
@@ -176,12 +176,7 @@ upstream = "up"
         );
         let config =
             authgate::config::load_str(&text, Path::new("fuzz.toml")).expect("fuzz config");
-        let keys = config
-            .providers
-            .iter()
-            .map(|p| ProviderKeys::new(p, None))
-            .collect();
-        Snapshot::new(Arc::new(config), keys, Vec::new(), &Metrics::new())
+        Snapshot::offline(config, &Metrics::new())
     })
 }
 
@@ -236,9 +231,11 @@ pub fn decide_token(data: &[u8]) {
     };
     let head = RequestHead {
         method: &method,
+        version: http::Version::HTTP_11,
         target,
         authority: None,
         headers: &headers,
+        raw_head: None,
     };
     let snap = snapshot();
     // Twice: the second may be answered from the verified-token cache, and must agree.

@@ -22,24 +22,17 @@ use prometheus::IntCounter;
 use sha2::{Digest, Sha256};
 
 use super::claims::Claims;
+pub use crate::config::CacheSettings;
+use crate::config::ProviderId;
 use crate::metrics::Metrics;
 
 /// SHA-256 of a token.
 pub type TokenKey = [u8; 32];
 
-/// `[token_cache]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CacheSettings {
-    pub enabled: bool,
-    pub max_entries: u64,
-    pub max_bytes: u64,
-    pub ttl: Duration,
-}
-
 /// One verified token.
 #[derive(Debug)]
 pub struct Entry {
-    pub provider: usize,
+    pub provider: ProviderId,
     /// `ProviderKeys::generation` read before the keys that verified the token.
     pub generation: u64,
     pub claims: Arc<Claims>,
@@ -129,7 +122,7 @@ impl TokenCache {
     pub fn insert(
         &self,
         key: TokenKey,
-        provider: usize,
+        provider: ProviderId,
         generation: u64,
         claims: Arc<Claims>,
         payload_len: usize,
@@ -194,7 +187,14 @@ mod tests {
         let fill = |c: &TokenCache, payload_len| {
             for i in 0..1000u32 {
                 let key = TokenCache::key(&i.to_string());
-                c.insert(key, 0, 0, Arc::default(), payload_len, Some(60.0));
+                c.insert(
+                    key,
+                    ProviderId::new(0),
+                    0,
+                    Arc::default(),
+                    payload_len,
+                    Some(60.0),
+                );
             }
         };
         // Entry bound: 100 entries in 1 MiB, small tokens.
@@ -221,20 +221,27 @@ mod tests {
         let c = TokenCache::new(&settings(10, 1 << 20), &m).unwrap();
         let key = TokenCache::key("a.b.c");
         assert_ne!(&key[..], b"a.b.c");
-        c.insert(key, 0, 0, Arc::default(), 10, Some(0.0));
+        c.insert(key, ProviderId::new(0), 0, Arc::default(), 10, Some(0.0));
         assert!(c.get(&key).is_none(), "already past exp + leeway");
-        c.insert(key, 0, 0, Arc::default(), 10, Some(f64::NAN));
+        c.insert(
+            key,
+            ProviderId::new(0),
+            0,
+            Arc::default(),
+            10,
+            Some(f64::NAN),
+        );
         assert!(c.get(&key).is_none(), "no lifetime: not kept");
         // Issue 11: `exp` ≥ 2^64 s once panicked here; such an entry lives `ttl`.
         for far in [2f64.powi(64), 1e300, f64::INFINITY] {
             let k = TokenCache::key(&far.to_string());
-            c.insert(k, 0, 0, Arc::default(), 10, Some(far));
+            c.insert(k, ProviderId::new(0), 0, Arc::default(), 10, Some(far));
             assert_eq!(
                 c.get(&k).map(|e| e.lifetime),
                 Some(Duration::from_secs(300))
             );
         }
-        c.insert(key, 0, 0, Arc::default(), 10, Some(0.2));
+        c.insert(key, ProviderId::new(0), 0, Arc::default(), 10, Some(0.2));
         assert!(c.get(&key).is_some());
         std::thread::sleep(Duration::from_millis(300));
         assert!(c.get(&key).is_none(), "gone at exp + leeway");

@@ -17,8 +17,8 @@ use arc_swap::{ArcSwapOption, Guard};
 use jsonwebtoken::Algorithm;
 use tokio::sync::{watch, Notify};
 
-use super::jwks::KeySet;
 use crate::config::{KeySource, ProviderSettings};
+use crate::formats::jwks::KeySet;
 use crate::metrics::Metrics;
 
 pub use refresh::{cache_lifetime, http_client, FETCH_TIMEOUT, MAX_JWKS_BYTES};
@@ -60,14 +60,14 @@ pub struct ProviderKeys {
 
 impl ProviderKeys {
     /// A store for `provider`, usable at once where possible: an HMAC secret, a `jwks_file`
-    /// (read now), or the last good document of `previous`, a store for the same key source
+    /// (the document the config read), or the last good document of `previous`, a store for the same key source
     /// whose other settings changed in a reload (re-parsed with the new allow-list, so a
     /// reload never drops to 503 while the provider is slow or down). Otherwise empty until
     /// the first fetch, and requests get 503 meanwhile.
     pub fn new(provider: &ProviderSettings, previous: Option<&ProviderKeys>) -> Arc<Self> {
         let algs = &provider.algorithms;
         let seed_doc: Option<Arc<Vec<u8>>> = match &provider.key_source {
-            KeySource::JwksFile(path) => std::fs::read(path).ok().map(Arc::new),
+            KeySource::JwksFile(file) => Some(file.document.clone()),
             KeySource::JwksUrl(_) | KeySource::Discovery(_) => previous
                 .filter(|p| p.identity.source == provider.key_source)
                 .and_then(|p| p.document.load_full()),

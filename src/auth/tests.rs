@@ -9,8 +9,35 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
 use super::*;
+use crate::auth::cache::TokenCache;
 use crate::auth::keystore::ProviderKeys;
-use crate::config::{load_str, KeySource, Snapshot};
+use crate::config::{load_str, Config, KeySource, ProviderId};
+use crate::formats::revocation::Revocations;
+
+/// What `decide` reads, built here (the runtime's snapshot lives above `auth`).
+struct Snapshot {
+    config: Config,
+    keys: Vec<Arc<ProviderKeys>>,
+    token_cache: Option<TokenCache>,
+}
+
+impl Context for Snapshot {
+    fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn keys(&self, provider: ProviderId) -> &ProviderKeys {
+        &self.keys[provider.index()]
+    }
+
+    fn revocations(&self, _provider: ProviderId) -> Option<&dyn Revocations> {
+        None
+    }
+
+    fn token_cache(&self) -> Option<&TokenCache> {
+        self.token_cache.as_ref()
+    }
+}
 
 const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keys");
 /// The clock of these tests: real time (key stores date their keys with it), fixed once.
@@ -90,12 +117,12 @@ fn snapshot_with(keys_loaded: bool) -> Snapshot {
             _ => ProviderKeys::new(p, None),
         })
         .collect();
-    Snapshot::new(
-        Arc::new(config),
+    let token_cache = TokenCache::new(&config.token_cache, &crate::metrics::Metrics::new());
+    Snapshot {
+        config,
         keys,
-        Vec::new(),
-        &crate::metrics::Metrics::new(),
-    )
+        token_cache,
+    }
 }
 
 fn snapshot() -> Snapshot {
@@ -148,9 +175,11 @@ fn run(
         snap,
         &RequestHead {
             method: &method,
+            version: http::Version::HTTP_11,
             target: target.as_bytes(),
             authority: None,
             headers: &map,
+            raw_head: None,
         },
         now(),
     )
@@ -177,7 +206,7 @@ fn grants_carry_route_path_and_claim_headers() {
     .unwrap();
     assert_eq!(snap.config.routes.get(g.route).name, "api");
     assert_eq!(g.path_and_query, "/api/y?q=1");
-    assert_eq!(g.provider, Some(0));
+    assert_eq!(g.provider, Some(ProviderId::new(0)));
     let h: Vec<(String, String)> = g
         .claim_headers
         .iter()
@@ -393,7 +422,7 @@ fn header_tricks() {
         Algorithm::RS256,
     );
     let d = run(&snap, Method::GET, "/api/x", &[("authorization", &auth)]).unwrap_err();
-    assert_eq!(d.provider, Some(0));
+    assert_eq!(d.provider, Some(ProviderId::new(0)));
     // A signature from another key.
     let mut t = rs256(&c);
     t.truncate(t.len() - 2);
@@ -421,7 +450,7 @@ fn providers_are_chosen_by_issuer() {
         &[("authorization", &bearer(&hs256(&c)))],
     )
     .unwrap();
-    assert_eq!(g.provider, Some(1));
+    assert_eq!(g.provider, Some(ProviderId::new(1)));
     // An HS256 token naming the RSA provider's issuer: that provider does not allow HS256.
     let t = hs256(&claims());
     assert_eq!(

@@ -16,16 +16,16 @@ use serde_json::Value;
 
 use super::cache::{TokenCache, TokenKey};
 use super::claims::Claims;
-use super::jwks::Candidates;
-use super::revocation;
-use super::Reject;
-use crate::config::build::media_type;
-use crate::config::{ProviderSettings, Snapshot};
+use super::{Context, Reject};
+use crate::config::{ProviderId, ProviderSettings};
+use crate::formats::jwks::Candidates;
+use crate::formats::media_type;
+use crate::formats::revocation;
 
 /// A token whose signature and registered claims checked out.
 #[derive(Debug)]
 pub struct Verified {
-    pub provider: usize,
+    pub provider: ProviderId,
     pub claims: Arc<Claims>,
     /// `exp - now`, seconds, when the token has `exp`.
     pub remaining_lifetime: Option<f64>,
@@ -47,12 +47,12 @@ struct JoseHeader {
 /// Verifies `token` against the first of `providers` whose issuer it names, or takes a
 /// cached verification of it that still holds (see `cache`).
 /// On failure, returns the reason and, for `UnknownKid`, the provider to refetch.
-pub fn verify(
+pub fn verify<C: Context + ?Sized>(
     token: &str,
-    providers: &[usize],
-    snap: &Snapshot,
+    providers: &[ProviderId],
+    cx: &C,
     now: f64,
-) -> Result<Verified, (Reject, Option<usize>)> {
+) -> Result<Verified, (Reject, Option<ProviderId>)> {
     let plain = |r| (r, None);
     let mut parts = token.split('.');
     let (Some(h64), Some(p64), Some(s64), None) =
@@ -60,12 +60,9 @@ pub fn verify(
     else {
         return Err(plain(Reject::MalformedToken));
     };
-    let cache = snap
-        .token_cache
-        .as_ref()
-        .map(|c| (c, TokenCache::key(token)));
+    let cache = cx.token_cache().map(|c| (c, TokenCache::key(token)));
     if let Some((cache, key)) = &cache {
-        match cached(cache, key, providers, snap, now) {
+        match cached(cache, key, providers, cx, now) {
             Some(result) => {
                 cache.hit();
                 return result.map_err(plain);
@@ -81,13 +78,13 @@ pub fn verify(
     }
     let claims: Claims = decode_json(p64).map_err(plain)?;
 
-    let provider_idx = pick_provider(&claims, providers, snap).map_err(plain)?;
-    let provider = &snap.config.providers[provider_idx];
+    let provider_idx = pick_provider(&claims, providers, cx.config()).map_err(plain)?;
+    let provider = &cx.config().providers[provider_idx.index()];
     // Allow-list from config, never from the header: stops RS/HS key confusion.
     if !provider.algorithms.contains(&alg) {
         return Err(plain(Reject::AlgNotAllowed));
     }
-    let store = &snap.keys[provider_idx];
+    let store = cx.keys(provider_idx);
     let generation = store.generation();
     let keys = store.current();
     // No keys yet, or keys the provider has not confirmed for `jwks_max_stale`: fail closed.
@@ -111,8 +108,8 @@ pub fn verify(
         }
     }
     let exp = check_registered_claims(&claims, provider, now).map_err(plain)?;
-    if let Some(list) = snap.revocations.get(provider_idx).and_then(Option::as_ref) {
-        if revocation::check(list.as_ref(), &claims) {
+    if let Some(list) = cx.revocations(provider_idx) {
+        if revocation::check(list, &claims) {
             return Err(plain(Reject::Revoked));
         }
     }
@@ -139,30 +136,26 @@ pub fn verify(
 /// A cached verification of this token, if one holds for this route now: `None` sends the
 /// token through the full check. The time-dependent claims and the revocation list are
 /// checked again on every use.
-fn cached(
+fn cached<C: Context + ?Sized>(
     cache: &TokenCache,
     key: &TokenKey,
-    providers: &[usize],
-    snap: &Snapshot,
+    providers: &[ProviderId],
+    cx: &C,
     now: f64,
 ) -> Option<Result<Verified, Reject>> {
     let entry = cache.get(key)?;
     if !providers.contains(&entry.provider) {
         return None;
     }
-    let store = &snap.keys[entry.provider];
+    let store = cx.keys(entry.provider);
     if store.generation() != entry.generation || !store.is_usable() {
         return None;
     }
-    let provider = &snap.config.providers[entry.provider];
+    let provider = &cx.config().providers[entry.provider.index()];
     Some(
         check_registered_claims(&entry.claims, provider, now).and_then(|exp| {
-            if let Some(list) = snap
-                .revocations
-                .get(entry.provider)
-                .and_then(Option::as_ref)
-            {
-                if revocation::check(list.as_ref(), &entry.claims) {
+            if let Some(list) = cx.revocations(entry.provider) {
+                if revocation::check(list, &entry.claims) {
                     return Err(Reject::Revoked);
                 }
             }
@@ -184,7 +177,11 @@ fn decode_json<T: for<'de> Deserialize<'de>>(part: &str) -> Result<T, Reject> {
 
 /// With one provider, it is the one (its `iss` is checked after the signature). With
 /// several, the unverified `iss` only selects which provider's keys to try.
-fn pick_provider(claims: &Claims, providers: &[usize], snap: &Snapshot) -> Result<usize, Reject> {
+fn pick_provider(
+    claims: &Claims,
+    providers: &[ProviderId],
+    config: &crate::config::Config,
+) -> Result<ProviderId, Reject> {
     match providers {
         [only] => Ok(*only),
         many => {
@@ -194,7 +191,7 @@ fn pick_provider(claims: &Claims, providers: &[usize], snap: &Snapshot) -> Resul
                 .ok_or(Reject::BadIssuer)?;
             many.iter()
                 .copied()
-                .find(|&p| snap.config.providers[p].issuer == iss)
+                .find(|p| config.providers[p.index()].issuer == iss)
                 .ok_or(Reject::BadIssuer)
         }
     }

@@ -3,8 +3,6 @@
 use std::ops::Range;
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
-
 use super::schema::RawConfig;
 use super::{build, Config, ConfigError};
 
@@ -73,14 +71,7 @@ fn key_at(text: &str, span: Range<usize>) -> String {
     }
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// SHA-256 of `bytes`, lowercase hex: how config and revocation files are told apart.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
+pub use crate::formats::{hex, sha256_hex};
 
 #[cfg(test)]
 mod tests {

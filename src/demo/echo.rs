@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
-use crate::httpd::{respond, Handler};
+use authgate::httpd::{respond, Handler};
 
 pub fn handler() -> Handler {
     Arc::new(|parts, body| {

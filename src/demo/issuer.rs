@@ -12,7 +12,7 @@ use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::Value;
 
-use crate::httpd::{respond, Handler};
+use authgate::httpd::{respond, Handler};
 
 pub struct DevIssuer {
     issuer: String,

@@ -27,8 +27,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::Gateway;
-use crate::auth::Reject;
-use crate::state::State;
+use crate::auth::{has_line_starting, Reject};
+use crate::runtime::State;
 
 pub struct Connections {
     proxy: Arc<HttpProxy<Gateway>>,
@@ -215,12 +215,6 @@ fn may_carry_more(head: &[u8]) -> bool {
         || [&b"content-length"[..], b"transfer-encoding", b"upgrade"]
             .iter()
             .any(|name| has_line_starting(head, name))
-}
-
-/// A line of a raw HTTP/1 head that starts with `prefix`, compared case-insensitively.
-pub fn has_line_starting(head: &[u8], prefix: &[u8]) -> bool {
-    head.split(|&b| b == b'\n')
-        .any(|line| line.len() >= prefix.len() && line[..prefix.len()].eq_ignore_ascii_case(prefix))
 }
 
 /// Where a head starts and how far its end has been looked for, so that a head arriving

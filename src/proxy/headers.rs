@@ -3,8 +3,8 @@
 use http::header::{HeaderName, AUTHORIZATION, CONNECTION, COOKIE, UPGRADE};
 use http::{HeaderMap, HeaderValue};
 
-use crate::config::build::canonical_header;
 use crate::config::HeaderPolicy;
+use crate::formats::canonical_header;
 
 /// Headers a client could use to make the upstream act on another path, host, method or
 /// client address than the one authorized (`X-Original-URL: /admin` on Symfony or IIS,

@@ -5,8 +5,43 @@ use http::HeaderValue;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
-use crate::auth::policy::Route;
 use crate::auth::Reject;
+use crate::config::routes::Route;
+use crate::runtime::UpstreamFailure;
+
+/// One answer the gateway writes itself: a refusal (`Reject`) or an upstream failure.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    challenge: Option<HeaderValue>,
+    body: Bytes,
+    /// Closes the connection after a framing error (it cannot be trusted).
+    close: bool,
+}
+
+impl Answer {
+    pub fn refusal(reason: Reject, route: Option<&Route>) -> Self {
+        Self {
+            status: reason.status(),
+            challenge: challenge(reason, route),
+            body: body(reason),
+            close: reason == Reject::BadFraming,
+        }
+    }
+
+    pub fn failure(failure: UpstreamFailure) -> Self {
+        Self {
+            status: failure.status(),
+            challenge: None,
+            body: json_body(
+                status_error(failure.status()),
+                failure.description(),
+                failure.reason(),
+            ),
+            close: false,
+        }
+    }
+}
 
 /// The `WWW-Authenticate` value for a refusal, if it carries one.
 /// 401 without a token: no error code (RFC 6750 §3.1). 401 with a bad token:
@@ -28,36 +63,46 @@ pub fn challenge(reason: Reject, route: Option<&Route>) -> Option<HeaderValue> {
 
 /// `{"error":"invalid_token","error_description":"token has expired","reason":"expired"}`
 pub fn body(reason: Reject) -> Bytes {
+    json_body(
+        reason
+            .oauth_error()
+            .unwrap_or(status_error(reason.status())),
+        reason.description(),
+        reason.label(),
+    )
+}
+
+fn json_body(error: &str, description: &str, reason: &str) -> Bytes {
     let v = serde_json::json!({
-        "error": reason.oauth_error().unwrap_or(match reason.status() {
-            400 => "bad_request",
-            401 => "unauthorized",
-            404 => "not_found",
-            431 => "headers_too_large",
-            500 => "internal_error",
-            502 => "bad_gateway",
-            503 => "unavailable",
-            504 => "gateway_timeout",
-            _ => "error",
-        }),
-        "error_description": reason.description(),
-        "reason": reason.label(),
+        "error": error,
+        "error_description": description,
+        "reason": reason,
     });
     Bytes::from(v.to_string())
 }
 
-/// The head of the answer for `reason`: status, `WWW-Authenticate`, and the headers of its
-/// JSON `body` (`body_len` bytes).
-pub fn rejection_head(
-    reason: Reject,
-    route: Option<&Route>,
-    request_id: &str,
-    body_len: usize,
-) -> pingora::Result<ResponseHeader> {
-    let mut resp = ResponseHeader::build(reason.status(), Some(5))?;
-    if let Some(c) = challenge(reason, route) {
-        resp.insert_header(http::header::WWW_AUTHENTICATE, c)?;
+/// The `error` of an answer without an RFC 6750 code.
+const fn status_error(status: u16) -> &'static str {
+    match status {
+        400 => "bad_request",
+        401 => "unauthorized",
+        404 => "not_found",
+        431 => "headers_too_large",
+        500 => "internal_error",
+        502 => "bad_gateway",
+        503 => "unavailable",
+        504 => "gateway_timeout",
+        _ => "error",
     }
+}
+
+/// The head of `answer`: status, `WWW-Authenticate`, and the headers of its JSON body.
+fn answer_head(answer: &Answer, request_id: &str) -> pingora::Result<ResponseHeader> {
+    let mut resp = ResponseHeader::build(answer.status, Some(5))?;
+    if let Some(c) = &answer.challenge {
+        resp.insert_header(http::header::WWW_AUTHENTICATE, c.clone())?;
+    }
+    let body_len = answer.body.len();
     resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
     resp.insert_header(http::header::CONTENT_LENGTH, body_len.to_string())?;
     resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
@@ -65,15 +110,13 @@ pub fn rejection_head(
     Ok(resp)
 }
 
-/// Writes the full answer for `reason`. Errors mean the client is gone.
-pub async fn write_rejection(
+/// Writes the whole of `answer`. Errors mean the client is gone.
+pub async fn write_answer(
     session: &mut Session,
-    reason: Reject,
-    route: Option<&Route>,
+    answer: &Answer,
     request_id: &str,
 ) -> pingora::Result<()> {
-    let body = body(reason);
-    let resp = rejection_head(reason, route, request_id, body.len())?;
+    let resp = answer_head(answer, request_id)?;
     // After a framing error the connection cannot be trusted; with an unread body, keeping
     // it would make pingora drain a body of any size from an unauthenticated client.
     let req = session.req_header();
@@ -82,7 +125,7 @@ pub async fn write_rejection(
             .headers
             .get(http::header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() != b"0");
-    if reason == Reject::BadFraming || has_body {
+    if answer.close || has_body {
         session.set_keepalive(None);
     }
     // A HEAD request's answer has no content (RFC 9110 §9.3.2); its `Content-Length` tells
@@ -92,14 +135,16 @@ pub async fn write_rejection(
         return Ok(());
     }
     session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(body), true).await?;
+    session
+        .write_response_body(Some(answer.body.clone()), true)
+        .await?;
     Ok(())
 }
 
 /// The whole answer for `reason` as HTTP/1.1 bytes, closing the connection: for a refusal
 /// written before pingora has a session for the request (a head over the size limit).
 pub fn rejection_bytes(reason: Reject, request_id: &str) -> Vec<u8> {
-    let body = body(reason);
+    let answer = Answer::refusal(reason, None);
     let mut out = format!(
         "HTTP/1.1 {} {}\r\n",
         reason.status(),
@@ -109,7 +154,7 @@ pub fn rejection_bytes(reason: Reject, request_id: &str) -> Vec<u8> {
             .unwrap_or("")
     )
     .into_bytes();
-    if let Ok(head) = rejection_head(reason, None, request_id, body.len()) {
+    if let Ok(head) = answer_head(&answer, request_id) {
         for (name, value) in head.headers.iter() {
             out.extend_from_slice(name.as_str().as_bytes());
             out.extend_from_slice(b": ");
@@ -118,6 +163,6 @@ pub fn rejection_bytes(reason: Reject, request_id: &str) -> Vec<u8> {
         }
     }
     out.extend_from_slice(b"connection: close\r\n\r\n");
-    out.extend_from_slice(&body);
+    out.extend_from_slice(&answer.body);
     out
 }

@@ -13,9 +13,9 @@ use http::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
 use tokio::time::Instant;
 
 use super::{ProviderKeys, StoreIdentity};
-use crate::auth::jwks::KeySet;
-use crate::config::build::{check_fetch_url, discovery_url};
 use crate::config::KeySource;
+use crate::formats::jwks::KeySet;
+use crate::formats::{check_fetch_url, discovery_url};
 use crate::metrics::Metrics;
 
 /// Largest JWKS document accepted.
@@ -181,10 +181,10 @@ async fn fetch(
                 } => (body, etag.map(|t| (url, t)), max_age),
             }
         }
-        (KeySource::JwksFile(path), None) => {
-            let doc = tokio::fs::read(path)
+        (KeySource::JwksFile(file), None) => {
+            let doc = tokio::fs::read(&file.path)
                 .await
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                .map_err(|e| format!("cannot read {}: {e}", file.path.display()))?;
             (doc, None, None)
         }
         (_, None) => return Err("HMAC keys are not fetched".to_owned()),

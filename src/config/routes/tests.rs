@@ -12,7 +12,7 @@ fn route(name: &str, host: HostMatch, path: PathMatch, methods: Option<Vec<Metho
         providers: Vec::new(),
         require_scopes: Vec::new(),
         require_claims: Vec::new(),
-        upstream: 0,
+        upstream: UpstreamId::new(0),
         insufficient_scope_challenge: HeaderValue::from_static("Bearer"),
     }
 }

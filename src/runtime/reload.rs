@@ -11,8 +11,9 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use super::{load_file, sha256_hex, Config, ConfigErrors};
-use crate::state::State;
+use super::State;
+use crate::config::{load_file, Config, ConfigErrors};
+use crate::formats::sha256_hex;
 
 /// Quiet time after the last file event before reloading.
 const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -25,6 +26,28 @@ pub struct Reloader {
     /// Hash of the last file that failed to load; also serializes reloads (file event,
     /// SIGHUP, poll). Never taken by requests.
     last_failed: Mutex<Option<String>>,
+}
+
+/// What asked for a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// A change in the config file's directory (debounced).
+    File,
+    /// SIGHUP: reload even a broken file already reported.
+    Sighup,
+    /// The safety-net poll: quiet when nothing changed.
+    Poll,
+}
+
+impl Trigger {
+    /// The log's `trigger` field.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::File => "file",
+            Self::Sighup => "sighup",
+            Self::Poll => "poll",
+        }
+    }
 }
 
 /// What a reload did.
@@ -46,7 +69,7 @@ impl Reloader {
         })
     }
 
-    pub fn reload(&self, trigger: &str) -> ReloadOutcome {
+    pub fn reload(&self, trigger: Trigger) -> ReloadOutcome {
         let mut last_failed = self.last_failed.lock().unwrap_or_else(|p| p.into_inner());
         let metrics = &self.state.metrics;
         let current = self.state.load();
@@ -57,12 +80,12 @@ impl Reloader {
         // or CAs from other files), and stay quiet about a broken file already reported, unless a
         // SIGHUP asks again (the poll runs every few seconds; one save is several events).
         let reads_secrets = current.config.fingerprint != current.config.content_hash;
-        if trigger != "sighup" && file_hash.is_some() && file_hash == *last_failed {
+        if trigger != Trigger::Sighup && file_hash.is_some() && file_hash == *last_failed {
             return ReloadOutcome::Unchanged;
         }
         if !reads_secrets && file_hash.as_deref() == Some(current.config.content_hash.as_str()) {
             *last_failed = None;
-            if trigger != "poll" {
+            if trigger != Trigger::Poll {
                 metrics
                     .config_reloads
                     .with_label_values(&["unchanged"])
@@ -72,14 +95,14 @@ impl Reloader {
         }
         let outcome = match load_file(&self.path) {
             Err(errors) => {
-                tracing::error!(trigger, file = %self.path.display(), errors = %ConfigErrors(errors), "config reload failed; keeping the running config");
+                tracing::error!(trigger = trigger.as_str(), file = %self.path.display(), errors = %ConfigErrors(errors), "config reload failed; keeping the running config");
                 *last_failed = file_hash;
                 ReloadOutcome::Failed
             }
             Ok(new) if new.fingerprint == current.config.fingerprint => ReloadOutcome::Unchanged,
             Ok(new) => match not_live(&current.config, &new) {
                 Some(why) => {
-                    tracing::error!(trigger, file = %self.path.display(), problem = %why, "config reload refused (restart to apply); keeping the running config");
+                    tracing::error!(trigger = trigger.as_str(), file = %self.path.display(), problem = %why, "config reload refused (restart to apply); keeping the running config");
                     *last_failed = file_hash;
                     ReloadOutcome::Failed
                 }
@@ -89,24 +112,17 @@ impl Reloader {
                     for warning in &new.warnings {
                         tracing::warn!(%warning, "risky config setting");
                     }
-                    match self.state.apply(new) {
-                        Ok(()) => {
-                            *last_failed = None;
-                            tracing::info!(trigger, file = %self.path.display(), sha256 = %hash, routes, "config reloaded");
-                            ReloadOutcome::Applied
-                        }
-                        Err(error) => {
-                            tracing::error!(trigger, file = %self.path.display(), %error, "config reload failed; keeping the running config");
-                            ReloadOutcome::Failed
-                        }
-                    }
+                    self.state.apply(new);
+                    *last_failed = None;
+                    tracing::info!(trigger = trigger.as_str(), file = %self.path.display(), sha256 = %hash, routes, "config reloaded");
+                    ReloadOutcome::Applied
                 }
             },
         };
         let label = match outcome {
             ReloadOutcome::Applied => Some("success"),
             // The poll finds "unchanged" every few seconds; only asked-for reloads count it.
-            ReloadOutcome::Unchanged if trigger == "poll" => None,
+            ReloadOutcome::Unchanged if trigger == Trigger::Poll => None,
             ReloadOutcome::Unchanged => Some("unchanged"),
             ReloadOutcome::Failed => Some("error"),
         };
@@ -154,24 +170,24 @@ fn not_live(old: &Config, new: &Config) -> Option<String> {
 
 /// Runs forever on the control runtime: directory events, SIGHUP and the poll.
 pub async fn watch(reloader: Arc<Reloader>) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<&'static str>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Trigger>();
     let _watcher = start_dir_watch(&reloader.path, tx.clone());
     spawn_sighup(tx.clone());
     let poll_tx = tx;
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(POLL).await;
-            if poll_tx.send("poll").is_err() {
+            if poll_tx.send(Trigger::Poll).is_err() {
                 return;
             }
         }
     });
     while let Some(mut trigger) = rx.recv().await {
-        if trigger == "file" {
+        if trigger == Trigger::File {
             // Debounce: a ConfigMap swap or an editor's save is several events.
             loop {
                 match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
-                    Ok(Some("file")) => continue,
+                    Ok(Some(Trigger::File)) => continue,
                     Ok(Some(t)) => {
                         trigger = t;
                         break;
@@ -188,7 +204,7 @@ pub async fn watch(reloader: Arc<Reloader>) {
 
 fn start_dir_watch(
     path: &Path,
-    tx: mpsc::UnboundedSender<&'static str>,
+    tx: mpsc::UnboundedSender<Trigger>,
 ) -> Option<notify::RecommendedWatcher> {
     let dir = path
         .parent()
@@ -196,7 +212,7 @@ fn start_dir_watch(
         .unwrap_or(Path::new("."));
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if event.is_ok() {
-            let _ = tx.send("file");
+            let _ = tx.send(Trigger::File);
         }
     });
     match watcher {
@@ -214,7 +230,7 @@ fn start_dir_watch(
     }
 }
 
-fn spawn_sighup(tx: mpsc::UnboundedSender<&'static str>) {
+fn spawn_sighup(tx: mpsc::UnboundedSender<Trigger>) {
     tokio::spawn(async move {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         else {
@@ -222,7 +238,7 @@ fn spawn_sighup(tx: mpsc::UnboundedSender<&'static str>) {
             return;
         };
         while hup.recv().await.is_some() {
-            if tx.send("sighup").is_err() {
+            if tx.send(Trigger::Sighup).is_err() {
                 return;
             }
         }

@@ -1,0 +1,283 @@
+//! `[[routes]]`: matchers normalized and indexed, names resolved to ids, ambiguity refused.
+
+use std::collections::{BTreeMap, HashSet};
+
+use http::{HeaderValue, Method};
+
+use super::{at, is_label, Ctx};
+use crate::config::routes::{AuthMode, ClaimRequirement, HostMatch, PathMatch, Route, RouteTable};
+use crate::config::schema::{RawAuthMode, RawConfig, RawRoute};
+use crate::config::{ProviderId, ProviderSettings, UpstreamId};
+use crate::formats::claim_path::ClaimPath;
+use crate::formats::normalize::{normalize_host, normalize_path};
+
+pub(super) fn build_routes(
+    cx: &mut Ctx<'_>,
+    raw: &RawConfig,
+    upstreams: &[String],
+    providers: &[String],
+    provider_settings: &[ProviderSettings],
+) -> Option<RouteTable> {
+    let mut routes = Vec::new();
+    let mut spans = Vec::new();
+    let mut names = BTreeMap::new();
+    if raw.routes.is_empty() {
+        cx.err(
+            None,
+            "routes",
+            "no routes: every request would be refused (404)",
+        );
+    }
+    for (i, r) in raw.routes.iter().enumerate() {
+        let span = at(r);
+        if let Some(route) = build_route(
+            cx,
+            i,
+            r.get_ref(),
+            span,
+            upstreams,
+            providers,
+            provider_settings,
+        ) {
+            if let Some(prev) = names.insert(route.name.clone(), i) {
+                cx.err(
+                    span,
+                    format!("routes[{i}].name"),
+                    format!("{:?} is already the name of routes[{prev}]", route.name),
+                );
+            }
+            routes.push(route);
+            spans.push((i, span));
+        }
+    }
+    if routes.len() != raw.routes.len() {
+        return None;
+    }
+    match RouteTable::new(routes) {
+        Ok(t) => Some(t),
+        Err(ambiguities) => {
+            for a in ambiguities {
+                let (i, span) = spans[a.route];
+                let (j, _) = spans[a.other];
+                cx.err(
+                    span,
+                    format!("routes[{i}]"),
+                    format!("matches the same requests as routes[{j}] with the same specificity (same host; same path, where an exact path ignores one trailing slash; overlapping methods): which one applies would be a guess"),
+                );
+            }
+            None
+        }
+    }
+}
+
+pub(super) fn build_route(
+    cx: &mut Ctx<'_>,
+    i: usize,
+    r: &RawRoute,
+    span: Option<usize>,
+    upstreams: &[String],
+    providers: &[String],
+    provider_settings: &[ProviderSettings],
+) -> Option<Route> {
+    let before = cx.errors.len();
+    let key = |k: &str| format!("routes[{i}].{k}");
+    if !is_label(&r.name) {
+        cx.err(
+            span,
+            key("name"),
+            "must be 1-64 characters of [A-Za-z0-9_.-] (it is a metric label)",
+        );
+    }
+    let host = match r.host.as_deref() {
+        None => HostMatch::Any,
+        Some(h) => match h.strip_prefix("*.") {
+            Some(suffix) => match normalize_host(suffix) {
+                Some(s) if s == suffix => HostMatch::Suffix(format!(".{s}")),
+                _ => {
+                    cx.err(
+                        span,
+                        key("host"),
+                        format!("{h:?} is not a lowercase host or *.domain"),
+                    );
+                    HostMatch::Any
+                }
+            },
+            None => match normalize_host(h) {
+                Some(n) if n == h => HostMatch::Exact(n),
+                _ => {
+                    cx.err(
+                        span,
+                        key("host"),
+                        format!("{h:?} is not a lowercase host name without port, or *.domain"),
+                    );
+                    HostMatch::Any
+                }
+            },
+        },
+    };
+    let path = match (&r.path, &r.path_prefix) {
+        (Some(p), None) => check_path(cx, span, key("path"), p).map(PathMatch::Exact),
+        (None, Some(p)) => check_path(cx, span, key("path_prefix"), p).map(|p| {
+            let trimmed = p.strip_suffix('/').filter(|t| !t.is_empty()).unwrap_or(&p);
+            PathMatch::Prefix(trimmed.to_owned())
+        }),
+        _ => {
+            cx.err(
+                span,
+                key("path_prefix"),
+                "set exactly one of path and path_prefix",
+            );
+            None
+        }
+    };
+    let methods = r.methods.as_ref().map(|ms| {
+        let mut out = Vec::new();
+        for m in ms {
+            match Method::from_bytes(m.as_bytes()) {
+                Ok(method) if !m.bytes().any(|b| b.is_ascii_lowercase()) => out.push(method),
+                _ => cx.err(
+                    span,
+                    key("methods"),
+                    format!("{m:?} is not an uppercase HTTP method"),
+                ),
+            }
+        }
+        if out.is_empty() {
+            cx.err(
+                span,
+                key("methods"),
+                "must not be empty (leave it out to match every method)",
+            );
+        }
+        out
+    });
+    let auth = match r.auth {
+        RawAuthMode::Required => AuthMode::Required,
+        RawAuthMode::Optional => AuthMode::Optional,
+        RawAuthMode::None => AuthMode::None,
+    };
+    if auth == AuthMode::None
+        && (r.providers.is_some() || !r.require_scopes.is_empty() || !r.require_claims.is_empty())
+    {
+        cx.err(span, key("auth"), "auth = \"none\" never looks at tokens: providers, require_scopes and require_claims would be ignored");
+    }
+    let route_providers: Vec<usize> = match &r.providers {
+        None => (0..providers.len()).collect(),
+        Some(list) => list
+            .iter()
+            .filter_map(|p| {
+                let found = providers.iter().position(|n| n == p);
+                if found.is_none() {
+                    cx.err(span, key("providers"), format!("unknown provider {p:?}"));
+                }
+                found
+            })
+            .collect(),
+    };
+    if auth != AuthMode::None && route_providers.is_empty() && r.providers.is_none() {
+        cx.err(
+            span,
+            key("auth"),
+            "needs tokens but no [providers] are configured",
+        );
+    }
+    let issuers: HashSet<&str> = route_providers
+        .iter()
+        .filter_map(|&p| provider_settings.get(p).map(|s| s.issuer.as_str()))
+        .collect();
+    let all_built = provider_settings.len() == providers.len();
+    if all_built && issuers.len() < route_providers.len() && auth != AuthMode::None {
+        cx.err(span, key("providers"), "two providers of this route share an issuer: the token's iss could not choose between them");
+    }
+    for s in &r.require_scopes {
+        if s.is_empty()
+            || s.contains(' ')
+            || s.contains('"')
+            || s.contains('\\')
+            || s.chars().any(char::is_control)
+        {
+            cx.err(
+                span,
+                key("require_scopes"),
+                format!("{s:?} is not a single scope token"),
+            );
+        }
+    }
+    let mut require_claims = Vec::new();
+    for (claim, values) in &r.require_claims {
+        match ClaimPath::parse(claim) {
+            Ok(c) => {
+                let accepted = values.to_vec();
+                if accepted.is_empty() {
+                    cx.err(
+                        span,
+                        key(&format!("require_claims.{claim}")),
+                        "must list at least one accepted value",
+                    );
+                }
+                require_claims.push(ClaimRequirement { claim: c, accepted });
+            }
+            Err(e) => cx.err(span, key(&format!("require_claims.{claim}")), e),
+        }
+    }
+    let upstream = upstreams.iter().position(|u| *u == r.upstream);
+    if upstream.is_none() {
+        cx.err(
+            span,
+            key("upstream"),
+            format!("unknown upstream {:?}", r.upstream),
+        );
+    }
+    let challenge = format!(
+        "Bearer realm=\"authgate\", error=\"insufficient_scope\", error_description=\"token lacks a required scope or claim\", scope=\"{}\"",
+        r.require_scopes.join(" ")
+    );
+    let challenge = HeaderValue::from_str(&challenge).ok();
+    if cx.errors.len() > before {
+        return None;
+    }
+    Some(Route {
+        name: r.name.clone(),
+        host,
+        path: path?,
+        methods,
+        auth,
+        providers: route_providers.into_iter().map(ProviderId::new).collect(),
+        require_scopes: r.require_scopes.clone(),
+        require_claims,
+        upstream: UpstreamId::new(upstream?),
+        insufficient_scope_challenge: challenge?,
+    })
+}
+
+fn check_path(cx: &mut Ctx<'_>, span: Option<usize>, key: String, p: &str) -> Option<String> {
+    if !p.starts_with('/') || p.contains('?') || p.contains('#') {
+        cx.err(
+            span,
+            key,
+            format!("{p:?} must be an absolute path without query"),
+        );
+        return None;
+    }
+    match normalize_path(p) {
+        Ok(n) if n == p || n.strip_suffix('/') == Some(p) => Some(p.to_owned()),
+        Ok(n) => {
+            cx.err(
+                span,
+                key,
+                format!(
+                    "{p:?} is not normalized; requests are matched on the normalized form {n:?}"
+                ),
+            );
+            None
+        }
+        Err(e) => {
+            cx.err(
+                span,
+                key,
+                format!("{p:?} is not a path a request could have ({e:?})"),
+            );
+            None
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! `[server]`, `[admin]` and `[token_cache]`.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::{at, Ctx};
+use crate::config::schema::RawConfig;
+use crate::config::{CacheSettings, LogFormat, ServerSettings, ServerTls};
+use crate::formats::pem;
+
+pub(super) fn build_server(cx: &mut Ctx<'_>, raw: &RawConfig) -> ServerSettings {
+    let s = &raw.server;
+    check_listen(cx, &s.listen, "server.listen");
+    if s.threads == 0 || s.threads > 256 {
+        cx.err(None, "server.threads", "must be between 1 and 256");
+    }
+    if !(256..=65536).contains(&s.max_token_bytes) {
+        cx.err(
+            None,
+            "server.max_token_bytes",
+            "must be between 256 and 65536",
+        );
+    }
+    if !(1024..=1_048_575).contains(&s.max_header_bytes) {
+        cx.err(
+            None,
+            "server.max_header_bytes",
+            "must be between 1024 and 1048575",
+        );
+    }
+    for (key, d) in [
+        ("server.header_read_timeout", s.header_read_timeout),
+        ("server.keepalive_timeout", s.keepalive_timeout),
+        ("server.body_read_timeout", s.body_read_timeout),
+    ] {
+        // pingora counts keep-alive in whole seconds.
+        if d < Duration::from_secs(1) || d > Duration::from_secs(3600) {
+            cx.err(None, key, "must be between 1s and 1h");
+        }
+    }
+    // Added saturating: two durations near `u64::MAX` seconds would overflow the sum.
+    if s.shutdown_delay.saturating_add(s.shutdown_grace) > Duration::from_secs(600) {
+        cx.err(
+            None,
+            "server.shutdown_grace",
+            "shutdown_delay + shutdown_grace must be at most 10m",
+        );
+    }
+    if s.read_buffer_bytes > 1 << 20 {
+        cx.err(
+            None,
+            "server.read_buffer_bytes",
+            "must be at most 1048576 (0: unbuffered)",
+        );
+    }
+    if !(1..=65536).contains(&s.upstream_pool_size) {
+        cx.err(
+            None,
+            "server.upstream_pool_size",
+            "must be between 1 and 65536",
+        );
+    }
+    let log_format = s
+        .log_format
+        .as_ref()
+        .and_then(|f| match f.get_ref().as_str() {
+            "json" => Some(LogFormat::Json),
+            "text" => Some(LogFormat::Text),
+            other => {
+                cx.err(
+                    at(f),
+                    "server.log_format",
+                    format!("{other:?} is not a log format: use \"json\" or \"text\""),
+                );
+                None
+            }
+        });
+    let tls = s.tls.as_ref().and_then(|t| {
+        let raw = t.get_ref();
+        let (cert, key) = (cx.relative(&raw.cert), cx.relative(&raw.key));
+        match pem::load_pair(&cert, &key) {
+            Ok(pair) => Some(ServerTls {
+                cert,
+                key,
+                http2: raw.http2,
+                pair,
+            }),
+            Err(e) => {
+                cx.err(at(t), format!("server.tls.{}", e.key), e.message);
+                None
+            }
+        }
+    });
+    ServerSettings {
+        listen: s.listen.get_ref().clone(),
+        threads: s.threads,
+        max_token_bytes: s.max_token_bytes,
+        max_header_bytes: s.max_header_bytes,
+        shutdown_delay: s.shutdown_delay,
+        shutdown_grace: s.shutdown_grace,
+        tls,
+        header_read_timeout: s.header_read_timeout,
+        keepalive_timeout: s.keepalive_timeout,
+        body_read_timeout: s.body_read_timeout,
+        read_buffer_bytes: s.read_buffer_bytes,
+        work_stealing: s.work_stealing,
+        upstream_pool_size: s.upstream_pool_size,
+        log_format,
+        log_subject: s.log_subject,
+    }
+}
+
+pub(super) fn check_listen(cx: &mut Ctx<'_>, listen: &Spanned<String>, key: &str) {
+    if SocketAddr::from_str(listen.get_ref()).is_err() {
+        cx.err(
+            at(listen),
+            key,
+            format!("{:?} is not an IP:port address", listen.get_ref()),
+        );
+    }
+}
+
+/// `[token_cache]`.
+pub(super) fn build_token_cache(cx: &mut Ctx<'_>, raw: &RawConfig) -> CacheSettings {
+    let tc = &raw.token_cache;
+    if !(1..=10_000_000).contains(&tc.max_entries) {
+        cx.err(
+            None,
+            "token_cache.max_entries",
+            "must be between 1 and 10000000",
+        );
+    }
+    if !(1 << 16..=1 << 34).contains(&tc.max_bytes) {
+        cx.err(
+            None,
+            "token_cache.max_bytes",
+            "must be between 65536 (64 KiB) and 17179869184 (16 GiB)",
+        );
+    }
+    if tc.ttl < Duration::from_secs(1) || tc.ttl > Duration::from_secs(86400) {
+        cx.err(None, "token_cache.ttl", "must be between 1s and 24h");
+    }
+    CacheSettings {
+        enabled: tc.enabled,
+        max_entries: tc.max_entries,
+        max_bytes: tc.max_bytes,
+        ttl: tc.ttl,
+    }
+}

@@ -1,0 +1,122 @@
+//! The one piece of shared, reloadable state: `ArcSwap<Snapshot>`, plus what assembles new
+//! snapshots (the control runtime their tasks run on, the key-fetch client, metrics).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use super::Snapshot;
+use crate::config::Config;
+use crate::metrics::Metrics;
+
+pub struct State {
+    snapshot: ArcSwap<Snapshot>,
+    pub metrics: Arc<Metrics>,
+    control: tokio::runtime::Handle,
+    client: reqwest::Client,
+    /// Set on SIGTERM: `/readyz` fails while the listener drains.
+    pub draining: AtomicBool,
+    /// Requests between head received and response finished (see `InFlight`).
+    pub in_flight: AtomicUsize,
+}
+
+/// Counts one request in `State::in_flight` for as long as it lives (it sits in the request
+/// context, which pingora drops when the request is done, on every path).
+pub struct InFlight(Arc<State>);
+
+impl InFlight {
+    pub fn new(state: &Arc<State>) -> Self {
+        state.in_flight.fetch_add(1, Ordering::AcqRel);
+        Self(state.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+// === impl State ===
+
+impl State {
+    /// The state for the first config.
+    pub fn new(
+        config: Config,
+        metrics: Arc<Metrics>,
+        control: tokio::runtime::Handle,
+        client: reqwest::Client,
+    ) -> Arc<Self> {
+        let snapshot = Snapshot::assemble(config, None, &control, &client, &metrics);
+        Arc::new(Self {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            metrics,
+            control,
+            client,
+            draining: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+        })
+    }
+
+    /// The snapshot in force (lock-free).
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Swaps in a new config in one store. Key stores and revocation lists whose source did
+    /// not change carry over (no refetch); the rest start fresh and the dropped ones stop
+    /// their tasks. Everything that can fail happened when the config was built.
+    pub fn apply(&self, config: Config) {
+        let old = self.snapshot.load_full();
+        let snapshot = Snapshot::assemble(
+            config,
+            Some(&old),
+            &self.control,
+            &self.client,
+            &self.metrics,
+        );
+        self.snapshot.store(Arc::new(snapshot));
+    }
+
+    /// Ready when not draining and every provider has usable keys (loaded, not stale).
+    pub fn readiness(&self) -> Result<(), String> {
+        if self.draining.load(Ordering::Relaxed) {
+            return Err("shutting down".to_owned());
+        }
+        let snap = self.load();
+        let missing: Vec<String> = snap
+            .config
+            .providers
+            .iter()
+            .zip(snap.providers())
+            .map(|(p, (_, r))| (p, &r.keys))
+            .filter(|(_, k)| !k.is_usable())
+            .map(|(p, k)| {
+                let why = if k.is_loaded() { "stale" } else { "not loaded" };
+                format!("{} ({why})", p.name)
+            })
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "no usable keys for provider(s): {}",
+                missing.join(", ")
+            ))
+        }
+    }
+
+    /// Brings gauges that depend on the clock up to date (called before each scrape).
+    pub fn refresh_gauges(&self) {
+        let snap = self.load();
+        for (p, (_, r)) in snap.config.providers.iter().zip(snap.providers()) {
+            if let Some(age) = r.keys.age() {
+                self.metrics.jwks_age.with_label_values(&[&p.name]).set(age);
+            }
+        }
+        let (entries, bytes) = snap.token_cache.as_ref().map_or((0, 0), |c| c.usage());
+        self.metrics.token_cache_entries.set(entries as f64);
+        self.metrics.token_cache_bytes.set(bytes as f64);
+    }
+}
