@@ -4,14 +4,14 @@
 SHELL := /bin/bash
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: demo test check lint bench load soak fuzz ensure-cmake interop-deps deploy-check
+.PHONY: demo test check lint bench load soak fuzz ensure-cmake interop-deps deploy-check layering
 
 ## Run the self-contained demo: dev issuer + echo upstream + gateway (Ctrl-C stops it).
 demo: ensure-cmake
 	cargo run --bin authgate -- demo
 
 ## Run every test (unit, integration, and interop with a real OpenID provider). CI runs exactly this.
-test: ensure-cmake interop-deps
+test: ensure-cmake interop-deps layering
 	@if cargo nextest --version >/dev/null 2>&1; then \
 		cargo nextest run --no-fail-fast; \
 	else \
@@ -20,6 +20,11 @@ test: ensure-cmake interop-deps
 	fi
 
 ## Formatting and lints, as CI checks them.
+## The dependency arrows of src/ point one way (README, "Code layout"); the check checks itself first.
+layering:
+	python3 .ci/layering.py --self-test
+	python3 .ci/layering.py
+
 lint: ensure-cmake
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings

@@ -33,15 +33,74 @@ fn upstream_timeout_is_504() {
     let r = get(s.gw.addr, "/public/slow", &[]);
     assert_eq!(r.status, 504, "read_timeout is 1s: {r:?}");
     assert_eq!(r.reason(), "upstream_timeout");
-    assert!(s
-        .gw
-        .metrics()
-        .contains("authgate_rejections_total{reason=\"upstream_timeout\",route=\"public\"} 1"));
+    // An upstream failure is no refusal (issue 12): outcome `error`, never a rejection.
+    let metrics = s.gw.metrics();
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "authgate_requests_total{outcome=\"error\",route=\"public\"}"
+        ),
+        1.0
+    );
+    assert!(
+        !metrics.contains("reason=\"upstream_timeout\""),
+        "{metrics}"
+    );
     assert_eq!(
         metric_value(
             &s.gw.metrics(),
             "authgate_upstream_errors_total{kind=\"read_timeout\",upstream=\"legacy\"}"
         ),
         1.0
+    );
+}
+
+/// An upstream that fails a granted request is not a refusal: the access line says
+/// `decision=error` with the failure's reason and kind, and it counts as
+/// `outcome="error"` and an upstream error, never as a rejection.
+#[test]
+fn an_upstream_failure_is_an_error_not_a_refusal() {
+    let keys = Keys::load();
+    let jwks = JwksServer::start(keys.standard_jwks());
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let gw = Gateway::start(&standard_config(&jwks.url(), &format!("http://{dead}")));
+    let r = get(gw.addr, "/public/x", &[("x-request-id", "up-fail-1")]);
+    assert_eq!(
+        (r.status, r.reason().as_str()),
+        (502, "upstream_unavailable")
+    );
+    let line = || {
+        gw.logs()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["target"] == "authgate::access" && v["request_id"] == "up-fail-1")
+    };
+    assert!(eventually(Duration::from_secs(5), || line().is_some()));
+    let line = line().unwrap();
+    assert_eq!(line["decision"], "error", "{line}");
+    assert_eq!(line["reason"], "upstream_unavailable", "{line}");
+    assert_eq!(line["upstream_error"], "connect_refused", "{line}");
+    assert_eq!(line["route"], "public", "{line}");
+    let metrics = gw.metrics();
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "authgate_requests_total{outcome=\"error\",route=\"public\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "authgate_requests_total{outcome=\"rejected\",route=\"public\"}"
+        ),
+        0.0
+    );
+    assert!(
+        !metrics.contains("reason=\"upstream_unavailable\""),
+        "{metrics}"
     );
 }
