@@ -11,8 +11,8 @@ macro_rules! id {
         pub struct $name(u32);
 
         impl $name {
-            /// The id of the `i`-th entry (config lists are far below `u32::MAX` entries:
-            /// the builder refuses more than `MAX_ENTRIES`).
+            /// The id of the `i`-th entry of its list in the config. (A config file cannot
+            /// hold `u32::MAX` tables; past it the id would saturate, never wrap.)
             pub fn new(i: usize) -> Self {
                 Self(u32::try_from(i).unwrap_or(u32::MAX))
             }
