@@ -19,12 +19,12 @@ test: ensure-cmake interop-deps layering
 		cargo test --no-fail-fast; \
 	fi
 
-## Formatting and lints, as CI checks them.
 ## The dependency arrows of src/ point one way (README, "Code layout"); the check checks itself first.
 layering:
 	python3 .ci/layering.py --self-test
 	python3 .ci/layering.py
 
+## Formatting and lints, as CI checks them.
 lint: ensure-cmake
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings

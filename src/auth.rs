@@ -330,19 +330,19 @@ pub fn decide<C: Context + ?Sized>(
     now: f64,
 ) -> Result<Grant, Denial> {
     let config = cx.config();
-    message::check(head, config.server.max_header_bytes).map_err(|r| Denial::new(r, None))?;
+    let refuse = |reason| Denial::new(reason, None);
+    message::size(head, config.server.max_header_bytes).map_err(refuse)?;
+    // RFC 9112 §3.2: an HTTP/1.1 request without `Host` is a 400, even with an
+    // absolute-form target (the upstream would pick its default virtual host). HTTP/2
+    // carries `:authority` instead (its version is never 1.1).
+    if head.version == Version::HTTP_11 && !head.headers.contains_key(HOST) {
+        return Err(refuse(Reject::BadHost));
+    }
+    message::framing(head).map_err(refuse)?;
     if head.method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
         return Err(Denial::new(Reject::BadMethod, None));
     }
     let mut target = normalize_target(head.target).map_err(|e| Denial::new(e.into(), None))?;
-    // RFC 9112 §3.2: an HTTP/1.1 request without `Host` is a 400, even with an
-    // absolute-form target (the upstream would pick its default virtual host).
-    if head.raw_head.is_some()
-        && head.version == Version::HTTP_11
-        && !head.headers.contains_key(HOST)
-    {
-        return Err(Denial::new(Reject::BadHost, None));
-    }
     let authority = request_authority(head.headers, head.authority, target.authority.take())
         .map_err(|r| Denial::new(r, None))?;
     let route_idx = config

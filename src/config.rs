@@ -29,7 +29,6 @@ use crate::formats::revocation::RevocationSet;
 
 pub use build::build;
 pub use ids::{ProviderId, RouteId, UpstreamId};
-pub use load::sha256_hex;
 pub use load::{load_file, load_str};
 pub use routes::RouteTable;
 
@@ -179,7 +178,7 @@ impl PartialEq for JwksFile {
 impl Eq for JwksFile {}
 
 /// A `revocation_file`: its path, and the list as read at load with its content's hash.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RevocationFile {
     pub path: PathBuf,
     pub list: Arc<RevocationSet>,
@@ -237,6 +236,17 @@ pub struct ConfigError {
     /// Dotted key path, e.g. `routes[2].upstream`.
     pub key: String,
     pub message: String,
+}
+
+impl fmt::Debug for RevocationFile {
+    // The list names subjects: their count is enough for a log line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RevocationFile")
+            .field("path", &self.path)
+            .field("entries", &self.list.len())
+            .field("hash", &self.hash)
+            .finish()
+    }
 }
 
 // === impl ConfigError ===

@@ -103,6 +103,9 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
             metrics.clone(),
         );
         store.watch(control.handle());
+        // The listener holds the store for the process's life; so does this clone, so the
+        // poll (which holds it weakly) never depends on how pingora keeps its resolver.
+        std::mem::forget(store.clone());
         store
     });
     let state = State::new(opts.config, metrics, control.handle().clone(), client);

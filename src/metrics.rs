@@ -13,7 +13,7 @@ pub const NO_ROUTE: &str = "-";
 
 pub struct Metrics {
     registry: Registry,
-    /// `outcome`: `allowed` (sent upstream and answered), `rejected` (refused: see
+    /// `outcome`: `allowed` (sent upstream), `rejected` (refused: see
     /// `rejections`), `error` (the upstream failed, see `upstream_errors`; a bug, counted in
     /// `rejections` as `internal_error`; or the client went away before a decision).
     pub requests: IntCounterVec,

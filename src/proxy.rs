@@ -199,13 +199,17 @@ impl ProxyHttp for Gateway {
                 ctx.outcome = Outcome::Failed(grant, failure);
                 Answer::failure(failure)
             }
-            // A client body that breaks its framing is a refusal; anything else is a bug.
+            // A client body that breaks its framing is a refusal; anything else is a bug
+            // (an upstream error without a grant cannot happen: no grant, no upstream).
             (source, previous) => {
                 let reason = match source {
                     ErrorSource::Downstream => Reject::BadFraming,
                     _ => Reject::InternalError,
                 };
-                let route = previous.route();
+                let route = match previous {
+                    Outcome::Granted(g) | Outcome::Failed(g, _) => Some(g.route),
+                    Outcome::Denied(_) | Outcome::Undecided => None,
+                };
                 ctx.outcome = Outcome::Denied(Denial::new(reason, route));
                 let route_ref = match (&ctx.snap, route) {
                     (Some(s), Some(r)) => Some(s.config.routes.get(r)),

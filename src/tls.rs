@@ -120,7 +120,8 @@ impl CertStore {
 
     /// Polls the files every `CERT_POLL`, for as long as the listener holds the store.
     pub fn watch(self: &Arc<Self>, rt: &tokio::runtime::Handle) {
-        crate::runtime::poll::spawn(rt, CERT_POLL, self, |store: &Self| {
+        let what = format!("server.tls {}", self.cert.display());
+        crate::runtime::poll::spawn(rt, what, CERT_POLL, self, |store: &Self| {
             store.reload();
         });
     }

@@ -312,7 +312,7 @@ pub fn config(data: &[u8]) {
     if touches_files || resolves {
         return;
     }
-    let hash = authgate::config::sha256_hex(data);
+    let hash = authgate::formats::sha256_hex(data);
     if let Err(errors) = build(raw, text, Path::new("fuzz.toml"), hash) {
         assert!(!errors.is_empty());
         for e in errors {

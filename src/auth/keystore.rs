@@ -60,10 +60,10 @@ pub struct ProviderKeys {
 
 impl ProviderKeys {
     /// A store for `provider`, usable at once where possible: an HMAC secret, a `jwks_file`
-    /// (the document the config read), or the last good document of `previous`, a store for the same key source
-    /// whose other settings changed in a reload (re-parsed with the new allow-list, so a
-    /// reload never drops to 503 while the provider is slow or down). Otherwise empty until
-    /// the first fetch, and requests get 503 meanwhile.
+    /// (the document the config read), or the last good document of `previous`, a store for
+    /// the same key source whose other settings changed in a reload (re-parsed with the new
+    /// allow-list, so a reload never drops to 503 while the provider is slow or down).
+    /// Otherwise empty until the first fetch, and requests get 503 meanwhile.
     pub fn new(provider: &ProviderSettings, previous: Option<&ProviderKeys>) -> Arc<Self> {
         let algs = &provider.algorithms;
         let seed_doc: Option<Arc<Vec<u8>>> = match &provider.key_source {

@@ -5,16 +5,15 @@
 //! but a gateway should not forward a message some hop before it may have framed
 //! differently: smuggling attempts are refused outright. pingora removes the
 //! `Content-Length` from the parsed header before our filters run, so the raw head is
-//! checked (only when `Transfer-Encoding` is present). The `Host` rules live with the other
-//! authority checks in `request_authority`.
+//! checked (only when `Transfer-Encoding` is present). `decide` runs `size`, then the
+//! HTTP/1.1 `Host` rule, then `framing`; the other authority checks are `request_authority`.
 
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 
 use super::{Reject, RequestHead};
 
-/// Refuses a head over `max_header_bytes` and, over HTTP/1, any framing that some hop could
-/// read differently.
-pub fn check(head: &RequestHead<'_>, max_header_bytes: usize) -> Result<(), Reject> {
+/// Refuses a head over `max_header_bytes`.
+pub fn size(head: &RequestHead<'_>, max_header_bytes: usize) -> Result<(), Reject> {
     // pingora accepts request heads up to 1 MiB; we keep to a configurable, smaller bound.
     let head_bytes = head.target.len()
         + head
@@ -25,6 +24,12 @@ pub fn check(head: &RequestHead<'_>, max_header_bytes: usize) -> Result<(), Reje
     if head_bytes > max_header_bytes {
         return Err(Reject::HeadersTooLarge);
     }
+    Ok(())
+}
+
+/// Over HTTP/1 (`raw_head` present), refuses any framing that some hop could read
+/// differently.
+pub fn framing(head: &RequestHead<'_>) -> Result<(), Reject> {
     let Some(raw) = head.raw_head else {
         return Ok(());
     };

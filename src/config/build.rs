@@ -196,7 +196,7 @@ fn fingerprint(
             h.update(ca);
         }
     }
-    super::load::hex(&h.finalize())
+    crate::formats::hex(&h.finalize())
 }
 
 fn is_label(s: &str) -> bool {

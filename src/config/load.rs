@@ -71,7 +71,7 @@ fn key_at(text: &str, span: Range<usize>) -> String {
     }
 }
 
-pub use crate::formats::{hex, sha256_hex};
+use crate::formats::sha256_hex;
 
 #[cfg(test)]
 mod tests {

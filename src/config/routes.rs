@@ -295,7 +295,7 @@ impl Bucket {
 
 impl Route {
     /// Orders routes for display: host kind, then path kind and length, then methods.
-    pub fn specificity(&self) -> (u8, usize, u8, usize, u8) {
+    fn specificity(&self) -> (u8, usize, u8, usize, u8) {
         let (host_rank, host_len) = match &self.host {
             HostMatch::Exact(h) => (2, h.len()),
             HostMatch::Suffix(s) => (1, s.len()),

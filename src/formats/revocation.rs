@@ -2,9 +2,10 @@
 //! change: every token of that subject issued before it is refused).
 //!
 //! `Revocations` is the small trait a request asks; `RevocationSet` is one parsed list
-//! (`runtime::revocations::FileRevocations` keeps one current from a TOML file). A store shared by many replicas (e.g. Redis) would implement the same
-//! trait with a local, lock-free copy refreshed in the background: the request path must
-//! not wait on the network (see README, "Revocation").
+//! (`runtime::revocations::FileRevocations` keeps one current from a TOML file). A store
+//! shared by many replicas (e.g. Redis) would implement the same trait with a local,
+//! lock-free copy refreshed in the background: the request path must not wait on the
+//! network (see README, "Revocation").
 //!
 //! ```toml
 //! jti = ["4f1c0d", "b7e9aa"]

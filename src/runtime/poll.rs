@@ -7,9 +7,14 @@ use std::time::Duration;
 
 /// Calls `check(&owner)` every `every` until the last `Arc` of `owner` is dropped (a
 /// provider that left the config) or the runtime shuts down. A check that panics is logged
-/// (by the panic hook) and the poll goes on.
-pub fn spawn<T, F>(rt: &tokio::runtime::Handle, every: Duration, owner: &Arc<T>, check: F)
-where
+/// (by the panic hook, and here with `what`) and the poll goes on.
+pub fn spawn<T, F>(
+    rt: &tokio::runtime::Handle,
+    what: String,
+    every: Duration,
+    owner: &Arc<T>,
+    check: F,
+) where
     T: Send + Sync + 'static,
     F: Fn(&T) + Send + Sync + 'static,
 {
@@ -23,7 +28,7 @@ where
             match tokio::task::spawn_blocking(move || check(&owner)).await {
                 Ok(()) => {}
                 Err(e) if e.is_cancelled() => return,
-                Err(e) => tracing::error!(error = %e, "file poll failed; retrying"),
+                Err(e) => tracing::error!(poll = %what, error = %e, "file poll failed; retrying"),
             }
         }
     });

@@ -83,7 +83,8 @@ impl FileRevocations {
         provider: String,
         metrics: Arc<Metrics>,
     ) {
-        super::poll::spawn(rt, POLL, self, move |list: &Self| match list.poll() {
+        let what = format!("revocation_file of provider {provider}");
+        super::poll::spawn(rt, what, POLL, self, move |list: &Self| match list.poll() {
             Ok(true) => {
                 metrics
                     .revocation_reloads

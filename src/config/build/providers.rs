@@ -98,7 +98,6 @@ pub(super) fn build_provider(
         KeySource::Discovery(raw.issuer.clone())
     } else if let Some(file) = &raw.jwks_file {
         let path = cx.relative(file);
-        no_hmac(cx);
         let document = match std::fs::read(&path) {
             Ok(doc) => {
                 if let Err(e) = KeySet::from_jwks(&doc, &algorithms) {
@@ -115,6 +114,7 @@ pub(super) fn build_provider(
                 Vec::new()
             }
         };
+        no_hmac(cx);
         KeySource::JwksFile(JwksFile {
             path,
             document: Arc::new(document),
