@@ -423,10 +423,13 @@ fn header_tricks() {
     );
     let d = run(&snap, Method::GET, "/api/x", &[("authorization", &auth)]).unwrap_err();
     assert_eq!(d.provider, Some(ProviderId::new(0)));
-    // A signature from another key.
+    // A damaged signature. One whole character well inside it is changed: the last two
+    // (what this test changed before) were already `AA` once in 256 tokens, as `exp`
+    // changes every second, and the token then passed.
     let mut t = rs256(&c);
-    t.truncate(t.len() - 2);
-    t.push_str("AA");
+    let at = t.len() - 10;
+    let flipped = if &t[at..=at] == "A" { "B" } else { "A" };
+    t.replace_range(at..=at, flipped);
     assert_eq!(
         reason(run(
             &snap,
