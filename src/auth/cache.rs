@@ -215,12 +215,52 @@ mod tests {
         );
     }
 
+    /// The key is the SHA-256 of the token: expected digests from
+    /// `printf %s TOKEN | sha256sum`, not from the code under test.
     #[test]
-    fn expired_tokens_are_not_kept_and_keys_are_hashes() {
+    fn keys_are_sha256_of_the_token() {
+        let hex = |k: TokenKey| k.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2ln";
+        let vectors = [
+            (
+                "a.b.c",
+                "845e30448809e2bc8958eb025bfc795235d13b077a53d0c3abbd2385170dc9b8",
+            ),
+            (
+                "a.b.d",
+                "8735b2d224f2007c5958549be0c2a02dfceef5671b78d79c884d48262e387d8f",
+            ),
+            (
+                jwt,
+                "c6ea33102884abb92ba3283a0f1e30cbfd34adcbe764303ebc20ec8710fca8ae",
+            ),
+        ];
+        for (token, sha256) in vectors {
+            let key = TokenCache::key(token);
+            assert_eq!(hex(key), sha256, "{token}");
+            assert_eq!(key, TokenCache::key(token), "{token}: same token, same key");
+            // The token is never stored: not even its first bytes are in the key.
+            let head = &token.as_bytes()[..5];
+            assert!(!key.windows(head.len()).any(|w| w == head), "{token}");
+        }
+        // One character apart, two entries: a token never finds another's claims.
+        let m = Metrics::new();
+        let c = TokenCache::new(&settings(10, 1 << 20), &m).unwrap();
+        let (abc, abd) = (TokenCache::key("a.b.c"), TokenCache::key("a.b.d"));
+        assert_ne!(abc, abd);
+        c.insert(abc, ProviderId::new(3), 0, Arc::default(), 10, Some(60.0));
+        assert!(c.get(&abd).is_none());
+        assert_eq!(
+            c.get(&TokenCache::key("a.b.c")).map(|e| e.provider),
+            Some(ProviderId::new(3))
+        );
+    }
+
+    #[test]
+    fn expired_tokens_are_not_kept() {
         let m = Metrics::new();
         let c = TokenCache::new(&settings(10, 1 << 20), &m).unwrap();
         let key = TokenCache::key("a.b.c");
-        assert_ne!(&key[..], b"a.b.c");
         c.insert(key, ProviderId::new(0), 0, Arc::default(), 10, Some(0.0));
         assert!(c.get(&key).is_none(), "already past exp + leeway");
         c.insert(

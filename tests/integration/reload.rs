@@ -54,7 +54,9 @@ fn edited_config_is_applied_and_broken_one_is_refused() {
     assert_eq!(get(s.gw.addr, "/health", &[]).status, 200);
     assert_eq!(s.gw.get_with("/api/x", &s.token("read")).status, 200);
     assert!(reloads("error") >= 1.0);
-    // The poll does not report the same broken file again and again.
+    // One save is several file events, debounced: the broken file is reported once, not
+    // per event. (That the 10 s poll does not report it again either is
+    // `the_poll_reports_a_broken_secret_once`.)
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(s.gw.log_count("config reload failed"), 1, "{}", s.gw.logs());
 }
@@ -231,6 +233,132 @@ fn a_rotated_hmac_secret_applies_on_sighup() {
         gw.get_with("/api/x", &old_t).reason(),
         "bad_signature",
         "the leaked secret no longer works"
+    );
+}
+
+/// A gateway whose one provider reads its HMAC secret from `secret`, a file in another
+/// directory than the config, which the directory watch does not cover: a change to it
+/// changes only the config's fingerprint.
+fn gateway_with_secret_elsewhere(up: &Upstream, secret: &std::path::Path) -> Gateway {
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[upstreams.u]\nurl = \"{}\"\n\
+         [providers.svc]\nissuer = \"{ISSUER}\"\naudiences = [\"{AUDIENCE}\"]\nhmac_secret_file = {:?}\nalgorithms = [\"HS256\"]\n\
+         [[routes]]\nname = \"api\"\npath_prefix = \"/api\"\nupstream = \"u\"\n",
+        up.url(),
+        secret.display().to_string(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("authgate.toml");
+    std::fs::write(&path, config).unwrap();
+    Gateway::start_at(dir, &path, "info")
+}
+
+fn hs256_token(secret: &str) -> String {
+    let k = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    crate::support::tokens::TokenBuilder::new(&k, jsonwebtoken::Algorithm::HS256)
+        .claims(good_claims("svc", ""))
+        .sign()
+}
+
+/// The safety-net poll (`POLL` = 10 s in `config/watch.rs`) applies a change the file watcher
+/// cannot see. The first poll comes `POLL` after the watcher starts, so no poll can have run
+/// within `POLL` of the gateway's spawn: the rotation is not applied before then, and is
+/// applied by the poll, within a bound. Only the first poll: once a reload has run, the
+/// watcher also sees the gateway's own read of the config (notify reports opens) and
+/// reloads every 200 ms, so a later change does not wait for a poll.
+#[test]
+fn the_poll_applies_a_secret_the_watcher_cannot_see() {
+    const POLL: Duration = Duration::from_secs(10);
+    let up = Upstream::start();
+    let secrets = tempfile::tempdir().unwrap();
+    let secret = secrets.path().join("hs.key");
+    let (old_key, new_key) = (
+        "first-secret-first-secret-first-0123456789",
+        "second-secret-second-secret-second-0123456",
+    );
+    let (old_t, new_t) = (hs256_token(old_key), hs256_token(new_key));
+    replace_file(&secret, old_key);
+    let spawned = std::time::Instant::now();
+    let gw = gateway_with_secret_elsewhere(&up, &secret);
+    assert_eq!(gw.get_with("/api/x", &old_t).status, 200);
+
+    replace_file(&secret, new_key);
+    let r = gw.get_with("/api/x", &new_t);
+    // Answered within `POLL` of the spawn, so before any poll: the only other way in is the
+    // directory watch. (A start slower than `POLL` leaves nothing to tell here.)
+    if spawned.elapsed() < POLL {
+        assert_eq!(
+            r.reason(),
+            "bad_signature",
+            "applied before the poll: {r:?}"
+        );
+    }
+    assert!(
+        eventually(Duration::from_secs(25), || gw
+            .get_with("/api/x", &new_t)
+            .status
+            == 200),
+        "never applied: {}",
+        gw.logs()
+    );
+    assert!(
+        spawned.elapsed() >= POLL,
+        "applied {:?} after the spawn: not by the poll: {}",
+        spawned.elapsed(),
+        gw.logs()
+    );
+    assert_eq!(gw.get_with("/api/x", &old_t).reason(), "bad_signature");
+    let logs = gw.logs();
+    let reloads: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("config reloaded"))
+        .collect();
+    assert!(
+        reloads.len() == 1 && reloads[0].contains("\"trigger\":\"poll\""),
+        "{reloads:?}"
+    );
+}
+
+/// A broken secret the watcher cannot see is reported by the poll, once: the following
+/// polls skip a config already reported.
+#[test]
+fn the_poll_reports_a_broken_secret_once() {
+    let up = Upstream::start();
+    let secrets = tempfile::tempdir().unwrap();
+    let secret = secrets.path().join("hs.key");
+    let key = "first-secret-first-secret-first-0123456789";
+    replace_file(&secret, key);
+    let gw = gateway_with_secret_elsewhere(&up, &secret);
+    let token = hs256_token(key);
+    assert_eq!(gw.get_with("/api/x", &token).status, 200);
+
+    replace_file(&secret, "too-short");
+    assert!(
+        gw.wait_log("config reload failed", Duration::from_secs(25)),
+        "never reported: {}",
+        gw.logs()
+    );
+    let logs = gw.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("config reload failed"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("\"trigger\":\"poll\"") && line.contains("hmac_secret_file"),
+        "{line}"
+    );
+    // The next poll runs within 10 s of the one that reported: 12 s of quiet spans it.
+    assert!(
+        !eventually(Duration::from_secs(12), || gw
+            .log_count("config reload failed")
+            > 1),
+        "reported again: {}",
+        gw.logs()
+    );
+    assert_eq!(
+        gw.get_with("/api/x", &token).status,
+        200,
+        "the running config stays"
     );
 }
 
