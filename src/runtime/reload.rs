@@ -23,9 +23,9 @@ const POLL: Duration = Duration::from_secs(10);
 pub struct Reloader {
     path: PathBuf,
     state: Arc<State>,
-    /// Hash of the last file that failed to load; also serializes reloads (file event,
-    /// SIGHUP, poll). Never taken by requests.
-    last_failed: Mutex<Option<String>>,
+    /// The last failure reported: the config file's hash and the problem. Also serializes
+    /// reloads (file event, SIGHUP, poll). Never taken by requests.
+    last_failed: Mutex<Option<(Option<String>, String)>>,
 }
 
 /// What asked for a reload.
@@ -76,13 +76,9 @@ impl Reloader {
         let file_hash = std::fs::read(&self.path)
             .ok()
             .map(|bytes| sha256_hex(&bytes));
-        // Skip the build when the bytes are those running (unless the config reads secrets
-        // or CAs from other files), and stay quiet about a broken file already reported, unless a
-        // SIGHUP asks again (the poll runs every few seconds; one save is several events).
+        // Skip the build when the bytes are those running, unless the config reads secrets or
+        // CAs from other files (only a build sees those change).
         let reads_secrets = current.config.fingerprint != current.config.content_hash;
-        if trigger != Trigger::Sighup && file_hash.is_some() && file_hash == *last_failed {
-            return ReloadOutcome::Unchanged;
-        }
         if !reads_secrets && file_hash.as_deref() == Some(current.config.content_hash.as_str()) {
             *last_failed = None;
             if trigger != Trigger::Poll {
@@ -93,18 +89,37 @@ impl Reloader {
             }
             return ReloadOutcome::Unchanged;
         }
+        // A failure already reported (same file, same problem) stays quiet, unless a SIGHUP
+        // asks again: the poll runs every few seconds and one save is several events. The
+        // build still runs, so a fixed secret or CA file is picked up without a config edit.
+        let mut failed = |report: String, log: &dyn Fn(&str)| {
+            let seen = Some((file_hash.clone(), report.clone()));
+            if trigger != Trigger::Sighup && *last_failed == seen {
+                return None;
+            }
+            log(&report);
+            *last_failed = seen;
+            Some(ReloadOutcome::Failed)
+        };
         let outcome = match load_file(&self.path) {
             Err(errors) => {
-                tracing::error!(trigger = trigger.as_str(), file = %self.path.display(), errors = %ConfigErrors(errors), "config reload failed; keeping the running config");
-                *last_failed = file_hash;
-                ReloadOutcome::Failed
+                let log = |errors: &str| tracing::error!(trigger = trigger.as_str(), file = %self.path.display(), %errors, "config reload failed; keeping the running config");
+                match failed(ConfigErrors(errors).to_string(), &log) {
+                    Some(outcome) => outcome,
+                    None => return ReloadOutcome::Unchanged,
+                }
             }
-            Ok(new) if new.fingerprint == current.config.fingerprint => ReloadOutcome::Unchanged,
+            Ok(new) if new.fingerprint == current.config.fingerprint => {
+                *last_failed = None;
+                ReloadOutcome::Unchanged
+            }
             Ok(new) => match not_live(&current.config, &new) {
                 Some(why) => {
-                    tracing::error!(trigger = trigger.as_str(), file = %self.path.display(), problem = %why, "config reload refused (restart to apply); keeping the running config");
-                    *last_failed = file_hash;
-                    ReloadOutcome::Failed
+                    let log = |problem: &str| tracing::error!(trigger = trigger.as_str(), file = %self.path.display(), %problem, "config reload refused (restart to apply); keeping the running config");
+                    match failed(why, &log) {
+                        Some(outcome) => outcome,
+                        None => return ReloadOutcome::Unchanged,
+                    }
                 }
                 None => {
                     let hash = new.content_hash.clone();
@@ -211,7 +226,10 @@ fn start_dir_watch(
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        // Opening and reading a file are events too (inotify's IN_OPEN, IN_ACCESS,
+        // IN_CLOSE_NOWRITE): the reload's own read of the file would trigger the next
+        // reload, forever. Only what changes the directory's content counts.
+        if event.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
             let _ = tx.send(Trigger::File);
         }
     });

@@ -360,6 +360,52 @@ fn the_poll_reports_a_broken_secret_once() {
         200,
         "the running config stays"
     );
+    // A fixed secret is picked up by the poll, with no config edit and no SIGHUP: the
+    // failure remembered is the problem, not just the config file's hash (it was).
+    let fixed = "second-secret-second-secret-second-0123456";
+    replace_file(&secret, fixed);
+    assert!(
+        eventually(Duration::from_secs(25), || gw
+            .get_with("/api/x", &hs256_token(fixed))
+            .status
+            == 200),
+        "a fixed secret was never applied: {}",
+        gw.logs()
+    );
+}
+
+/// The reload's own read of the config must not look like a change: with inotify, opening
+/// and reading the file are events in the watched directory, and each reload triggered the
+/// next, every debounce interval, forever.
+#[test]
+fn an_idle_gateway_does_not_reload_itself() {
+    let s = Setup::start();
+    let path = s.gw.config_path();
+    let original = std::fs::read_to_string(&path).unwrap();
+    let added = format!("{original}\n[[routes]]\nname = \"health\"\npath = \"/health\"\nauth = \"none\"\nupstream = \"legacy\"\n");
+    replace_file(&path, &added);
+    assert!(
+        eventually(Duration::from_secs(10), || get(s.gw.addr, "/health", &[])
+            .status
+            == 200),
+        "the edit never applied"
+    );
+    // Every reload attempt after the edit's own (debounced) one: `unchanged` counts the
+    // attempts a file event or SIGHUP made that found nothing new.
+    let attempts = || {
+        let m = s.gw.metrics();
+        metric_value(&m, "authgate_config_reloads_total{result=\"unchanged\"}")
+            + metric_value(&m, "authgate_config_reloads_total{result=\"success\"}")
+    };
+    // The edit's events settle within one debounce (200 ms); then nothing may move.
+    std::thread::sleep(Duration::from_millis(600));
+    let settled = attempts();
+    assert!(
+        !eventually(Duration::from_secs(3), || attempts() > settled),
+        "the gateway reloads by itself: {} attempts after {settled}\n{}",
+        attempts(),
+        s.gw.logs()
+    );
 }
 
 /// A Kubernetes ConfigMap volume: `authgate.toml -> ..data/authgate.toml`, `..data -> ..<ts>`;
