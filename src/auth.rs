@@ -87,6 +87,10 @@ pub enum Reject {
     ClaimMismatch,
     /// The provider's keys are not loaded (yet).
     KeysUnavailable,
+    /// The request body did not arrive in time: a read of it took longer than
+    /// `server.body_read_timeout`, or it was still arriving when the upstream (which waits
+    /// for it) reached its `read_timeout`.
+    BodyTimeout,
     /// A bug: a panic while handling the request (answered 500, logged with its location).
     InternalError,
 }
@@ -138,7 +142,7 @@ pub struct RequestHead<'a> {
 
 impl Reject {
     /// Every variant, for documentation and for pre-registering metric labels.
-    pub const ALL: [Reject; 27] = [
+    pub const ALL: [Reject; 28] = [
         Self::NoRoute,
         Self::BadPath,
         Self::BadHost,
@@ -165,6 +169,7 @@ impl Reject {
         Self::InsufficientScope,
         Self::ClaimMismatch,
         Self::KeysUnavailable,
+        Self::BodyTimeout,
         Self::InternalError,
     ];
 
@@ -202,6 +207,7 @@ impl Reject {
             Self::InsufficientScope => "insufficient_scope",
             Self::ClaimMismatch => "claim_mismatch",
             Self::KeysUnavailable => "keys_unavailable",
+            Self::BodyTimeout => "body_timeout",
             Self::InternalError => "internal_error",
         }
     }
@@ -233,6 +239,7 @@ impl Reject {
             Self::NoRoute => 404,
             Self::HeadersTooLarge => 431,
             Self::KeysUnavailable => 503,
+            Self::BodyTimeout => 408,
             Self::InternalError => 500,
         }
     }
@@ -266,6 +273,7 @@ impl Reject {
             | Self::BadMethod
             | Self::MissingToken
             | Self::KeysUnavailable
+            | Self::BodyTimeout
             | Self::InternalError => None,
         }
     }
@@ -299,6 +307,7 @@ impl Reject {
             Self::InsufficientScope => "token lacks a required scope",
             Self::ClaimMismatch => "token lacks a required claim value",
             Self::KeysUnavailable => "verification keys are not available",
+            Self::BodyTimeout => "request body not received in time",
             Self::InternalError => "internal error",
         }
     }

@@ -1,7 +1,7 @@
 //! The `authgate` command: flags, logging, and a call into the library. The only home of
 //! `anyhow`.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -83,12 +83,17 @@ fn execute(command: Command, log_format: Option<LogFormat>) -> anyhow::Result<()
     match command {
         Command::Check { config } => {
             let cfg = load_file(&config).map_err(ConfigErrors)?;
-            print!("{}", cfg.describe());
+            let mut text = cfg.describe();
             for w in &cfg.warnings {
-                println!("warning: {w}");
+                text.push_str(&format!("warning: {w}\n"));
             }
-            println!("OK");
-            Ok(())
+            text.push_str("OK\n");
+            // `authgate check | head` closes the pipe early: that is no failure (and
+            // `print!` would panic on it).
+            match std::io::stdout().lock().write_all(text.as_bytes()) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                other => other.context("cannot write to stdout"),
+            }
         }
         Command::Run { config } => {
             let cfg = load_file(&config).map_err(ConfigErrors)?;

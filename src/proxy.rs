@@ -189,7 +189,17 @@ impl ProxyHttp for Gateway {
             // The client went away: there is no one to answer (the outcome stays).
             return gone;
         }
+        // pingora's upstream `read_timeout` runs while the client's body is still being
+        // forwarded: a body still arriving then is the client's delay, not the upstream's.
+        let body_pending = !session.is_body_done();
         let answer = match (e.esource(), std::mem::take(&mut ctx.outcome)) {
+            (ErrorSource::Upstream, Outcome::Granted(grant))
+                if body_pending && matches!(e.etype(), ErrorType::ReadTimedout) =>
+            {
+                let route = ctx.snap.as_ref().map(|s| s.config.routes.get(grant.route));
+                ctx.outcome = Outcome::Denied(Denial::new(Reject::BodyTimeout, Some(grant.route)));
+                Answer::refusal(Reject::BodyTimeout, route)
+            }
             // The upstream failed a granted request: not a refusal.
             (ErrorSource::Upstream, Outcome::Granted(grant)) => {
                 let failure = failure_of(e.etype());
@@ -202,8 +212,9 @@ impl ProxyHttp for Gateway {
             // A client body that breaks its framing is a refusal; anything else is a bug
             // (an upstream error without a grant cannot happen: no grant, no upstream).
             (source, previous) => {
-                let reason = match source {
-                    ErrorSource::Downstream => Reject::BadFraming,
+                let reason = match (source, e.etype()) {
+                    (ErrorSource::Downstream, ErrorType::ReadTimedout) => Reject::BodyTimeout,
+                    (ErrorSource::Downstream, _) => Reject::BadFraming,
                     _ => Reject::InternalError,
                 };
                 let route = match previous {

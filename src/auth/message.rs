@@ -27,12 +27,10 @@ pub fn size(head: &RequestHead<'_>, max_header_bytes: usize) -> Result<(), Rejec
     Ok(())
 }
 
-/// Over HTTP/1 (`raw_head` present), refuses any framing that some hop could read
-/// differently.
+/// Refuses any framing that some hop could read differently: two `Content-Length`s over
+/// either protocol (HTTP/2 would forward both to the HTTP/1.1 upstream), and over HTTP/1
+/// (`raw_head` present) `Transfer-Encoding` with `Content-Length` or with another coding.
 pub fn framing(head: &RequestHead<'_>) -> Result<(), Reject> {
-    let Some(raw) = head.raw_head else {
-        return Ok(());
-    };
     // Even identical duplicates (`5` twice, `5, 5`) are refused: some hop may not merge them.
     let mut lengths = head.headers.get_all(CONTENT_LENGTH).iter();
     if let (Some(first), second) = (lengths.next(), lengths.next()) {
@@ -40,6 +38,9 @@ pub fn framing(head: &RequestHead<'_>) -> Result<(), Reject> {
             return Err(Reject::BadFraming);
         }
     }
+    let Some(raw) = head.raw_head else {
+        return Ok(());
+    };
     if head.headers.contains_key(TRANSFER_ENCODING) && has_line_starting(raw, b"content-length:") {
         return Err(Reject::BadFraming);
     }

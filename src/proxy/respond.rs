@@ -87,6 +87,7 @@ const fn status_error(status: u16) -> &'static str {
         400 => "bad_request",
         401 => "unauthorized",
         404 => "not_found",
+        408 => "request_timeout",
         431 => "headers_too_large",
         500 => "internal_error",
         502 => "bad_gateway",

@@ -55,3 +55,50 @@ fn version() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
 }
+
+/// `authgate check | head` closes the pipe before everything is written: the command
+/// ends quietly with success (it used to panic on the broken pipe, exit 101).
+#[test]
+fn check_into_a_closed_pipe_exits_quietly() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new(bin())
+        .args(["check", "--config"])
+        .arg(root.join("config/authgate.toml"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {err}", out.status);
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// `--log-format` takes `json` or `text`; a typo is an error that names the choices
+/// (it used to mean text, silently).
+#[test]
+fn a_misspelled_log_format_is_an_error() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(bin())
+        .args(["--log-format", "jsno", "check", "--config"])
+        .arg(root.join("config/authgate.toml"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("jsno") && err.contains("json") && err.contains("text"),
+        "{err}"
+    );
+    let ok = Command::new(bin())
+        .args(["--log-format", "json", "check", "--config"])
+        .arg(root.join("config/authgate.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}

@@ -256,3 +256,41 @@ fn lenient_framing_reaches_the_upstream_reframed() {
         assert_eq!(s.upstream.last().path, "/public/frag", "{target}");
     }
 }
+
+/// HTTP/2 carries no `Transfer-Encoding`, but two `content-length` fields reach the
+/// gateway as two headers, which an HTTP/1.1 upstream would get as two `Content-Length`s:
+/// refused as over HTTP/1.1 (the h2 library itself resets fields that disagree).
+#[test]
+fn two_content_lengths_over_h2_are_refused() {
+    let s = Setup::start_tls();
+    let before = s.upstream.count();
+    for (what, values) in [("same", ["0", "0"]), ("spelled apart", ["0", "00"])] {
+        let r = h2_request(
+            s.gw.addr,
+            "GET",
+            "localhost",
+            "/public/x",
+            &[("content-length", values[0]), ("content-length", values[1])],
+        )
+        .unwrap_or_else(|e| panic!("{what}: reset instead of answered: {e}"));
+        assert_eq!(
+            (r.status, r.reason().as_str()),
+            (400, "bad_framing"),
+            "{what}: {r:?}"
+        );
+    }
+    let one = h2_request(
+        s.gw.addr,
+        "GET",
+        "localhost",
+        "/public/x",
+        &[("content-length", "0")],
+    )
+    .unwrap();
+    assert_eq!(one.status, 200, "one is fine: {one:?}");
+    assert_eq!(
+        s.upstream.count(),
+        before + 1,
+        "only the valid one reached the upstream"
+    );
+}

@@ -104,3 +104,52 @@ fn an_upstream_failure_is_an_error_not_a_refusal() {
         "{metrics}"
     );
 }
+
+/// A request body still arriving when the upstream (which waits for it) reaches its
+/// `read_timeout`, or slower than `server.body_read_timeout`, is the client's delay: 408
+/// `body_timeout`, a refusal on the route, never an upstream error.
+#[test]
+fn a_slow_request_body_is_the_clients_timeout_not_the_upstreams() {
+    let half_a_body =
+        b"POST /public/slow HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\n12345";
+    let check = |s: &Setup, case: &str| {
+        let r = send(s.gw.addr, half_a_body);
+        assert_eq!(
+            (r.status, r.reason().as_str()),
+            (408, "body_timeout"),
+            "{case}: {r:?}"
+        );
+        let metrics = s.gw.metrics();
+        assert_eq!(
+            metric_value(
+                &metrics,
+                "authgate_rejections_total{reason=\"body_timeout\",route=\"public\"}"
+            ),
+            1.0,
+            "{case}: {metrics}"
+        );
+        assert!(
+            !metrics.contains("kind=\"read_timeout\",upstream=\"legacy\"} 1"),
+            "{case}: {metrics}"
+        );
+        assert_eq!(
+            metric_value(
+                &metrics,
+                "authgate_requests_total{outcome=\"error\",route=\"public\"}"
+            ),
+            0.0,
+            "{case}"
+        );
+    };
+    // The upstream's read_timeout (1 s) ends first.
+    check(&Setup::start(), "upstream read_timeout");
+    // body_read_timeout (1 s) ends first: the upstream would wait 30 s.
+    let s = Setup::start_with(|c| {
+        c.replace("read_timeout = \"1s\"", "read_timeout = \"30s\"")
+            .replace(
+                "shutdown_delay",
+                "body_read_timeout = \"1s\"\nshutdown_delay",
+            )
+    });
+    check(&s, "body_read_timeout");
+}

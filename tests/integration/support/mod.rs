@@ -779,7 +779,7 @@ impl Setup {
     }
 
     /// The standard setup with `edit` applied to the standard config.
-    fn start_with(edit: impl FnOnce(String) -> String) -> Setup {
+    pub fn start_with(edit: impl FnOnce(String) -> String) -> Setup {
         let keys = Keys::load();
         let jwks = JwksServer::start(keys.standard_jwks());
         let upstream = Upstream::start();
