@@ -520,7 +520,8 @@ fn reject_table_is_consistent() {
                 "{r:?}"
             ),
             403 => assert_eq!(r.oauth_error(), Some("insufficient_scope"), "{r:?}"),
-            400 | 404 | 431 | 500 | 502 | 503 | 504 => {}
+            // 502 and 504 are upstream failures (`runtime::UpstreamFailure`), never refusals.
+            400 | 404 | 408 | 431 | 500 | 503 => {}
             s => panic!("unexpected status {s} for {r:?}"),
         }
         assert!(!r.description().is_empty());
