@@ -11,13 +11,11 @@ fn replace_file(path: &std::path::Path, text: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-#[test]
-fn edited_config_is_applied_and_broken_one_is_refused() {
-    let s = Setup::start();
+/// Adds an open route `/health` to the running gateway's config file (rename-over) and
+/// waits until it answers; returns the new config text.
+fn add_health_route(s: &Setup) -> String {
     let path = s.gw.config_path();
     let original = std::fs::read_to_string(&path).unwrap();
-    assert_eq!(get(s.gw.addr, "/health", &[]).status, 404);
-
     let added = format!("{original}\n[[routes]]\nname = \"health\"\npath = \"/health\"\nauth = \"none\"\nupstream = \"legacy\"\n");
     replace_file(&path, &added);
     assert!(
@@ -26,6 +24,15 @@ fn edited_config_is_applied_and_broken_one_is_refused() {
             == 200),
         "new route never appeared"
     );
+    added
+}
+
+#[test]
+fn edited_config_is_applied_and_broken_one_is_refused() {
+    let s = Setup::start();
+    let path = s.gw.config_path();
+    assert_eq!(get(s.gw.addr, "/health", &[]).status, 404);
+    let added = add_health_route(&s);
     let reloads = |result: &str| {
         metric_value(
             &s.gw.metrics(),
@@ -222,10 +229,7 @@ fn a_rotated_hmac_secret_applies_on_sighup() {
     std::fs::write(&secret, &new_secret).unwrap();
     gw.signal("HUP");
     assert!(
-        eventually(Duration::from_secs(10), || gw
-            .get_with("/api/x", &new_t)
-            .status
-            == 200),
+        accepted_within(&gw, &new_t, Duration::from_secs(10)),
         "{}",
         gw.logs()
     );
@@ -251,6 +255,11 @@ fn gateway_with_secret_elsewhere(up: &Upstream, secret: &std::path::Path) -> Gat
     let path = dir.path().join("authgate.toml");
     std::fs::write(&path, config).unwrap();
     Gateway::start_at(dir, &path, "info")
+}
+
+/// Whether `token` is let through on `/api/x` within `within`.
+fn accepted_within(gw: &Gateway, token: &str, within: Duration) -> bool {
+    eventually(within, || gw.get_with("/api/x", token).status == 200)
 }
 
 fn hs256_token(secret: &str) -> String {
@@ -294,10 +303,7 @@ fn the_poll_applies_a_secret_the_watcher_cannot_see() {
         );
     }
     assert!(
-        eventually(Duration::from_secs(25), || gw
-            .get_with("/api/x", &new_t)
-            .status
-            == 200),
+        accepted_within(&gw, &new_t, Duration::from_secs(25)),
         "never applied: {}",
         gw.logs()
     );
@@ -365,10 +371,7 @@ fn the_poll_reports_a_broken_secret_once() {
     let fixed = "second-secret-second-secret-second-0123456";
     replace_file(&secret, fixed);
     assert!(
-        eventually(Duration::from_secs(25), || gw
-            .get_with("/api/x", &hs256_token(fixed))
-            .status
-            == 200),
+        accepted_within(&gw, &hs256_token(fixed), Duration::from_secs(25)),
         "a fixed secret was never applied: {}",
         gw.logs()
     );
@@ -380,16 +383,7 @@ fn the_poll_reports_a_broken_secret_once() {
 #[test]
 fn an_idle_gateway_does_not_reload_itself() {
     let s = Setup::start();
-    let path = s.gw.config_path();
-    let original = std::fs::read_to_string(&path).unwrap();
-    let added = format!("{original}\n[[routes]]\nname = \"health\"\npath = \"/health\"\nauth = \"none\"\nupstream = \"legacy\"\n");
-    replace_file(&path, &added);
-    assert!(
-        eventually(Duration::from_secs(10), || get(s.gw.addr, "/health", &[])
-            .status
-            == 200),
-        "the edit never applied"
-    );
+    add_health_route(&s);
     // Every reload attempt after the edit's own (debounced) one: `unchanged` counts the
     // attempts a file event or SIGHUP made that found nothing new.
     let attempts = || {

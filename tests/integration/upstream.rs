@@ -4,16 +4,21 @@ use std::time::Duration;
 
 use crate::support::*;
 
-#[test]
-fn upstream_down_is_502() {
+/// The standard gateway in front of a port that nothing listens on.
+fn gateway_with_dead_upstream() -> (JwksServer, Gateway) {
     let keys = Keys::load();
     let jwks = JwksServer::start(keys.standard_jwks());
-    // A port that nothing listens on.
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
     let gw = Gateway::start(&standard_config(&jwks.url(), &format!("http://{dead}")));
+    (jwks, gw)
+}
+
+#[test]
+fn upstream_down_is_502() {
+    let (_jwks, gw) = gateway_with_dead_upstream();
     let r = get(gw.addr, "/public/x", &[]);
     assert_eq!(r.status, 502, "{r:?}");
     assert_eq!(r.reason(), "upstream_unavailable");
@@ -60,13 +65,7 @@ fn upstream_timeout_is_504() {
 /// `outcome="error"` and an upstream error, never as a rejection.
 #[test]
 fn an_upstream_failure_is_an_error_not_a_refusal() {
-    let keys = Keys::load();
-    let jwks = JwksServer::start(keys.standard_jwks());
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let gw = Gateway::start(&standard_config(&jwks.url(), &format!("http://{dead}")));
+    let (_jwks, gw) = gateway_with_dead_upstream();
     let r = get(gw.addr, "/public/x", &[("x-request-id", "up-fail-1")]);
     assert_eq!(
         (r.status, r.reason().as_str()),
