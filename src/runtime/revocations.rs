@@ -71,10 +71,6 @@ impl FileRevocations {
         Ok(true)
     }
 
-    pub fn entries(&self) -> usize {
-        self.current.load().len()
-    }
-
     /// Polls the file every `POLL` until the last `Arc` is dropped (the provider left the
     /// config).
     pub fn spawn_watch(
