@@ -17,7 +17,7 @@ pub mod validate;
 use http::header::HOST;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Version};
 
-use crate::config::routes::AuthMode;
+use crate::config::routes::{AuthMode, Mode, Route};
 use crate::config::{Config, ProviderId, RouteId, UpstreamId};
 use crate::formats::normalize::{normalize_authority, normalize_target, Authority, BadTarget};
 use crate::formats::revocation::Revocations;
@@ -113,6 +113,9 @@ pub struct Grant {
     pub remaining_lifetime: Option<f64>,
     /// The token's `sub` (at most 256 bytes), only when `server.log_subject` is on.
     pub subject: Option<String>,
+    /// On a report-only route: the refusal this request would have had. The request goes
+    /// through without claim headers, and without `Authorization` even with `forward_token`.
+    pub would_reject: Option<Denial>,
 }
 
 /// A refusal, with what the thin layer needs to answer it and to retry.
@@ -244,6 +247,42 @@ impl Reject {
         }
     }
 
+    /// Whether a report-only route lets the request through despite this refusal: the token
+    /// and authorization reasons. Request-safety refusals (and `token_too_large`, whose
+    /// bound protects the gateway) are enforced on every route. Exhaustive on purpose.
+    pub const fn is_reportable(self) -> bool {
+        match self {
+            Self::MissingToken
+            | Self::MalformedToken
+            | Self::AlgNotAllowed
+            | Self::CritUnsupported
+            | Self::BadIssuer
+            | Self::UnknownKid
+            | Self::BadSignature
+            | Self::Expired
+            | Self::NotYetValid
+            | Self::BadAudience
+            | Self::BadClaims
+            | Self::LifetimeTooLong
+            | Self::BadType
+            | Self::Revoked
+            | Self::UnsafeClaimValue
+            | Self::InsufficientScope
+            | Self::ClaimMismatch
+            | Self::KeysUnavailable => true,
+            Self::NoRoute
+            | Self::BadPath
+            | Self::BadHost
+            | Self::BadFraming
+            | Self::MultipleAuthorization
+            | Self::HeadersTooLarge
+            | Self::BadMethod
+            | Self::TokenTooLarge
+            | Self::BodyTimeout
+            | Self::InternalError => false,
+        }
+    }
+
     /// RFC 6750 §3.1 error code, when the answer carries one. Exhaustive on purpose: a new
     /// variant must choose.
     pub const fn oauth_error(self) -> Option<&'static str> {
@@ -359,7 +398,6 @@ pub fn decide<C: Context + ?Sized>(
         .match_route(Some(&authority.host), &target.path, head.method)
         .ok_or(Denial::new(Reject::NoRoute, None))?;
     let route = config.routes.get(route_idx);
-    let deny = |reason| Denial::new(reason, Some(route_idx));
 
     let mut grant = Grant {
         route: route_idx,
@@ -370,13 +408,42 @@ pub fn decide<C: Context + ?Sized>(
         authority,
         remaining_lifetime: None,
         subject: None,
+        would_reject: None,
     };
+    match authenticate(cx, head, route, &mut grant, now) {
+        Ok(()) => Ok(grant),
+        // Report-only: the request goes through as an anonymous one, carrying the refusal
+        // it would have had (and nothing the token said).
+        Err(denial) if route.mode == Mode::Report && denial.reason.is_reportable() => {
+            grant.claim_headers.clear();
+            grant.provider = None;
+            grant.remaining_lifetime = None;
+            grant.subject = None;
+            grant.would_reject = Some(denial);
+            Ok(grant)
+        }
+        Err(denial) => Err(denial),
+    }
+}
+
+/// The token part of `decide` for a matched route: extract, verify, authorize, and the
+/// claim headers into `grant`.
+fn authenticate<C: Context + ?Sized>(
+    cx: &C,
+    head: &RequestHead<'_>,
+    route: &Route,
+    grant: &mut Grant,
+    now: f64,
+) -> Result<(), Denial> {
+    let config = cx.config();
+    let route_idx = grant.route;
+    let deny = |reason| Denial::new(reason, Some(route_idx));
     if route.auth == AuthMode::None {
-        return Ok(grant);
+        return Ok(());
     }
     let token = match extract_bearer(head.headers, config.server.max_token_bytes).map_err(deny)? {
         Credential::Bearer(t) => t,
-        Credential::None if route.auth == AuthMode::Optional => return Ok(grant),
+        Credential::None if route.auth == AuthMode::Optional => return Ok(()),
         Credential::None => return Err(deny(Reject::MissingToken)),
     };
     let verified =
@@ -407,7 +474,7 @@ pub fn decide<C: Context + ?Sized>(
             .filter(|s| s.len() <= 256)
             .map(str::to_owned);
     }
-    Ok(grant)
+    Ok(())
 }
 
 /// The authority the request is for, from every place a client can put it: exactly one

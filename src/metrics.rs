@@ -19,6 +19,10 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     /// `reason`: `auth::Reject::label()`.
     pub rejections: IntCounterVec,
+    /// On report-only routes: the refusals that were not enforced, by `reason`.
+    pub report_only_rejections: IntCounterVec,
+    /// Always 1 per route of the running config, labelled with its `mode`.
+    pub route_info: IntGaugeVec,
     pub duration: HistogramVec,
     /// `result`: `success`, `not_modified` (304 to `If-None-Match`), `error`, `rate_limited`
     /// (an unknown-kid refetch inside the cooldown).
@@ -95,6 +99,16 @@ impl Metrics {
             "authgate_requests_total",
             "Requests handled, by route and outcome.",
             &["route", "outcome"],
+        );
+        let report_only_rejections = counters(
+            "authgate_report_only_rejections_total",
+            "Refusals a report-only route would have made, not enforced (the request went upstream)",
+            &["route", "reason"],
+        );
+        let route_info = int_gauges(
+            "authgate_route_info",
+            "Always 1 per route of the running config; mode is enforce or report",
+            &["route", "mode"],
         );
         let rejections = counters(
             "authgate_rejections_total",
@@ -220,6 +234,8 @@ impl Metrics {
             Box::new(panics.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(requests.clone()),
             Box::new(rejections.clone()),
+            Box::new(report_only_rejections.clone()),
+            Box::new(route_info.clone()),
             Box::new(duration.clone()),
             Box::new(jwks_fetches.clone()),
             Box::new(jwks_keys.clone()),
@@ -257,6 +273,8 @@ impl Metrics {
             registry,
             requests,
             rejections,
+            report_only_rejections,
+            route_info,
             duration,
             jwks_fetches,
             jwks_keys,
@@ -305,7 +323,17 @@ impl Metrics {
             upstream_duration: self.upstream_duration.with_label_values(&[route]),
             rejections: self.rejections.clone(),
             by_reason: (0..reasons).map(|_| OnceLock::new()).collect(),
+            would_reject: self.report_only_rejections.clone(),
+            would_by_reason: (0..reasons).map(|_| OnceLock::new()).collect(),
             route: route.to_owned(),
+        }
+    }
+
+    /// `authgate_route_info` for the routes now in force (`(name, mode)`), and no others.
+    pub fn routes_loaded<'a>(&self, routes: impl Iterator<Item = (&'a str, &'static str)>) {
+        self.route_info.reset();
+        for (name, mode) in routes {
+            self.route_info.with_label_values(&[name, mode]).set(1);
         }
     }
 
@@ -339,6 +367,8 @@ pub struct RouteMetrics {
     rejections: IntCounterVec,
     /// Resolved on first use, so unused reasons add no series.
     by_reason: Box<[OnceLock<IntCounter>]>,
+    would_reject: IntCounterVec,
+    would_by_reason: Box<[OnceLock<IntCounter>]>,
     route: String,
 }
 
@@ -348,6 +378,12 @@ impl RouteMetrics {
     pub fn rejection(&self, index: usize, label: &'static str) -> &IntCounter {
         self.by_reason[index]
             .get_or_init(|| self.rejections.with_label_values(&[&self.route, label]))
+    }
+
+    /// `authgate_report_only_rejections_total{route, reason=label}`, as `rejection`.
+    pub fn would_reject(&self, index: usize, label: &'static str) -> &IntCounter {
+        self.would_by_reason[index]
+            .get_or_init(|| self.would_reject.with_label_values(&[&self.route, label]))
     }
 }
 

@@ -1,5 +1,6 @@
 //! `impl ProxyHttp`: pingora phases only, each a few lines calling into `auth` and `proxy/*`.
 
+mod access;
 pub mod connection;
 pub mod guard;
 pub mod headers;
@@ -22,6 +23,7 @@ use crate::config::RouteId;
 use crate::formats::normalize::normalize_target;
 use crate::metrics::NO_ROUTE;
 use crate::runtime::{InFlight, Snapshot, State, UpstreamFailure};
+use access::AccessLine;
 use guard::guard;
 use respond::Answer;
 
@@ -102,16 +104,29 @@ impl ProxyHttp for Gateway {
             })
             .unwrap_or(Err(Denial::new(Reject::InternalError, None)))
         };
-        let result = match decision(session) {
-            Err(Denial {
-                reason: Reject::UnknownKid,
-                provider: Some(p),
-                ..
-            }) => {
+        // An unknown `kid` waits for one refetch, then decides again (on a report-only route
+        // too, where the refusal rides on the grant).
+        let refetch = |r: &Result<Grant, Denial>| {
+            match r {
+                Err(d) => Some(*d),
+                Ok(g) => g.would_reject,
+            }
+            .and_then(|d| match d {
+                Denial {
+                    reason: Reject::UnknownKid,
+                    provider: Some(p),
+                    ..
+                } => Some(p),
+                _ => None,
+            })
+        };
+        let first = decision(session);
+        let result = match refetch(&first) {
+            Some(p) => {
                 snap.provider(p).keys.refetch_and_wait(REFETCH_WAIT).await;
                 decision(session)
             }
-            other => other,
+            None => first,
         };
         ctx.auth = started.elapsed();
         ctx.snap = Some(snap.clone());
@@ -286,7 +301,13 @@ impl Gateway {
                 if let (Some(p), Some(left)) = (g.provider, g.remaining_lifetime) {
                     snap.provider(p).token_lifetime.observe(left);
                 }
-                ("allowed", "-")
+                match g.would_reject {
+                    None => ("allowed", "-"),
+                    Some(d) => {
+                        route_rt.would_reject(d.reason).inc();
+                        ("would_reject", d.reason.label())
+                    }
+                }
             }
             Outcome::Denied(d) => {
                 // A bug is an error, not a refusal; both carry their reason.
@@ -340,46 +361,6 @@ impl Gateway {
             sub: subject,
         }
         .emit();
-    }
-}
-
-/// One request's `authgate::access` event (see the README's field table).
-struct AccessLine<'a> {
-    request_id: &'a str,
-    route: &'a str,
-    method: &'a str,
-    path: &'a str,
-    decision: &'static str,
-    reason: &'static str,
-    /// For an upstream failure: its kind (`authgate_upstream_errors_total{kind}`).
-    upstream_error: Option<&'static str>,
-    status: u16,
-    upstream_status: u16,
-    duration: Duration,
-    auth: Duration,
-    upstream: Option<Duration>,
-    sub: Option<&'a str>,
-}
-
-impl AccessLine<'_> {
-    fn emit(&self) {
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        tracing::info!(
-            target: "authgate::access",
-            request_id = self.request_id,
-            route = self.route,
-            method = self.method,
-            path = self.path,
-            decision = self.decision,
-            reason = self.reason,
-            upstream_error = self.upstream_error,
-            status = self.status,
-            upstream_status = self.upstream_status,
-            duration_ms = ms(self.duration),
-            auth_ms = ms(self.auth),
-            upstream_ms = self.upstream.map(ms),
-            sub = self.sub,
-        );
     }
 }
 

@@ -168,6 +168,12 @@ impl Snapshot {
             })
             .collect();
         let token_cache = TokenCache::new(&config.token_cache, metrics);
+        metrics.routes_loaded(
+            config
+                .routes
+                .iter()
+                .map(|r| (r.name.as_str(), r.mode.label())),
+        );
         Self {
             config: Arc::new(config),
             routes,
@@ -332,6 +338,11 @@ impl RouteRuntime {
     /// `authgate_rejections_total` of this route for `reason`.
     pub fn rejection(&self, reason: Reject) -> &IntCounter {
         self.metrics.rejection(reason.index(), reason.label())
+    }
+
+    /// `authgate_report_only_rejections_total` of this route for `reason`.
+    pub fn would_reject(&self, reason: Reject) -> &IntCounter {
+        self.metrics.would_reject(reason.index(), reason.label())
     }
 }
 

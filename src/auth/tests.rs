@@ -529,3 +529,13 @@ fn reject_table_is_consistent() {
 }
 
 mod head;
+
+/// Report-only routes let through exactly the token and authorization refusals (401, 403,
+/// and 503 for keys not loaded), never a request-safety one (issue 13).
+#[test]
+fn reportable_reasons_are_the_token_and_authorization_ones() {
+    for r in Reject::ALL {
+        let token_or_authz = matches!(r.status(), 401 | 403 | 503) && r != Reject::TokenTooLarge;
+        assert_eq!(r.is_reportable(), token_or_authz, "{r:?}");
+    }
+}

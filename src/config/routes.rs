@@ -25,6 +25,24 @@ pub enum AuthMode {
     None,
 }
 
+/// Whether a route's authentication and authorization refusals are enforced, or only
+/// reported (the request goes through; see `auth::Reject::is_reportable`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Enforce,
+    Report,
+}
+
+impl Mode {
+    /// The `mode` label of `authgate_route_info` and the word in `authgate check`.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Enforce => "enforce",
+            Self::Report => "report",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum HostMatch {
     Any,
@@ -53,6 +71,7 @@ pub struct Route {
     pub path: PathMatch,
     pub methods: Option<Vec<Method>>,
     pub auth: AuthMode,
+    pub mode: Mode,
     pub providers: Vec<ProviderId>,
     pub require_scopes: Vec<String>,
     pub require_claims: Vec<ClaimRequirement>,
@@ -218,8 +237,12 @@ impl RouteTable {
                 .map(|c| format!("{}={}", c.claim.as_str(), c.accepted.join("|")))
                 .collect();
             out.push_str(&format!(
-                "  {:<16} host={host} path={path} methods={methods} auth={auth} providers=[{}] scopes=[{}] claims=[{}] -> {}\n",
+                "  {:<16} host={host} path={path} methods={methods} auth={auth}{} providers=[{}] scopes=[{}] claims=[{}] -> {}\n",
                 r.name,
+                match r.mode {
+                    Mode::Enforce => "",
+                    Mode::Report => " mode=REPORT-ONLY",
+                },
                 providers.join(","),
                 r.require_scopes.join(" "),
                 claims.join(" "),

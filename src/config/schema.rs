@@ -28,6 +28,26 @@ pub struct RawConfig {
     pub routes: Vec<Spanned<RawRoute>>,
     #[serde(default)]
     pub token_cache: RawTokenCache,
+    #[serde(default)]
+    pub defaults: RawDefaults,
+}
+
+/// `[defaults]`: what a route says when it does not say it itself.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    /// `enforce` (default) or `report`.
+    #[serde(default)]
+    pub mode: RawMode,
+}
+
+/// `mode = ...` on a route or in `[defaults]`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawMode {
+    #[default]
+    Enforce,
+    Report,
 }
 
 /// `[token_cache]`: verified tokens kept so a returning token skips the signature check.
@@ -271,6 +291,8 @@ pub struct RawRoute {
     #[serde(default)]
     pub require_claims: BTreeMap<String, ClaimValues>,
     pub upstream: String,
+    /// `enforce` or `report`; default: `[defaults] mode`.
+    pub mode: Option<RawMode>,
 }
 
 /// `auth = ...` on a route.

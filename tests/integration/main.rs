@@ -14,6 +14,7 @@ mod interop;
 mod keys;
 mod limits;
 mod reload;
+mod report;
 mod revocation;
 mod routing;
 mod soak;

@@ -5,8 +5,10 @@ use std::collections::{BTreeMap, HashSet};
 use http::{HeaderValue, Method};
 
 use super::{at, is_label, Ctx};
-use crate::config::routes::{AuthMode, ClaimRequirement, HostMatch, PathMatch, Route, RouteTable};
-use crate::config::schema::{RawAuthMode, RawConfig, RawRoute};
+use crate::config::routes::{
+    AuthMode, ClaimRequirement, HostMatch, Mode, PathMatch, Route, RouteTable,
+};
+use crate::config::schema::{RawAuthMode, RawConfig, RawMode, RawRoute};
 use crate::config::{ProviderId, ProviderSettings, UpstreamId};
 use crate::formats::claim_path::ClaimPath;
 use crate::formats::normalize::{normalize_host, normalize_path};
@@ -35,9 +37,12 @@ pub(super) fn build_routes(
             i,
             r.get_ref(),
             span,
-            upstreams,
-            providers,
-            provider_settings,
+            &Known {
+                upstreams,
+                providers,
+                provider_settings,
+                default_mode: raw.defaults.mode,
+            },
         ) {
             if let Some(prev) = names.insert(route.name.clone(), i) {
                 cx.err(
@@ -70,15 +75,27 @@ pub(super) fn build_routes(
     }
 }
 
+/// What a route may refer to, and what it says when it says nothing.
+pub(super) struct Known<'a> {
+    pub upstreams: &'a [String],
+    pub providers: &'a [String],
+    pub provider_settings: &'a [ProviderSettings],
+    pub default_mode: RawMode,
+}
+
 pub(super) fn build_route(
     cx: &mut Ctx<'_>,
     i: usize,
     r: &RawRoute,
     span: Option<usize>,
-    upstreams: &[String],
-    providers: &[String],
-    provider_settings: &[ProviderSettings],
+    known: &Known<'_>,
 ) -> Option<Route> {
+    let Known {
+        upstreams,
+        providers,
+        provider_settings,
+        default_mode,
+    } = *known;
     let before = cx.errors.len();
     let key = |k: &str| format!("routes[{i}].{k}");
     if !is_label(&r.name) {
@@ -156,6 +173,31 @@ pub(super) fn build_route(
         RawAuthMode::Optional => AuthMode::Optional,
         RawAuthMode::None => AuthMode::None,
     };
+    // An `auth = "none"` route refuses nothing to report: `[defaults] mode = "report"` leaves
+    // it alone, and saying it on the route itself is a mistake worth a message.
+    let mode = match (r.mode, auth) {
+        (Some(RawMode::Report), AuthMode::None) => {
+            cx.err(
+                span,
+                key("mode"),
+                "auth = \"none\" refuses nothing for report mode to report",
+            );
+            Mode::Enforce
+        }
+        (_, AuthMode::None) => Mode::Enforce,
+        (Some(RawMode::Report), _) => Mode::Report,
+        (Some(RawMode::Enforce), _) => Mode::Enforce,
+        (None, _) => match default_mode {
+            RawMode::Report => Mode::Report,
+            RawMode::Enforce => Mode::Enforce,
+        },
+    };
+    if mode == Mode::Report {
+        cx.warnings.push(format!(
+            "routes[{i}] ({}) is report-only: its token and authorization refusals are logged and counted (decision=would_reject, authgate_report_only_rejections_total), not enforced",
+            r.name
+        ));
+    }
     if auth == AuthMode::None
         && (r.providers.is_some() || !r.require_scopes.is_empty() || !r.require_claims.is_empty())
     {
@@ -242,6 +284,7 @@ pub(super) fn build_route(
         path: path?,
         methods,
         auth,
+        mode,
         providers: route_providers.into_iter().map(ProviderId::new).collect(),
         require_scopes: r.require_scopes.clone(),
         require_claims,

@@ -9,6 +9,7 @@ fn route(name: &str, host: HostMatch, path: PathMatch, methods: Option<Vec<Metho
         path,
         methods,
         auth: AuthMode::None,
+        mode: Mode::Enforce,
         providers: Vec::new(),
         require_scopes: Vec::new(),
         require_claims: Vec::new(),

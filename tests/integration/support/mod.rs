@@ -765,9 +765,14 @@ impl Setup {
     /// The standard setup behind a TLS listener (`tls/server.pem`, HTTP/2 and HTTP/1.1 by
     /// ALPN), for tests that send the same request over both protocols.
     pub fn start_tls() -> Setup {
+        Self::start_tls_with(|config| config)
+    }
+
+    /// `start_tls` with `edit` applied to the standard config first.
+    pub fn start_tls_with(edit: impl FnOnce(String) -> String) -> Setup {
         let tls = fixtures().join("tls");
         Self::start_with(|config| {
-            config.replace(
+            edit(config).replace(
                 "[admin]",
                 &format!(
                     "[server.tls]\ncert = {:?}\nkey = {:?}\n\n[admin]",
