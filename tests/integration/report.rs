@@ -4,8 +4,10 @@
 
 use std::time::Duration;
 
+use jsonwebtoken::Algorithm;
 use serde_json::json;
 
+use crate::support::tokens::{jwk, jwks_of};
 use crate::support::*;
 
 const API_ROUTE: &str = "name = \"api\"\npath_prefix = \"/api\"\nupstream = \"legacy\"";
@@ -257,4 +259,44 @@ fn check_shows_report_only_routes() {
     let (ok, _, err) = check_config(&path);
     assert!(!ok);
     assert!(err.contains("mode"), "{err}");
+}
+
+/// An unknown `kid` on a report-only route waits for the one JWKS refetch, as on an
+/// enforcing route: a key the provider just rotated in verifies (claims forwarded), and only
+/// a `kid` still unknown after it is a would-be refusal.
+#[test]
+fn an_unknown_kid_is_refetched_on_a_report_only_route() {
+    let keys = Keys::load();
+    let jwks = JwksServer::start(jwks_of(&[jwk(&keys.rsa, Algorithm::RS256, "rsa", true)]));
+    let up = Upstream::start();
+    let config = standard_config(&jwks.url(), &up.url())
+        .replace(API_ROUTE, &format!("{API_ROUTE}\nmode = \"report\""));
+    let gw = Gateway::start(&config);
+    gw.wait_ready();
+    let ec = keys.es256().claims(good_claims("alice", "read")).sign();
+    let r = gw.get_with("/api/x", &ec);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        up.last().all("x-user-id").is_empty(),
+        "not verified: no claims"
+    );
+    let fetched = jwks.fetches();
+    jwks.set(keys.standard_jwks());
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            gw.get_with("/api/x", &ec);
+            up.last().all("x-user-id") == ["alice"]
+        }),
+        "the rotated-in key never verified: {}",
+        gw.logs()
+    );
+    assert!(jwks.fetches() > fetched, "a refetch happened");
+    let metrics = gw.metrics();
+    assert!(
+        metric_value(
+            &metrics,
+            "authgate_report_only_rejections_total{reason=\"unknown_kid\",route=\"api\"}"
+        ) >= 1.0,
+        "{metrics}"
+    );
 }
