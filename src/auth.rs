@@ -12,6 +12,7 @@ pub mod extract;
 pub mod keystore;
 mod message;
 pub mod policy;
+pub mod trace;
 pub mod validate;
 
 use http::header::HOST;
@@ -25,6 +26,7 @@ use cache::TokenCache;
 use claims::render_header_value;
 use extract::{extract_bearer, Credential};
 use keystore::ProviderKeys;
+use trace::{NoTrace, Step, Trace};
 
 pub use message::has_line_starting;
 
@@ -377,6 +379,34 @@ pub fn decide<C: Context + ?Sized>(
     head: &RequestHead<'_>,
     now: f64,
 ) -> Result<Grant, Denial> {
+    decide_traced(cx, head, now, &mut NoTrace)
+}
+
+/// `decide`, reporting each step to `trace` (`authgate explain`), the refusal included.
+pub fn decide_traced<C: Context + ?Sized, T: Trace>(
+    cx: &C,
+    head: &RequestHead<'_>,
+    now: f64,
+    trace: &mut T,
+) -> Result<Grant, Denial> {
+    let result = decide_steps(cx, head, now, trace);
+    match &result {
+        Err(d) => trace.step(Step::Refused(d.reason)),
+        Ok(Grant {
+            would_reject: Some(d),
+            ..
+        }) => trace.step(Step::WouldReject(d.reason)),
+        Ok(_) => {}
+    }
+    result
+}
+
+fn decide_steps<C: Context + ?Sized, T: Trace>(
+    cx: &C,
+    head: &RequestHead<'_>,
+    now: f64,
+    trace: &mut T,
+) -> Result<Grant, Denial> {
     let config = cx.config();
     let refuse = |reason| Denial::new(reason, None);
     message::size(head, config.server.max_header_bytes).map_err(refuse)?;
@@ -387,22 +417,35 @@ pub fn decide<C: Context + ?Sized>(
         return Err(refuse(Reject::BadHost));
     }
     message::framing(head).map_err(refuse)?;
+    trace.step(Step::Message {
+        max_header_bytes: config.server.max_header_bytes,
+    });
     if head.method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
         return Err(Denial::new(Reject::BadMethod, None));
     }
     let mut target = normalize_target(head.target).map_err(|e| Denial::new(e.into(), None))?;
+    let path_and_query = target.path_and_query();
+    trace.step(Step::Target {
+        path: &target.path,
+        path_and_query: &path_and_query,
+    });
     let authority = request_authority(head.headers, head.authority, target.authority.take())
         .map_err(|r| Denial::new(r, None))?;
+    trace.step(Step::Authority(&authority));
     let route_idx = config
         .routes
         .match_route(Some(&authority.host), &target.path, head.method)
         .ok_or(Denial::new(Reject::NoRoute, None))?;
     let route = config.routes.get(route_idx);
+    trace.step(Step::Route {
+        id: route_idx,
+        route,
+    });
 
     let mut grant = Grant {
         route: route_idx,
         upstream: route.upstream,
-        path_and_query: target.path_and_query(),
+        path_and_query,
         claim_headers: Vec::new(),
         provider: None,
         authority,
@@ -410,7 +453,7 @@ pub fn decide<C: Context + ?Sized>(
         subject: None,
         would_reject: None,
     };
-    match authenticate(cx, head, route, &mut grant, now) {
+    match authenticate(cx, head, route, &mut grant, now, trace) {
         Ok(()) => Ok(grant),
         // Report-only: the request goes through as an anonymous one, carrying the refusal
         // it would have had (and nothing the token said).
@@ -428,37 +471,49 @@ pub fn decide<C: Context + ?Sized>(
 
 /// The token part of `decide` for a matched route: extract, verify, authorize, and the
 /// claim headers into `grant`.
-fn authenticate<C: Context + ?Sized>(
+fn authenticate<C: Context + ?Sized, T: Trace>(
     cx: &C,
     head: &RequestHead<'_>,
     route: &Route,
     grant: &mut Grant,
     now: f64,
+    trace: &mut T,
 ) -> Result<(), Denial> {
     let config = cx.config();
     let route_idx = grant.route;
     let deny = |reason| Denial::new(reason, Some(route_idx));
     if route.auth == AuthMode::None {
+        trace.step(Step::Anonymous);
         return Ok(());
     }
     let token = match extract_bearer(head.headers, config.server.max_token_bytes).map_err(deny)? {
         Credential::Bearer(t) => t,
-        Credential::None if route.auth == AuthMode::Optional => return Ok(()),
+        Credential::None if route.auth == AuthMode::Optional => {
+            trace.step(Step::Anonymous);
+            return Ok(());
+        }
         Credential::None => return Err(deny(Reject::MissingToken)),
     };
-    let verified =
-        validate::verify(token, &route.providers, cx, now).map_err(|(reason, provider)| {
-            Denial {
-                reason,
-                route: Some(route_idx),
-                provider,
-            }
-        })?;
+    trace.step(Step::Bearer { bytes: token.len() });
+    let verified = validate::verify(token, &route.providers, cx, now, trace).map_err(
+        |(reason, provider)| Denial {
+            reason,
+            route: Some(route_idx),
+            provider,
+        },
+    )?;
+    trace.step(Step::Authorize {
+        route,
+        claims: &verified.claims,
+    });
     policy::authorize(route, &verified.claims).map_err(deny)?;
     for fc in &config.headers.forward_claims {
         if let Some(value) = fc.claim.lookup(&verified.claims) {
             match render_header_value(value) {
-                Ok(Some(v)) => grant.claim_headers.push((fc.header.clone(), v)),
+                Ok(Some(v)) => {
+                    trace.step(Step::ClaimHeader { header: &fc.header });
+                    grant.claim_headers.push((fc.header.clone(), v));
+                }
                 Ok(None) => {}
                 Err(_) => return Err(deny(Reject::UnsafeClaimValue)),
             }

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod explain;
 pub mod formats;
 pub mod httpd;
 pub mod metrics;

@@ -51,6 +51,34 @@ enum Command {
     },
     /// Run the self-contained demo: dev issuer, echo upstream, gateway on config/demo.toml.
     Demo,
+    /// Explain one request: every step of the decision the gateway would make, the answer,
+    /// and what the upstream would get. Never prints the token.
+    Explain {
+        #[arg(short, long, env = "AUTHGATE_CONFIG")]
+        config: PathBuf,
+        /// A bearer token (sent as `Authorization: Bearer TOKEN`).
+        #[arg(long, conflicts_with = "token_file")]
+        token: Option<String>,
+        /// A file holding the bearer token.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// A request header, `Name: value` (repeatable).
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// Verify against this JWKS file instead of fetching each provider's keys.
+        #[arg(long)]
+        jwks: Option<PathBuf>,
+        /// The clock: Unix seconds or an RFC 3339 instant (default: now).
+        #[arg(long)]
+        now: Option<String>,
+        /// One JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The request method, e.g. GET.
+        method: String,
+        /// The request URL, e.g. http://api.example.com/orders/7.
+        url: String,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -114,11 +142,70 @@ fn execute(command: Command, log_format: Option<LogFormat>) -> anyhow::Result<()
             })
             .context("cannot start")
         }
+        Command::Explain {
+            config,
+            token,
+            token_file,
+            headers,
+            jwks,
+            now,
+            json,
+            method,
+            url,
+        } => {
+            let cfg = load_file(&config).map_err(ConfigErrors)?;
+            let token = match token_file {
+                Some(f) => Some(
+                    std::fs::read_to_string(&f)
+                        .with_context(|| format!("cannot read {}", f.display()))?,
+                ),
+                None => token,
+            };
+            let headers = headers
+                .iter()
+                .map(|h| {
+                    h.split_once(':')
+                        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                        .with_context(|| format!("{h:?} is not `Name: value`"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let now = now.map(|t| parse_instant(&t)).transpose()?;
+            let request = authgate::explain::Request {
+                method,
+                url,
+                headers,
+                token,
+            };
+            let options = authgate::explain::Options { jwks, now };
+            let e =
+                authgate::explain::explain(cfg, &request, &options).map_err(anyhow::Error::msg)?;
+            let text = if json {
+                format!("{}\n", e.json())
+            } else {
+                e.text()
+            };
+            match std::io::stdout().lock().write_all(text.as_bytes()) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                other => other.context("cannot write to stdout"),
+            }
+        }
         Command::Demo => {
             let _log_guard = init_logging(log_format);
             demo::run_demo().context("demo failed")
         }
     }
+}
+
+/// Unix seconds or an RFC 3339 instant.
+fn parse_instant(t: &str) -> anyhow::Result<f64> {
+    if let Ok(secs) = t.parse::<f64>() {
+        return Ok(secs);
+    }
+    let at = humantime::parse_rfc3339(t)
+        .with_context(|| format!("{t:?} is neither Unix seconds nor an RFC 3339 instant"))?;
+    Ok(at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64()))
 }
 
 /// Logs go through a non-blocking writer: the request path hands a line to a queue instead

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use super::cache::{TokenCache, TokenKey};
 use super::claims::Claims;
+use super::trace::{Step, Trace};
 use super::{Context, Reject};
 use crate::config::{ProviderId, ProviderSettings};
 use crate::formats::jwks::Candidates;
@@ -47,11 +48,12 @@ struct JoseHeader {
 /// Verifies `token` against the first of `providers` whose issuer it names, or takes a
 /// cached verification of it that still holds (see `cache`).
 /// On failure, returns the reason and, for `UnknownKid`, the provider to refetch.
-pub fn verify<C: Context + ?Sized>(
+pub fn verify<C: Context + ?Sized, T: Trace>(
     token: &str,
     providers: &[ProviderId],
     cx: &C,
     now: f64,
+    trace: &mut T,
 ) -> Result<Verified, (Reject, Option<ProviderId>)> {
     let plain = |r| (r, None);
     let mut parts = token.split('.');
@@ -65,12 +67,23 @@ pub fn verify<C: Context + ?Sized>(
         match cached(cache, key, providers, cx, now) {
             Some(result) => {
                 cache.hit();
+                if let Ok(v) = &result {
+                    trace.step(Step::Cached {
+                        provider: v.provider,
+                    });
+                }
                 return result.map_err(plain);
             }
             None => cache.miss(),
         }
     }
     let header: JoseHeader = decode_json(h64).map_err(plain)?;
+    trace.step(Step::Jose {
+        alg: &header.alg,
+        kid: header.kid.as_deref(),
+        typ: header.typ.as_deref(),
+        crit: header.crit.is_some(),
+    });
     // `none` (any spelling) and unknown names fail before any key is considered.
     let alg = Algorithm::from_str(&header.alg).map_err(|_| plain(Reject::AlgNotAllowed))?;
     if header.crit.is_some() {
@@ -80,6 +93,7 @@ pub fn verify<C: Context + ?Sized>(
 
     let provider_idx = pick_provider(&claims, providers, cx.config()).map_err(plain)?;
     let provider = &cx.config().providers[provider_idx.index()];
+    trace.step(Step::Provider(provider_idx));
     // Allow-list from config, never from the header: stops RS/HS key confusion.
     if !provider.algorithms.contains(&alg) {
         return Err(plain(Reject::AlgNotAllowed));
@@ -93,12 +107,16 @@ pub fn verify<C: Context + ?Sized>(
     };
     let message_len = h64.len() + 1 + p64.len();
     let message = &token.as_bytes()[..message_len];
-    let verified = match keys.candidates(header.kid.as_deref(), alg) {
-        Candidates::One(k) => k.verify(s64, message, alg),
-        Candidates::Several(ks) => ks.iter().any(|k| k.verify(s64, message, alg)),
+    let (candidates, verified) = match keys.candidates(header.kid.as_deref(), alg) {
+        Candidates::One(k) => (1, k.verify(s64, message, alg)),
+        Candidates::Several(ks) => (ks.len(), ks.iter().any(|k| k.verify(s64, message, alg))),
         Candidates::WrongAlgorithm => return Err(plain(Reject::AlgNotAllowed)),
         Candidates::UnknownKid => return Err((Reject::UnknownKid, Some(provider_idx))),
     };
+    trace.step(Step::Signature {
+        candidates,
+        valid: verified,
+    });
     if !verified {
         return Err(plain(Reject::BadSignature));
     }
@@ -107,9 +125,16 @@ pub fn verify<C: Context + ?Sized>(
             return Err(plain(Reject::BadType));
         }
     }
+    trace.step(Step::Registered {
+        claims: &claims,
+        now,
+        leeway: provider.leeway.as_secs_f64(),
+    });
     let exp = check_registered_claims(&claims, provider, now).map_err(plain)?;
     if let Some(list) = cx.revocations(provider_idx) {
-        if revocation::check(list, &claims) {
+        let revoked = revocation::check(list, &claims);
+        trace.step(Step::Revocation { revoked });
+        if revoked {
             return Err(plain(Reject::Revoked));
         }
     }

@@ -6,6 +6,7 @@ mod support;
 mod admin;
 mod cache;
 mod cli;
+mod explain;
 mod framing;
 mod fuzz_corpus;
 mod hardening;

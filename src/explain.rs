@@ -1,0 +1,524 @@
+//! `authgate explain`: one request through the very `decide` the gateway runs, every step
+//! printed (or given as JSON), with the answer it would get and the headers the upstream
+//! would see. It never prints the token, its signature or a query string.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use serde_json::{json, Value};
+
+use crate::auth::claims::{has_scope, matches_any, Claims};
+use crate::auth::trace::Step;
+use crate::auth::{decide_traced, Denial, Grant, RequestHead};
+use crate::config::routes::{AuthMode, HostMatch, PathMatch};
+use crate::config::{Config, JwksFile, KeySource};
+use crate::metrics::Metrics;
+use crate::runtime::Snapshot;
+
+/// What to explain.
+pub struct Request {
+    pub method: String,
+    /// `http://host[:port]/path?query` (the host becomes `Host` unless a header gives one).
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    /// A bearer token, sent as `Authorization: Bearer ...`.
+    pub token: Option<String>,
+}
+
+/// How to explain it.
+#[derive(Default)]
+pub struct Options {
+    /// Verify against this JWKS file instead of fetching each provider's keys.
+    pub jwks: Option<PathBuf>,
+    /// The clock, seconds since the epoch (default: now).
+    pub now: Option<f64>,
+}
+
+/// One step, as text and as JSON.
+pub struct Line {
+    pub step: &'static str,
+    pub text: String,
+    pub json: Value,
+}
+
+/// The steps and the answer.
+pub struct Explanation {
+    pub lines: Vec<Line>,
+    /// `allowed`, `rejected` or `would_reject`.
+    pub decision: &'static str,
+    pub status: u16,
+    /// The reason label, or `-`.
+    pub reason: &'static str,
+    pub www_authenticate: Option<String>,
+    /// Claim headers added upstream, and client headers the gateway removes.
+    pub upstream_adds: Vec<String>,
+    pub upstream_removes: Vec<String>,
+}
+
+/// Explains `req` under `config`.
+pub fn explain(config: Config, req: &Request, opts: &Options) -> Result<Explanation, String> {
+    let now = opts.now.unwrap_or_else(unix_now);
+    let (method, target, headers) = parse(req)?;
+    let snap = snapshot(config, opts)?;
+    let head = RequestHead {
+        method: &method,
+        version: http::Version::HTTP_11,
+        target: target.as_bytes(),
+        authority: None,
+        headers: &headers,
+        raw_head: Some(b""),
+    };
+    let mut lines = Vec::new();
+    let result = decide_traced(&*snap, &head, now, &mut |step: Step<'_>| {
+        lines.push(describe(&snap, step));
+    });
+    Ok(answer(&snap, &headers, lines, result))
+}
+
+fn parse(req: &Request) -> Result<(Method, String, HeaderMap), String> {
+    let method = Method::from_bytes(req.method.as_bytes())
+        .map_err(|_| format!("{:?} is not an HTTP method", req.method))?;
+    let uri: http::Uri = req
+        .url
+        .parse()
+        .map_err(|e| format!("{:?} is not a URL: {e}", req.url))?;
+    let authority = uri
+        .authority()
+        .ok_or_else(|| format!("{:?} has no host: give http://host/path", req.url))?;
+    let target = uri
+        .path_and_query()
+        .map_or("/".to_owned(), |p| p.as_str().to_owned());
+    let mut headers = HeaderMap::new();
+    for (name, value) in &req.headers {
+        let name = HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| format!("{name:?} is not a header name"))?;
+        let value = HeaderValue::from_str(value.trim())
+            .map_err(|_| format!("the value of {name} is not a header value"))?;
+        headers.append(name, value);
+    }
+    if !headers.contains_key(http::header::HOST) {
+        let host = HeaderValue::from_str(authority.as_str()).map_err(|e| e.to_string())?;
+        headers.insert(http::header::HOST, host);
+    }
+    if let Some(token) = &req.token {
+        let value = HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+            .map_err(|_| "the token is not a header value".to_owned())?;
+        headers.append(http::header::AUTHORIZATION, value);
+    }
+    Ok((method, target, headers))
+}
+
+/// The providers' keys: from `--jwks`, or fetched as the gateway would (up to 10 s).
+fn snapshot(mut config: Config, opts: &Options) -> Result<Arc<Snapshot>, String> {
+    if let Some(path) = &opts.jwks {
+        let document =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let document = Arc::new(document);
+        for p in &mut config.providers {
+            if matches!(
+                p.key_source,
+                KeySource::JwksUrl(_) | KeySource::Discovery(_)
+            ) {
+                p.key_source = KeySource::JwksFile(JwksFile {
+                    path: path.clone(),
+                    document: document.clone(),
+                });
+            }
+        }
+        return Ok(Arc::new(Snapshot::offline(config, &Metrics::new())));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let client = crate::auth::keystore::http_client().map_err(|e| e.to_string())?;
+    let metrics = Arc::new(Metrics::new());
+    let snap = rt.block_on(async {
+        let snap = Snapshot::assemble(
+            config,
+            None,
+            &tokio::runtime::Handle::current(),
+            &client,
+            &metrics,
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while snap.providers().any(|(_, p)| !p.keys.is_usable())
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        snap
+    });
+    // The refresh tasks end with the runtime; the keys they loaded stay in the snapshot.
+    drop(rt);
+    Ok(Arc::new(snap))
+}
+
+fn line(step: &'static str, text: String, json: Value) -> Line {
+    Line { step, text, json }
+}
+
+fn describe(snap: &Snapshot, step: Step<'_>) -> Line {
+    let config = &snap.config;
+    match step {
+        Step::Message { max_header_bytes } => line(
+            "message",
+            format!("head within {max_header_bytes} bytes, Host present, framing unambiguous"),
+            json!({ "max_header_bytes": max_header_bytes }),
+        ),
+        Step::Target {
+            path,
+            path_and_query,
+        } => {
+            let query = path_and_query.len() - path.len();
+            line(
+                "target",
+                format!(
+                    "normalized path {path}{}",
+                    if query > 0 {
+                        format!(" (query of {} bytes, not shown)", query - 1)
+                    } else {
+                        String::new()
+                    }
+                ),
+                json!({ "path": path }),
+            )
+        }
+        Step::Authority(a) => line(
+            "host",
+            format!("routed on host {a}"),
+            json!({ "authority": a.to_string() }),
+        ),
+        Step::Route { route, .. } => {
+            let host = match &route.host {
+                HostMatch::Any => "any host".to_owned(),
+                HostMatch::Exact(h) => format!("host {h}"),
+                HostMatch::Suffix(s) => format!("host *{s}"),
+            };
+            let path = match &route.path {
+                PathMatch::Exact(p) => format!("path = {p}"),
+                PathMatch::Prefix(p) => format!("path_prefix {p}"),
+            };
+            let methods = route.methods.as_ref().map_or_else(
+                || "any method".to_owned(),
+                |m| m.iter().map(Method::as_str).collect::<Vec<_>>().join(","),
+            );
+            let auth = match route.auth {
+                AuthMode::Required => "required",
+                AuthMode::Optional => "optional",
+                AuthMode::None => "none",
+            };
+            line(
+                "route",
+                format!(
+                    "route {} ({host}, {path}, {methods}; auth {auth}, mode {}): the most specific match",
+                    route.name,
+                    route.mode.label()
+                ),
+                json!({ "route": route.name, "auth": auth, "mode": route.mode.label() }),
+            )
+        }
+        Step::Anonymous => line(
+            "token",
+            "no token looked at: anonymous".to_owned(),
+            json!({ "anonymous": true }),
+        ),
+        Step::Bearer { bytes } => line(
+            "token",
+            format!("bearer token of {bytes} bytes in Authorization (not shown)"),
+            json!({ "bytes": bytes }),
+        ),
+        Step::Cached { provider } => line(
+            "cache",
+            format!(
+                "a verification of this token by {} still holds (verified-token cache)",
+                config.providers[provider.index()].name
+            ),
+            json!({ "provider": config.providers[provider.index()].name }),
+        ),
+        Step::Jose {
+            alg,
+            kid,
+            typ,
+            crit,
+        } => line(
+            "jose",
+            format!(
+                "JOSE header: alg {alg}, kid {}, typ {}{}",
+                kid.unwrap_or("-"),
+                typ.unwrap_or("-"),
+                if crit { ", crit present" } else { "" }
+            ),
+            json!({ "alg": alg, "kid": kid, "typ": typ, "crit": crit }),
+        ),
+        Step::Provider(id) => {
+            let p = &config.providers[id.index()];
+            let algs: Vec<String> = p.algorithms.iter().map(|a| format!("{a:?}")).collect();
+            line(
+                "provider",
+                format!(
+                    "provider {} (iss {}; algorithms {})",
+                    p.name,
+                    p.issuer,
+                    algs.join(",")
+                ),
+                json!({ "provider": p.name, "issuer": p.issuer }),
+            )
+        }
+        Step::Signature { candidates, valid } => line(
+            "signature",
+            format!(
+                "{candidates} key(s) for this kid and alg; signature {}",
+                if valid { "valid" } else { "INVALID" }
+            ),
+            json!({ "candidates": candidates, "valid": valid }),
+        ),
+        Step::Registered {
+            claims,
+            now,
+            leeway,
+        } => {
+            let time = |name: &str| claims.get(name).and_then(Value::as_f64);
+            let mut parts = vec![
+                format!("iss {}", shown(claims.get("iss"))),
+                format!("aud {}", shown(claims.get("aud"))),
+            ];
+            for name in ["exp", "nbf", "iat"] {
+                if let Some(t) = time(name) {
+                    parts.push(format!("{name} {}", relative(t - now)));
+                }
+            }
+            line(
+                "claims",
+                format!("{} (clock {now:.0}, leeway {leeway}s)", parts.join(", ")),
+                json!({
+                    "iss": claims.get("iss"), "aud": claims.get("aud"),
+                    "exp": claims.get("exp"), "nbf": claims.get("nbf"), "iat": claims.get("iat"),
+                    "now": now, "leeway": leeway,
+                }),
+            )
+        }
+        Step::Revocation { revoked } => line(
+            "revocation",
+            format!(
+                "revocation list: {}",
+                if revoked { "REVOKED" } else { "not revoked" }
+            ),
+            json!({ "revoked": revoked }),
+        ),
+        Step::Authorize { route, claims } => authorize_line(route, claims),
+        Step::ClaimHeader { header } => line(
+            "claim_header",
+            format!("claim header {header} added upstream"),
+            json!({ "header": header.as_str() }),
+        ),
+        Step::Refused(r) => line(
+            "refused",
+            format!(
+                "refused: {} ({} {})",
+                r.label(),
+                r.status(),
+                r.description()
+            ),
+            json!({ "reason": r.label(), "status": r.status() }),
+        ),
+        Step::WouldReject(r) => line(
+            "would_reject",
+            format!(
+                "report-only route: would refuse with {} ({}), forwarded without claims",
+                r.label(),
+                r.status()
+            ),
+            json!({ "reason": r.label() }),
+        ),
+    }
+}
+
+fn authorize_line(route: &crate::config::routes::Route, claims: &Claims) -> Line {
+    let scopes: Vec<String> = route
+        .require_scopes
+        .iter()
+        .map(|s| {
+            format!(
+                "{s} {}",
+                if has_scope(claims, s) {
+                    "present"
+                } else {
+                    "MISSING"
+                }
+            )
+        })
+        .collect();
+    let matchers: Vec<String> = route
+        .require_claims
+        .iter()
+        .map(|c| {
+            let value = c.claim.lookup(claims);
+            let ok = value.is_some_and(|v| matches_any(v, &c.accepted));
+            format!(
+                "{} = {} (accepted: {}) {}",
+                c.claim.as_str(),
+                shown(value),
+                c.accepted.join("|"),
+                if ok { "ok" } else { "NO MATCH" }
+            )
+        })
+        .collect();
+    let text = match (scopes.is_empty(), matchers.is_empty()) {
+        (true, true) => "no scopes or claims required".to_owned(),
+        _ => format!(
+            "scopes: [{}]; claims: [{}]",
+            scopes.join(", "),
+            matchers.join("; ")
+        ),
+    };
+    line(
+        "authorize",
+        text,
+        json!({ "scopes": scopes, "claims": matchers }),
+    )
+}
+
+fn answer(
+    snap: &Snapshot,
+    headers: &HeaderMap,
+    lines: Vec<Line>,
+    result: Result<Grant, Denial>,
+) -> Explanation {
+    let config = &snap.config;
+    match result {
+        Ok(grant) => {
+            let verified = grant.provider.is_some();
+            let removes =
+                crate::proxy::headers::headers_to_remove(headers, &config.headers, verified)
+                    .into_iter()
+                    .map(|h| h.as_str().to_owned())
+                    .collect();
+            let mut adds: Vec<String> = grant
+                .claim_headers
+                .iter()
+                .map(|(n, _)| n.as_str().to_owned())
+                .collect();
+            adds.extend(
+                [
+                    "x-forwarded-for",
+                    "x-forwarded-proto",
+                    "x-forwarded-host",
+                    "x-request-id",
+                ]
+                .map(str::to_owned),
+            );
+            let (decision, reason) = match grant.would_reject {
+                Some(d) => ("would_reject", d.reason.label()),
+                None => ("allowed", "-"),
+            };
+            Explanation {
+                lines,
+                decision,
+                status: 200,
+                reason,
+                www_authenticate: None,
+                upstream_adds: adds,
+                upstream_removes: removes,
+            }
+        }
+        Err(d) => {
+            let route = d.route.map(|r| config.routes.get(r));
+            Explanation {
+                lines,
+                decision: "rejected",
+                status: d.reason.status(),
+                reason: d.reason.label(),
+                www_authenticate: crate::proxy::respond::challenge(d.reason, route)
+                    .and_then(|v| v.to_str().ok().map(str::to_owned)),
+                upstream_adds: Vec::new(),
+                upstream_removes: Vec::new(),
+            }
+        }
+    }
+}
+
+impl Explanation {
+    /// Numbered steps, then the answer.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for (i, l) in self.lines.iter().enumerate() {
+            out.push_str(&format!("{:>2}. {:<12} {}\n", i + 1, l.step, l.text));
+        }
+        match self.decision {
+            "rejected" => {
+                out.push_str(&format!("=> {} {}\n", self.status, self.reason));
+                if let Some(c) = &self.www_authenticate {
+                    out.push_str(&format!("   WWW-Authenticate: {c}\n"));
+                }
+            }
+            decision => {
+                out.push_str(&format!(
+                    "=> forwarded upstream ({decision}{})\n",
+                    if self.reason == "-" {
+                        String::new()
+                    } else {
+                        format!(": {}", self.reason)
+                    }
+                ));
+                out.push_str(&format!(
+                    "   upstream gets: {}\n",
+                    self.upstream_adds.join(", ")
+                ));
+                if !self.upstream_removes.is_empty() {
+                    out.push_str(&format!(
+                        "   removed from the client's request: {}\n",
+                        self.upstream_removes.join(", ")
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// One JSON document.
+    pub fn json(&self) -> Value {
+        let steps: Vec<Value> = self
+            .lines
+            .iter()
+            .map(|l| json!({ "step": l.step, "text": l.text, "detail": l.json }))
+            .collect();
+        json!({
+            "steps": steps,
+            "decision": self.decision,
+            "status": self.status,
+            "reason": self.reason,
+            "www_authenticate": self.www_authenticate,
+            "upstream_adds": self.upstream_adds,
+            "upstream_removes": self.upstream_removes,
+        })
+    }
+}
+
+/// A claim's value for display (`-` when absent).
+fn shown(v: Option<&Value>) -> String {
+    match v {
+        None => "-".to_owned(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// `in 2h13m`, `5m ago`.
+fn relative(secs: f64) -> String {
+    let d =
+        humantime::format_duration(Duration::from_secs(secs.abs().min(1e12) as u64)).to_string();
+    if secs >= 0.0 {
+        format!("in {d}")
+    } else {
+        format!("{d} ago")
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
