@@ -172,6 +172,12 @@ path_prefix = "/api"
 require_scopes = ["admin"]
 require_claims = {{ "org.tier" = ["gold", "7", "true"] }}
 upstream = "up"
+[[routes]]
+name = "report"
+path_prefix = "/report"
+require_scopes = ["admin"]
+mode = "report"
+upstream = "up"
 "#
         );
         let config =
@@ -245,6 +251,10 @@ pub fn decide_token(data: &[u8]) {
         (Ok(a), Ok(b)) => {
             assert_eq!((a.route, &a.path_and_query), (b.route, &b.path_and_query));
             assert_eq!(a.claim_headers, b.claim_headers);
+            assert_eq!(
+                a.would_reject.map(|d| d.reason),
+                b.would_reject.map(|d| d.reason)
+            );
         }
         (Err(a), Err(b)) => assert_eq!(a.reason, b.reason),
         _ => panic!("a cached decision differs: {first:?} vs {second:?}"),
@@ -256,6 +266,11 @@ pub fn decide_token(data: &[u8]) {
                 route.providers.contains(&p),
                 "verified by a provider of the route"
             );
+        }
+        // A would-be refusal (report-only route) carries nothing from the token.
+        if grant.would_reject.is_some() {
+            assert!(grant.claim_headers.is_empty() && grant.provider.is_none());
+            assert!(grant.would_reject.is_some_and(|d| d.reason.is_reportable()));
         }
         for (name, value) in &grant.claim_headers {
             let _: &HeaderName = name;
