@@ -321,9 +321,13 @@ impl Gateway {
                 route_rt.rejection(d.reason).inc();
                 (decision, d.reason.label())
             }
-            Outcome::Failed(_, failure) => {
+            Outcome::Failed(g, failure) => {
                 m.error.inc();
                 upstream_error = Some(failure.label());
+                // A would-be refusal still counts when the upstream then failed.
+                if let Some(d) = g.would_reject {
+                    route_rt.would_reject(d.reason).inc();
+                }
                 ("error", failure.reason())
             }
             Outcome::Undecided => {
@@ -353,6 +357,10 @@ impl Gateway {
             decision,
             reason,
             upstream_error,
+            would_reject: match &ctx.outcome {
+                Outcome::Failed(g, _) => g.would_reject.map(|d| d.reason.label()),
+                _ => None,
+            },
             status,
             upstream_status: ctx.upstream_status,
             duration: elapsed,
@@ -552,6 +560,7 @@ fn log_refused_head(state: &State, reason: Reject, request_id: &str, started: In
         decision: "rejected",
         reason: reason.label(),
         upstream_error: None,
+        would_reject: None,
         status: reason.status(),
         upstream_status: 0,
         duration: elapsed,

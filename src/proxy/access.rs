@@ -12,6 +12,8 @@ pub struct AccessLine<'a> {
     pub reason: &'static str,
     /// For an upstream failure: its kind (`authgate_upstream_errors_total{kind}`).
     pub upstream_error: Option<&'static str>,
+    /// For an upstream failure on a report-only route: the refusal the request would have had.
+    pub would_reject: Option<&'static str>,
     pub status: u16,
     pub upstream_status: u16,
     pub duration: Duration,
@@ -32,6 +34,7 @@ impl AccessLine<'_> {
             decision = self.decision,
             reason = self.reason,
             upstream_error = self.upstream_error,
+            would_reject = self.would_reject,
             status = self.status,
             upstream_status = self.upstream_status,
             duration_ms = ms(self.duration),

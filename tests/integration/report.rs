@@ -300,3 +300,35 @@ fn an_unknown_kid_is_refetched_on_a_report_only_route() {
         "{metrics}"
     );
 }
+
+/// A would-be refusal still counts when the upstream then fails (the access line carries it
+/// as `would_reject` next to the failure).
+#[test]
+fn a_would_be_refusal_counts_when_the_upstream_fails() {
+    let keys = Keys::load();
+    let jwks = JwksServer::start(keys.standard_jwks());
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = standard_config(&jwks.url(), &format!("http://{dead}"))
+        .replace(API_ROUTE, &format!("{API_ROUTE}\nmode = \"report\""));
+    let gw = Gateway::start(&config);
+    let r = get(gw.addr, "/api/x", &[("x-request-id", "report-dead")]);
+    assert_eq!(
+        (r.status, r.reason().as_str()),
+        (502, "upstream_unavailable")
+    );
+    let line = access_line(&gw, "report-dead");
+    assert_eq!(line["decision"], "error", "{line}");
+    assert_eq!(line["would_reject"], "missing_token", "{line}");
+    let metrics = gw.metrics();
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "authgate_report_only_rejections_total{reason=\"missing_token\",route=\"api\"}"
+        ),
+        1.0,
+        "{metrics}"
+    );
+}
