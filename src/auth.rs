@@ -440,6 +440,9 @@ fn decide_steps<C: Context + ?Sized, T: Trace>(
     trace.step(Step::Route {
         id: route_idx,
         route,
+        host: &authority.host,
+        path: &target.path,
+        method: head.method,
     });
 
     let mut grant = Grant {

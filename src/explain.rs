@@ -191,7 +191,20 @@ fn describe(snap: &Snapshot, step: Step<'_>) -> Line {
             format!("routed on host {a}"),
             json!({ "authority": a.to_string() }),
         ),
-        Step::Route { route, .. } => {
+        Step::Route {
+            route,
+            host: req_host,
+            path: req_path,
+            method,
+            ..
+        } => {
+            let others: Vec<&str> = config
+                .routes
+                .matching(Some(req_host), req_path, method)
+                .into_iter()
+                .skip(1)
+                .map(|r| config.routes.get(r).name.as_str())
+                .collect();
             let host = match &route.host {
                 HostMatch::Any => "any host".to_owned(),
                 HostMatch::Exact(h) => format!("host {h}"),
@@ -210,14 +223,23 @@ fn describe(snap: &Snapshot, step: Step<'_>) -> Line {
                 AuthMode::Optional => "optional",
                 AuthMode::None => "none",
             };
+            let why = if others.is_empty() {
+                "the only route that matches".to_owned()
+            } else {
+                format!(
+                    "the most specific of {} matching (exact host over *.wildcard over any; exact path over the longest prefix; listed methods over any); also matching: {}",
+                    others.len() + 1,
+                    others.join(", ")
+                )
+            };
             line(
                 "route",
                 format!(
-                    "route {} ({host}, {path}, {methods}; auth {auth}, mode {}): the most specific match",
+                    "route {} ({host}, {path}, {methods}; auth {auth}, mode {}): {why}",
                     route.name,
                     route.mode.label()
                 ),
-                json!({ "route": route.name, "auth": auth, "mode": route.mode.label() }),
+                json!({ "route": route.name, "auth": auth, "mode": route.mode.label(), "also_matching": others }),
             )
         }
         Step::Anonymous => line(

@@ -23,8 +23,14 @@ pub enum Step<'a> {
     },
     /// The authority routed on, from `Host`, `:authority` or the absolute-form target.
     Authority(&'a Authority),
-    /// The route that matched.
-    Route { id: RouteId, route: &'a Route },
+    /// The route that matched, for this host, path and method.
+    Route {
+        id: RouteId,
+        route: &'a Route,
+        host: &'a str,
+        path: &'a str,
+        method: &'a http::Method,
+    },
     /// No token, on a route where that is allowed (`auth = "optional"`), or a route that
     /// never looks at tokens (`auth = "none"`).
     Anonymous,

@@ -198,6 +198,38 @@ impl RouteTable {
         self.any_host.lookup(path, method, &self.routes)
     }
 
+    /// Every route that matches `host`, `path` and `method`, most specific first: the first
+    /// is the one `match_route` picks. A linear scan, for `authgate explain` (requests use the
+    /// index).
+    pub fn matching(&self, host: Option<&str>, path: &str, method: &Method) -> Vec<RouteId> {
+        let host_ok = |m: &HostMatch| match (m, host) {
+            (HostMatch::Any, _) => true,
+            (HostMatch::Exact(h), Some(host)) => h == host,
+            (HostMatch::Suffix(s), Some(host)) => host.ends_with(s.as_str()),
+            (_, None) => false,
+        };
+        let path_ok = |m: &PathMatch| match m {
+            PathMatch::Exact(p) => exact_key(p) == exact_key(path),
+            PathMatch::Prefix(p) => {
+                p == "/"
+                    || path == p
+                    || path
+                        .strip_prefix(p.as_str())
+                        .is_some_and(|r| r.starts_with('/'))
+            }
+        };
+        let mut found: Vec<usize> = (0..self.routes.len())
+            .filter(|&i| {
+                let r = &self.routes[i];
+                host_ok(&r.host)
+                    && path_ok(&r.path)
+                    && r.methods.as_ref().is_none_or(|m| m.contains(method))
+            })
+            .collect();
+        found.sort_by_key(|&i| std::cmp::Reverse(self.routes[i].specificity()));
+        found.into_iter().map(RouteId::new).collect()
+    }
+
     /// One line per route, most specific first.
     pub fn describe(&self, config: &Config) -> String {
         let mut order: Vec<usize> = (0..self.routes.len()).collect();

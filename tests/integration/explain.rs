@@ -104,6 +104,10 @@ fn explain_names_the_deciding_step_and_agrees_with_the_gateway() {
             }
             "insufficient_scope" => {
                 assert!(text.contains("scopes: [write MISSING]"), "{text}");
+                assert!(
+                    text.contains("route api-delete") && text.contains("also matching: api"),
+                    "every matching route is listed, the winner first: {text}"
+                );
                 assert!(text.contains("=> 403 insufficient_scope"), "{text}");
             }
             reason => assert!(text.contains(&format!("refused: {reason}")), "{text}"),

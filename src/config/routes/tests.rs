@@ -208,3 +208,50 @@ fn a_thousand_routes_still_match() {
     );
     assert_eq!(m(&t, None, "/svc1000/v1/x", Method::GET), None);
 }
+
+/// `matching` (the linear scan `authgate explain` lists) puts first exactly the route the
+/// index picks, for every host, path and method of the table above and then some.
+#[test]
+fn the_scan_agrees_with_the_index() {
+    let t = table();
+    let hosts = [
+        None,
+        Some("api.example.com"),
+        Some("admin.example.com"),
+        Some("a.b.example.com"),
+        Some("example.com"),
+        Some("x.eu.example.com"),
+        Some("eu.example.com"),
+        Some("other.test"),
+    ];
+    let paths = [
+        "/",
+        "/api",
+        "/api/",
+        "/api/x",
+        "/apix",
+        "/admin",
+        "/admin/",
+        "/admin/users",
+        "/static/a.css",
+        "/health",
+        "/health/",
+        "/x/y/z",
+    ];
+    for host in hosts {
+        for path in paths {
+            for method in [Method::GET, Method::POST, Method::DELETE, Method::PUT] {
+                let indexed = t.match_route(host, path, &method);
+                let scanned = t.matching(host, path, &method);
+                assert_eq!(
+                    indexed,
+                    scanned.first().copied(),
+                    "{host:?} {method} {path}: index {indexed:?}, scan {scanned:?}"
+                );
+                if let Some(winner) = indexed {
+                    assert!(scanned.iter().skip(1).all(|&r| r != winner));
+                }
+            }
+        }
+    }
+}
