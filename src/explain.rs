@@ -55,13 +55,20 @@ pub struct Explanation {
     /// Claim headers added upstream, and client headers the gateway removes.
     pub upstream_adds: Vec<String>,
     pub upstream_removes: Vec<String>,
+    /// The headers the upstream would get with their values: the client's that stay, and
+    /// the claim headers (the gateway's own `X-Forwarded-*` and `X-Request-Id` aside).
+    pub upstream_headers: Vec<(String, String)>,
 }
 
 /// Explains `req` under `config`.
 pub fn explain(config: Config, req: &Request, opts: &Options) -> Result<Explanation, String> {
-    let now = opts.now.unwrap_or_else(unix_now);
-    let (method, target, headers) = parse(req)?;
     let snap = snapshot(config, opts)?;
+    explain_with(&snap, req, opts.now.unwrap_or_else(unix_now))
+}
+
+/// Explains `req` against a snapshot already built (`authgate test` runs many on one).
+pub fn explain_with(snap: &Arc<Snapshot>, req: &Request, now: f64) -> Result<Explanation, String> {
+    let (method, target, headers) = parse(req)?;
     let head = RequestHead {
         method: &method,
         version: http::Version::HTTP_11,
@@ -71,10 +78,10 @@ pub fn explain(config: Config, req: &Request, opts: &Options) -> Result<Explanat
         raw_head: Some(b""),
     };
     let mut lines = Vec::new();
-    let result = decide_traced(&*snap, &head, now, &mut |step: Step<'_>| {
-        lines.push(describe(&snap, step));
+    let result = decide_traced(&**snap, &head, now, &mut |step: Step<'_>| {
+        lines.push(describe(snap, step));
     });
-    Ok(answer(&snap, &headers, lines, result))
+    Ok(answer(snap, &headers, lines, result))
 }
 
 fn parse(req: &Request) -> Result<(Method, String, HeaderMap), String> {
@@ -413,11 +420,21 @@ fn answer(
     match result {
         Ok(grant) => {
             let verified = grant.provider.is_some();
-            let removes =
-                crate::proxy::headers::headers_to_remove(headers, &config.headers, verified)
-                    .into_iter()
-                    .map(|h| h.as_str().to_owned())
-                    .collect();
+            let removed =
+                crate::proxy::headers::headers_to_remove(headers, &config.headers, verified);
+            let text = |v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
+            let mut upstream_headers: Vec<(String, String)> = headers
+                .iter()
+                .filter(|(n, _)| !removed.contains(n))
+                .map(|(n, v)| (n.as_str().to_owned(), text(v)))
+                .collect();
+            upstream_headers.extend(
+                grant
+                    .claim_headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str().to_owned(), text(v))),
+            );
+            let removes = removed.into_iter().map(|h| h.as_str().to_owned()).collect();
             let mut adds: Vec<String> = grant
                 .claim_headers
                 .iter()
@@ -444,6 +461,7 @@ fn answer(
                 www_authenticate: None,
                 upstream_adds: adds,
                 upstream_removes: removes,
+                upstream_headers,
             }
         }
         Err(d) => {
@@ -457,6 +475,7 @@ fn answer(
                     .and_then(|v| v.to_str().ok().map(str::to_owned)),
                 upstream_adds: Vec::new(),
                 upstream_removes: Vec::new(),
+                upstream_headers: Vec::new(),
             }
         }
     }
@@ -539,7 +558,7 @@ fn relative(secs: f64) -> String {
     }
 }
 
-fn unix_now() -> f64 {
+pub fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod cases;
 pub mod config;
 pub mod explain;
 pub mod formats;

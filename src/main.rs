@@ -51,6 +51,17 @@ enum Command {
     },
     /// Run the self-contained demo: dev issuer, echo upstream, gateway on config/demo.toml.
     Demo,
+    /// Run policy test cases (TOML) against a config, offline; exit 1 when one fails.
+    Test {
+        #[arg(short, long, env = "AUTHGATE_CONFIG")]
+        config: PathBuf,
+        /// One JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Case files.
+        #[arg(required = true)]
+        cases: Vec<PathBuf>,
+    },
     /// Explain one request: every step of the decision the gateway would make, the answer,
     /// and what the upstream would get. Never prints the token.
     Explain {
@@ -188,6 +199,52 @@ fn execute(command: Command, log_format: Option<LogFormat>) -> anyhow::Result<()
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
                 other => other.context("cannot write to stdout"),
             }
+        }
+        Command::Test {
+            config,
+            json,
+            cases,
+        } => {
+            let outcomes = authgate::cases::run(&config, &cases).map_err(anyhow::Error::msg)?;
+            let failed = outcomes.iter().filter(|o| o.failure.is_some()).count();
+            let passed = outcomes.len() - failed;
+            let text = if json {
+                let list: Vec<serde_json::Value> = outcomes
+                    .iter()
+                    .map(|o| {
+                        serde_json::json!({
+                            "file": o.file.display().to_string(),
+                            "case": o.name,
+                            "passed": o.failure.is_none(),
+                            "failure": o.failure,
+                        })
+                    })
+                    .collect();
+                format!(
+                    "{}\n",
+                    serde_json::json!({ "cases": list, "passed": passed, "failed": failed })
+                )
+            } else {
+                let mut out = String::new();
+                for o in outcomes.iter().filter(|o| o.failure.is_some()) {
+                    out.push_str(&format!(
+                        "FAIL {}: {}: {}\n",
+                        o.file.display(),
+                        o.name,
+                        o.failure.as_deref().unwrap_or_default()
+                    ));
+                }
+                out.push_str(&format!("{passed} passed, {failed} failed\n"));
+                out
+            };
+            match std::io::stdout().lock().write_all(text.as_bytes()) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                other => other.context("cannot write to stdout")?,
+            }
+            if failed > 0 {
+                anyhow::bail!("{failed} case(s) failed");
+            }
+            Ok(())
         }
         Command::Demo => {
             let _log_guard = init_logging(log_format);

@@ -5,6 +5,7 @@ mod support;
 
 mod admin;
 mod cache;
+mod cases;
 mod cli;
 mod explain;
 mod framing;
