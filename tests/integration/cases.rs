@@ -14,10 +14,16 @@ fn root() -> PathBuf {
 
 /// Every shipped case file, with the config it tests.
 fn shipped() -> Vec<(PathBuf, PathBuf)> {
-    vec![(
-        root().join("config/authgate.toml"),
-        root().join("config/tests/authgate.cases.toml"),
-    )]
+    vec![
+        (
+            root().join("config/authgate.toml"),
+            root().join("config/tests/authgate.cases.toml"),
+        ),
+        (
+            root().join("config/demo.toml"),
+            root().join("config/tests/demo.cases.toml"),
+        ),
+    ]
 }
 
 fn run_test(config: &Path, cases: &Path) -> (bool, String, String) {
@@ -82,11 +88,19 @@ fn explain_and_the_live_gateway_agree_on_every_shipped_case() {
     let up = Upstream::start();
     for (config, cases) in shipped() {
         let text = std::fs::read_to_string(&config).unwrap();
+        // The example configs' fixed ports, upstreams and key URLs, made this test's.
         let live = text
             .replace("listen = \"0.0.0.0:8080\"", "listen = \"127.0.0.1:0\"")
+            .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
             .replace("listen = \"127.0.0.1:9090\"", "listen = \"127.0.0.1:0\"")
             .replace("http://127.0.0.1:8000", &up.url())
-            .replace("http://127.0.0.1:8001/jwks.json", &jwks.url());
+            .replace("http://127.0.0.1:18000", &up.url())
+            .replace("http://127.0.0.1:8001/jwks.json", &jwks.url())
+            .replace("http://127.0.0.1:18001/jwks.json", &jwks.url());
+        assert!(
+            !live.contains(":8080\"") && !live.contains("/jwks.json\"")
+                || live.contains(&jwks.url())
+        );
         let gw = Gateway::start(&live);
         let explained =
             authgate::cases::explained(&config, &cases, Some(now() as f64)).expect("cases load");
