@@ -13,7 +13,7 @@ use crate::auth::claims::{has_scope, matches_any, Claims};
 use crate::auth::trace::Step;
 use crate::auth::{decide_traced, Denial, Grant, RequestHead};
 use crate::config::routes::{AuthMode, HostMatch, PathMatch};
-use crate::config::{Config, JwksFile, KeySource};
+use crate::config::{Config, JwksFile, KeySource, ProviderId};
 use crate::metrics::Metrics;
 use crate::runtime::Snapshot;
 
@@ -58,12 +58,45 @@ pub struct Explanation {
     /// The headers the upstream would get with their values: the client's that stay, and
     /// the claim headers (the gateway's own `X-Forwarded-*` and `X-Request-Id` aside).
     pub upstream_headers: Vec<(String, String)>,
+    /// An unknown `kid` of this provider: the gateway fetches its keys once more and decides
+    /// again before refusing.
+    pub refetch: Option<ProviderId>,
 }
 
-/// Explains `req` under `config`.
+/// Explains `req` under `config`. An unknown `kid` is refetched once, as the gateway does,
+/// when the keys are fetched live; with `--jwks` the explanation says it would be.
 pub fn explain(config: Config, req: &Request, opts: &Options) -> Result<Explanation, String> {
-    let snap = snapshot(config, opts)?;
-    explain_with(&snap, req, opts.now.unwrap_or_else(unix_now))
+    let now = opts.now.unwrap_or_else(unix_now);
+    let (snap, rt) = snapshot(config, opts)?;
+    let first = explain_with(&snap, req, now)?;
+    let Some(provider) = first.refetch else {
+        return Ok(first);
+    };
+    let name = snap.config.providers[provider.index()].name.clone();
+    let Some(rt) = rt else {
+        let mut e = first;
+        e.lines.push(line(
+            "refetch",
+            format!("the gateway would fetch provider {name}'s keys once more and decide again before refusing (offline: not done)"),
+            json!({ "provider": name, "done": false }),
+        ));
+        return Ok(e);
+    };
+    rt.block_on(
+        snap.provider(provider)
+            .keys
+            .refetch_and_wait(Duration::from_secs(3)),
+    );
+    let mut again = explain_with(&snap, req, now)?;
+    let mut lines = first.lines;
+    lines.push(line(
+        "refetch",
+        format!("unknown kid: provider {name}'s keys fetched once more (as the gateway does); deciding again"),
+        json!({ "provider": name, "done": true }),
+    ));
+    lines.append(&mut again.lines);
+    again.lines = lines;
+    Ok(again)
 }
 
 /// Explains `req` against a snapshot already built (`authgate test` runs many on one).
@@ -117,8 +150,12 @@ fn parse(req: &Request) -> Result<(Method, String, HeaderMap), String> {
     Ok((method, target, headers))
 }
 
-/// The providers' keys: from `--jwks`, or fetched as the gateway would (up to 10 s).
-fn snapshot(mut config: Config, opts: &Options) -> Result<Arc<Snapshot>, String> {
+/// The providers' keys: from `--jwks`, or fetched as the gateway would (up to 10 s; the
+/// runtime that fetched them is returned, for a refetch).
+fn snapshot(
+    mut config: Config,
+    opts: &Options,
+) -> Result<(Arc<Snapshot>, Option<tokio::runtime::Runtime>), String> {
     if let Some(path) = &opts.jwks {
         let document =
             std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -134,7 +171,7 @@ fn snapshot(mut config: Config, opts: &Options) -> Result<Arc<Snapshot>, String>
                 });
             }
         }
-        return Ok(Arc::new(Snapshot::offline(config, &Metrics::new())));
+        return Ok((Arc::new(Snapshot::offline(config, &Metrics::new())), None));
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -158,9 +195,7 @@ fn snapshot(mut config: Config, opts: &Options) -> Result<Arc<Snapshot>, String>
         }
         snap
     });
-    // The refresh tasks end with the runtime; the keys they loaded stay in the snapshot.
-    drop(rt);
-    Ok(Arc::new(snap))
+    Ok((Arc::new(snap), Some(rt)))
 }
 
 fn line(step: &'static str, text: String, json: Value) -> Line {
@@ -395,18 +430,38 @@ fn authorize_line(route: &crate::config::routes::Route, claims: &Claims) -> Line
             )
         })
         .collect();
+    // The token's own scopes, as `has_scope` reads them (`scope` string, `scp` array or string).
+    let present: Vec<String> = ["scope", "scp"]
+        .iter()
+        .filter_map(|k| claims.get(*k))
+        .flat_map(|v| match v {
+            Value::String(s) => s.split(' ').map(str::to_owned).collect::<Vec<_>>(),
+            Value::Array(a) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+            _ => Vec::new(),
+        })
+        .filter(|s| !s.is_empty())
+        .collect();
     let text = match (scopes.is_empty(), matchers.is_empty()) {
         (true, true) => "no scopes or claims required".to_owned(),
         _ => format!(
-            "scopes: [{}]; claims: [{}]",
+            "scopes: [{}] (the token has: {}); claims: [{}]",
             scopes.join(", "),
+            if present.is_empty() {
+                "none".to_owned()
+            } else {
+                present.join(" ")
+            },
             matchers.join("; ")
         ),
     };
     line(
         "authorize",
         text,
-        json!({ "scopes": scopes, "claims": matchers }),
+        json!({ "scopes": scopes, "token_scopes": present, "claims": matchers }),
     )
 }
 
@@ -462,6 +517,7 @@ fn answer(
                 upstream_adds: adds,
                 upstream_removes: removes,
                 upstream_headers,
+                refetch: refetch_of(grant.would_reject),
             }
         }
         Err(d) => {
@@ -476,6 +532,7 @@ fn answer(
                 upstream_adds: Vec::new(),
                 upstream_removes: Vec::new(),
                 upstream_headers: Vec::new(),
+                refetch: refetch_of(Some(d)),
             }
         }
     }
@@ -535,6 +592,18 @@ impl Explanation {
             "upstream_adds": self.upstream_adds,
             "upstream_removes": self.upstream_removes,
         })
+    }
+}
+
+/// The provider to refetch for an unknown `kid`, as the gateway would.
+fn refetch_of(d: Option<Denial>) -> Option<ProviderId> {
+    match d {
+        Some(Denial {
+            reason: crate::auth::Reject::UnknownKid,
+            provider,
+            ..
+        }) => provider,
+        _ => None,
     }
 }
 

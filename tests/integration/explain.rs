@@ -135,3 +135,29 @@ fn explain_offline_with_a_fixed_clock() {
     );
     assert_eq!(doc["reason"], "expired", "{text}");
 }
+
+/// An unknown `kid` offline: the explanation says the gateway would refetch once before
+/// refusing with `unknown_kid`.
+#[test]
+fn explain_says_an_unknown_kid_would_be_refetched() {
+    let s = Setup::start();
+    let jwks = s.gw.dir().join("rsa-only.json");
+    std::fs::write(
+        &jwks,
+        crate::support::tokens::jwks_of(&[crate::support::tokens::jwk(
+            &s.keys.rsa,
+            jsonwebtoken::Algorithm::RS256,
+            "rsa",
+            true,
+        )]),
+    )
+    .unwrap();
+    let ec = s.keys.es256().claims(good_claims("alice", "read")).sign();
+    let jwks = jwks.display().to_string();
+    let (text, doc) = explain(&s, &["--jwks", &jwks, "--token", &ec], "GET", "/api/x");
+    assert_eq!(doc["reason"], "unknown_kid", "{text}");
+    assert!(
+        text.contains("the gateway would fetch provider corp's keys once more"),
+        "{text}"
+    );
+}
