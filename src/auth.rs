@@ -424,10 +424,9 @@ fn decide_steps<C: Context + ?Sized, T: Trace>(
         return Err(Denial::new(Reject::BadMethod, None));
     }
     let mut target = normalize_target(head.target).map_err(|e| Denial::new(e.into(), None))?;
-    let path_and_query = target.path_and_query();
     trace.step(Step::Target {
         path: &target.path,
-        path_and_query: &path_and_query,
+        query: target.query.as_deref(),
     });
     let authority = request_authority(head.headers, head.authority, target.authority.take())
         .map_err(|r| Denial::new(r, None))?;
@@ -448,7 +447,7 @@ fn decide_steps<C: Context + ?Sized, T: Trace>(
     let mut grant = Grant {
         route: route_idx,
         upstream: route.upstream,
-        path_and_query,
+        path_and_query: target.path_and_query(),
         claim_headers: Vec::new(),
         provider: None,
         authority,

@@ -46,7 +46,9 @@ struct RawFile {
 #[serde(deny_unknown_fields)]
 struct RawKey {
     private_key: String,
-    jwks: String,
+    /// The JWKS of the private key's public half; not for an HMAC provider (its
+    /// `private_key` is the secret).
+    jwks: Option<String>,
     kid: Option<String>,
     alg: Option<String>,
 }
@@ -106,6 +108,9 @@ pub fn run(config_path: &Path, files: &[PathBuf]) -> Result<Vec<Outcome>, String
         let text = std::fs::read_to_string(file)
             .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
         let raw: RawFile = toml::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+        if raw.cases.is_empty() {
+            return Err(format!("{}: no [[case]] in it", file.display()));
+        }
         let dir = file.parent().unwrap_or(Path::new("."));
         let now = match &raw.now {
             Some(t) => instant(t).map_err(|e| format!("{}: now: {e}", file.display()))?,
@@ -140,6 +145,8 @@ fn prepare(
     keys: &BTreeMap<String, RawKey>,
     dir: &Path,
 ) -> Result<(Arc<Snapshot>, BTreeMap<String, Signer>), String> {
+    // Every case shows its whole verification, whatever ran before it.
+    config.token_cache.enabled = false;
     let mut signers = BTreeMap::new();
     for (name, k) in keys {
         let p = config
@@ -147,13 +154,30 @@ fn prepare(
             .iter_mut()
             .find(|p| p.name == *name)
             .ok_or_else(|| format!("keys.{name}: no such provider in the config"))?;
-        let jwks = dir.join(&k.jwks);
-        let document = std::fs::read(&jwks)
-            .map_err(|e| format!("keys.{name}.jwks: cannot read {}: {e}", jwks.display()))?;
-        p.key_source = KeySource::JwksFile(JwksFile {
-            path: jwks,
-            document: Arc::new(document),
-        });
+        let hmac = matches!(p.key_source, KeySource::HmacSecret(_));
+        match (&k.jwks, hmac) {
+            (Some(jwks), false) => {
+                let jwks = dir.join(jwks);
+                let document = std::fs::read(&jwks).map_err(|e| {
+                    format!("keys.{name}.jwks: cannot read {}: {e}", jwks.display())
+                })?;
+                p.key_source = KeySource::JwksFile(JwksFile {
+                    path: jwks,
+                    document: Arc::new(document),
+                });
+            }
+            (None, false) => {
+                return Err(format!(
+                    "keys.{name}: jwks is needed (the public half of private_key)"
+                ))
+            }
+            (Some(_), true) => {
+                return Err(format!(
+                    "keys.{name}: an HMAC provider takes no jwks (private_key is the secret)"
+                ))
+            }
+            (None, true) => {}
+        }
         let alg = match &k.alg {
             Some(a) => a
                 .parse::<Algorithm>()
@@ -185,6 +209,7 @@ fn prepare(
                     .iter()
                     .rposition(|&b| b != b'\n' && b != b'\r')
                     .map_or(0, |i| i + 1);
+                p.key_source = KeySource::HmacSecret(pem[..end].to_vec());
                 Ok(EncodingKey::from_secret(&pem[..end]))
             }
             other => {
@@ -193,7 +218,12 @@ fn prepare(
                 ))
             }
         }
-        .map_err(|e| format!("keys.{name}.private_key: {e}"))?;
+        .map_err(|e| {
+            format!(
+                "keys.{name}.private_key: {e} (is {} a PEM private key for {alg:?}?)",
+                pem_path.display()
+            )
+        })?;
         signers.insert(
             name.clone(),
             Signer {
@@ -298,16 +328,34 @@ fn mint(
         .iter()
         .find(|p| p.name == provider)
         .ok_or_else(|| format!("token.provider: no provider {provider:?}"))?;
-    let signer = signers
-        .get(provider)
-        .ok_or_else(|| format!("token: no [keys.{provider}] in the case file to sign with"))?;
+    // An HMAC provider signs with its own configured secret unless the file names one.
+    let own;
+    let signer = match (signers.get(provider), &p.key_source) {
+        (Some(s), _) => s,
+        (None, KeySource::HmacSecret(secret)) => {
+            own = Signer {
+                key: EncodingKey::from_secret(secret),
+                alg: *p
+                    .algorithms
+                    .first()
+                    .ok_or("token: the provider allows no algorithm")?,
+                kid: None,
+            };
+            &own
+        }
+        (None, _) => {
+            return Err(format!(
+                "token: no [keys.{provider}] in the case file to sign with"
+            ))
+        }
+    };
     let mut c = Map::new();
     c.insert("iss".into(), json!(p.issuer));
     if let Some(aud) = p.audiences.first() {
         c.insert("aud".into(), json!(aud));
     }
-    c.insert("iat".into(), json!(now.floor()));
-    c.insert("exp".into(), json!((now + 3600.0).floor()));
+    c.insert("iat".into(), json!(now.floor() as i64));
+    c.insert("exp".into(), json!((now + 3600.0).floor() as i64));
     for (k, v) in claims {
         let v = match (k.as_str(), v) {
             ("exp" | "nbf" | "iat", Value::String(s)) => {
@@ -355,16 +403,34 @@ fn compare(expect: &RawExpect, e: &Explanation) -> Option<String> {
             .map(|(_, v)| v.as_str())
             .collect::<Vec<_>>()
     };
+    let shown = |name: &str, got: &[&str]| {
+        if secret_header(name) {
+            format!("{} value(s), not shown", got.len())
+        } else {
+            format!("{got:?}")
+        }
+    };
     for (name, want) in &expect.upstream_headers {
         let got = get(name);
         if got != [want.as_str()] {
-            diffs.push(format!("upstream {name}: {got:?} (expected {want:?})"));
+            let want = if secret_header(name) {
+                "<not shown>"
+            } else {
+                want
+            };
+            diffs.push(format!(
+                "upstream {name}: {} (expected {want:?})",
+                shown(name, &got)
+            ));
         }
     }
     for name in &expect.upstream_absent {
         let got = get(name);
         if !got.is_empty() {
-            diffs.push(format!("upstream {name}: {got:?} (expected none)"));
+            diffs.push(format!(
+                "upstream {name}: {} (expected none)",
+                shown(name, &got)
+            ));
         }
     }
     if diffs.is_empty() {
@@ -392,9 +458,21 @@ fn relative(s: &str, now: f64) -> Result<f64, String> {
     Ok((now + sign * d.as_secs_f64()).floor())
 }
 
-/// Unix seconds or an RFC 3339 instant.
+/// A header whose value may be a credential: shown by its size only.
+fn secret_header(name: &str) -> bool {
+    ["authorization", "proxy-authorization", "cookie"]
+        .iter()
+        .any(|s| name.eq_ignore_ascii_case(s))
+}
+
+/// Unix seconds (finite, not negative) or an RFC 3339 instant.
 pub fn instant(t: &str) -> Result<f64, String> {
     if let Ok(secs) = t.parse::<f64>() {
+        if !secs.is_finite() || secs < 0.0 {
+            return Err(format!(
+                "{t:?} is not a time (finite Unix seconds, 0 or more)"
+            ));
+        }
         return Ok(secs);
     }
     humantime::parse_rfc3339(t)

@@ -91,7 +91,7 @@ pub fn explain(config: Config, req: &Request, opts: &Options) -> Result<Explanat
     let mut lines = first.lines;
     lines.push(line(
         "refetch",
-        format!("unknown kid: provider {name}'s keys fetched once more (as the gateway does); deciding again"),
+        format!("unknown kid: asked for one refetch of provider {name}'s keys (as the gateway does; within jwks_refetch_cooldown it waits for it); deciding again"),
         json!({ "provider": name, "done": true }),
     ));
     lines.append(&mut again.lines);
@@ -101,14 +101,25 @@ pub fn explain(config: Config, req: &Request, opts: &Options) -> Result<Explanat
 
 /// Explains `req` against a snapshot already built (`authgate test` runs many on one).
 pub fn explain_with(snap: &Arc<Snapshot>, req: &Request, now: f64) -> Result<Explanation, String> {
-    let (method, target, headers) = parse(req)?;
+    let (method, target, headers, raw) = parse(req)?;
+    let max = snap.config.server.max_header_bytes;
+    if raw.len() > max {
+        // The gateway reads HTTP/1 heads itself and answers 431 while one arrives.
+        let line = line(
+            "message",
+            format!("head of {} bytes is over max_header_bytes ({max}): answered while it arrives, before any other check", raw.len()),
+            json!({ "head_bytes": raw.len(), "max_header_bytes": max }),
+        );
+        let d = Denial::new(crate::auth::Reject::HeadersTooLarge, None);
+        return Ok(answer(snap, &headers, vec![line], Err(d)));
+    }
     let head = RequestHead {
         method: &method,
         version: http::Version::HTTP_11,
         target: target.as_bytes(),
         authority: None,
         headers: &headers,
-        raw_head: Some(b""),
+        raw_head: Some(&raw),
     };
     let mut lines = Vec::new();
     let result = decide_traced(&**snap, &head, now, &mut |step: Step<'_>| {
@@ -117,45 +128,71 @@ pub fn explain_with(snap: &Arc<Snapshot>, req: &Request, now: f64) -> Result<Exp
     Ok(answer(snap, &headers, lines, result))
 }
 
-fn parse(req: &Request) -> Result<(Method, String, HeaderMap), String> {
+/// The method, target and headers of `req`, and its head as an HTTP/1.1 client would send it.
+/// Errors never repeat the URL or a header value (a query or a header may hold a token).
+fn parse(req: &Request) -> Result<(Method, String, HeaderMap, Vec<u8>), String> {
     let method = Method::from_bytes(req.method.as_bytes())
         .map_err(|_| format!("{:?} is not an HTTP method", req.method))?;
     let uri: http::Uri = req
         .url
         .parse()
-        .map_err(|e| format!("{:?} is not a URL: {e}", req.url))?;
+        .map_err(|e| format!("the URL is not valid ({e}); give http://host[:port]/path"))?;
     let authority = uri
         .authority()
-        .ok_or_else(|| format!("{:?} has no host: give http://host/path", req.url))?;
+        .ok_or("the URL has no host; give http://host[:port]/path")?;
+    if authority.as_str().contains('@') {
+        return Err("the URL has userinfo (user@host), which no client sends as Host".to_owned());
+    }
     let target = uri
         .path_and_query()
         .map_or("/".to_owned(), |p| p.as_str().to_owned());
     let mut headers = HeaderMap::new();
     for (name, value) in &req.headers {
         let name = HeaderName::from_bytes(name.trim().as_bytes())
-            .map_err(|_| format!("{name:?} is not a header name"))?;
+            .map_err(|_| "a -H name is not a valid header name".to_owned())?;
         let value = HeaderValue::from_str(value.trim())
             .map_err(|_| format!("the value of {name} is not a header value"))?;
         headers.append(name, value);
     }
-    if !headers.contains_key(http::header::HOST) {
-        let host = HeaderValue::from_str(authority.as_str()).map_err(|e| e.to_string())?;
-        headers.insert(http::header::HOST, host);
+    match headers.get(http::header::HOST) {
+        None => {
+            let host = HeaderValue::from_str(authority.as_str()).map_err(|e| e.to_string())?;
+            headers.insert(http::header::HOST, host);
+        }
+        // One host, given once: an origin-form request carries it in `Host` only.
+        Some(h)
+            if h.as_bytes()
+                .eq_ignore_ascii_case(authority.as_str().as_bytes()) => {}
+        Some(_) => {
+            return Err(
+                "-H Host differs from the URL's host: give the host once, in the URL".to_owned(),
+            )
+        }
     }
     if let Some(token) = &req.token {
         let value = HeaderValue::from_str(&format!("Bearer {}", token.trim()))
             .map_err(|_| "the token is not a header value".to_owned())?;
         headers.append(http::header::AUTHORIZATION, value);
     }
-    Ok((method, target, headers))
+    let mut raw = format!("{method} {target} HTTP/1.1\r\n").into_bytes();
+    for (name, value) in &headers {
+        raw.extend_from_slice(name.as_str().as_bytes());
+        raw.extend_from_slice(b": ");
+        raw.extend_from_slice(value.as_bytes());
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"\r\n");
+    Ok((method, target, headers, raw))
 }
 
 /// The providers' keys: from `--jwks`, or fetched as the gateway would (up to 10 s; the
-/// runtime that fetched them is returned, for a refetch).
+/// runtime that fetched them is returned, for a refetch). The verified-token cache is off:
+/// every explanation shows the whole verification.
 fn snapshot(
     mut config: Config,
     opts: &Options,
 ) -> Result<(Arc<Snapshot>, Option<tokio::runtime::Runtime>), String> {
+    config.token_cache.enabled = false;
     if let Some(path) = &opts.jwks {
         let document =
             std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -210,24 +247,17 @@ fn describe(snap: &Snapshot, step: Step<'_>) -> Line {
             format!("head within {max_header_bytes} bytes, Host present, framing unambiguous"),
             json!({ "max_header_bytes": max_header_bytes }),
         ),
-        Step::Target {
-            path,
-            path_and_query,
-        } => {
-            let query = path_and_query.len() - path.len();
-            line(
-                "target",
-                format!(
-                    "normalized path {path}{}",
-                    if query > 0 {
-                        format!(" (query of {} bytes, not shown)", query - 1)
-                    } else {
-                        String::new()
-                    }
-                ),
-                json!({ "path": path }),
-            )
-        }
+        Step::Target { path, query } => line(
+            "target",
+            format!(
+                "normalized path {path}{}",
+                query.map_or(String::new(), |q| format!(
+                    " (query of {} bytes, not shown)",
+                    q.len()
+                ))
+            ),
+            json!({ "path": path }),
+        ),
         Step::Authority(a) => line(
             "host",
             format!("routed on host {a}"),

@@ -67,7 +67,8 @@ enum Command {
     Explain {
         #[arg(short, long, env = "AUTHGATE_CONFIG")]
         config: PathBuf,
-        /// A bearer token (sent as `Authorization: Bearer TOKEN`).
+        /// A bearer token (sent as `Authorization: Bearer TOKEN`). It shows in `ps` and the
+        /// shell history: prefer --token-file.
         #[arg(long, conflicts_with = "token_file")]
         token: Option<String>,
         /// A file holding the bearer token.
@@ -174,13 +175,18 @@ fn execute(command: Command, log_format: Option<LogFormat>) -> anyhow::Result<()
             };
             let headers = headers
                 .iter()
-                .map(|h| {
+                .enumerate()
+                .map(|(i, h)| {
+                    // Never repeat the header: it may be a credential.
                     h.split_once(':')
                         .map(|(n, v)| (n.to_owned(), v.to_owned()))
-                        .with_context(|| format!("{h:?} is not `Name: value`"))
+                        .with_context(|| format!("-H #{} is not `Name: value`", i + 1))
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let now = now.map(|t| parse_instant(&t)).transpose()?;
+            let now = now
+                .map(|t| authgate::cases::instant(&t))
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
             let request = authgate::explain::Request {
                 method,
                 url,
@@ -251,18 +257,6 @@ fn execute(command: Command, log_format: Option<LogFormat>) -> anyhow::Result<()
             demo::run_demo().context("demo failed")
         }
     }
-}
-
-/// Unix seconds or an RFC 3339 instant.
-fn parse_instant(t: &str) -> anyhow::Result<f64> {
-    if let Ok(secs) = t.parse::<f64>() {
-        return Ok(secs);
-    }
-    let at = humantime::parse_rfc3339(t)
-        .with_context(|| format!("{t:?} is neither Unix seconds nor an RFC 3339 instant"))?;
-    Ok(at
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64()))
 }
 
 /// Logs go through a non-blocking writer: the request path hands a line to a queue instead

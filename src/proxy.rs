@@ -61,6 +61,8 @@ pub struct RequestCtx {
     upstream_start: Option<Instant>,
     upstream: Option<Duration>,
     upstream_status: u16,
+    /// A report-only route's would-be refusal, kept when a failure replaces the grant.
+    would_reject: Option<Reject>,
     _in_flight: InFlight,
 }
 
@@ -78,6 +80,7 @@ impl ProxyHttp for Gateway {
             upstream_start: None,
             upstream: None,
             upstream_status: 0,
+            would_reject: None,
             _in_flight: InFlight::new(&self.state),
         }
     }
@@ -207,7 +210,18 @@ impl ProxyHttp for Gateway {
         // pingora's upstream `read_timeout` runs while the client's body is still being
         // forwarded: a body still arriving then is the client's delay, not the upstream's.
         let body_pending = !session.is_body_done();
-        let answer = match (e.esource(), std::mem::take(&mut ctx.outcome)) {
+        let previous = std::mem::take(&mut ctx.outcome);
+        // A would-be refusal (report-only route) is recorded whatever ends the request.
+        if let (Some(snap), Outcome::Granted(g)) = (&ctx.snap, &previous) {
+            ctx.would_reject = g.would_reject.map(|d| d.reason);
+            // Counted here unless the request ends as `Failed` (counted where it is logged).
+            let fails_upstream = matches!(e.esource(), ErrorSource::Upstream)
+                && !(body_pending && matches!(e.etype(), ErrorType::ReadTimedout));
+            if let (Some(d), false) = (g.would_reject, fails_upstream) {
+                let _ = guard(|| snap.route(Some(g.route)).would_reject(d.reason).inc());
+            }
+        }
+        let answer = match (e.esource(), previous) {
             (ErrorSource::Upstream, Outcome::Granted(grant))
                 if body_pending && matches!(e.etype(), ErrorType::ReadTimedout) =>
             {
@@ -359,6 +373,7 @@ impl Gateway {
             upstream_error,
             would_reject: match &ctx.outcome {
                 Outcome::Failed(g, _) => g.would_reject.map(|d| d.reason.label()),
+                Outcome::Denied(_) => ctx.would_reject.map(Reject::label),
                 _ => None,
             },
             status,

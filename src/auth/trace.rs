@@ -16,10 +16,10 @@ use crate::formats::normalize::Authority;
 pub enum Step<'a> {
     /// The head passed the size (at most `max_header_bytes`), `Host` and framing checks.
     Message { max_header_bytes: usize },
-    /// The normalized path (the query is kept as sent).
+    /// The normalized path, and the query as sent (never printed).
     Target {
         path: &'a str,
-        path_and_query: &'a str,
+        query: Option<&'a str>,
     },
     /// The authority routed on, from `Host`, `:authority` or the absolute-form target.
     Authority(&'a Authority),

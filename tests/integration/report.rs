@@ -82,17 +82,20 @@ fn a_report_only_route_forwards_what_it_would_refuse_and_counts_why() {
             assert_eq!(line["route"], "api", "{line}");
         }
         // A token that passes is forwarded with its claims (and, with forward_token, itself).
+        let good_id = format!("report-{proto:?}-good");
         let r = proto.request(
             &s.gw,
             "GET",
             "localhost",
             "/api/orders",
-            &[("authorization", &good), ("x-request-id", "report-good")],
+            &[("authorization", &good), ("x-request-id", &good_id)],
         );
         assert_eq!(r.status, 200, "{proto:?}: {r:?}");
         let seen = s.upstream.last();
         assert_eq!(seen.all("x-user-id"), ["alice"], "{proto:?}");
         assert_eq!(seen.all("authorization"), [good.as_str()], "{proto:?}");
+        // Counted once its access line is written (pingora's logging phase, after the answer).
+        assert_eq!(access_line(&s.gw, &good_id)["decision"], "allowed");
     }
     let metrics = s.gw.metrics();
     for (_, _, reason) in cases {
@@ -282,6 +285,9 @@ fn an_unknown_kid_is_refetched_on_a_report_only_route() {
     );
     let fetched = jwks.fetches();
     jwks.set(keys.standard_jwks());
+    // Requests with that kid trigger the refetch (the background refresh is 5 minutes away):
+    // inside the 1 s cooldown they are released and the fetch follows when it ends. Without
+    // the report-mode refetch this never verifies.
     assert!(
         eventually(Duration::from_secs(5), || {
             gw.get_with("/api/x", &ec);
@@ -323,6 +329,31 @@ fn a_would_be_refusal_counts_when_the_upstream_fails() {
     assert_eq!(line["decision"], "error", "{line}");
     assert_eq!(line["would_reject"], "missing_token", "{line}");
     let metrics = gw.metrics();
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "authgate_report_only_rejections_total{reason=\"missing_token\",route=\"api\"}"
+        ),
+        1.0,
+        "{metrics}"
+    );
+}
+
+/// A would-be refusal still counts when the client's body then fails the request (408
+/// `body_timeout`), once.
+#[test]
+fn a_would_be_refusal_counts_when_the_body_fails() {
+    let s = Setup::start_with(|c| c.replace(API_ROUTE, &format!("{API_ROUTE}\nmode = \"report\"")));
+    let half = b"POST /api/x HTTP/1.1\r\nHost: localhost\r\nX-Request-Id: report-body\r\nContent-Length: 10\r\n\r\n12345";
+    let r = send(s.gw.addr, half);
+    assert_eq!(
+        (r.status, r.reason().as_str()),
+        (408, "body_timeout"),
+        "{r:?}"
+    );
+    let line = access_line(&s.gw, "report-body");
+    assert_eq!(line["would_reject"], "missing_token", "{line}");
+    let metrics = s.gw.metrics();
     assert_eq!(
         metric_value(
             &metrics,
