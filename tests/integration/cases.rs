@@ -137,3 +137,40 @@ fn explain_and_the_live_gateway_agree_on_every_shipped_case() {
         }
     }
 }
+
+/// An HMAC provider: described tokens are signed with its configured secret (no test keys
+/// needed), and a case that expects the wrong answer fails.
+#[test]
+fn hmac_providers_can_be_tested() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = root().join("tests/fixtures/keys/hmac.secret");
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [upstreams.up]\nurl = \"http://127.0.0.1:9\"\n\
+         [providers.svc]\nissuer = \"https://svc\"\naudiences = [\"api\"]\n\
+         hmac_secret_file = {:?}\nalgorithms = [\"HS256\"]\n\
+         [headers]\nforward_claims = {{ sub = \"X-User-Id\" }}\n\
+         [[routes]]\nname = \"api\"\npath_prefix = \"/api\"\nrequire_scopes = [\"read\"]\nupstream = \"up\"\n",
+        secret.display().to_string()
+    );
+    let config_path = dir.path().join("svc.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let cases = dir.path().join("svc.cases.toml");
+    std::fs::write(
+        &cases,
+        "[[case]]\nname = \"reader\"\nrequest = \"GET http://svc.test/api/x\"\n\
+         token = { provider = \"svc\", claims = { sub = \"robot\", scope = \"read\" } }\n\
+         expect = { status = 200, upstream_headers = { \"X-User-Id\" = \"robot\" } }\n\
+         [[case]]\nname = \"wrongly expected\"\nrequest = \"GET http://svc.test/api/x\"\n\
+         token = { provider = \"svc\", claims = { sub = \"robot\", scope = \"write\" } }\n\
+         expect = { status = 200 }\n",
+    )
+    .unwrap();
+    let (ok, out, err) = run_test(&config_path, &cases);
+    assert!(!ok, "{out}{err}");
+    assert!(
+        out.contains("FAIL") && out.contains("wrongly expected") && out.contains("status 403"),
+        "{out}"
+    );
+    assert!(out.trim_end().ends_with("1 passed, 1 failed"), "{out}");
+}

@@ -5,6 +5,8 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
+use crate::support::http::send;
+
 use crate::support::http::request;
 use crate::support::*;
 
@@ -160,4 +162,58 @@ fn explain_says_an_unknown_kid_would_be_refetched() {
         text.contains("the gateway would fetch provider corp's keys once more"),
         "{text}"
     );
+}
+
+/// `explain` checks the head as the gateway does (`Content-Length` with `Transfer-Encoding`
+/// is `bad_framing` there too) and never repeats a URL or header it cannot use: they may
+/// carry a token.
+#[test]
+fn explain_checks_framing_and_never_echoes_bad_input() {
+    let s = Setup::start();
+    let (text, doc) = explain(
+        &s,
+        &[
+            "-H",
+            "Content-Length: 5",
+            "-H",
+            "Transfer-Encoding: chunked",
+        ],
+        "POST",
+        "/public/x",
+    );
+    assert_eq!(doc["reason"], "bad_framing", "{text}");
+    let live = send(
+        s.gw.addr,
+        b"POST /public/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+    );
+    assert_eq!(live.reason(), "bad_framing");
+    let secret = "eyJzZWNyZXQ";
+    for (args, url) in [
+        (
+            vec![],
+            format!("http://local host/api?access_token={secret}"),
+        ),
+        (vec![], format!("/api/x?access_token={secret}")),
+        (
+            vec!["-H".to_owned(), format!("Authorization Bearer {secret}")],
+            "http://localhost/api/x".to_owned(),
+        ),
+    ] {
+        let out = Command::new(bin())
+            .arg("explain")
+            .arg("-c")
+            .arg(s.gw.config_path())
+            .args(&args)
+            .arg("GET")
+            .arg(&url)
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{url}: {all}");
+        assert!(!all.contains(secret), "{url}: the input was echoed: {all}");
+    }
 }
