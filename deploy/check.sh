@@ -91,7 +91,15 @@ done
 log=$(mktemp)
 "$bin" demo >"$log" 2>&1 &
 demo=$!
-trap 'kill -INT $demo 2>/dev/null || true; wait $demo 2>/dev/null || true' EXIT
+# Stopped gracefully; and whatever happens, killed after 15 s (the check never hangs on it).
+stop_demo() {
+  kill -TERM "$demo" 2>/dev/null || true
+  for _ in $(seq 150); do kill -0 "$demo" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$demo" 2>/dev/null || true
+  wait "$demo" 2>/dev/null || true
+  rm -f "$log"
+}
+trap stop_demo EXIT
 for _ in $(seq 100); do
   curl -fs http://127.0.0.1:9090/readyz >/dev/null 2>&1 && break
   sleep 0.1

@@ -158,15 +158,18 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
+    // Called once, by whichever ends the process first: the drain, or SIGINT.
+    let before_exit: ExitHook = Arc::new(std::sync::Mutex::new(opts.before_exit));
     control.spawn(exit_when_drained(
         server.watch_execution_phase(),
         state.clone(),
         server_settings.shutdown_grace,
-        opts.before_exit,
+        before_exit.clone(),
     ));
     let drain = DrainSignal {
         state: state.clone(),
         delay: server_settings.shutdown_delay,
+        before_exit,
     };
     let mut http = pingora::proxy::http_proxy(
         &server.configuration,
@@ -278,7 +281,7 @@ async fn exit_when_drained(
     mut phases: tokio::sync::broadcast::Receiver<pingora::server::ExecutionPhase>,
     state: Arc<State>,
     grace: Duration,
-    before_exit: Option<Box<dyn FnOnce() + Send>>,
+    before_exit: ExitHook,
 ) {
     use pingora::server::ExecutionPhase;
     loop {
@@ -295,10 +298,7 @@ async fn exit_when_drained(
             tokio::time::sleep(Duration::from_millis(100)).await;
             if idle() {
                 tracing::info!(after = ?started.elapsed(), "drained: no request in flight; exiting");
-                if let Some(f) = before_exit {
-                    f();
-                }
-                std::process::exit(0);
+                exit_now(&before_exit, 0);
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -317,6 +317,19 @@ async fn exit_when_drained(
 struct DrainSignal {
     state: Arc<State>,
     delay: Duration,
+    before_exit: ExitHook,
+}
+
+/// What to run right before the process exits (flush logs), shared by every way out.
+type ExitHook = Arc<std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>>;
+
+/// Runs the exit hook (once) and ends the process with `code`.
+fn exit_now(hook: &ExitHook, code: i32) -> ! {
+    let f = hook.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(f) = f {
+        f();
+    }
+    std::process::exit(code);
 }
 
 #[async_trait::async_trait]
@@ -331,15 +344,23 @@ impl ShutdownSignalWatch for DrainSignal {
             tracing::error!("cannot install signal handlers; shutting down");
             return ShutdownSignal::FastShutdown;
         };
+        // SIGINT stops at once, by ending the process: pingora's own fast shutdown can leave
+        // its accept loop spinning on a runtime being shut down (a log line per turn).
         tokio::select! {
-            _ = int.recv() => return ShutdownSignal::FastShutdown,
+            _ = int.recv() => {
+                tracing::info!("SIGINT: stopping now");
+                exit_now(&self.before_exit, 130);
+            }
             _ = term.recv() => {}
             _ = quit.recv() => {}
         }
         self.state.draining.store(true, Ordering::Relaxed);
         tracing::info!(delay = ?self.delay, "SIGTERM: readiness off; still serving until the delay ends");
         tokio::select! {
-            _ = int.recv() => return ShutdownSignal::FastShutdown,
+            _ = int.recv() => {
+                tracing::info!("SIGINT: stopping now");
+                exit_now(&self.before_exit, 130);
+            }
             () = tokio::time::sleep(self.delay) => {}
         }
         tracing::info!("closing the listener; draining in-flight requests");

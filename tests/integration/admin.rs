@@ -340,3 +340,28 @@ fn one_access_line_per_request_with_durations_and_sub_only_when_asked() {
     assert_eq!(line["sub"], "alice", "{line}");
     assert!(!gw.logs().contains("\"org\""), "no other claims");
 }
+
+/// SIGINT stops at once (status 130), even with a shutdown delay and after traffic, and
+/// the last log lines are written: no spinning accept loop, no lost lines.
+#[test]
+fn sigint_stops_at_once() {
+    let keys = Keys::load();
+    let jwks = JwksServer::start(keys.standard_jwks());
+    let up = Upstream::start();
+    let config = standard_config(&jwks.url(), &up.url())
+        .replace("shutdown_delay = \"0s\"", "shutdown_delay = \"30s\"");
+    for _ in 0..3 {
+        let mut gw = Gateway::start(&config);
+        gw.wait_ready();
+        assert_eq!(get(gw.addr, "/public/x", &[]).status, 200);
+        let start = std::time::Instant::now();
+        gw.signal("INT");
+        let status = gw
+            .wait_exit(std::time::Duration::from_secs(5))
+            .expect("exits at once");
+        assert_eq!(status.code(), Some(130), "{status:?}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+        assert!(gw.logs().contains("SIGINT: stopping now"), "{}", gw.logs());
+        assert!(!gw.logs().contains("Accept() failed"), "{}", gw.logs());
+    }
+}
