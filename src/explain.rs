@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::auth::claims::{has_scope, matches_any, Claims};
 use crate::auth::trace::Step;
 use crate::auth::{decide_traced, Denial, Grant, RequestHead};
-use crate::config::routes::{AuthMode, HostMatch, PathMatch};
+use crate::config::routes::{HostMatch, PathMatch};
 use crate::config::{Config, JwksFile, KeySource, ProviderId};
 use crate::metrics::Metrics;
 use crate::runtime::Snapshot;
@@ -290,11 +290,7 @@ fn describe(snap: &Snapshot, step: Step<'_>) -> Line {
                 || "any method".to_owned(),
                 |m| m.iter().map(Method::as_str).collect::<Vec<_>>().join(","),
             );
-            let auth = match route.auth {
-                AuthMode::Required => "required",
-                AuthMode::Optional => "optional",
-                AuthMode::None => "none",
-            };
+            let auth = route.auth.label();
             let why = if others.is_empty() {
                 "the only route that matches".to_owned()
             } else {

@@ -25,6 +25,17 @@ pub enum AuthMode {
     None,
 }
 
+impl AuthMode {
+    /// As written in the config: `required`, `optional`, `none`.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Required => "required",
+            Self::Optional => "optional",
+            Self::None => "none",
+        }
+    }
+}
+
 /// Whether a route's authentication and authorization refusals are enforced, or only
 /// reported (the request goes through; see `auth::Reject::is_reportable`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,11 +261,7 @@ impl RouteTable {
                 || "ANY".to_owned(),
                 |m| m.iter().map(Method::as_str).collect::<Vec<_>>().join(","),
             );
-            let auth = match r.auth {
-                AuthMode::Required => "required",
-                AuthMode::Optional => "optional",
-                AuthMode::None => "none",
-            };
+            let auth = r.auth.label();
             let providers: Vec<&str> = match r.auth {
                 AuthMode::None => Vec::new(),
                 AuthMode::Required | AuthMode::Optional => r
