@@ -61,7 +61,8 @@ pub struct RequestCtx {
     upstream_start: Option<Instant>,
     upstream: Option<Duration>,
     upstream_status: u16,
-    /// A report-only route's would-be refusal, kept when a failure replaces the grant.
+    /// A report-only route's would-be refusal, set with the grant and counted once when
+    /// the request is logged, whatever ended it (answered, upstream failure, body failure).
     would_reject: Option<Reject>,
     _in_flight: InFlight,
 }
@@ -135,6 +136,7 @@ impl ProxyHttp for Gateway {
         ctx.snap = Some(snap.clone());
         match result {
             Ok(grant) => {
+                ctx.would_reject = grant.would_reject.map(|d| d.reason);
                 ctx.outcome = Outcome::Granted(grant);
                 Ok(false)
             }
@@ -210,18 +212,7 @@ impl ProxyHttp for Gateway {
         // pingora's upstream `read_timeout` runs while the client's body is still being
         // forwarded: a body still arriving then is the client's delay, not the upstream's.
         let body_pending = !session.is_body_done();
-        let previous = std::mem::take(&mut ctx.outcome);
-        // A would-be refusal (report-only route) is recorded whatever ends the request.
-        if let (Some(snap), Outcome::Granted(g)) = (&ctx.snap, &previous) {
-            ctx.would_reject = g.would_reject.map(|d| d.reason);
-            // Counted here unless the request ends as `Failed` (counted where it is logged).
-            let fails_upstream = matches!(e.esource(), ErrorSource::Upstream)
-                && !(body_pending && matches!(e.etype(), ErrorType::ReadTimedout));
-            if let (Some(d), false) = (g.would_reject, fails_upstream) {
-                let _ = guard(|| snap.route(Some(g.route)).would_reject(d.reason).inc());
-            }
-        }
-        let answer = match (e.esource(), previous) {
+        let answer = match (e.esource(), std::mem::take(&mut ctx.outcome)) {
             (ErrorSource::Upstream, Outcome::Granted(grant))
                 if body_pending && matches!(e.etype(), ErrorType::ReadTimedout) =>
             {
@@ -317,10 +308,7 @@ impl Gateway {
                 }
                 match g.would_reject {
                     None => ("allowed", "-"),
-                    Some(d) => {
-                        route_rt.would_reject(d.reason).inc();
-                        ("would_reject", d.reason.label())
-                    }
+                    Some(d) => ("would_reject", d.reason.label()),
                 }
             }
             Outcome::Denied(d) => {
@@ -335,13 +323,9 @@ impl Gateway {
                 route_rt.rejection(d.reason).inc();
                 (decision, d.reason.label())
             }
-            Outcome::Failed(g, failure) => {
+            Outcome::Failed(_, failure) => {
                 m.error.inc();
                 upstream_error = Some(failure.label());
-                // A would-be refusal still counts when the upstream then failed.
-                if let Some(d) = g.would_reject {
-                    route_rt.would_reject(d.reason).inc();
-                }
                 ("error", failure.reason())
             }
             Outcome::Undecided => {
@@ -349,6 +333,9 @@ impl Gateway {
                 ("error", "-")
             }
         };
+        if let Some(reason) = ctx.would_reject {
+            route_rt.would_reject(reason).inc();
+        }
         m.duration.observe(elapsed.as_secs_f64());
         if ctx.snap.is_some() {
             m.auth_duration.observe(ctx.auth.as_secs_f64());
@@ -371,11 +358,11 @@ impl Gateway {
             decision,
             reason,
             upstream_error,
-            would_reject: match &ctx.outcome {
-                Outcome::Failed(g, _) => g.would_reject.map(|d| d.reason.label()),
-                Outcome::Denied(_) => ctx.would_reject.map(Reject::label),
-                _ => None,
-            },
+            // Where the decision field does not already say it.
+            would_reject: ctx
+                .would_reject
+                .filter(|_| decision != "would_reject")
+                .map(Reject::label),
             status,
             upstream_status: ctx.upstream_status,
             duration: elapsed,
