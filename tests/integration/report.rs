@@ -21,21 +21,6 @@ fn report_setup() -> Setup {
     })
 }
 
-/// The access-log line of `request_id`, once written.
-fn access_line(gw: &Gateway, request_id: &str) -> serde_json::Value {
-    let find = || {
-        gw.logs()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| v["target"] == "authgate::access" && v["request_id"] == request_id)
-    };
-    assert!(
-        eventually(Duration::from_secs(5), || find().is_some()),
-        "no access line for {request_id}"
-    );
-    find().unwrap()
-}
-
 #[test]
 fn a_report_only_route_forwards_what_it_would_refuse_and_counts_why() {
     let s = report_setup();
@@ -76,7 +61,7 @@ fn a_report_only_route_forwards_what_it_would_refuse_and_counts_why() {
                     seen.headers
                 );
             }
-            let line = access_line(&s.gw, &id);
+            let line = s.gw.access_line(&id);
             assert_eq!(line["decision"], "would_reject", "{line}");
             assert_eq!(line["reason"], reason, "{line}");
             assert_eq!(line["route"], "api", "{line}");
@@ -95,7 +80,7 @@ fn a_report_only_route_forwards_what_it_would_refuse_and_counts_why() {
         assert_eq!(seen.all("x-user-id"), ["alice"], "{proto:?}");
         assert_eq!(seen.all("authorization"), [good.as_str()], "{proto:?}");
         // Counted once its access line is written (pingora's logging phase, after the answer).
-        assert_eq!(access_line(&s.gw, &good_id)["decision"], "allowed");
+        assert_eq!(s.gw.access_line(&good_id)["decision"], "allowed");
     }
     let metrics = s.gw.metrics();
     for (_, _, reason) in cases {
@@ -311,21 +296,15 @@ fn an_unknown_kid_is_refetched_on_a_report_only_route() {
 /// as `would_reject` next to the failure).
 #[test]
 fn a_would_be_refusal_counts_when_the_upstream_fails() {
-    let keys = Keys::load();
-    let jwks = JwksServer::start(keys.standard_jwks());
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let config = standard_config(&jwks.url(), &format!("http://{dead}"))
-        .replace(API_ROUTE, &format!("{API_ROUTE}\nmode = \"report\""));
-    let gw = Gateway::start(&config);
+    let (_jwks, gw) = gateway_with_dead_upstream(|c| {
+        c.replace(API_ROUTE, &format!("{API_ROUTE}\nmode = \"report\""))
+    });
     let r = get(gw.addr, "/api/x", &[("x-request-id", "report-dead")]);
     assert_eq!(
         (r.status, r.reason().as_str()),
         (502, "upstream_unavailable")
     );
-    let line = access_line(&gw, "report-dead");
+    let line = gw.access_line("report-dead");
     assert_eq!(line["decision"], "error", "{line}");
     assert_eq!(line["would_reject"], "missing_token", "{line}");
     let metrics = gw.metrics();
@@ -351,7 +330,7 @@ fn a_would_be_refusal_counts_when_the_body_fails() {
         (408, "body_timeout"),
         "{r:?}"
     );
-    let line = access_line(&s.gw, "report-body");
+    let line = s.gw.access_line("report-body");
     assert_eq!(line["would_reject"], "missing_token", "{line}");
     let metrics = s.gw.metrics();
     assert_eq!(

@@ -616,6 +616,39 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// The access-log line (JSON) of `request_id`, once written (pingora's logging phase runs
+    /// after the answer); fails the test after 5 s.
+    pub fn access_line(&self, request_id: &str) -> serde_json::Value {
+        let find = || {
+            self.logs()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|v| v["target"] == "authgate::access" && v["request_id"] == request_id)
+        };
+        assert!(
+            eventually(Duration::from_secs(5), || find().is_some()),
+            "no access line for {request_id}"
+        );
+        find().unwrap()
+    }
+}
+
+/// The standard config, edited by `edit`, in front of a port that nothing listens on.
+pub fn gateway_with_dead_upstream(edit: impl FnOnce(String) -> String) -> (JwksServer, Gateway) {
+    let keys = Keys::load();
+    let jwks = JwksServer::start(keys.standard_jwks());
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let gw = Gateway::start(&edit(standard_config(
+        &jwks.url(),
+        &format!("http://{dead}"),
+    )));
+    (jwks, gw)
+}
+
 impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.child.kill();
