@@ -128,12 +128,7 @@ fn execute(command: Command, log_format: Option<LogFormat>) -> anyhow::Result<()
                 text.push_str(&format!("warning: {w}\n"));
             }
             text.push_str("OK\n");
-            // `authgate check | head` closes the pipe early: that is no failure (and
-            // `print!` would panic on it).
-            match std::io::stdout().lock().write_all(text.as_bytes()) {
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-                other => other.context("cannot write to stdout"),
-            }
+            print_out(&text)
         }
         Command::Run { config } => {
             let cfg = load_file(&config).map_err(ConfigErrors)?;
@@ -201,10 +196,7 @@ fn execute(command: Command, log_format: Option<LogFormat>) -> anyhow::Result<()
             } else {
                 e.text()
             };
-            match std::io::stdout().lock().write_all(text.as_bytes()) {
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-                other => other.context("cannot write to stdout"),
-            }
+            print_out(&text)
         }
         Command::Test {
             config,
@@ -243,10 +235,7 @@ fn execute(command: Command, log_format: Option<LogFormat>) -> anyhow::Result<()
                 out.push_str(&format!("{passed} passed, {failed} failed\n"));
                 out
             };
-            match std::io::stdout().lock().write_all(text.as_bytes()) {
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-                other => other.context("cannot write to stdout")?,
-            }
+            print_out(&text)?;
             if failed > 0 {
                 anyhow::bail!("{failed} case(s) failed");
             }
@@ -256,6 +245,15 @@ fn execute(command: Command, log_format: Option<LogFormat>) -> anyhow::Result<()
             let _log_guard = init_logging(log_format);
             demo::run_demo().context("demo failed")
         }
+    }
+}
+
+/// Writes a command's output. `authgate check | head` closes the pipe early: that is no
+/// failure (and `print!` would panic on it).
+fn print_out(text: &str) -> anyhow::Result<()> {
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("cannot write to stdout"),
     }
 }
 
