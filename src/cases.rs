@@ -28,8 +28,9 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::config::{Config, JwksFile, KeySource};
-use crate::explain::{explain_with, unix_now, Explanation, Request};
+use crate::explain::{explain_with, Explanation, Request};
 use crate::metrics::Metrics;
+use crate::proxy::unix_now;
 use crate::runtime::Snapshot;
 
 #[derive(Deserialize)]

@@ -15,6 +15,7 @@ use crate::auth::{decide_traced, Denial, Grant, RequestHead};
 use crate::config::routes::{HostMatch, PathMatch};
 use crate::config::{Config, JwksFile, KeySource, ProviderId};
 use crate::metrics::Metrics;
+use crate::proxy::unix_now;
 use crate::runtime::Snapshot;
 
 /// What to explain.
@@ -651,10 +652,4 @@ fn relative(secs: f64) -> String {
     } else {
         format!("{d} ago")
     }
-}
-
-pub fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }

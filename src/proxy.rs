@@ -573,7 +573,8 @@ fn log_refused_head(state: &State, reason: Reject, request_id: &str, started: In
     .emit();
 }
 
-fn unix_now() -> f64 {
+/// Seconds since the Unix epoch: the clock `decide` is given (also by `explain` and `test`).
+pub fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
