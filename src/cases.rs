@@ -106,21 +106,12 @@ pub struct Outcome {
 pub fn run(config_path: &Path, files: &[PathBuf]) -> Result<Vec<Outcome>, String> {
     let mut outcomes = Vec::new();
     for file in files {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-        let raw: RawFile = toml::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
-        if raw.cases.is_empty() {
-            return Err(format!("{}: no [[case]] in it", file.display()));
-        }
-        let dir = file.parent().unwrap_or(Path::new("."));
-        let now = match &raw.now {
-            Some(t) => instant(t).map_err(|e| format!("{}: now: {e}", file.display()))?,
-            None => unix_now(),
-        };
-        let config = crate::config::load_file(config_path)
-            .map_err(|e| crate::config::ConfigErrors(e).to_string())?;
-        let (snap, signers) =
-            prepare(config, &raw.keys, dir).map_err(|e| format!("{}: {e}", file.display()))?;
+        let Loaded {
+            raw,
+            now,
+            snap,
+            signers,
+        } = load(config_path, file, None)?;
         for case in &raw.cases {
             let failure = run_case(&snap.config, &snap, &signers, case, now)
                 .map_err(|e| format!("{}: case {:?}: {e}", file.display(), case.name))?;
@@ -132,6 +123,41 @@ pub fn run(config_path: &Path, files: &[PathBuf]) -> Result<Vec<Outcome>, String
         }
     }
     Ok(outcomes)
+}
+
+/// A case file, its clock (`now`, else the file's, else the real one), and the snapshot and
+/// signers its test keys make of the config. Errors name the file.
+fn load(config_path: &Path, file: &Path, now: Option<f64>) -> Result<Loaded, String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let raw: RawFile = toml::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+    if raw.cases.is_empty() {
+        return Err(format!("{}: no [[case]] in it", file.display()));
+    }
+    let now = match (now, &raw.now) {
+        (Some(n), _) => n,
+        (None, Some(t)) => instant(t).map_err(|e| format!("{}: now: {e}", file.display()))?,
+        (None, None) => unix_now(),
+    };
+    let config = crate::config::load_file(config_path)
+        .map_err(|e| crate::config::ConfigErrors(e).to_string())?;
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let (snap, signers) =
+        prepare(config, &raw.keys, dir).map_err(|e| format!("{}: {e}", file.display()))?;
+    Ok(Loaded {
+        raw,
+        now,
+        snap,
+        signers,
+    })
+}
+
+/// A case file, ready to run.
+struct Loaded {
+    raw: RawFile,
+    now: f64,
+    snap: Arc<Snapshot>,
+    signers: BTreeMap<String, Signer>,
 }
 
 struct Signer {
@@ -260,18 +286,12 @@ pub fn explained(
     file: &Path,
     now: Option<f64>,
 ) -> Result<Vec<(String, Request, Explanation)>, String> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    let raw: RawFile = toml::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
-    let now = match (now, &raw.now) {
-        (Some(n), _) => n,
-        (None, Some(t)) => instant(t)?,
-        (None, None) => unix_now(),
-    };
-    let config = crate::config::load_file(config_path)
-        .map_err(|e| crate::config::ConfigErrors(e).to_string())?;
-    let dir = file.parent().unwrap_or(Path::new("."));
-    let (snap, signers) = prepare(config, &raw.keys, dir)?;
+    let Loaded {
+        raw,
+        now,
+        snap,
+        signers,
+    } = load(config_path, file, now)?;
     let mut out = Vec::new();
     for case in &raw.cases {
         let request = request_of(&snap.config, &signers, case, now)?;
