@@ -8,7 +8,9 @@
 
 pub mod cache;
 pub mod claims;
+mod csrf;
 pub mod extract;
+pub mod introspection;
 pub mod keystore;
 mod message;
 pub mod policy;
@@ -18,13 +20,14 @@ pub mod validate;
 use http::header::HOST;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Version};
 
-use crate::config::routes::{AuthMode, Mode, Route};
+use crate::config::routes::{AuthMode, Mode, Route, TokenSource};
 use crate::config::{Config, ProviderId, RouteId, UpstreamId};
 use crate::formats::normalize::{normalize_authority, normalize_target, Authority, BadTarget};
 use crate::formats::revocation::Revocations;
-use cache::TokenCache;
+use cache::{TokenCache, TokenKey};
+use introspection::Lookup;
 use claims::render_header_value;
-use extract::{extract_bearer, Credential};
+use extract::extract_token;
 use keystore::ProviderKeys;
 use trace::{NoTrace, Step, Trace};
 
@@ -37,6 +40,12 @@ pub trait Context {
     fn keys(&self, provider: ProviderId) -> &ProviderKeys;
     fn revocations(&self, provider: ProviderId) -> Option<&dyn Revocations>;
     fn token_cache(&self) -> Option<&TokenCache>;
+    /// What `provider`'s introspection endpoint said about the token with this SHA-256, if
+    /// that is known now. `None` makes `decide` refuse with `IntrospectionUnavailable`
+    /// naming the provider: the thin layer asks the endpoint and decides again.
+    fn introspection(&self, _provider: ProviderId, _token: &TokenKey) -> Option<Lookup> {
+        None
+    }
 }
 
 /// Why a request was refused. One variant = one metric label = one log value.
@@ -52,6 +61,9 @@ pub enum Reject {
     BadFraming,
     /// More than one `Authorization` header.
     MultipleAuthorization,
+    /// Two different tokens on one request (two of the route's token sources, or one cookie
+    /// name twice).
+    MultipleTokens,
     /// Request head larger than `server.max_header_bytes`.
     HeadersTooLarge,
     /// A method with lowercase letters: `delete` would miss a `DELETE` rule, yet many
@@ -89,6 +101,13 @@ pub enum Reject {
     ClaimMismatch,
     /// The provider's keys are not loaded (yet).
     KeysUnavailable,
+    /// The introspection endpoint said the token is not active.
+    InactiveToken,
+    /// The introspection endpoint could not be asked, or its answer was not usable
+    /// (down, slow, an error status, garbage): fail closed, never a 401 that logs users out.
+    IntrospectionUnavailable,
+    /// A token from a cookie on an unsafe method without the route's CSRF proof.
+    CsrfFailed,
     /// The request body did not arrive in time: a read of it took longer than
     /// `server.body_read_timeout`, or it was still arriving when the upstream (which waits
     /// for it) reached its `read_timeout`.
@@ -147,12 +166,13 @@ pub struct RequestHead<'a> {
 
 impl Reject {
     /// Every variant, for documentation and for pre-registering metric labels.
-    pub const ALL: [Reject; 28] = [
+    pub const ALL: [Reject; 32] = [
         Self::NoRoute,
         Self::BadPath,
         Self::BadHost,
         Self::BadFraming,
         Self::MultipleAuthorization,
+        Self::MultipleTokens,
         Self::HeadersTooLarge,
         Self::BadMethod,
         Self::MissingToken,
@@ -174,6 +194,9 @@ impl Reject {
         Self::InsufficientScope,
         Self::ClaimMismatch,
         Self::KeysUnavailable,
+        Self::InactiveToken,
+        Self::IntrospectionUnavailable,
+        Self::CsrfFailed,
         Self::BodyTimeout,
         Self::InternalError,
     ];
@@ -191,6 +214,7 @@ impl Reject {
             Self::BadHost => "bad_host",
             Self::BadFraming => "bad_framing",
             Self::MultipleAuthorization => "multiple_authorization",
+            Self::MultipleTokens => "multiple_tokens",
             Self::HeadersTooLarge => "headers_too_large",
             Self::BadMethod => "bad_method",
             Self::MissingToken => "missing_token",
@@ -212,6 +236,9 @@ impl Reject {
             Self::InsufficientScope => "insufficient_scope",
             Self::ClaimMismatch => "claim_mismatch",
             Self::KeysUnavailable => "keys_unavailable",
+            Self::InactiveToken => "inactive_token",
+            Self::IntrospectionUnavailable => "introspection_unavailable",
+            Self::CsrfFailed => "csrf_failed",
             Self::BodyTimeout => "body_timeout",
             Self::InternalError => "internal_error",
         }
@@ -223,7 +250,8 @@ impl Reject {
             | Self::BadHost
             | Self::BadFraming
             | Self::BadMethod
-            | Self::MultipleAuthorization => 400,
+            | Self::MultipleAuthorization
+            | Self::MultipleTokens => 400,
             Self::MissingToken
             | Self::TokenTooLarge
             | Self::MalformedToken
@@ -239,11 +267,12 @@ impl Reject {
             | Self::LifetimeTooLong
             | Self::BadType
             | Self::Revoked
-            | Self::UnsafeClaimValue => 401,
-            Self::InsufficientScope | Self::ClaimMismatch => 403,
+            | Self::UnsafeClaimValue
+            | Self::InactiveToken => 401,
+            Self::InsufficientScope | Self::ClaimMismatch | Self::CsrfFailed => 403,
             Self::NoRoute => 404,
             Self::HeadersTooLarge => 431,
-            Self::KeysUnavailable => 503,
+            Self::KeysUnavailable | Self::IntrospectionUnavailable => 503,
             Self::BodyTimeout => 408,
             Self::InternalError => 500,
         }
@@ -271,12 +300,16 @@ impl Reject {
             | Self::UnsafeClaimValue
             | Self::InsufficientScope
             | Self::ClaimMismatch
-            | Self::KeysUnavailable => true,
+            | Self::KeysUnavailable
+            | Self::InactiveToken
+            | Self::IntrospectionUnavailable
+            | Self::CsrfFailed => true,
             Self::NoRoute
             | Self::BadPath
             | Self::BadHost
             | Self::BadFraming
             | Self::MultipleAuthorization
+            | Self::MultipleTokens
             | Self::HeadersTooLarge
             | Self::BadMethod
             | Self::TokenTooLarge
@@ -289,7 +322,7 @@ impl Reject {
     /// variant must choose.
     pub const fn oauth_error(self) -> Option<&'static str> {
         match self {
-            Self::MultipleAuthorization => Some("invalid_request"),
+            Self::MultipleAuthorization | Self::MultipleTokens => Some("invalid_request"),
             Self::TokenTooLarge
             | Self::MalformedToken
             | Self::AlgNotAllowed
@@ -304,7 +337,8 @@ impl Reject {
             | Self::LifetimeTooLong
             | Self::BadType
             | Self::Revoked
-            | Self::UnsafeClaimValue => Some("invalid_token"),
+            | Self::UnsafeClaimValue
+            | Self::InactiveToken => Some("invalid_token"),
             Self::InsufficientScope | Self::ClaimMismatch => Some("insufficient_scope"),
             Self::NoRoute
             | Self::BadPath
@@ -314,6 +348,8 @@ impl Reject {
             | Self::BadMethod
             | Self::MissingToken
             | Self::KeysUnavailable
+            | Self::IntrospectionUnavailable
+            | Self::CsrfFailed
             | Self::BodyTimeout
             | Self::InternalError => None,
         }
@@ -327,6 +363,7 @@ impl Reject {
             Self::BadHost => "missing, repeated or inconsistent host",
             Self::BadFraming => "conflicting or malformed message framing",
             Self::MultipleAuthorization => "more than one Authorization header",
+            Self::MultipleTokens => "more than one token in the request",
             Self::HeadersTooLarge => "request headers too large",
             Self::BadMethod => "request method must be uppercase",
             Self::MissingToken => "bearer token required",
@@ -348,6 +385,9 @@ impl Reject {
             Self::InsufficientScope => "token lacks a required scope",
             Self::ClaimMismatch => "token lacks a required claim value",
             Self::KeysUnavailable => "verification keys are not available",
+            Self::InactiveToken => "token is not active",
+            Self::IntrospectionUnavailable => "token introspection is not available",
+            Self::CsrfFailed => "cross-site request refused for a cookie token",
             Self::BodyTimeout => "request body not received in time",
             Self::InternalError => "internal error",
         }
@@ -488,16 +528,30 @@ fn authenticate<C: Context + ?Sized, T: Trace>(
         trace.step(Step::Anonymous);
         return Ok(());
     }
-    let token = match extract_bearer(head.headers, config.server.max_token_bytes).map_err(deny)? {
-        Credential::Bearer(t) => t,
-        Credential::None if route.auth == AuthMode::Optional => {
+    let found = extract_token(
+        head.headers,
+        &route.token_sources,
+        config.server.max_token_bytes,
+    )
+    .map_err(deny)?;
+    let (token, source) = match found {
+        Some(f) => (f.token, &route.token_sources[f.source]),
+        None if route.auth == AuthMode::Optional => {
             trace.step(Step::Anonymous);
             return Ok(());
         }
-        Credential::None => return Err(deny(Reject::MissingToken)),
+        None => return Err(deny(Reject::MissingToken)),
     };
-    trace.step(Step::Bearer { bytes: token.len() });
-    let verified = validate::verify(token, &route.providers, cx, now, trace).map_err(
+    trace.step(Step::Bearer {
+        bytes: token.len(),
+        source,
+    });
+    // A cookie rides along on any request the browser makes, cross-site ones included.
+    if matches!(source, TokenSource::Cookie(_)) {
+        csrf::check(head.method, head.headers, &route.csrf, &grant.authority).map_err(deny)?;
+        trace.step(Step::Csrf(&route.csrf));
+    }
+    let verified = validate::verify(token, route, cx, now, trace).map_err(
         |(reason, provider)| Denial {
             reason,
             route: Some(route_idx),
@@ -532,6 +586,16 @@ fn authenticate<C: Context + ?Sized, T: Trace>(
             .map(str::to_owned);
     }
     Ok(())
+}
+
+/// The token `decide` read for route `route` of this request, for the introspection call
+/// the thin layer makes when `decide` asked for one (the same extraction, run again).
+pub fn token_of<'h>(config: &Config, headers: &'h HeaderMap, route: RouteId) -> Option<&'h str> {
+    let route = config.routes.get(route);
+    extract_token(headers, &route.token_sources, config.server.max_token_bytes)
+        .ok()
+        .flatten()
+        .map(|f| f.token)
 }
 
 /// The authority the request is for, from every place a client can put it: exactly one

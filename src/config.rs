@@ -159,6 +159,8 @@ pub enum KeySource {
     JwksFile(JwksFile),
     /// HMAC secret bytes, read from `hmac_secret_file` at load.
     HmacSecret(Vec<u8>),
+    /// No keys: an introspection-only provider (every token of it is introspected).
+    None,
 }
 
 /// A `jwks_file`: its path, and the JSON document read and checked at load.
@@ -207,6 +209,94 @@ pub struct ProviderSettings {
     pub revocation_file: Option<RevocationFile>,
     /// Lowercase, without `application/`.
     pub required_typ: Option<String>,
+    /// Refuse tokens without `aud` (JWTs and introspection responses alike). Default true.
+    pub require_aud: bool,
+    /// RFC 7662 introspection, where configured.
+    pub introspection: Option<Arc<IntrospectionSettings>>,
+    /// JWTs of this provider are introspected too (always so without keys).
+    pub introspect_jwts: bool,
+}
+
+/// How a provider's tokens are introspected (RFC 7662).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntrospectionSettings {
+    pub endpoint: IntrospectionEndpoint,
+    pub client_id: String,
+    pub client_auth: ClientAuth,
+    /// `token_type_hint` sent with each call (`None`: not sent).
+    pub token_type_hint: Option<String>,
+    /// Whole-call limit: connect, send, answer, body.
+    pub timeout: Duration,
+    /// PEM bytes of extra CA certificates trusted for the endpoint.
+    pub ca: Option<Vec<u8>>,
+    /// Ask for an RFC 9701 JWT-signed response and accept only that.
+    pub signed_response: bool,
+    /// Longest an active answer is used (never past the token's `exp`).
+    pub cache_ttl: Duration,
+    /// How long an inactive answer is remembered.
+    pub negative_ttl: Duration,
+    /// Bounds of the answer cache (each of the active and the inactive one).
+    pub cache_max_entries: u64,
+    pub cache_max_bytes: u64,
+    /// Calls to the endpoint at once; more wait (within `timeout`).
+    pub max_in_flight: usize,
+}
+
+/// Where the introspection endpoint is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntrospectionEndpoint {
+    Url(String),
+    /// `introspection_endpoint` of this issuer's OIDC metadata.
+    Discovery(String),
+}
+
+/// How the gateway authenticates to the introspection endpoint (RFC 7662 §2.1).
+#[derive(Clone, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// `client_secret_basic`: HTTP Basic with the form-encoded id and secret.
+    SecretBasic(Vec<u8>),
+    /// `client_secret_post`: `client_id` and `client_secret` in the form.
+    SecretPost(Vec<u8>),
+    /// `private_key_jwt` (RFC 7523): a short-lived assertion signed with this PEM key.
+    PrivateKeyJwt {
+        pem: Vec<u8>,
+        alg: Algorithm,
+        kid: Option<String>,
+    },
+}
+
+impl fmt::Debug for ClientAuth {
+    // Secrets and keys never reach a log line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::SecretBasic(_) => f.write_str("client_secret_basic(<redacted>)"),
+            Self::SecretPost(_) => f.write_str("client_secret_post(<redacted>)"),
+            Self::PrivateKeyJwt { alg, kid, .. } => f
+                .debug_struct("private_key_jwt")
+                .field("alg", alg)
+                .field("kid", kid)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl ClientAuth {
+    /// As written in `client_auth`.
+    pub const fn method(&self) -> &'static str {
+        match self {
+            Self::SecretBasic(_) => "client_secret_basic",
+            Self::SecretPost(_) => "client_secret_post",
+            Self::PrivateKeyJwt { .. } => "private_key_jwt",
+        }
+    }
+
+    /// The secret or key bytes, for the config fingerprint.
+    pub fn material(&self) -> &[u8] {
+        match self {
+            Self::SecretBasic(s) | Self::SecretPost(s) => s,
+            Self::PrivateKeyJwt { pem, .. } => pem,
+        }
+    }
 }
 
 /// Claims forwarded as headers, and client headers removed on every route.
@@ -291,6 +381,7 @@ impl fmt::Debug for KeySource {
             Self::Discovery(i) => f.debug_tuple("Discovery").field(i).finish(),
             Self::JwksFile(j) => f.debug_tuple("JwksFile").field(&j.path).finish(),
             Self::HmacSecret(_) => f.write_str("HmacSecret(<redacted>)"),
+            Self::None => f.write_str("None"),
         }
     }
 }
@@ -326,8 +417,20 @@ impl Config {
                     KeySource::Discovery(i) => format!("discovery from {i}"),
                     KeySource::JwksFile(f) => f.path.display().to_string(),
                     KeySource::HmacSecret(_) => "hmac secret".to_owned(),
+                    KeySource::None => "none".to_owned(),
                 }
             ));
+            if let Some(i) = &p.introspection {
+                out.push_str(&format!(
+                    "  introspection {} as {} ({})\n",
+                    match &i.endpoint {
+                        IntrospectionEndpoint::Url(u) => u.clone(),
+                        IntrospectionEndpoint::Discovery(iss) => format!("discovery from {iss}"),
+                    },
+                    i.client_id,
+                    i.client_auth.method()
+                ));
+            }
         }
         out.push_str("routes (most specific first):\n");
         out.push_str(&self.routes.describe(self));

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::auth::claims::{has_scope, matches_any, Claims};
 use crate::auth::trace::Step;
 use crate::auth::{decide_traced, Denial, Grant, RequestHead};
-use crate::config::routes::{HostMatch, PathMatch};
+use crate::config::routes::{Csrf, HostMatch, PathMatch, TokenSource};
 use crate::config::{Config, JwksFile, KeySource, ProviderId};
 use crate::metrics::Metrics;
 use crate::proxy::unix_now;
@@ -316,11 +316,49 @@ fn describe(snap: &Snapshot, step: Step<'_>) -> Line {
             "no token looked at: anonymous".to_owned(),
             json!({ "anonymous": true }),
         ),
-        Step::Bearer { bytes } => line(
+        Step::Bearer { bytes, source } => line(
             "token",
-            format!("bearer token of {bytes} bytes in Authorization (not shown)"),
-            json!({ "bytes": bytes }),
+            format!(
+                "token of {bytes} bytes in {} (not shown)",
+                match source {
+                    TokenSource::Authorization => "Authorization".to_owned(),
+                    TokenSource::Cookie(n) => format!("cookie {n}"),
+                    TokenSource::Header(h) => format!("header {h}"),
+                }
+            ),
+            json!({ "bytes": bytes, "source": source.describe() }),
         ),
+        Step::Csrf(csrf) => line(
+            "csrf",
+            format!(
+                "cookie token on an unsafe method: CSRF check {} passed",
+                match csrf {
+                    Csrf::SameOrigin => "same-origin (Sec-Fetch-Site / Origin)".to_owned(),
+                    Csrf::Header(h) => format!("header {h}"),
+                    Csrf::Off => "off".to_owned(),
+                }
+            ),
+            json!({ "csrf": match csrf {
+                Csrf::SameOrigin => "same-origin".to_owned(),
+                Csrf::Header(h) => format!("header:{h}"),
+                Csrf::Off => "off".to_owned(),
+            } }),
+        ),
+        Step::Introspection { provider, active } => {
+            let name = &config.providers[provider.index()].name;
+            line(
+                "introspection",
+                format!(
+                    "introspection by {name}: {}",
+                    match active {
+                        Some(true) => "active",
+                        Some(false) => "NOT active",
+                        None => "no answer (the endpoint was not asked, or did not answer)",
+                    }
+                ),
+                json!({ "provider": name, "active": active }),
+            )
+        }
         Step::Cached { provider } => line(
             "cache",
             format!(

@@ -58,6 +58,16 @@ pub struct Metrics {
     /// Set at scrape.
     pub token_cache_entries: Gauge,
     pub token_cache_bytes: Gauge,
+    /// RFC 7662 calls, by provider and `result`: `active`, `inactive`, or a failure
+    /// (`timeout`, `unreachable`, `bad_status`, `bad_response`), each answered 503.
+    pub introspection_requests: IntCounterVec,
+    pub introspection_duration: HistogramVec,
+    /// `result`: `hit` (an active answer was used), `inactive_hit`, `miss`.
+    pub introspection_cache_lookups: IntCounterVec,
+    /// By provider and `kind` (`active`, `inactive`); set at scrape.
+    pub introspection_cache_entries: IntGaugeVec,
+    /// Bytes the active answers are charged for, by provider; set at scrape.
+    pub introspection_cache_bytes: IntGaugeVec,
     /// Panics caught anywhere in the process (a request that panicked is answered 500 and
     /// counted as `reason="internal_error"` besides).
     pub panics: IntCounter,
@@ -225,6 +235,32 @@ impl Metrics {
             "Always 1; labels carry the version.",
             &["version"],
         );
+        let introspection_requests = counters(
+            "authgate_introspection_requests_total",
+            "Token introspection calls, by provider and result (active, inactive, timeout, unreachable, bad_status, bad_response).",
+            &["provider", "result"],
+        );
+        let introspection_duration = histograms(
+            "authgate_introspection_duration_seconds",
+            "Time of one introspection call (waiting for a free slot included), by provider.",
+            &["provider"],
+            LATENCY_BUCKETS,
+        );
+        let introspection_cache_lookups = counters(
+            "authgate_introspection_cache_lookups_total",
+            "Introspection answer cache lookups, by provider and result (hit, inactive_hit, miss).",
+            &["provider", "result"],
+        );
+        let introspection_cache_entries = int_gauges(
+            "authgate_introspection_cache_entries",
+            "Introspection answers kept, by provider and kind (active, inactive).",
+            &["provider", "kind"],
+        );
+        let introspection_cache_bytes = int_gauges(
+            "authgate_introspection_cache_bytes",
+            "Bytes the kept active introspection answers are charged for, by provider.",
+            &["provider"],
+        );
         let panics = IntCounter::new(
             "authgate_panics_total",
             "Panics in the process; each is a bug (the log line has its location).",
@@ -253,6 +289,11 @@ impl Metrics {
             Box::new(token_cache_evictions.clone()),
             Box::new(token_cache_entries.clone()),
             Box::new(token_cache_bytes.clone()),
+            Box::new(introspection_requests.clone()),
+            Box::new(introspection_duration.clone()),
+            Box::new(introspection_cache_lookups.clone()),
+            Box::new(introspection_cache_entries.clone()),
+            Box::new(introspection_cache_bytes.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -294,6 +335,11 @@ impl Metrics {
             token_cache_evictions,
             token_cache_entries,
             token_cache_bytes,
+            introspection_requests,
+            introspection_duration,
+            introspection_cache_lookups,
+            introspection_cache_entries,
+            introspection_cache_bytes,
         }
     }
 

@@ -1,12 +1,118 @@
-//! Bearer token extraction (RFC 6750 §2.1): the `Authorization` header only.
+//! Token extraction: `Authorization: Bearer` (RFC 6750 §2.1) and, where a route lists
+//! them in `token_sources`, a named cookie or header.
 //!
 //! Tokens in the query string (`access_token=`) or a form body are not accepted: they end
 //! up in access logs, browser history and `Referer` headers.
 
-use http::header::AUTHORIZATION;
+use http::header::{AUTHORIZATION, COOKIE};
 use http::HeaderMap;
 
 use super::Reject;
+use crate::config::routes::TokenSource;
+
+/// The token of a request and the source (an index into the route's `token_sources`) it
+/// was first found in.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Found<'a> {
+    pub token: &'a str,
+    pub source: usize,
+}
+
+/// Reads every source of the route. Two different tokens are a `MultipleTokens` (which
+/// would the upstream, or a later hop, act on?); the same token twice is one token.
+pub fn extract_token<'a>(
+    headers: &'a HeaderMap,
+    sources: &[TokenSource],
+    max_bytes: usize,
+) -> Result<Option<Found<'a>>, Reject> {
+    let mut found: Option<Found<'a>> = None;
+    for (i, source) in sources.iter().enumerate() {
+        let token = match source {
+            TokenSource::Authorization => match extract_bearer(headers, max_bytes)? {
+                Credential::Bearer(t) => Some(t),
+                Credential::None => None,
+            },
+            TokenSource::Cookie(name) => cookie_token(headers, name, max_bytes)?,
+            TokenSource::Header(name) => {
+                let mut values = headers.get_all(name).iter();
+                match (values.next(), values.next()) {
+                    (None, _) => None,
+                    (Some(v), None) => checked(trim_spaces(v.as_bytes()), max_bytes)?,
+                    (Some(_), Some(_)) => return Err(Reject::MultipleTokens),
+                }
+            }
+        };
+        match (&found, token) {
+            (_, None) => {}
+            (None, Some(t)) => found = Some(Found { token: t, source: i }),
+            (Some(f), Some(t)) if f.token == t => {}
+            (Some(_), Some(_)) => return Err(Reject::MultipleTokens),
+        }
+    }
+    Ok(found)
+}
+
+/// The value of cookie `name` over every `Cookie` field (HTTP/2 sends one per cookie).
+/// An empty value (a cleared cookie) is no token; the same name twice with two values is
+/// `MultipleTokens` (a browser sends both when they were set for different paths).
+fn cookie_token<'a>(
+    headers: &'a HeaderMap,
+    name: &str,
+    max_bytes: usize,
+) -> Result<Option<&'a str>, Reject> {
+    let mut found: Option<&'a str> = None;
+    for field in headers.get_all(COOKIE) {
+        for pair in field.as_bytes().split(|&b| b == b';') {
+            let pair = trim_ows(pair);
+            let Some(eq) = pair.iter().position(|&b| b == b'=') else {
+                continue;
+            };
+            if trim_ows(&pair[..eq]) != name.as_bytes() {
+                continue;
+            }
+            let mut value = trim_ows(&pair[eq + 1..]);
+            // RFC 6265 §4.1.1: a value may be wrapped in double quotes.
+            if let [b'"', inner @ .., b'"'] = value {
+                value = inner;
+            }
+            let Some(token) = checked(value, max_bytes)? else {
+                continue;
+            };
+            match found {
+                Some(f) if f != token => return Err(Reject::MultipleTokens),
+                _ => found = Some(token),
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// A token value from a cookie or named header: empty is none; otherwise RFC 6750's
+/// `b64token` within `max_bytes`.
+fn checked(value: &[u8], max_bytes: usize) -> Result<Option<&str>, Reject> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    if value.len() > max_bytes {
+        return Err(Reject::TokenTooLarge);
+    }
+    if !value.iter().all(|&b| B64TOKEN[usize::from(b)]) {
+        return Err(Reject::MalformedToken);
+    }
+    std::str::from_utf8(value)
+        .map(Some)
+        .map_err(|_| Reject::MalformedToken)
+}
+
+fn trim_ows(mut b: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = b {
+        b = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = b {
+        b = rest;
+    }
+    b
+}
 
 /// What the request carries.
 #[derive(Debug, PartialEq, Eq)]
@@ -79,7 +185,71 @@ fn trim_spaces(mut b: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
+    use http::{HeaderName, HeaderValue};
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (n, v) in pairs {
+            m.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        m
+    }
+
+    #[test]
+    fn sources() {
+        let web = [
+            TokenSource::Authorization,
+            TokenSource::Cookie("access_token".into()),
+            TokenSource::Header(HeaderName::from_static("x-token")),
+        ];
+        let got = |pairs: &[(&str, &str)]| {
+            extract_token(&headers(pairs), &web, 100).map(|f| f.map(|f| (f.token.to_owned(), f.source)))
+        };
+        assert_eq!(got(&[]), Ok(None));
+        assert_eq!(got(&[("authorization", "Bearer abc")]), Ok(Some(("abc".into(), 0))));
+        assert_eq!(
+            got(&[("cookie", "theme=dark; access_token=abc.def; lang=en")]),
+            Ok(Some(("abc.def".into(), 1)))
+        );
+        // HTTP/2 sends one field per cookie; quotes and spaces around the value go.
+        assert_eq!(
+            got(&[("cookie", "theme=dark"), ("cookie", "access_token=\"abc\" ")]),
+            Ok(Some(("abc".into(), 1)))
+        );
+        assert_eq!(got(&[("x-token", "abc")]), Ok(Some(("abc".into(), 2))));
+        // The same token twice is one token, first source wins.
+        assert_eq!(
+            got(&[("authorization", "Bearer abc"), ("cookie", "access_token=abc")]),
+            Ok(Some(("abc".into(), 0)))
+        );
+        // Two different tokens: 400.
+        assert_eq!(
+            got(&[("authorization", "Bearer abc"), ("cookie", "access_token=xyz")]),
+            Err(Reject::MultipleTokens)
+        );
+        assert_eq!(
+            got(&[("cookie", "access_token=abc; access_token=xyz")]),
+            Err(Reject::MultipleTokens)
+        );
+        assert_eq!(got(&[("x-token", "a"), ("x-token", "a")]), Err(Reject::MultipleTokens));
+        // Names are exact: a prefix, another case, or a cleared cookie is no token.
+        assert_eq!(got(&[("cookie", "xaccess_token=abc; Access_Token=abc")]), Ok(None));
+        assert_eq!(got(&[("cookie", "access_token=; access_token=\"\"")]), Ok(None));
+        // Values outside b64token, and oversized ones.
+        assert_eq!(got(&[("cookie", "access_token=a,b")]), Err(Reject::MalformedToken));
+        assert_eq!(got(&[("x-token", "Bearer abc")]), Err(Reject::MalformedToken));
+        let big = format!("access_token={}", "a".repeat(101));
+        assert_eq!(got(&[("cookie", &big)]), Err(Reject::TokenTooLarge));
+        // A source the route does not list is not read.
+        let only_auth = [TokenSource::Authorization];
+        assert_eq!(
+            extract_token(&headers(&[("cookie", "access_token=abc")]), &only_auth, 100),
+            Ok(None)
+        );
+    }
 
     fn h(values: &[&str]) -> HeaderMap {
         let mut m = HeaderMap::new();

@@ -71,7 +71,7 @@ impl ProviderKeys {
             KeySource::JwksUrl(_) | KeySource::Discovery(_) => previous
                 .filter(|p| p.identity.source == provider.key_source)
                 .and_then(|p| p.document.load_full()),
-            KeySource::HmacSecret(_) => None,
+            KeySource::HmacSecret(_) | KeySource::None => None,
         };
         // A seeded store is as fresh as the store it was seeded from.
         let confirmed_at = match &provider.key_source {
@@ -79,6 +79,8 @@ impl ProviderKeys {
                 .filter(|p| p.identity.source == provider.key_source)
                 .map_or(0, |p| p.confirmed_at.load(Ordering::Relaxed)),
             KeySource::JwksFile(_) | KeySource::HmacSecret(_) => monotonic_ms(),
+            // Never loaded: an introspection-only provider has no keys to go stale.
+            KeySource::None => 0,
         };
         let (initial, document) = match (&provider.key_source, seed_doc) {
             (KeySource::HmacSecret(secret), _) => {
@@ -179,7 +181,7 @@ impl ProviderKeys {
         client: reqwest::Client,
         metrics: Arc<Metrics>,
     ) {
-        if matches!(self.identity.source, KeySource::HmacSecret(_)) {
+        if matches!(self.identity.source, KeySource::HmacSecret(_) | KeySource::None) {
             return;
         }
         // A private CA gets a client of its own; everyone else shares one pool.

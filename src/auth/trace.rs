@@ -7,7 +7,7 @@ use http::HeaderName;
 
 use super::claims::Claims;
 use super::Reject;
-use crate::config::routes::Route;
+use crate::config::routes::{Csrf, Route, TokenSource};
 use crate::config::{ProviderId, RouteId};
 use crate::formats::normalize::Authority;
 
@@ -34,8 +34,19 @@ pub enum Step<'a> {
     /// No token, on a route where that is allowed (`auth = "optional"`), or a route that
     /// never looks at tokens (`auth = "none"`).
     Anonymous,
-    /// A bearer token of `bytes` bytes was found in `Authorization`.
-    Bearer { bytes: usize },
+    /// A token of `bytes` bytes was found in `source`.
+    Bearer {
+        bytes: usize,
+        source: &'a TokenSource,
+    },
+    /// A cookie-borne token on an unsafe method passed the route's CSRF check.
+    Csrf(&'a Csrf),
+    /// The token goes to this provider's introspection endpoint: the answer known now
+    /// (`None`: none yet, the endpoint is asked).
+    Introspection {
+        provider: ProviderId,
+        active: Option<bool>,
+    },
     /// A verification of this token made earlier, still holding, was used.
     Cached { provider: ProviderId },
     /// The JOSE header's fields the decision reads.

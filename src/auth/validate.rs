@@ -15,9 +15,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::cache::{TokenCache, TokenKey};
+use super::introspection::Lookup;
 use super::claims::Claims;
 use super::trace::{Step, Trace};
 use super::{Context, Reject};
+use crate::config::routes::Route;
 use crate::config::{ProviderId, ProviderSettings};
 use crate::formats::jwks::Candidates;
 use crate::formats::media_type;
@@ -45,22 +47,32 @@ struct JoseHeader {
     typ: Option<String>,
 }
 
-/// Verifies `token` against the first of `providers` whose issuer it names, or takes a
-/// cached verification of it that still holds (see `cache`).
-/// On failure, returns the reason and, for `UnknownKid`, the provider to refetch.
+/// Verifies `token` for `route`. A JWT (three base64url parts, the first a JOSE header) is
+/// verified against the first of the route's providers whose issuer it names, or taken
+/// from a cached verification that still holds (see `cache`), or introspected when that
+/// provider introspects JWTs. Any other token is opaque: it goes to the route's
+/// introspecting provider, or is malformed where there is none.
+/// On failure, returns the reason and, for `UnknownKid`, the provider to refetch; for
+/// `IntrospectionUnavailable`, the provider to ask (its answer is not known yet).
 pub fn verify<C: Context + ?Sized, T: Trace>(
     token: &str,
-    providers: &[ProviderId],
+    route: &Route,
     cx: &C,
     now: f64,
     trace: &mut T,
 ) -> Result<Verified, (Reject, Option<ProviderId>)> {
     let plain = |r| (r, None);
+    let providers = &route.providers[..];
+    // Not a JWT: opaque, for the route's introspecting provider if it has one.
+    let opaque = |trace: &mut T, reason: Reject| match route.introspection {
+        Some(p) => introspected(token, p, cx, now, trace),
+        None => Err(plain(reason)),
+    };
     let mut parts = token.split('.');
     let (Some(h64), Some(p64), Some(s64), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(plain(Reject::MalformedToken));
+        return opaque(trace, Reject::MalformedToken);
     };
     let cache = cx.token_cache().map(|c| (c, TokenCache::key(token)));
     if let Some((cache, key)) = &cache {
@@ -77,7 +89,10 @@ pub fn verify<C: Context + ?Sized, T: Trace>(
             None => cache.miss(),
         }
     }
-    let header: JoseHeader = decode_json(h64).map_err(plain)?;
+    let header: JoseHeader = match decode_json(h64) {
+        Ok(h) => h,
+        Err(reason) => return opaque(trace, reason),
+    };
     trace.step(Step::Jose {
         alg: &header.alg,
         kid: header.kid.as_deref(),
@@ -93,6 +108,9 @@ pub fn verify<C: Context + ?Sized, T: Trace>(
 
     let provider_idx = pick_provider(&claims, providers, cx.config()).map_err(plain)?;
     let provider = &cx.config().providers[provider_idx.index()];
+    if provider.introspect_jwts {
+        return introspected(token, provider_idx, cx, now, trace);
+    }
     trace.step(Step::Provider(provider_idx));
     // Allow-list from config, never from the header: stops RS/HS key confusion.
     if !provider.algorithms.contains(&alg) {
@@ -155,6 +173,48 @@ pub fn verify<C: Context + ?Sized, T: Trace>(
         provider: provider_idx,
         claims,
         remaining_lifetime,
+    })
+}
+
+/// A token the provider's introspection endpoint vouches for: its answer's claims, checked
+/// now as a JWT's would be (issuer, audience, time claims with leeway, lifetime, revocation
+/// list). An answer not known yet is `IntrospectionUnavailable` naming the provider.
+fn introspected<C: Context + ?Sized, T: Trace>(
+    token: &str,
+    provider_idx: ProviderId,
+    cx: &C,
+    now: f64,
+    trace: &mut T,
+) -> Result<Verified, (Reject, Option<ProviderId>)> {
+    let provider = &cx.config().providers[provider_idx.index()];
+    trace.step(Step::Provider(provider_idx));
+    let answer = cx.introspection(provider_idx, &TokenCache::key(token));
+    trace.step(Step::Introspection {
+        provider: provider_idx,
+        active: answer.as_ref().map(|a| matches!(a, Lookup::Active(_))),
+    });
+    let claims = match answer {
+        None => return Err((Reject::IntrospectionUnavailable, Some(provider_idx))),
+        Some(Lookup::Inactive) => return Err((Reject::InactiveToken, None)),
+        Some(Lookup::Active(claims)) => claims,
+    };
+    trace.step(Step::Registered {
+        claims: &claims,
+        now,
+        leeway: provider.leeway.as_secs_f64(),
+    });
+    let exp = check_registered_claims(&claims, provider, now).map_err(|r| (r, None))?;
+    if let Some(list) = cx.revocations(provider_idx) {
+        let revoked = revocation::check(list, &claims);
+        trace.step(Step::Revocation { revoked });
+        if revoked {
+            return Err((Reject::Revoked, None));
+        }
+    }
+    Ok(Verified {
+        provider: provider_idx,
+        claims,
+        remaining_lifetime: exp.map(|exp| exp - now),
     })
 }
 
@@ -238,6 +298,8 @@ pub fn check_registered_claims(
             .iter()
             .filter_map(Value::as_str)
             .any(|a| provider.audiences.iter().any(|x| x == a)),
+        // No `aud` at all: accepted only where the provider says its tokens carry none.
+        None => !provider.require_aud,
         _ => false,
     };
     if !aud_ok {

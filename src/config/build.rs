@@ -4,6 +4,7 @@
 //! `[token_cache]`), `upstreams`, `providers`, `headers`, `routes`.
 
 mod headers;
+mod introspection;
 mod providers;
 mod routes;
 mod server;
@@ -166,14 +167,17 @@ fn at<T>(v: &Spanned<T>) -> Option<usize> {
 }
 
 /// The config text's hash plus the files it reads that a reload must notice: HMAC secrets
-/// (replacing a leaked one) and `jwks_ca_file`s (a rotated CA).
+/// and introspection client secrets or keys (replacing a leaked one), and CA files (a
+/// rotated CA).
 fn fingerprint(
     content_hash: &str,
     providers: &[ProviderSettings],
     upstreams: &[Upstream],
 ) -> String {
     let reads_files = |p: &ProviderSettings| {
-        matches!(p.key_source, KeySource::HmacSecret(_)) || p.jwks_ca.is_some()
+        matches!(p.key_source, KeySource::HmacSecret(_))
+            || p.jwks_ca.is_some()
+            || p.introspection.is_some()
     };
     let upstream_ca = |u: &Upstream| u.tls.as_ref().and_then(|t| t.ca_hash);
     if !providers.iter().any(reads_files) && !upstreams.iter().any(|u| upstream_ca(u).is_some()) {
@@ -188,6 +192,12 @@ fn fingerprint(
         }
         if let Some(ca) = &p.jwks_ca {
             h.update(Sha256::digest(ca));
+        }
+        if let Some(i) = &p.introspection {
+            h.update(Sha256::digest(i.client_auth.material()));
+            if let Some(ca) = &i.ca {
+                h.update(Sha256::digest(ca));
+            }
         }
     }
     for u in upstreams {

@@ -54,6 +54,40 @@ impl Mode {
     }
 }
 
+/// Where a route reads the token from (`token_sources`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `Authorization: Bearer ...` (RFC 6750 §2.1).
+    Authorization,
+    /// The value of this cookie (RFC 6265 name, case-sensitive).
+    Cookie(String),
+    /// The whole value of this header (a bare token, or `Bearer` and a token).
+    Header(http::HeaderName),
+}
+
+impl TokenSource {
+    /// As written in the config, and the `token_source` of the access log.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Authorization => "authorization".to_owned(),
+            Self::Cookie(n) => format!("cookie:{n}"),
+            Self::Header(h) => format!("header:{h}"),
+        }
+    }
+}
+
+/// The CSRF defence a cookie-borne token needs on an unsafe method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Csrf {
+    /// `Sec-Fetch-Site: same-origin`, or an `Origin` naming the request's own authority.
+    SameOrigin,
+    /// This header, non-empty (a browser sends a custom header cross-site only after a CORS
+    /// preflight the API answers).
+    Header(http::HeaderName),
+    /// No check (a warning at load).
+    Off,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum HostMatch {
     Any,
@@ -87,6 +121,11 @@ pub struct Route {
     pub require_scopes: Vec<String>,
     pub require_claims: Vec<ClaimRequirement>,
     pub upstream: UpstreamId,
+    /// Where the token is read from, in order (at least one).
+    pub token_sources: Vec<TokenSource>,
+    pub csrf: Csrf,
+    /// The one provider of this route that introspects: where an opaque token goes.
+    pub introspection: Option<ProviderId>,
     /// Prebuilt `WWW-Authenticate` for a 403 on this route (carries `scope="..."`).
     pub insufficient_scope_challenge: HeaderValue,
 }

@@ -251,6 +251,55 @@ pub struct RawProvider {
     /// Required JOSE `typ` header, e.g. `at+jwt` (RFC 9068); compared case-insensitively,
     /// with or without the `application/` prefix. Default: not checked.
     pub required_typ: Option<String>,
+    /// Refuse tokens (and introspection answers) without `aud`. Default true.
+    #[serde(default = "default_true")]
+    pub require_aud: bool,
+    /// RFC 7662 endpoint: opaque tokens of routes that accept this provider are sent here.
+    /// With `discovery = true` and `client_id`, read from the metadata instead. Default: none.
+    pub introspection_url: Option<String>,
+    /// The gateway's client id at the introspection endpoint.
+    pub client_id: Option<String>,
+    /// `client_secret_basic` (default), `client_secret_post` or `private_key_jwt`.
+    pub client_auth: Option<String>,
+    /// File holding the client secret (never inline), relative to the config file.
+    pub client_secret_file: Option<String>,
+    /// `private_key_jwt`: PEM private key (RSA, EC P-256/P-384 or Ed25519) signing the
+    /// client assertion.
+    pub client_key_file: Option<String>,
+    /// `private_key_jwt`: the `kid` put in the assertion's header. Default: none.
+    pub client_key_id: Option<String>,
+    /// Sent with each introspection call. Default `access_token`; `""` sends none.
+    pub token_type_hint: Option<String>,
+    /// Limit of one introspection call, waiting for a free slot included. Default 3s.
+    #[serde(default = "default_introspection_timeout", with = "humantime_serde")]
+    pub introspection_timeout: Duration,
+    /// PEM file of CA certificates trusted for the introspection endpoint. Default: system
+    /// roots.
+    pub introspection_ca_file: Option<String>,
+    /// Ask for RFC 9701 JWT-signed answers (verified with this provider's keys). Default false.
+    #[serde(default)]
+    pub introspection_signed_response: bool,
+    /// Introspect this provider's JWTs too, instead of verifying them locally. Default false
+    /// (always true for a provider without keys).
+    #[serde(default)]
+    pub introspect_jwts: bool,
+    /// Longest an active answer is used; never past the token's `exp`. Default 30s.
+    #[serde(default = "default_introspection_cache_ttl", with = "humantime_serde")]
+    pub introspection_cache_ttl: Duration,
+    /// How long an inactive answer is remembered. Default 5s.
+    #[serde(default = "default_introspection_negative_ttl", with = "humantime_serde")]
+    pub introspection_negative_ttl: Duration,
+    /// Most answers kept (active and inactive, each). Default 10000.
+    #[serde(default = "default_cache_entries")]
+    pub introspection_cache_max_entries: u64,
+    /// Most bytes the kept answers may take (estimated; active and inactive, each).
+    /// Default 16777216 (16 MiB).
+    #[serde(default = "default_introspection_cache_bytes")]
+    pub introspection_cache_max_bytes: u64,
+    /// Calls to the endpoint at once; more wait for a slot within `introspection_timeout`.
+    /// Default 64.
+    #[serde(default = "default_introspection_in_flight")]
+    pub introspection_max_in_flight: usize,
 }
 
 /// `[headers]`: what the upstream sees.
@@ -293,6 +342,12 @@ pub struct RawRoute {
     pub upstream: String,
     /// `enforce` or `report`; default: `[defaults] mode`.
     pub mode: Option<RawMode>,
+    /// Where the token is read from, in order: `authorization`, `cookie:NAME`,
+    /// `header:NAME`. Default `["authorization"]`.
+    pub token_sources: Option<Vec<String>>,
+    /// CSRF defence for cookie-borne tokens on unsafe methods: `same-origin` (default),
+    /// `header:NAME`, or `off`.
+    pub csrf: Option<String>,
 }
 
 /// `auth = ...` on a route.
@@ -383,6 +438,21 @@ fn default_max_stale() -> Duration {
 }
 fn default_refetch_cooldown() -> Duration {
     Duration::from_secs(5)
+}
+fn default_introspection_timeout() -> Duration {
+    Duration::from_secs(3)
+}
+fn default_introspection_cache_ttl() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_introspection_negative_ttl() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_introspection_cache_bytes() -> u64 {
+    16 << 20
+}
+fn default_introspection_in_flight() -> usize {
+    64
 }
 fn default_true() -> bool {
     true

@@ -1,5 +1,7 @@
 // A real OpenID provider for authgate's interop tests: oidc-provider with the client
-// credentials grant and resource indicators, issuing JWT access tokens (RFC 9068).
+// credentials grant and resource indicators, issuing JWT access tokens (RFC 9068), plus token
+// introspection (RFC 7662, at /token/introspection) and revocation (RFC 7009, at
+// /token/revocation), both listed in the discovery document.
 //
 //   node op.mjs PORT KEYS_JSON [NEW_KID]
 //
@@ -7,19 +9,58 @@
 // fresh RSA key is generated and put first, so it signs from now on while the older keys
 // stay published. Prints "OP_READY <port>" once it listens.
 //
+// Clients (all authenticate at the token, introspection and revocation endpoints):
+// - orders-client / orders-client-secret-that-is-long-enough (client_secret_basic): the
+//   client credentials grant, scopes read and write. With resource=https://orders.example.com
+//   the access token is an RS256 JWT for audience orders-api (300 s); without a resource it
+//   is an opaque token (no aud, 600 s), which only introspection can validate. It may revoke
+//   its own tokens.
+// - authgate / authgate-introspection-secret-long-enough (client_secret_basic): the gateway;
+//   no grants, it may introspect the tokens of any client.
+// - authgate-jwt (private_key_jwt, ES256 only, kid gw1): the gateway again, registered only
+//   when the environment variable OP_CLIENT_KEY_PEM names a file: a fresh P-256 key pair is
+//   generated at startup and its private key written there (PKCS#8 PEM) before OP_READY. The
+//   client assertion needs iss = sub = authgate-jwt, aud = the issuer, the token endpoint or
+//   the introspection endpoint URL, exp, and a jti that is accepted once.
+// Introspection answers JSON; with Accept: application/token-introspection+jwt (and no
+// application/json before it) it answers an RS256 JWT instead (RFC 9701, for any client: RS256
+// is oidc-provider's default introspection_signed_response_alg): header typ
+// token-introspection+jwt, claims iss, aud (the calling client_id), iat and
+// token_introspection (the JSON response), no exp. The OP refuses to introspect or revoke JWT
+// access tokens (400 unsupported_token_type): only opaque tokens have state it can look up.
+//
 // Key rotation without a restart: a line "rotate KID" on stdin puts a fresh key KID first
 // (the older ones stay published) and swaps in a provider that signs with it, on the same
-// listening socket; it prints "OP_ROTATED KID". A restart would release the port, and on a
-// busy machine another test can take it before the OP binds it again (the issuer URL, port
-// included, must not change).
+// listening socket; it prints "OP_ROTATED KID". The providers share one in-memory store, so
+// opaque tokens issued (or revoked) before a rotation stay so. A restart would release the
+// port, and on a busy machine another test can take it before the OP binds it again (the
+// issuer URL, port included, must not change).
 import http from 'node:http';
 import fs from 'node:fs';
 import readline from 'node:readline';
 import { generateKeyPairSync } from 'node:crypto';
 import Provider from 'oidc-provider';
+import { createMemoryAdapter } from 'oidc-provider/lib/adapters/memory_adapter.js';
 
 const [port, keysFile, newKid] = process.argv.slice(2);
 let keys = fs.existsSync(keysFile) ? JSON.parse(fs.readFileSync(keysFile, 'utf8')) : [];
+
+// The private_key_jwt gateway client's public key, when OP_CLIENT_KEY_PEM asks for one; made
+// once, so it survives key rotations.
+const clientKeyFile = process.env.OP_CLIENT_KEY_PEM;
+let clientJwk;
+if (clientKeyFile) {
+  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  fs.writeFileSync(clientKeyFile, privateKey.export({ format: 'pem', type: 'pkcs8' }));
+  clientJwk = { ...publicKey.export({ format: 'jwk' }), kid: 'gw1', alg: 'ES256', use: 'sig' };
+}
+
+// Opaque tokens, revocations and used client assertion jtis live in this store, shared by the
+// providers a rotation swaps in (by default each provider gets an empty one of its own).
+const adapter = createMemoryAdapter();
+
+// Gateway clients: they only call the introspection (and revocation) endpoints.
+const gateway = { grant_types: [], redirect_uris: [], response_types: [] };
 
 function addKey(kid) {
   const jwk = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
@@ -29,13 +70,26 @@ function addKey(kid) {
 
 function provider(issuer) {
   return new Provider(issuer, {
+    adapter,
     clients: [{
       client_id: 'orders-client',
       client_secret: 'orders-client-secret-that-is-long-enough',
       grant_types: ['client_credentials'],
       redirect_uris: [],
       response_types: [],
-    }],
+    }, {
+      ...gateway,
+      client_id: 'authgate',
+      client_secret: 'authgate-introspection-secret-long-enough',
+      token_endpoint_auth_method: 'client_secret_basic',
+    }, ...(clientJwk ? [{
+      ...gateway,
+      client_id: 'authgate-jwt',
+      token_endpoint_auth_method: 'private_key_jwt',
+      token_endpoint_auth_signing_alg: 'ES256',
+      jwks: { keys: [clientJwk] },
+      introspection_signed_response_alg: 'RS256',
+    }] : [])],
     jwks: { keys },
     scopes: ['read', 'write'],
     features: {
@@ -43,7 +97,8 @@ function provider(issuer) {
       clientCredentials: { enabled: true },
       resourceIndicators: {
         enabled: true,
-        defaultResource: () => 'https://orders.example.com',
+        // No resource parameter, no resource server: the access token is opaque.
+        defaultResource: () => undefined,
         useGrantedResource: () => true,
         getResourceServerInfo: () => ({
           scope: 'read write',
@@ -53,6 +108,15 @@ function provider(issuer) {
           jwt: { sign: { alg: 'RS256' } },
         }),
       },
+      introspection: {
+        enabled: true,
+        // Confidential clients (the gateway) may introspect any token; a public client only
+        // its own (oidc-provider's default, made explicit).
+        allowedPolicy: (ctx, client, token) => client.clientAuthMethod !== 'none'
+          || token.clientId === client.clientId,
+      },
+      jwtIntrospection: { enabled: true },
+      revocation: { enabled: true },
     },
   });
 }

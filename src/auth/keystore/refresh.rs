@@ -167,7 +167,7 @@ async fn fetch(
     let url = match &id.source {
         KeySource::JwksUrl(url) => Some(url.clone()),
         KeySource::Discovery(issuer) => Some(discover(issuer, client).await?),
-        KeySource::JwksFile(_) | KeySource::HmacSecret(_) => None,
+        KeySource::JwksFile(_) | KeySource::HmacSecret(_) | KeySource::None => None,
     };
     let (document, new_etag, max_age) = match (&id.source, url) {
         (_, Some(url)) => {
@@ -187,7 +187,7 @@ async fn fetch(
                 .map_err(|e| format!("cannot read {}: {e}", file.path.display()))?;
             (doc, None, None)
         }
-        (_, None) => return Err("HMAC keys are not fetched".to_owned()),
+        (_, None) => return Err("HMAC secrets and introspection-only providers have nothing to fetch".to_owned()),
     };
     let (set, skipped) = KeySet::from_jwks(&document, &id.algorithms).map_err(|e| e.to_string())?;
     for s in skipped {

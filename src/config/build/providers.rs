@@ -7,6 +7,7 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use toml::Spanned;
 
+use super::introspection::build_introspection;
 use super::{
     at, check_duration, is_label, short, Ctx, DAY, DEFAULT_MIN_REFRESH, HOUR, SECOND, YEAR,
 };
@@ -67,13 +68,18 @@ pub(super) fn build_provider(
         raw.hmac_secret_file.is_some(),
         raw.discovery,
     ];
-    if sources.iter().filter(|s| **s).count() != 1 {
-        cx.err(
-            span,
-            key("jwks_url"),
-            "set exactly one of jwks_url, jwks_file, hmac_secret_file, discovery = true",
-        );
-        return None;
+    let introspection = build_introspection(cx, name, raw, span);
+    match sources.iter().filter(|s| **s).count() {
+        0 if introspection.is_some() => {}
+        1 => {}
+        _ => {
+            cx.err(
+                span,
+                key("jwks_url"),
+                "set exactly one of jwks_url, jwks_file, hmac_secret_file, discovery = true (or none with introspection_url: every token is then introspected)",
+            );
+            return None;
+        }
     }
     let no_hmac = |cx: &mut Ctx<'_>| {
         if algorithms.iter().any(hmac) {
@@ -119,6 +125,9 @@ pub(super) fn build_provider(
             path,
             document: Arc::new(document),
         })
+    } else if raw.hmac_secret_file.is_none() {
+        // Introspection only (checked above).
+        KeySource::None
     } else {
         let file = raw.hmac_secret_file.as_deref().unwrap_or_default();
         let path = cx.relative(file);
@@ -281,7 +290,6 @@ pub(super) fn build_provider(
         name: name.to_owned(),
         issuer: raw.issuer.clone(),
         audiences: raw.audiences.clone(),
-        key_source,
         algorithms,
         leeway: raw.leeway,
         jwks_refresh: raw.jwks_refresh,
@@ -293,5 +301,9 @@ pub(super) fn build_provider(
         max_token_lifetime: raw.max_token_lifetime,
         revocation_file,
         required_typ: raw.required_typ.as_deref().map(media_type),
+        require_aud: raw.require_aud,
+        introspect_jwts: raw.introspect_jwts || matches!(key_source, KeySource::None),
+        key_source,
+        introspection,
     })
 }

@@ -2,11 +2,12 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use http::{HeaderValue, Method};
+use http::header::{AUTHORIZATION, COOKIE};
+use http::{HeaderName, HeaderValue, Method};
 
 use super::{at, is_label, Ctx};
 use crate::config::routes::{
-    AuthMode, ClaimRequirement, HostMatch, Mode, PathMatch, Route, RouteTable,
+    AuthMode, ClaimRequirement, Csrf, HostMatch, Mode, PathMatch, Route, RouteTable, TokenSource,
 };
 use crate::config::schema::{RawAuthMode, RawConfig, RawMode, RawRoute};
 use crate::config::{ProviderId, ProviderSettings, UpstreamId};
@@ -270,6 +271,23 @@ pub(super) fn build_route(
             format!("unknown upstream {:?}", r.upstream),
         );
     }
+    let token_sources = build_token_sources(cx, span, &key, r, auth);
+    let csrf = build_csrf(cx, span, &key, r, &token_sources, i);
+    // An opaque token goes to the route's one introspecting provider: with two, it could
+    // not choose (and trying both would hand the token to an issuer it is not for).
+    let introspecting: Vec<usize> = route_providers
+        .iter()
+        .copied()
+        .filter(|&p| provider_settings.get(p).is_some_and(|s| s.introspection.is_some()))
+        .collect();
+    if all_built && introspecting.len() > 1 && auth != AuthMode::None {
+        let names: Vec<&str> = introspecting.iter().map(|&p| providers[p].as_str()).collect();
+        cx.err(
+            span,
+            key("providers"),
+            format!("providers {names:?} both introspect: an opaque token could not choose between them (list one in providers)"),
+        );
+    }
     let challenge = format!(
         "Bearer realm=\"authgate\", error=\"insufficient_scope\", error_description=\"token lacks a required scope or claim\", scope=\"{}\"",
         r.require_scopes.join(" ")
@@ -289,6 +307,9 @@ pub(super) fn build_route(
         require_scopes: r.require_scopes.clone(),
         require_claims,
         upstream: UpstreamId::new(upstream?),
+        token_sources,
+        csrf,
+        introspection: introspecting.first().copied().map(ProviderId::new),
         insufficient_scope_challenge: challenge?,
     })
 }
@@ -323,4 +344,109 @@ fn check_path(cx: &mut Ctx<'_>, span: Option<usize>, key: String, p: &str) -> Op
             None
         }
     }
+}
+
+/// `token_sources`: `authorization`, `cookie:NAME`, `header:NAME`, each at most once.
+fn build_token_sources(
+    cx: &mut Ctx<'_>,
+    span: Option<usize>,
+    key: &dyn Fn(&str) -> String,
+    r: &RawRoute,
+    auth: AuthMode,
+) -> Vec<TokenSource> {
+    let Some(list) = &r.token_sources else {
+        return vec![TokenSource::Authorization];
+    };
+    if auth == AuthMode::None {
+        cx.err(span, key("token_sources"), "auth = \"none\" never reads a token");
+        return Vec::new();
+    }
+    if list.is_empty() {
+        cx.err(span, key("token_sources"), "must list at least one source (leave it out for [\"authorization\"])");
+    }
+    let mut out = Vec::new();
+    for item in list {
+        let source = if item == "authorization" {
+            Some(TokenSource::Authorization)
+        } else if let Some(name) = item.strip_prefix("cookie:") {
+            // RFC 6265 §4.1.1: a cookie name is an RFC 9110 token.
+            if !name.is_empty() && name.bytes().all(is_tchar) {
+                Some(TokenSource::Cookie(name.to_owned()))
+            } else {
+                cx.err(span, key("token_sources"), format!("{item:?}: {name:?} is not a cookie name"));
+                None
+            }
+        } else if let Some(name) = item.strip_prefix("header:") {
+            match HeaderName::from_bytes(name.as_bytes()) {
+                Ok(h) if h == AUTHORIZATION || h == COOKIE => {
+                    cx.err(span, key("token_sources"), format!("{item:?}: write \"authorization\" or \"cookie:NAME\""));
+                    None
+                }
+                Ok(h) => Some(TokenSource::Header(h)),
+                Err(_) => {
+                    cx.err(span, key("token_sources"), format!("{item:?}: {name:?} is not a header name"));
+                    None
+                }
+            }
+        } else {
+            cx.err(
+                span,
+                key("token_sources"),
+                format!("{item:?} is not \"authorization\", \"cookie:NAME\" or \"header:NAME\""),
+            );
+            None
+        };
+        if let Some(source) = source {
+            if out.contains(&source) {
+                cx.err(span, key("token_sources"), format!("{item:?} is listed twice"));
+            } else {
+                out.push(source);
+            }
+        }
+    }
+    out
+}
+
+/// `csrf`: only meaningful with a cookie source; `off` is allowed with a warning.
+fn build_csrf(
+    cx: &mut Ctx<'_>,
+    span: Option<usize>,
+    key: &dyn Fn(&str) -> String,
+    r: &RawRoute,
+    sources: &[TokenSource],
+    i: usize,
+) -> Csrf {
+    let cookies = sources.iter().any(|s| matches!(s, TokenSource::Cookie(_)));
+    let Some(raw) = r.csrf.as_deref() else {
+        return Csrf::SameOrigin;
+    };
+    if !cookies {
+        cx.err(span, key("csrf"), "only applies to a route with a cookie:NAME token source");
+        return Csrf::SameOrigin;
+    }
+    match raw {
+        "same-origin" => Csrf::SameOrigin,
+        "off" => {
+            cx.warnings.push(format!(
+                "routes[{i}] ({}) reads a token from a cookie with csrf = \"off\": any site the user visits can send requests carrying it",
+                r.name
+            ));
+            Csrf::Off
+        }
+        other => match other
+            .strip_prefix("header:")
+            .and_then(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+        {
+            Some(h) if h != COOKIE && h != AUTHORIZATION => Csrf::Header(h),
+            _ => {
+                cx.err(span, key("csrf"), format!("{raw:?} is not \"same-origin\", \"header:NAME\" or \"off\""));
+                Csrf::SameOrigin
+            }
+        },
+    }
+}
+
+/// RFC 9110 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }

@@ -14,6 +14,9 @@ fn route(name: &str, host: HostMatch, path: PathMatch, methods: Option<Vec<Metho
         require_scopes: Vec::new(),
         require_claims: Vec::new(),
         upstream: UpstreamId::new(0),
+        token_sources: vec![TokenSource::Authorization],
+        csrf: Csrf::SameOrigin,
+        introspection: None,
         insufficient_scope_challenge: HeaderValue::from_static("Bearer"),
     }
 }
