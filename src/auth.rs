@@ -25,9 +25,9 @@ use crate::config::{Config, ProviderId, RouteId, UpstreamId};
 use crate::formats::normalize::{normalize_authority, normalize_target, Authority, BadTarget};
 use crate::formats::revocation::Revocations;
 use cache::{TokenCache, TokenKey};
-use introspection::Lookup;
 use claims::render_header_value;
 use extract::extract_token;
+use introspection::Lookup;
 use keystore::ProviderKeys;
 use trace::{NoTrace, Step, Trace};
 
@@ -551,13 +551,12 @@ fn authenticate<C: Context + ?Sized, T: Trace>(
         csrf::check(head.method, head.headers, &route.csrf, &grant.authority).map_err(deny)?;
         trace.step(Step::Csrf(&route.csrf));
     }
-    let verified = validate::verify(token, route, cx, now, trace).map_err(
-        |(reason, provider)| Denial {
+    let verified =
+        validate::verify(token, route, cx, now, trace).map_err(|(reason, provider)| Denial {
             reason,
             route: Some(route_idx),
             provider,
-        },
-    )?;
+        })?;
     trace.step(Step::Authorize {
         route,
         claims: &verified.claims,

@@ -8,7 +8,7 @@ pub mod respond;
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use http::header::HOST;
@@ -18,14 +18,46 @@ use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora::{ErrorSource, ErrorType};
 
-use crate::auth::{decide, Denial, Grant, Reject, RequestHead};
-use crate::config::RouteId;
+use crate::auth::cache::TokenCache;
+use crate::auth::{self, decide, Context, Denial, Grant, Reject, RequestHead};
+use crate::config::routes::TokenSource;
+use crate::config::{ProviderId, RouteId};
 use crate::formats::normalize::normalize_target;
 use crate::metrics::NO_ROUTE;
+use crate::runtime::introspection::WithAnswer;
 use crate::runtime::{InFlight, Snapshot, State, UpstreamFailure};
 use access::AccessLine;
 use guard::guard;
+use headers::CookieEdit;
 use respond::Answer;
+
+/// What a first decision left to do before it can stand.
+enum Pending {
+    /// An unknown `kid`: refetch this provider's keys once.
+    Refetch(ProviderId),
+    /// An introspected token whose answer is not known: ask this provider, for this route.
+    Introspect(ProviderId, RouteId),
+}
+
+fn pending(r: &Result<Grant, Denial>) -> Option<Pending> {
+    let d = match r {
+        Err(d) => *d,
+        Ok(g) => g.would_reject?,
+    };
+    match d {
+        Denial {
+            reason: Reject::UnknownKid,
+            provider: Some(p),
+            ..
+        } => Some(Pending::Refetch(p)),
+        Denial {
+            reason: Reject::IntrospectionUnavailable,
+            provider: Some(p),
+            route: Some(route),
+        } => Some(Pending::Introspect(p, route)),
+        _ => None,
+    }
+}
 
 /// Longest a request waits for the single-flight JWKS refetch an unknown `kid` triggers.
 const REFETCH_WAIT: Duration = Duration::from_secs(3);
@@ -95,40 +127,49 @@ impl ProxyHttp for Gateway {
         let started = Instant::now();
         ctx.request_id = request_id(session.req_header());
         session.set_read_timeout(Some(snap.config.server.body_read_timeout));
-        let decision = |session: &Session| {
+        let decision = |session: &Session, cx: &dyn Context| {
             guard(|| {
                 inject_fault(session.req_header());
                 // HTTP/1 framing checks read the head as received (a cheap `Bytes` slice).
                 let raw = session.as_http1().map(|h1| h1.get_headers_raw_bytes());
-                decide(
-                    &*snap,
-                    &head(session.req_header(), raw.as_deref()),
-                    unix_now(),
-                )
+                decide(cx, &head(session.req_header(), raw.as_deref()), unix_now())
             })
             .unwrap_or(Err(Denial::new(Reject::InternalError, None)))
         };
-        // An unknown `kid` waits for one refetch, then decides again (on a report-only route
-        // too, where the refusal rides on the grant).
-        let refetch = |r: &Result<Grant, Denial>| {
-            match r {
-                Err(d) => Some(*d),
-                Ok(g) => g.would_reject,
-            }
-            .and_then(|d| match d {
-                Denial {
-                    reason: Reject::UnknownKid,
-                    provider: Some(p),
-                    ..
-                } => Some(p),
-                _ => None,
-            })
-        };
-        let first = decision(session);
-        let result = match refetch(&first) {
-            Some(p) => {
+        let first = decision(session, &*snap);
+        // An unknown `kid` waits for one refetch, and a token whose introspection answer is
+        // not known yet for one call; then the request is decided again (on a report-only
+        // route too, where the refusal rides on the grant).
+        let result = match pending(&first) {
+            Some(Pending::Refetch(p)) => {
                 snap.provider(p).keys.refetch_and_wait(REFETCH_WAIT).await;
-                decision(session)
+                decision(session, &*snap)
+            }
+            Some(Pending::Introspect(p, route)) => {
+                let headers = &session.req_header().headers;
+                match (
+                    auth::token_of(&snap.config, headers, route),
+                    &snap.provider(p).introspector,
+                ) {
+                    (Some(token), Some(introspector)) => {
+                        let answer = introspector
+                            .introspect(
+                                token,
+                                &snap.provider(p).keys,
+                                &snap.config.providers[p.index()],
+                            )
+                            .await;
+                        let key = TokenCache::key(token);
+                        let cx = WithAnswer {
+                            inner: &*snap,
+                            provider: p,
+                            key,
+                            answer,
+                        };
+                        decision(session, &cx)
+                    }
+                    _ => first,
+                }
             }
             None => first,
         };
@@ -422,9 +463,29 @@ fn upstream_request(
     for (name, value) in &grant.claim_headers {
         upstream.insert_header(name.clone(), value.clone())?;
     }
+    // A token read from a cookie or a named header is a credential like `Authorization`:
+    // the upstream gets it only with `forward_token`, and only when it was verified.
+    let route = snap.config.routes.get(grant.route);
+    let keep_token = snap.config.headers.forward_token && verified;
+    let mut token_cookies = Vec::new();
+    for source in &route.token_sources {
+        match source {
+            TokenSource::Cookie(name) if !keep_token => token_cookies.push(name.as_str()),
+            TokenSource::Header(name) if !keep_token => {
+                upstream.remove_header(name);
+            }
+            _ => {}
+        }
+    }
     // HTTP/2 sends cookies as separate fields; HTTP/1.1 has one `Cookie` (RFC 9113 §8.2.3).
-    if let Some(cookie) = headers::joined_cookies(&upstream.headers) {
-        upstream.insert_header(http::header::COOKIE, cookie)?;
+    match headers::edit_cookies(&upstream.headers, &token_cookies) {
+        CookieEdit::Keep => {}
+        CookieEdit::Set(cookie) => {
+            upstream.insert_header(http::header::COOKIE, cookie)?;
+        }
+        CookieEdit::Remove => {
+            upstream.remove_header(&http::header::COOKIE);
+        }
     }
     if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
         upstream.insert_header("x-forwarded-for", addr.ip().to_string())?;
@@ -574,8 +635,4 @@ fn log_refused_head(state: &State, reason: Reject, request_id: &str, started: In
 }
 
 /// Seconds since the Unix epoch: the clock `decide` is given (also by `explain` and `test`).
-pub fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
+pub use crate::runtime::unix_now;

@@ -8,6 +8,7 @@
 //!
 //! Arrows point down: `proxy` → `runtime` → (`auth`, `metrics`, `config`).
 
+pub mod introspection;
 pub mod poll;
 pub mod reload;
 pub mod revocations;
@@ -17,12 +18,14 @@ use std::sync::Arc;
 
 use prometheus::{Histogram, IntCounter};
 
-use crate::auth::cache::TokenCache;
+use crate::auth::cache::{TokenCache, TokenKey};
+use crate::auth::introspection::Lookup;
 use crate::auth::keystore::{ProviderKeys, StoreIdentity};
 use crate::auth::{Context, Reject};
 use crate::config::{Config, ProviderId, RouteId, UpstreamId};
 use crate::formats::revocation::Revocations;
 use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
+use introspection::Introspector;
 use revocations::FileRevocations;
 
 pub use state::{InFlight, State};
@@ -46,6 +49,8 @@ pub struct ProviderRuntime {
     pub revocations: Option<Arc<FileRevocations>>,
     /// `authgate_token_remaining_lifetime_seconds{provider}`.
     pub token_lifetime: Histogram,
+    /// Where the provider introspects (none in an offline snapshot).
+    pub introspector: Option<Arc<Introspector>>,
 }
 
 /// One upstream's running parts.
@@ -197,6 +202,7 @@ impl Snapshot {
                 token_lifetime: metrics
                     .token_remaining_lifetime
                     .with_label_values(&[&p.name]),
+                introspector: None,
             })
             .collect();
         Self::from_parts(config, providers, metrics)
@@ -244,9 +250,26 @@ impl Snapshot {
                         }
                     }
                 });
+                // Same provider, same introspection settings: keep its client and answers
+                // (they are re-checked against the new config on every use).
+                let introspector = p.introspection.as_ref().map(|settings| {
+                    let running = old.and_then(|o| {
+                        o.config
+                            .providers
+                            .iter()
+                            .zip(&o.providers)
+                            .find(|(op, _)| op.name == p.name)
+                            .and_then(|(_, r)| r.introspector.clone())
+                            .filter(|i| i.settings == *settings)
+                    });
+                    running.unwrap_or_else(|| {
+                        Arc::new(Introspector::new(p, settings.clone(), metrics.clone()))
+                    })
+                });
                 ProviderRuntime {
                     keys,
                     revocations,
+                    introspector,
                     token_lifetime: metrics
                         .token_remaining_lifetime
                         .with_label_values(&[&p.name]),
@@ -311,6 +334,17 @@ impl Context for Snapshot {
     fn token_cache(&self) -> Option<&TokenCache> {
         self.token_cache.as_ref()
     }
+
+    fn introspection(&self, provider: ProviderId, token: &TokenKey) -> Option<Lookup> {
+        self.provider(provider).introspector.as_ref()?.lookup(token)
+    }
+}
+
+/// Seconds since the Unix epoch: the clock `decide` is given.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 // === impl UpstreamRuntime ===

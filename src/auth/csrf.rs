@@ -97,12 +97,16 @@ mod tests {
     #[test]
     fn same_origin_rule() {
         let here = normalize_authority("app.example.com").unwrap();
-        let post = |pairs: &[(&str, &str)]| check(&Method::POST, &h(pairs), &Csrf::SameOrigin, &here);
+        let post =
+            |pairs: &[(&str, &str)]| check(&Method::POST, &h(pairs), &Csrf::SameOrigin, &here);
         assert_eq!(post(&[("origin", "https://app.example.com")]), Ok(()));
         assert_eq!(post(&[("origin", "https://app.example.com:443")]), Ok(()));
         assert_eq!(post(&[("sec-fetch-site", "same-origin")]), Ok(()));
         assert_eq!(
-            post(&[("sec-fetch-site", "same-origin"), ("origin", "http://app.example.com")]),
+            post(&[
+                ("sec-fetch-site", "same-origin"),
+                ("origin", "http://app.example.com")
+            ]),
             Ok(())
         );
         for bad in [
@@ -116,16 +120,28 @@ mod tests {
             &[("sec-fetch-site", "cross-site")],
             &[("sec-fetch-site", "same-site")],
             &[("sec-fetch-site", "none")],
-            &[("sec-fetch-site", "same-origin"), ("origin", "https://evil.example")],
-            &[("origin", "https://app.example.com"), ("origin", "https://evil.example")],
+            &[
+                ("sec-fetch-site", "same-origin"),
+                ("origin", "https://evil.example"),
+            ],
+            &[
+                ("origin", "https://app.example.com"),
+                ("origin", "https://evil.example"),
+            ],
         ] {
             assert_eq!(post(bad), Err(Reject::CsrfFailed), "{bad:?}");
         }
         // Safe methods need nothing; every other method does.
-        assert_eq!(check(&Method::GET, &h(&[]), &Csrf::SameOrigin, &here), Ok(()));
+        assert_eq!(
+            check(&Method::GET, &h(&[]), &Csrf::SameOrigin, &here),
+            Ok(())
+        );
         for m in ["PUT", "PATCH", "DELETE", "PROPFIND"] {
             let m = Method::from_bytes(m.as_bytes()).unwrap();
-            assert_eq!(check(&m, &h(&[]), &Csrf::SameOrigin, &here), Err(Reject::CsrfFailed));
+            assert_eq!(
+                check(&m, &h(&[]), &Csrf::SameOrigin, &here),
+                Err(Reject::CsrfFailed)
+            );
         }
     }
 
@@ -138,7 +154,10 @@ mod tests {
         assert_eq!(post(&[]), Err(Reject::CsrfFailed));
         assert_eq!(post(&[("x-csrf", "")]), Err(Reject::CsrfFailed));
         // The header rule alone decides: a same-origin Origin is not enough.
-        assert_eq!(post(&[("origin", "https://app.example.com")]), Err(Reject::CsrfFailed));
+        assert_eq!(
+            post(&[("origin", "https://app.example.com")]),
+            Err(Reject::CsrfFailed)
+        );
         assert_eq!(check(&Method::POST, &h(&[]), &Csrf::Off, &here), Ok(()));
     }
 }

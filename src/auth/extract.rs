@@ -44,7 +44,12 @@ pub fn extract_token<'a>(
         };
         match (&found, token) {
             (_, None) => {}
-            (None, Some(t)) => found = Some(Found { token: t, source: i }),
+            (None, Some(t)) => {
+                found = Some(Found {
+                    token: t,
+                    source: i,
+                })
+            }
             (Some(f), Some(t)) if f.token == t => {}
             (Some(_), Some(_)) => return Err(Reject::MultipleTokens),
         }
@@ -206,41 +211,69 @@ mod tests {
             TokenSource::Header(HeaderName::from_static("x-token")),
         ];
         let got = |pairs: &[(&str, &str)]| {
-            extract_token(&headers(pairs), &web, 100).map(|f| f.map(|f| (f.token.to_owned(), f.source)))
+            extract_token(&headers(pairs), &web, 100)
+                .map(|f| f.map(|f| (f.token.to_owned(), f.source)))
         };
         assert_eq!(got(&[]), Ok(None));
-        assert_eq!(got(&[("authorization", "Bearer abc")]), Ok(Some(("abc".into(), 0))));
+        assert_eq!(
+            got(&[("authorization", "Bearer abc")]),
+            Ok(Some(("abc".into(), 0)))
+        );
         assert_eq!(
             got(&[("cookie", "theme=dark; access_token=abc.def; lang=en")]),
             Ok(Some(("abc.def".into(), 1)))
         );
         // HTTP/2 sends one field per cookie; quotes and spaces around the value go.
         assert_eq!(
-            got(&[("cookie", "theme=dark"), ("cookie", "access_token=\"abc\" ")]),
+            got(&[
+                ("cookie", "theme=dark"),
+                ("cookie", "access_token=\"abc\" ")
+            ]),
             Ok(Some(("abc".into(), 1)))
         );
         assert_eq!(got(&[("x-token", "abc")]), Ok(Some(("abc".into(), 2))));
         // The same token twice is one token, first source wins.
         assert_eq!(
-            got(&[("authorization", "Bearer abc"), ("cookie", "access_token=abc")]),
+            got(&[
+                ("authorization", "Bearer abc"),
+                ("cookie", "access_token=abc")
+            ]),
             Ok(Some(("abc".into(), 0)))
         );
         // Two different tokens: 400.
         assert_eq!(
-            got(&[("authorization", "Bearer abc"), ("cookie", "access_token=xyz")]),
+            got(&[
+                ("authorization", "Bearer abc"),
+                ("cookie", "access_token=xyz")
+            ]),
             Err(Reject::MultipleTokens)
         );
         assert_eq!(
             got(&[("cookie", "access_token=abc; access_token=xyz")]),
             Err(Reject::MultipleTokens)
         );
-        assert_eq!(got(&[("x-token", "a"), ("x-token", "a")]), Err(Reject::MultipleTokens));
+        assert_eq!(
+            got(&[("x-token", "a"), ("x-token", "a")]),
+            Err(Reject::MultipleTokens)
+        );
         // Names are exact: a prefix, another case, or a cleared cookie is no token.
-        assert_eq!(got(&[("cookie", "xaccess_token=abc; Access_Token=abc")]), Ok(None));
-        assert_eq!(got(&[("cookie", "access_token=; access_token=\"\"")]), Ok(None));
+        assert_eq!(
+            got(&[("cookie", "xaccess_token=abc; Access_Token=abc")]),
+            Ok(None)
+        );
+        assert_eq!(
+            got(&[("cookie", "access_token=; access_token=\"\"")]),
+            Ok(None)
+        );
         // Values outside b64token, and oversized ones.
-        assert_eq!(got(&[("cookie", "access_token=a,b")]), Err(Reject::MalformedToken));
-        assert_eq!(got(&[("x-token", "Bearer abc")]), Err(Reject::MalformedToken));
+        assert_eq!(
+            got(&[("cookie", "access_token=a,b")]),
+            Err(Reject::MalformedToken)
+        );
+        assert_eq!(
+            got(&[("x-token", "Bearer abc")]),
+            Err(Reject::MalformedToken)
+        );
         let big = format!("access_token={}", "a".repeat(101));
         assert_eq!(got(&[("cookie", &big)]), Err(Reject::TokenTooLarge));
         // A source the route does not list is not read.

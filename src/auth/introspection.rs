@@ -169,12 +169,24 @@ mod tests {
         assert!(matches!(c.get(&k("a")), Some(Lookup::Active(_))));
         // Past exp, or no lifetime: not kept.
         c.insert_active(k("b"), claims(now - 1.0), 40, now);
+        assert!(c.get(&k("b")).is_none());
+        // No numeric `exp` (JSON has no NaN: it is null): kept for ttl; using it checks the
+        // claims again, and a malformed or missing `exp` fails there.
         c.insert_active(k("c"), claims(f64::NAN), 40, now);
-        assert!(c.get(&k("b")).is_none() && c.get(&k("c")).is_none());
+        assert_eq!(
+            c.active.get(&k("c")).unwrap().lifetime,
+            Duration::from_secs(300)
+        );
         // exp far away: ttl bounds it.
         c.insert_active(k("d"), claims(1e300), 40, now);
-        assert_eq!(c.active.get(&k("d")).unwrap().lifetime, Duration::from_secs(300));
-        assert_eq!(c.active.get(&k("a")).unwrap().lifetime, Duration::from_secs(60));
+        assert_eq!(
+            c.active.get(&k("d")).unwrap().lifetime,
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            c.active.get(&k("a")).unwrap().lifetime,
+            Duration::from_secs(60)
+        );
         // An inactive answer replaces an active one, and the other way round.
         c.insert_inactive(k("a"));
         assert!(matches!(c.get(&k("a")), Some(Lookup::Inactive)));
@@ -191,12 +203,7 @@ mod tests {
         let c = IntrospectionCache::new(&settings(300, 50));
         for i in 0..2000u32 {
             c.insert_inactive(TokenCache::key(&i.to_string()));
-            c.insert_active(
-                TokenCache::key(&format!("a{i}")),
-                claims(1e10),
-                100,
-                1000.0,
-            );
+            c.insert_active(TokenCache::key(&format!("a{i}")), claims(1e10), 100, 1000.0);
         }
         let (active, bytes, inactive) = c.usage();
         assert!(active <= 50, "{active}");

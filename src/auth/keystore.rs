@@ -181,7 +181,10 @@ impl ProviderKeys {
         client: reqwest::Client,
         metrics: Arc<Metrics>,
     ) {
-        if matches!(self.identity.source, KeySource::HmacSecret(_) | KeySource::None) {
+        if matches!(
+            self.identity.source,
+            KeySource::HmacSecret(_) | KeySource::None
+        ) {
             return;
         }
         // A private CA gets a client of its own; everyone else shares one pool.

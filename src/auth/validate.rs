@@ -15,8 +15,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::cache::{TokenCache, TokenKey};
-use super::introspection::Lookup;
 use super::claims::Claims;
+use super::introspection::Lookup;
+use super::keystore::ProviderKeys;
 use super::trace::{Step, Trace};
 use super::{Context, Reject};
 use crate::config::routes::Route;
@@ -251,6 +252,45 @@ fn cached<C: Context + ?Sized>(
             })
         }),
     )
+}
+
+/// A JWS signed by one of the provider's keys with an allowed algorithm (an RFC 9701
+/// signed introspection answer): its `typ` and claims. Same key rules as for tokens: the
+/// algorithm from the allow-list, the key from the provider, never from the JWS.
+pub fn verify_signed(
+    jws: &str,
+    store: &ProviderKeys,
+    provider: &ProviderSettings,
+) -> Result<(Option<String>, Claims), Reject> {
+    let mut parts = jws.split('.');
+    let (Some(h64), Some(p64), Some(s64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Reject::MalformedToken);
+    };
+    let header: JoseHeader = decode_json(h64)?;
+    let alg = Algorithm::from_str(&header.alg).map_err(|_| Reject::AlgNotAllowed)?;
+    if header.crit.is_some() {
+        return Err(Reject::CritUnsupported);
+    }
+    if !provider.algorithms.contains(&alg) {
+        return Err(Reject::AlgNotAllowed);
+    }
+    let keys = store.current();
+    let Some(keys) = keys.as_ref().filter(|_| !store.is_stale()) else {
+        return Err(Reject::KeysUnavailable);
+    };
+    let message = &jws.as_bytes()[..h64.len() + 1 + p64.len()];
+    let valid = match keys.candidates(header.kid.as_deref(), alg) {
+        Candidates::One(k) => k.verify(s64, message, alg),
+        Candidates::Several(ks) => ks.iter().any(|k| k.verify(s64, message, alg)),
+        Candidates::WrongAlgorithm => return Err(Reject::AlgNotAllowed),
+        Candidates::UnknownKid => return Err(Reject::UnknownKid),
+    };
+    if !valid {
+        return Err(Reject::BadSignature);
+    }
+    Ok((header.typ.map(|t| media_type(&t)), decode_json(p64)?))
 }
 
 fn decode_json<T: for<'de> Deserialize<'de>>(part: &str) -> Result<T, Reject> {

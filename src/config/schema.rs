@@ -287,7 +287,10 @@ pub struct RawProvider {
     #[serde(default = "default_introspection_cache_ttl", with = "humantime_serde")]
     pub introspection_cache_ttl: Duration,
     /// How long an inactive answer is remembered. Default 5s.
-    #[serde(default = "default_introspection_negative_ttl", with = "humantime_serde")]
+    #[serde(
+        default = "default_introspection_negative_ttl",
+        with = "humantime_serde"
+    )]
     pub introspection_negative_ttl: Duration,
     /// Most answers kept (active and inactive, each). Default 10000.
     #[serde(default = "default_cache_entries")]

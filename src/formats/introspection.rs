@@ -81,7 +81,9 @@ mod tests {
         let signed = serde_json::json!({
             "iss": "x", "token_introspection": {"active": true, "sub": "a"}
         });
-        let Value::Object(signed) = signed else { panic!() };
+        let Value::Object(signed) = signed else {
+            panic!()
+        };
         assert!(matches!(from_signed_claims(signed), Ok(Answer::Active(m)) if m["sub"] == "a"));
         assert_eq!(
             from_signed_claims(Map::new()),

@@ -92,17 +92,53 @@ pub fn headers_to_remove(
     remove
 }
 
-/// The `Cookie` fields of a request joined into one value with `; `, when there are several
-/// (HTTP/2 splits them; an HTTP/1.1 upstream expects one field).
-pub fn joined_cookies(headers: &HeaderMap) -> Option<HeaderValue> {
-    let mut values = headers.get_all(COOKIE).iter();
-    let (first, second) = (values.next()?, values.next()?);
-    let mut joined = first.as_bytes().to_vec();
-    for v in std::iter::once(second).chain(values) {
-        joined.extend_from_slice(b"; ");
-        joined.extend_from_slice(v.as_bytes());
+/// What becomes of the request's `Cookie` fields upstream.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CookieEdit {
+    /// As they are: one field, nothing to remove (the common case, no copy).
+    Keep,
+    /// One field with this value: several joined with `; ` (HTTP/2 splits them, an
+    /// HTTP/1.1 upstream expects one), the token cookies left out.
+    Set(HeaderValue),
+    /// None left.
+    Remove,
+}
+
+/// The `Cookie` fields joined into one, without the cookies named in `strip` (a route's
+/// token cookies: the upstream does not get the credential unless `forward_token`).
+pub fn edit_cookies(headers: &HeaderMap, strip: &[&str]) -> CookieEdit {
+    let fields = headers.get_all(COOKIE);
+    let name_of = |pair: &[u8]| -> Vec<u8> {
+        let pair = pair.trim_ascii();
+        let end = pair.iter().position(|&b| b == b'=').unwrap_or(pair.len());
+        pair[..end].trim_ascii().to_vec()
+    };
+    let stripped = |pair: &[u8]| strip.iter().any(|s| name_of(pair) == s.as_bytes());
+    let several = fields.iter().nth(1).is_some();
+    let any_stripped = !strip.is_empty()
+        && fields
+            .iter()
+            .any(|f| f.as_bytes().split(|&b| b == b';').any(stripped));
+    if !several && !any_stripped {
+        return CookieEdit::Keep;
     }
-    HeaderValue::from_bytes(&joined).ok()
+    let mut joined = Vec::new();
+    for field in fields {
+        for pair in field.as_bytes().split(|&b| b == b';') {
+            let pair = pair.trim_ascii();
+            if pair.is_empty() || stripped(pair) {
+                continue;
+            }
+            if !joined.is_empty() {
+                joined.extend_from_slice(b"; ");
+            }
+            joined.extend_from_slice(pair);
+        }
+    }
+    if joined.is_empty() {
+        return CookieEdit::Remove;
+    }
+    HeaderValue::from_bytes(&joined).map_or(CookieEdit::Remove, CookieEdit::Set)
 }
 
 #[cfg(test)]
@@ -165,14 +201,38 @@ mod tests {
     }
 
     #[test]
-    fn cookies_are_joined() {
+    fn cookies_are_joined_and_token_cookies_removed() {
         let mut m = HeaderMap::new();
-        assert_eq!(joined_cookies(&m), None);
-        m.append(COOKIE, HeaderValue::from_static("a=1"));
-        assert_eq!(joined_cookies(&m), None, "one field stays as it is");
+        assert_eq!(edit_cookies(&m, &[]), CookieEdit::Keep);
+        m.append(COOKIE, HeaderValue::from_static("a=1; at=x"));
+        assert_eq!(
+            edit_cookies(&m, &[]),
+            CookieEdit::Keep,
+            "one field stays as it is"
+        );
+        assert_eq!(edit_cookies(&m, &["b"]), CookieEdit::Keep);
+        assert_eq!(
+            edit_cookies(&m, &["at"]),
+            CookieEdit::Set(HeaderValue::from_static("a=1"))
+        );
         m.append(COOKIE, HeaderValue::from_static("b=2"));
-        m.append(COOKIE, HeaderValue::from_static("c=3"));
-        assert_eq!(joined_cookies(&m).unwrap(), "a=1; b=2; c=3");
+        m.append(COOKIE, HeaderValue::from_static(" at = y ;c=3"));
+        assert_eq!(
+            edit_cookies(&m, &[]),
+            CookieEdit::Set(HeaderValue::from_static("a=1; at=x; b=2; at = y; c=3"))
+        );
+        assert_eq!(
+            edit_cookies(&m, &["at"]),
+            CookieEdit::Set(HeaderValue::from_static("a=1; b=2; c=3"))
+        );
+        // Names are exact (case-sensitive, whole).
+        assert_eq!(
+            edit_cookies(&m, &["AT", "a"]),
+            CookieEdit::Set(HeaderValue::from_static("at=x; b=2; at = y; c=3"))
+        );
+        let mut only = HeaderMap::new();
+        only.append(COOKIE, HeaderValue::from_static("at=x"));
+        assert_eq!(edit_cookies(&only, &["at"]), CookieEdit::Remove);
     }
 
     #[test]

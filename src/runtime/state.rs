@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use super::Snapshot;
-use crate::config::Config;
+use crate::config::{Config, KeySource};
 use crate::metrics::Metrics;
 
 pub struct State {
@@ -79,7 +79,8 @@ impl State {
         self.snapshot.store(Arc::new(snapshot));
     }
 
-    /// Ready when not draining and every provider has usable keys (loaded, not stale).
+    /// Ready when not draining and every provider with keys has usable ones (loaded, not
+    /// stale).
     pub fn readiness(&self) -> Result<(), String> {
         if self.draining.load(Ordering::Relaxed) {
             return Err("shutting down".to_owned());
@@ -91,7 +92,8 @@ impl State {
             .iter()
             .zip(snap.providers())
             .map(|(p, (_, r))| (p, &r.keys))
-            .filter(|(_, k)| !k.is_usable())
+            // An introspection-only provider has no keys to wait for.
+            .filter(|(p, k)| !matches!(p.key_source, KeySource::None) && !k.is_usable())
             .map(|(p, k)| {
                 let why = if k.is_loaded() { "stale" } else { "not loaded" };
                 format!("{} ({why})", p.name)
@@ -113,6 +115,22 @@ impl State {
         for (p, (_, r)) in snap.config.providers.iter().zip(snap.providers()) {
             if let Some(age) = r.keys.age() {
                 self.metrics.jwks_age.with_label_values(&[&p.name]).set(age);
+            }
+        }
+        for (p, (_, r)) in snap.config.providers.iter().zip(snap.providers()) {
+            if let Some(i) = &r.introspector {
+                let (active, bytes, inactive) = i.cache.usage();
+                let m = &self.metrics;
+                let set = |kind: &str, n: u64| {
+                    m.introspection_cache_entries
+                        .with_label_values(&[&p.name, kind])
+                        .set(n as i64)
+                };
+                set("active", active);
+                set("inactive", inactive);
+                m.introspection_cache_bytes
+                    .with_label_values(&[&p.name])
+                    .set(bytes as i64);
             }
         }
         let (entries, bytes) = snap.token_cache.as_ref().map_or((0, 0), |c| c.usage());

@@ -187,7 +187,11 @@ async fn fetch(
                 .map_err(|e| format!("cannot read {}: {e}", file.path.display()))?;
             (doc, None, None)
         }
-        (_, None) => return Err("HMAC secrets and introspection-only providers have nothing to fetch".to_owned()),
+        (_, None) => {
+            return Err(
+                "HMAC secrets and introspection-only providers have nothing to fetch".to_owned(),
+            )
+        }
     };
     let (set, skipped) = KeySet::from_jwks(&document, &id.algorithms).map_err(|e| e.to_string())?;
     for s in skipped {

@@ -47,7 +47,10 @@ pub(super) fn build_introspection(
                 (raw.client_key_id.is_some(), "client_key_id"),
                 (raw.token_type_hint.is_some(), "token_type_hint"),
                 (raw.introspection_ca_file.is_some(), "introspection_ca_file"),
-                (raw.introspection_signed_response, "introspection_signed_response"),
+                (
+                    raw.introspection_signed_response,
+                    "introspection_signed_response",
+                ),
                 (raw.introspect_jwts, "introspect_jwts"),
             ];
             for (_, k) in stray.iter().filter(|(set, _)| *set) {
@@ -94,14 +97,22 @@ pub(super) fn build_introspection(
                 );
             }
             let Some(file) = &raw.client_key_file else {
-                cx.err(span, key("client_key_file"), "private_key_jwt needs client_key_file (a PEM private key)");
+                cx.err(
+                    span,
+                    key("client_key_file"),
+                    "private_key_jwt needs client_key_file (a PEM private key)",
+                );
                 return None;
             };
             let path = cx.relative(file);
             let pem = match std::fs::read(&path) {
                 Ok(p) => p,
                 Err(e) => {
-                    cx.err(span, key("client_key_file"), format!("cannot read {}: {e}", path.display()));
+                    cx.err(
+                        span,
+                        key("client_key_file"),
+                        format!("cannot read {}: {e}", path.display()),
+                    );
                     return None;
                 }
             };
@@ -109,7 +120,10 @@ pub(super) fn build_introspection(
                 cx.err(
                     span,
                     key("client_key_file"),
-                    format!("{} holds no RSA, EC P-256/P-384 or Ed25519 private key in PEM", path.display()),
+                    format!(
+                        "{} holds no RSA, EC P-256/P-384 or Ed25519 private key in PEM",
+                        path.display()
+                    ),
                 );
                 return None;
             };
@@ -123,7 +137,9 @@ pub(super) fn build_introspection(
             cx.err(
                 span,
                 key("client_auth"),
-                format!("{other:?} is not client_secret_basic, client_secret_post or private_key_jwt"),
+                format!(
+                    "{other:?} is not client_secret_basic, client_secret_post or private_key_jwt"
+                ),
             );
             return None;
         }
@@ -133,35 +149,82 @@ pub(super) fn build_introspection(
         Some("") => None,
         Some(h) if h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => Some(h.to_owned()),
         Some(h) => {
-            cx.err(span, key("token_type_hint"), format!("{h:?} is not a token type name"));
+            cx.err(
+                span,
+                key("token_type_hint"),
+                format!("{h:?} is not a token type name"),
+            );
             None
         }
     };
     let ca = raw.introspection_ca_file.as_deref().and_then(|f| {
         let path = cx.relative(f);
         match std::fs::read(&path) {
-            Ok(pem) if reqwest::Certificate::from_pem_bundle(&pem).is_ok_and(|c| !c.is_empty()) => Some(pem),
+            Ok(pem) if reqwest::Certificate::from_pem_bundle(&pem).is_ok_and(|c| !c.is_empty()) => {
+                Some(pem)
+            }
             Ok(_) => {
-                cx.err(span, key("introspection_ca_file"), format!("{} holds no PEM certificate", path.display()));
+                cx.err(
+                    span,
+                    key("introspection_ca_file"),
+                    format!("{} holds no PEM certificate", path.display()),
+                );
                 None
             }
             Err(e) => {
-                cx.err(span, key("introspection_ca_file"), format!("cannot read {}: {e}", path.display()));
+                cx.err(
+                    span,
+                    key("introspection_ca_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                );
                 None
             }
         }
     });
-    check_duration(cx, span, key("introspection_timeout"), raw.introspection_timeout, Duration::from_millis(100), Duration::from_secs(60));
-    check_duration(cx, span, key("introspection_cache_ttl"), raw.introspection_cache_ttl, Duration::ZERO, HOUR);
-    check_duration(cx, span, key("introspection_negative_ttl"), raw.introspection_negative_ttl, Duration::ZERO, HOUR);
+    check_duration(
+        cx,
+        span,
+        key("introspection_timeout"),
+        raw.introspection_timeout,
+        Duration::from_millis(100),
+        Duration::from_secs(60),
+    );
+    check_duration(
+        cx,
+        span,
+        key("introspection_cache_ttl"),
+        raw.introspection_cache_ttl,
+        Duration::ZERO,
+        HOUR,
+    );
+    check_duration(
+        cx,
+        span,
+        key("introspection_negative_ttl"),
+        raw.introspection_negative_ttl,
+        Duration::ZERO,
+        HOUR,
+    );
     if !(1..=MAX_ENTRIES).contains(&raw.introspection_cache_max_entries) {
-        cx.err(span, key("introspection_cache_max_entries"), format!("must be between 1 and {MAX_ENTRIES}"));
+        cx.err(
+            span,
+            key("introspection_cache_max_entries"),
+            format!("must be between 1 and {MAX_ENTRIES}"),
+        );
     }
     if !(1 << 16..=1 << 40).contains(&raw.introspection_cache_max_bytes) {
-        cx.err(span, key("introspection_cache_max_bytes"), "must be between 65536 and 1099511627776");
+        cx.err(
+            span,
+            key("introspection_cache_max_bytes"),
+            "must be between 65536 and 1099511627776",
+        );
     }
     if !(1..=4096).contains(&raw.introspection_max_in_flight) {
-        cx.err(span, key("introspection_max_in_flight"), "must be between 1 and 4096");
+        cx.err(
+            span,
+            key("introspection_max_in_flight"),
+            "must be between 1 and 4096",
+        );
     }
     if raw.introspection_signed_response
         && !(raw.jwks_url.is_some() || raw.jwks_file.is_some() || raw.discovery)
@@ -206,13 +269,21 @@ fn read_secret(
                 secret.pop();
             }
             if secret.is_empty() {
-                cx.err(span, key("client_secret_file"), format!("{} is empty", path.display()));
+                cx.err(
+                    span,
+                    key("client_secret_file"),
+                    format!("{} is empty", path.display()),
+                );
                 return None;
             }
             Some(secret)
         }
         Err(e) => {
-            cx.err(span, key("client_secret_file"), format!("cannot read {}: {e}", path.display()));
+            cx.err(
+                span,
+                key("client_secret_file"),
+                format!("cannot read {}: {e}", path.display()),
+            );
             None
         }
     }
@@ -222,7 +293,8 @@ fn read_secret(
 /// RS256, EC P-256 → ES256, P-384 → ES384, Ed25519 → EdDSA.
 fn signing_algorithm(pem: &[u8]) -> Option<Algorithm> {
     let claims = serde_json::json!({ "probe": true });
-    let tries: [(Algorithm, fn(&[u8]) -> jsonwebtoken::errors::Result<EncodingKey>); 4] = [
+    type Parse = fn(&[u8]) -> jsonwebtoken::errors::Result<EncodingKey>;
+    let tries: [(Algorithm, Parse); 4] = [
         (Algorithm::RS256, EncodingKey::from_rsa_pem),
         (Algorithm::ES256, EncodingKey::from_ec_pem),
         (Algorithm::ES384, EncodingKey::from_ec_pem),

@@ -278,10 +278,17 @@ pub(super) fn build_route(
     let introspecting: Vec<usize> = route_providers
         .iter()
         .copied()
-        .filter(|&p| provider_settings.get(p).is_some_and(|s| s.introspection.is_some()))
+        .filter(|&p| {
+            provider_settings
+                .get(p)
+                .is_some_and(|s| s.introspection.is_some())
+        })
         .collect();
     if all_built && introspecting.len() > 1 && auth != AuthMode::None {
-        let names: Vec<&str> = introspecting.iter().map(|&p| providers[p].as_str()).collect();
+        let names: Vec<&str> = introspecting
+            .iter()
+            .map(|&p| providers[p].as_str())
+            .collect();
         cx.err(
             span,
             key("providers"),
@@ -358,11 +365,19 @@ fn build_token_sources(
         return vec![TokenSource::Authorization];
     };
     if auth == AuthMode::None {
-        cx.err(span, key("token_sources"), "auth = \"none\" never reads a token");
+        cx.err(
+            span,
+            key("token_sources"),
+            "auth = \"none\" never reads a token",
+        );
         return Vec::new();
     }
     if list.is_empty() {
-        cx.err(span, key("token_sources"), "must list at least one source (leave it out for [\"authorization\"])");
+        cx.err(
+            span,
+            key("token_sources"),
+            "must list at least one source (leave it out for [\"authorization\"])",
+        );
     }
     let mut out = Vec::new();
     for item in list {
@@ -373,18 +388,30 @@ fn build_token_sources(
             if !name.is_empty() && name.bytes().all(is_tchar) {
                 Some(TokenSource::Cookie(name.to_owned()))
             } else {
-                cx.err(span, key("token_sources"), format!("{item:?}: {name:?} is not a cookie name"));
+                cx.err(
+                    span,
+                    key("token_sources"),
+                    format!("{item:?}: {name:?} is not a cookie name"),
+                );
                 None
             }
         } else if let Some(name) = item.strip_prefix("header:") {
             match HeaderName::from_bytes(name.as_bytes()) {
                 Ok(h) if h == AUTHORIZATION || h == COOKIE => {
-                    cx.err(span, key("token_sources"), format!("{item:?}: write \"authorization\" or \"cookie:NAME\""));
+                    cx.err(
+                        span,
+                        key("token_sources"),
+                        format!("{item:?}: write \"authorization\" or \"cookie:NAME\""),
+                    );
                     None
                 }
                 Ok(h) => Some(TokenSource::Header(h)),
                 Err(_) => {
-                    cx.err(span, key("token_sources"), format!("{item:?}: {name:?} is not a header name"));
+                    cx.err(
+                        span,
+                        key("token_sources"),
+                        format!("{item:?}: {name:?} is not a header name"),
+                    );
                     None
                 }
             }
@@ -398,7 +425,11 @@ fn build_token_sources(
         };
         if let Some(source) = source {
             if out.contains(&source) {
-                cx.err(span, key("token_sources"), format!("{item:?} is listed twice"));
+                cx.err(
+                    span,
+                    key("token_sources"),
+                    format!("{item:?} is listed twice"),
+                );
             } else {
                 out.push(source);
             }
@@ -421,7 +452,11 @@ fn build_csrf(
         return Csrf::SameOrigin;
     };
     if !cookies {
-        cx.err(span, key("csrf"), "only applies to a route with a cookie:NAME token source");
+        cx.err(
+            span,
+            key("csrf"),
+            "only applies to a route with a cookie:NAME token source",
+        );
         return Csrf::SameOrigin;
     }
     match raw {
@@ -439,7 +474,11 @@ fn build_csrf(
         {
             Some(h) if h != COOKIE && h != AUTHORIZATION => Csrf::Header(h),
             _ => {
-                cx.err(span, key("csrf"), format!("{raw:?} is not \"same-origin\", \"header:NAME\" or \"off\""));
+                cx.err(
+                    span,
+                    key("csrf"),
+                    format!("{raw:?} is not \"same-origin\", \"header:NAME\" or \"off\""),
+                );
                 Csrf::SameOrigin
             }
         },
