@@ -13,6 +13,7 @@ mod fuzz_corpus;
 mod hardening;
 mod headers;
 mod interop;
+mod introspection;
 mod keys;
 mod limits;
 mod reload;

@@ -27,13 +27,6 @@ pub(super) fn build_introspection(
             if let Err(e) = check_fetch_url(url) {
                 cx.err(span, key("introspection_url"), e);
             }
-            if raw.issuer.starts_with("https://") && !url.starts_with("https://") {
-                cx.err(
-                    span,
-                    key("introspection_url"),
-                    "must be https when the issuer is: tokens are sent to it",
-                );
-            }
             IntrospectionEndpoint::Url(url.clone())
         }
         // The metadata URL is checked once, under `discovery`, with the key source.

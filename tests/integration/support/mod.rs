@@ -6,6 +6,7 @@
 
 pub mod h2;
 pub mod http;
+pub mod introspect;
 pub mod tokens;
 
 use std::io::{BufRead, BufReader};

@@ -1,0 +1,591 @@
+//! Opaque tokens by introspection (RFC 7662) and tokens from cookies: the real binary against
+//! a real HTTP introspection endpoint (`support::introspect`), over HTTP/1.1 and HTTP/2.
+
+use std::time::Duration;
+
+use crate::support::introspect::{active, Introspection, Mode, CLIENT_ID, CLIENT_SECRET};
+use crate::support::*;
+
+/// The opaque tokens' issuer (the introspection answers name it).
+const HYDRA: &str = "https://hydra.example.com";
+
+struct Op {
+    setup: Setup,
+    idp: Introspection,
+    _secret: tempfile::TempDir,
+}
+
+/// The standard setup plus provider `hydra` (introspection only) and routes for it; `extra`
+/// goes into the provider's table.
+fn start(extra: &str, tls: bool) -> Op {
+    let idp = Introspection::start();
+    let secret = tempfile::tempdir().unwrap();
+    let secret_file = secret.path().join("introspection.secret");
+    std::fs::write(&secret_file, format!("{CLIENT_SECRET}\n")).unwrap();
+    let add = |config: String| {
+        config.replace(
+            "[headers]",
+            &format!(
+                r#"[providers.hydra]
+issuer = "{HYDRA}"
+audiences = ["orders-api"]
+introspection_url = "{url}"
+client_id = "{CLIENT_ID}"
+client_secret_file = {secret:?}
+{extra}
+
+[[routes]]
+name = "opaque"
+path_prefix = "/opaque"
+providers = ["hydra"]
+upstream = "legacy"
+
+[[routes]]
+name = "opaque-write"
+path_prefix = "/opaque-write"
+providers = ["hydra"]
+require_scopes = ["write"]
+upstream = "legacy"
+
+[[routes]]
+name = "web"
+path_prefix = "/web"
+token_sources = ["authorization", "cookie:access_token"]
+upstream = "legacy"
+
+[[routes]]
+name = "web-header"
+path_prefix = "/web-header"
+token_sources = ["cookie:access_token"]
+csrf = "header:X-Requested-With"
+upstream = "legacy"
+
+[headers]"#,
+                url = idp.url(),
+                secret = secret_file.display().to_string(),
+            ),
+        )
+    };
+    let setup = if tls {
+        Setup::start_tls_with(add)
+    } else {
+        Setup::start_with(add)
+    };
+    Op {
+        setup,
+        idp,
+        _secret: secret,
+    }
+}
+
+fn bearer(t: &str) -> String {
+    format!("Bearer {t}")
+}
+
+/// An opaque token of the shape Hydra issues (two dot-separated parts, no JOSE header).
+fn opaque(n: &str) -> String {
+    format!("ory_at_{n}.sig{n}")
+}
+
+#[test]
+fn active_inactive_expired_wrong_audience() {
+    let op = start("", false);
+    let gw = &op.setup.gw;
+    let ok = opaque("ok");
+    op.idp
+        .set(&ok, active(HYDRA, "orders-api", "alice", "read", 300));
+    let r = get(gw.addr, "/opaque/x", &[("authorization", &bearer(&ok))]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let seen = op.setup.upstream.last();
+    assert_eq!(
+        seen.one("x-user-id"),
+        "alice",
+        "claims of the answer are forwarded"
+    );
+    assert!(!seen.has("authorization"), "the token is not forwarded");
+    // The call carried the client's authentication and the hint.
+    let (form, auth) = op.idp.last();
+    assert!(auth.is_some_and(|a| a.starts_with("Basic ")));
+    assert_eq!(
+        form,
+        vec![("token_type_hint".to_owned(), "access_token".to_owned())]
+    );
+
+    // Not active: 401, and the endpoint was asked.
+    let gone = opaque("gone");
+    op.idp.set(
+        &gone,
+        serde_json::json!({ "active": false, "sub": "mallory" }),
+    );
+    let r = get(gw.addr, "/opaque/x", &[("authorization", &bearer(&gone))]);
+    assert_eq!(
+        (r.status, r.reason().as_str()),
+        (401, "inactive_token"),
+        "{}",
+        r.body
+    );
+    assert!(r
+        .header("www-authenticate")
+        .unwrap()
+        .contains("invalid_token"));
+    // Unknown to the endpoint: the same.
+    let r = get(
+        gw.addr,
+        "/opaque/x",
+        &[("authorization", &bearer(&opaque("never")))],
+    );
+    assert_eq!(r.reason(), "inactive_token");
+
+    // Active, but the answer's claims fail the provider's checks.
+    for (name, answer, reason) in [
+        (
+            "expired",
+            active(HYDRA, "orders-api", "a", "read", -120),
+            "expired",
+        ),
+        (
+            "aud",
+            active(HYDRA, "billing-api", "a", "read", 300),
+            "bad_audience",
+        ),
+        (
+            "iss",
+            active("https://evil.example.com", "orders-api", "a", "read", 300),
+            "bad_issuer",
+        ),
+        (
+            "noexp",
+            serde_json::json!({"active": true, "iss": HYDRA, "aud": "orders-api"}),
+            "bad_claims",
+        ),
+    ] {
+        let t = opaque(name);
+        op.idp.set(&t, answer);
+        let r = get(gw.addr, "/opaque/x", &[("authorization", &bearer(&t))]);
+        assert_eq!(
+            (r.status, r.reason().as_str()),
+            (401, reason),
+            "{name}: {}",
+            r.body
+        );
+    }
+    // A JWT on a route whose providers include a JWKS one goes the JWT way: no call.
+    let calls = op.idp.calls();
+    let r = gw.get_with("/api/x", &op.setup.token("read"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(op.idp.calls(), calls, "a JWT is verified locally");
+    // A JWT on an introspection-only route with no JWKS provider: the token's iss picks
+    // no JWKS provider, so it is sent to hydra, which does not know it.
+    let r = gw.get_with("/opaque/x", &op.setup.token("read"));
+    assert_eq!(r.reason(), "inactive_token", "{}", r.body);
+}
+
+/// An answer cached for one route is re-checked on every route: a token without `write`
+/// that passed `/opaque` is refused on `/opaque-write` (ory/oathkeeper#743), without a
+/// second call.
+#[test]
+fn cached_answers_are_checked_per_route() {
+    let op = start("", false);
+    let gw = &op.setup.gw;
+    let t = opaque("reader");
+    op.idp
+        .set(&t, active(HYDRA, "orders-api", "alice", "read", 300));
+    assert_eq!(
+        get(gw.addr, "/opaque/a", &[("authorization", &bearer(&t))]).status,
+        200
+    );
+    assert_eq!(
+        get(gw.addr, "/opaque/b", &[("authorization", &bearer(&t))]).status,
+        200
+    );
+    let r = get(
+        gw.addr,
+        "/opaque-write/a",
+        &[("authorization", &bearer(&t))],
+    );
+    assert_eq!(
+        (r.status, r.reason().as_str()),
+        (403, "insufficient_scope"),
+        "{}",
+        r.body
+    );
+    assert_eq!(op.idp.calls_for(&t), 1, "one call, the answer cached");
+    let m = gw.metrics();
+    assert_eq!(
+        metric_value(
+            &m,
+            r#"authgate_introspection_cache_lookups_total{provider="hydra",result="hit"}"#
+        ),
+        2.0
+    );
+    // An answer with `write` passes there.
+    let w = opaque("writer");
+    op.idp
+        .set(&w, active(HYDRA, "orders-api", "bob", "read write", 300));
+    assert_eq!(
+        get(
+            gw.addr,
+            "/opaque-write/a",
+            &[("authorization", &bearer(&w))]
+        )
+        .status,
+        200
+    );
+}
+
+/// The answer lives at most `introspection_cache_ttl`, counted from the call, never
+/// extended by use (ory/oathkeeper#968): a token the endpoint turns inactive is refused
+/// once the TTL has passed, however often it was used meanwhile.
+#[test]
+fn cache_ttl_is_not_extended_by_use() {
+    let op = start("introspection_cache_ttl = \"2s\"", false);
+    let gw = &op.setup.gw;
+    let t = opaque("ttl");
+    op.idp
+        .set(&t, active(HYDRA, "orders-api", "alice", "read", 300));
+    assert_eq!(
+        get(gw.addr, "/opaque/x", &[("authorization", &bearer(&t))]).status,
+        200
+    );
+    op.idp.set(&t, serde_json::json!({ "active": false }));
+    // Used all along: still the cached answer until the TTL is up, then the new one.
+    let refused = eventually(Duration::from_secs(10), || {
+        get(gw.addr, "/opaque/x", &[("authorization", &bearer(&t))]).status == 401
+    });
+    assert!(refused, "the revocation is seen once the TTL passed");
+    assert_eq!(op.idp.calls_for(&t), 2, "one call per TTL, not per request");
+}
+
+#[test]
+fn endpoint_down_slow_or_garbage_is_503() {
+    let op = start("introspection_timeout = \"300ms\"", false);
+    let gw = &op.setup.gw;
+    let t = opaque("x");
+    op.idp
+        .set(&t, active(HYDRA, "orders-api", "alice", "read", 300));
+    let check = |what: &str| {
+        let r = get(gw.addr, "/opaque/x", &[("authorization", &bearer(&t))]);
+        assert_eq!(
+            (r.status, r.reason().as_str()),
+            (503, "introspection_unavailable"),
+            "{what}: {}",
+            r.body
+        );
+        assert_eq!(
+            r.header("www-authenticate"),
+            None,
+            "{what}: not a token error"
+        );
+    };
+    op.idp.set_delay(Duration::from_secs(2));
+    check("slow");
+    op.idp.set_delay(Duration::ZERO);
+    for (mode, what) in [
+        (Mode::Status(500), "500"),
+        (Mode::Status(401), "401 (our client rejected)"),
+        (Mode::Garbage("<html>oops</html>".into()), "html"),
+        (
+            Mode::Garbage(r#"{"active":"true"}"#.into()),
+            "active as a string",
+        ),
+        (Mode::Garbage(r#"{"scope":"read"}"#.into()), "no active"),
+    ] {
+        op.idp.set_mode(mode);
+        check(what);
+    }
+    // Failures are not cached: the endpoint back, the token passes at once.
+    op.idp.set_mode(Mode::Answer);
+    assert_eq!(
+        get(gw.addr, "/opaque/x", &[("authorization", &bearer(&t))]).status,
+        200
+    );
+    let m = gw.metrics();
+    for (result, n) in [
+        ("timeout", 1.0),
+        ("bad_status", 2.0),
+        ("bad_response", 3.0),
+        ("active", 1.0),
+    ] {
+        assert_eq!(
+            metric_value(
+                &m,
+                &format!(
+                    r#"authgate_introspection_requests_total{{provider="hydra",result="{result}"}}"#
+                )
+            ),
+            n,
+            "{result}"
+        );
+    }
+    assert_eq!(
+        metric_value(
+            &m,
+            r#"authgate_rejections_total{reason="introspection_unavailable",route="opaque"}"#
+        ),
+        6.0
+    );
+    // Down: nothing listens on its port.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/introspect", dead.local_addr().unwrap());
+    drop(dead);
+    let config = std::fs::read_to_string(gw.config_path())
+        .unwrap()
+        .replace(&op.idp.url(), &url);
+    let down = Gateway::start(&config);
+    down.wait_ready();
+    let r = get(
+        down.addr,
+        "/opaque/x",
+        &[("authorization", &bearer(&opaque("down")))],
+    );
+    assert_eq!(
+        (r.status, r.reason().as_str()),
+        (503, "introspection_unavailable"),
+        "{}",
+        r.body
+    );
+    assert!(down.metrics().contains(r#"result="unreachable"} 1"#));
+}
+
+/// 50 requests with one new token at once make one call (single flight).
+#[test]
+fn a_burst_of_one_new_token_makes_one_call() {
+    let op = start("", false);
+    let t = opaque("burst");
+    op.idp
+        .set(&t, active(HYDRA, "orders-api", "alice", "read", 300));
+    op.idp.set_delay(Duration::from_millis(500));
+    let addr = op.setup.gw.addr;
+    let header = bearer(&t);
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..50)
+            .map(|_| s.spawn(|| get(addr, "/opaque/x", &[("authorization", &header)]).status))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    assert_eq!(op.idp.calls_for(&t), 1);
+}
+
+/// A flood of invented tokens: each is asked once, and the negative cache stays within
+/// `introspection_cache_max_entries` (zmartzone/lua-resty-openidc#523).
+#[test]
+fn negative_cache_is_bounded_under_a_flood() {
+    let op = start("introspection_cache_max_entries = 50", false);
+    let gw = &op.setup.gw;
+    for i in 0..400 {
+        let r = get(
+            gw.addr,
+            "/opaque/x",
+            &[("authorization", &bearer(&opaque(&format!("r{i}"))))],
+        );
+        assert_eq!(r.reason(), "inactive_token");
+    }
+    assert_eq!(op.idp.calls(), 400);
+    let m = gw.metrics();
+    let inactive = metric_value(
+        &m,
+        r#"authgate_introspection_cache_entries{kind="inactive",provider="hydra"}"#,
+    );
+    assert!(
+        inactive > 0.0 && inactive <= 50.0,
+        "{inactive} entries\n{m}"
+    );
+    // A remembered inactive token costs no call.
+    let before = op.idp.calls();
+    let r = get(
+        gw.addr,
+        "/opaque/x",
+        &[("authorization", &bearer(&opaque("r399")))],
+    );
+    assert_eq!(r.reason(), "inactive_token");
+    assert!(op.idp.calls() <= before + 1);
+}
+
+/// A token in a cookie: read, verified, and not passed on; on unsafe methods only with a
+/// same-origin proof (or the route's header); two different tokens are a 400. Over
+/// HTTP/1.1 and HTTP/2 (where each cookie may come in a field of its own).
+#[test]
+fn cookie_tokens_over_h1_and_h2() {
+    let op = start("", true);
+    let gw = &op.setup.gw;
+    let t = op.setup.token("read");
+    let other = op
+        .setup
+        .keys
+        .rs256()
+        .claims(good_claims("bob", "read"))
+        .sign();
+    let host = "localhost";
+    for proto in Proto::BOTH {
+        let cookie = format!("theme=dark; access_token={t}; lang=en");
+        let r = proto.request(gw, "GET", host, "/web/x", &[("cookie", &cookie)]);
+        assert_eq!(r.status, 200, "{proto:?}: {}", r.body);
+        let seen = op.setup.upstream.last();
+        assert_eq!(seen.one("x-user-id"), "alice", "{proto:?}");
+        assert_eq!(
+            seen.one("cookie"),
+            "theme=dark; lang=en",
+            "{proto:?}: token cookie removed"
+        );
+        // Split over fields (HTTP/2 style), the only cookie: no Cookie upstream at all.
+        let r = proto.request(
+            gw,
+            "GET",
+            host,
+            "/web/x",
+            &[
+                ("cookie", "theme=dark"),
+                ("cookie", &format!("access_token={t}")),
+            ],
+        );
+        assert_eq!(r.status, 200, "{proto:?}: {}", r.body);
+        assert_eq!(
+            op.setup.upstream.last().one("cookie"),
+            "theme=dark",
+            "{proto:?}"
+        );
+
+        // Unsafe method: same-origin proof needed.
+        let c = format!("access_token={t}");
+        let r = proto.request(
+            gw,
+            "POST",
+            host,
+            "/web/x",
+            &[("cookie", &c), ("content-length", "0")],
+        );
+        assert_eq!(
+            (r.status, r.reason().as_str()),
+            (403, "csrf_failed"),
+            "{proto:?}: {}",
+            r.body
+        );
+        let r = proto.request(
+            gw,
+            "DELETE",
+            host,
+            "/web/x",
+            &[("cookie", &c), ("origin", "https://evil.example")],
+        );
+        assert_eq!(r.reason(), "csrf_failed", "{proto:?}");
+        let r = proto.request(
+            gw,
+            "POST",
+            host,
+            "/web/x",
+            &[
+                ("cookie", &c),
+                ("sec-fetch-site", "cross-site"),
+                ("origin", "https://localhost"),
+            ],
+        );
+        assert_eq!(r.reason(), "csrf_failed", "{proto:?}");
+        let r = proto.request(
+            gw,
+            "POST",
+            host,
+            "/web/x",
+            &[
+                ("cookie", &c),
+                ("origin", "https://localhost"),
+                ("content-length", "0"),
+            ],
+        );
+        assert_eq!(r.status, 200, "{proto:?}: {}", r.body);
+        let r = proto.request(
+            gw,
+            "PUT",
+            host,
+            "/web/x",
+            &[
+                ("cookie", &c),
+                ("sec-fetch-site", "same-origin"),
+                ("content-length", "0"),
+            ],
+        );
+        assert_eq!(r.status, 200, "{proto:?}: {}", r.body);
+        // The same request with the token in Authorization needs no proof: a browser never
+        // adds that header on its own.
+        let r = proto.request(
+            gw,
+            "POST",
+            host,
+            "/web/x",
+            &[("authorization", &bearer(&t)), ("content-length", "0")],
+        );
+        assert_eq!(r.status, 200, "{proto:?}: {}", r.body);
+
+        // The header rule: the header, not an Origin.
+        let r = proto.request(
+            gw,
+            "POST",
+            host,
+            "/web-header/x",
+            &[("cookie", &c), ("origin", "https://localhost")],
+        );
+        assert_eq!(r.reason(), "csrf_failed", "{proto:?}");
+        let r = proto.request(
+            gw,
+            "POST",
+            host,
+            "/web-header/x",
+            &[
+                ("cookie", &c),
+                ("x-requested-with", "fetch"),
+                ("content-length", "0"),
+            ],
+        );
+        assert_eq!(r.status, 200, "{proto:?}: {}", r.body);
+        // Authorization is not a source of that route: its token is not read (and goes).
+        let r = proto.request(
+            gw,
+            "GET",
+            host,
+            "/web-header/x",
+            &[("authorization", &bearer(&t))],
+        );
+        assert_eq!(r.reason(), "missing_token", "{proto:?}");
+
+        // Two different tokens: 400, whichever the sources.
+        let r = proto.request(
+            gw,
+            "GET",
+            host,
+            "/web/x",
+            &[
+                ("authorization", &bearer(&t)),
+                ("cookie", &format!("access_token={other}")),
+            ],
+        );
+        assert_eq!(
+            (r.status, r.reason().as_str()),
+            (400, "multiple_tokens"),
+            "{proto:?}: {}",
+            r.body
+        );
+        let r = proto.request(
+            gw,
+            "GET",
+            host,
+            "/web/x",
+            &[
+                ("cookie", &format!("access_token={t}")),
+                ("cookie", &format!("access_token={other}")),
+            ],
+        );
+        assert_eq!(r.reason(), "multiple_tokens", "{proto:?}");
+        // A bad cookie token is a bad token.
+        let r = proto.request(
+            gw,
+            "GET",
+            host,
+            "/web/x",
+            &[("cookie", "access_token=abc.def.ghi")],
+        );
+        assert_eq!(r.status, 401, "{proto:?}");
+        // A route without the cookie source ignores the cookie.
+        let r = proto.request(gw, "GET", host, "/api/x", &[("cookie", &c)]);
+        assert_eq!(r.reason(), "missing_token", "{proto:?}");
+    }
+}
