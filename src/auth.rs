@@ -148,6 +148,39 @@ pub struct Denial {
     pub provider: Option<ProviderId>,
 }
 
+/// What a first decision leaves to do before it can stand: the thin layer does it (I/O)
+/// and decides again, once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pending {
+    /// An unknown `kid`: refetch this provider's keys once.
+    Refetch(ProviderId),
+    /// A token whose introspection answer is not known: ask this provider, for the token
+    /// this route reads.
+    Introspect(ProviderId, RouteId),
+}
+
+/// The `Pending` step of a decision, if any (on a report-only route too, where the refusal
+/// rides on the grant).
+pub fn pending(result: &Result<Grant, Denial>) -> Option<Pending> {
+    let d = match result {
+        Err(d) => *d,
+        Ok(g) => g.would_reject?,
+    };
+    match d {
+        Denial {
+            reason: Reject::UnknownKid,
+            provider: Some(p),
+            ..
+        } => Some(Pending::Refetch(p)),
+        Denial {
+            reason: Reject::IntrospectionUnavailable,
+            provider: Some(p),
+            route: Some(route),
+        } => Some(Pending::Introspect(p, route)),
+        _ => None,
+    }
+}
+
 /// The request head, borrowed from whatever server parsed it.
 pub struct RequestHead<'a> {
     pub method: &'a Method,

@@ -9,13 +9,17 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use serde_json::{json, Value};
 
+use crate::auth::cache::TokenCache;
 use crate::auth::claims::{has_scope, matches_any, Claims};
+use crate::auth::introspection::Lookup;
 use crate::auth::trace::Step;
-use crate::auth::{decide_traced, Denial, Grant, RequestHead};
+use crate::auth::{decide_traced, pending, Context, Denial, Grant, Pending, RequestHead};
 use crate::config::routes::{Csrf, HostMatch, PathMatch, TokenSource};
-use crate::config::{Config, JwksFile, KeySource, ProviderId};
+use crate::config::{Config, JwksFile, KeySource};
 use crate::metrics::Metrics;
+use crate::proxy::headers::CookieEdit;
 use crate::proxy::unix_now;
+use crate::runtime::introspection::WithAnswer;
 use crate::runtime::Snapshot;
 
 /// What to explain.
@@ -59,42 +63,83 @@ pub struct Explanation {
     /// The headers the upstream would get with their values: the client's that stay, and
     /// the claim headers (the gateway's own `X-Forwarded-*` and `X-Request-Id` aside).
     pub upstream_headers: Vec<(String, String)>,
-    /// An unknown `kid` of this provider: the gateway fetches its keys once more and decides
-    /// again before refusing.
-    pub refetch: Option<ProviderId>,
+    /// What the gateway does before this decision stands (refetch keys for an unknown `kid`,
+    /// ask an introspection endpoint), and then decides again.
+    pub pending: Option<Pending>,
 }
 
-/// Explains `req` under `config`. An unknown `kid` is refetched once, as the gateway does,
-/// when the keys are fetched live; with `--jwks` the explanation says it would be.
+/// Explains `req` under `config`. What the gateway does before a decision stands is done
+/// too when the keys are fetched live (an unknown `kid` refetched once, an introspection
+/// endpoint asked); with `--jwks` the explanation says it would be.
 pub fn explain(config: Config, req: &Request, opts: &Options) -> Result<Explanation, String> {
     let now = opts.now.unwrap_or_else(unix_now);
     let (snap, rt) = snapshot(config, opts)?;
     let first = explain_with(&snap, req, now)?;
-    let Some(provider) = first.refetch else {
-        return Ok(first);
+    let (provider, what) = match first.pending {
+        None => return Ok(first),
+        Some(Pending::Refetch(p)) => (p, "refetch"),
+        Some(Pending::Introspect(p, _)) => (p, "introspect"),
     };
     let name = snap.config.providers[provider.index()].name.clone();
-    let Some(rt) = rt else {
-        let mut e = first;
-        e.lines.push(line(
-            "refetch",
-            format!("the gateway would fetch provider {name}'s keys once more and decide again before refusing (offline: not done)"),
-            json!({ "provider": name, "done": false }),
-        ));
-        return Ok(e);
+    let introspector = snap.provider(provider).introspector.clone();
+    // Offline (`--jwks`), nothing is fetched and no endpoint is asked.
+    let online = rt.filter(|_| what == "refetch" || introspector.is_some());
+    let rt = match online {
+        Some(rt) => rt,
+        None => {
+            let mut e = first;
+            e.lines.push(line(
+                what,
+                if what == "refetch" {
+                    format!("the gateway would fetch provider {name}'s keys once more and decide again before refusing (offline: not done)")
+                } else {
+                    format!("the gateway would ask provider {name}'s introspection endpoint and decide again (offline: not done)")
+                },
+                json!({ "provider": name, "done": false }),
+            ));
+            return Ok(e);
+        }
     };
-    rt.block_on(
-        snap.provider(provider)
-            .keys
-            .refetch_and_wait(Duration::from_secs(3)),
-    );
-    let mut again = explain_with(&snap, req, now)?;
+    let (again, text) = match (first.pending, introspector) {
+        (Some(Pending::Introspect(p, route)), Some(introspector)) => {
+            let (_, _, headers, _) = parse(req)?;
+            let token = crate::auth::token_of(&snap.config, &headers, route)
+                .ok_or("the token is gone on a second read")?
+                .to_owned();
+            let answer = rt.block_on(introspector.introspect(
+                &token,
+                &snap.provider(p).keys,
+                &snap.config.providers[p.index()],
+            ));
+            let text = format!(
+                "asked provider {name}'s introspection endpoint: {}; deciding again",
+                match &answer {
+                    Some(Lookup::Active(_)) => "active",
+                    Some(Lookup::Inactive) => "NOT active",
+                    None => "no answer (down, slow or garbled: see the log)",
+                }
+            );
+            let cx = WithAnswer {
+                inner: &*snap,
+                provider: p,
+                key: TokenCache::key(&token),
+                answer,
+            };
+            (explain_in(&snap, &cx, req, now)?, text)
+        }
+        _ => {
+            rt.block_on(
+                snap.provider(provider)
+                    .keys
+                    .refetch_and_wait(Duration::from_secs(3)),
+            );
+            let text = format!("unknown kid: asked for one refetch of provider {name}'s keys (as the gateway does; within jwks_refetch_cooldown it waits for it); deciding again");
+            (explain_with(&snap, req, now)?, text)
+        }
+    };
+    let mut again = again;
     let mut lines = first.lines;
-    lines.push(line(
-        "refetch",
-        format!("unknown kid: asked for one refetch of provider {name}'s keys (as the gateway does; within jwks_refetch_cooldown it waits for it); deciding again"),
-        json!({ "provider": name, "done": true }),
-    ));
+    lines.push(line(what, text, json!({ "provider": name, "done": true })));
     lines.append(&mut again.lines);
     again.lines = lines;
     Ok(again)
@@ -102,6 +147,16 @@ pub fn explain(config: Config, req: &Request, opts: &Options) -> Result<Explanat
 
 /// Explains `req` against a snapshot already built (`authgate test` runs many on one).
 pub fn explain_with(snap: &Arc<Snapshot>, req: &Request, now: f64) -> Result<Explanation, String> {
+    explain_in(snap, &**snap, req, now)
+}
+
+/// Explains `req` deciding against `cx` (the snapshot, or it with an answer just fetched).
+fn explain_in<C: Context>(
+    snap: &Snapshot,
+    cx: &C,
+    req: &Request,
+    now: f64,
+) -> Result<Explanation, String> {
     let (method, target, headers, raw) = parse(req)?;
     let max = snap.config.server.max_header_bytes;
     if raw.len() > max {
@@ -123,7 +178,7 @@ pub fn explain_with(snap: &Arc<Snapshot>, req: &Request, now: f64) -> Result<Exp
         raw_head: Some(&raw),
     };
     let mut lines = Vec::new();
-    let result = decide_traced(&**snap, &head, now, &mut |step: Step<'_>| {
+    let result = decide_traced(cx, &head, now, &mut |step: Step<'_>| {
         lines.push(describe(snap, step));
     });
     Ok(answer(snap, &headers, lines, result))
@@ -537,17 +592,37 @@ fn answer(
     result: Result<Grant, Denial>,
 ) -> Explanation {
     let config = &snap.config;
+    let pend = pending(&result);
     match result {
         Ok(grant) => {
             let verified = grant.provider.is_some();
-            let removed =
+            let mut removed =
                 crate::proxy::headers::headers_to_remove(headers, &config.headers, verified);
+            let route = config.routes.get(grant.route);
+            let (token_headers, token_cookies) =
+                crate::proxy::headers::token_carriers(route, &config.headers, verified);
+            for h in token_headers {
+                if headers.contains_key(h) && !removed.contains(h) {
+                    removed.push(h.clone());
+                }
+            }
             let text = |v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
+            let cookies = crate::proxy::headers::edit_cookies(headers, &token_cookies);
             let mut upstream_headers: Vec<(String, String)> = headers
                 .iter()
-                .filter(|(n, _)| !removed.contains(n))
+                .filter(|(n, _)| !removed.contains(n) && **n != http::header::COOKIE)
                 .map(|(n, v)| (n.as_str().to_owned(), text(v)))
                 .collect();
+            match cookies {
+                CookieEdit::Keep => upstream_headers.extend(
+                    headers
+                        .get_all(http::header::COOKIE)
+                        .iter()
+                        .map(|v| ("cookie".to_owned(), text(v))),
+                ),
+                CookieEdit::Set(v) => upstream_headers.push(("cookie".to_owned(), text(&v))),
+                CookieEdit::Remove => removed.push(http::header::COOKIE),
+            }
             upstream_headers.extend(
                 grant
                     .claim_headers
@@ -582,7 +657,7 @@ fn answer(
                 upstream_adds: adds,
                 upstream_removes: removes,
                 upstream_headers,
-                refetch: refetch_of(grant.would_reject),
+                pending: pend,
             }
         }
         Err(d) => {
@@ -597,7 +672,7 @@ fn answer(
                 upstream_adds: Vec::new(),
                 upstream_removes: Vec::new(),
                 upstream_headers: Vec::new(),
-                refetch: refetch_of(Some(d)),
+                pending: pend,
             }
         }
     }
@@ -657,18 +732,6 @@ impl Explanation {
             "upstream_adds": self.upstream_adds,
             "upstream_removes": self.upstream_removes,
         })
-    }
-}
-
-/// The provider to refetch for an unknown `kid`, as the gateway would.
-fn refetch_of(d: Option<Denial>) -> Option<ProviderId> {
-    match d {
-        Some(Denial {
-            reason: crate::auth::Reject::UnknownKid,
-            provider,
-            ..
-        }) => provider,
-        _ => None,
     }
 }
 

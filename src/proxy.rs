@@ -19,9 +19,8 @@ use pingora::proxy::FailToProxy;
 use pingora::{ErrorSource, ErrorType};
 
 use crate::auth::cache::TokenCache;
-use crate::auth::{self, decide, Context, Denial, Grant, Reject, RequestHead};
-use crate::config::routes::TokenSource;
-use crate::config::{ProviderId, RouteId};
+use crate::auth::{self, decide, pending, Context, Denial, Grant, Pending, Reject, RequestHead};
+use crate::config::RouteId;
 use crate::formats::normalize::normalize_target;
 use crate::metrics::NO_ROUTE;
 use crate::runtime::introspection::WithAnswer;
@@ -30,34 +29,6 @@ use access::AccessLine;
 use guard::guard;
 use headers::CookieEdit;
 use respond::Answer;
-
-/// What a first decision left to do before it can stand.
-enum Pending {
-    /// An unknown `kid`: refetch this provider's keys once.
-    Refetch(ProviderId),
-    /// An introspected token whose answer is not known: ask this provider, for this route.
-    Introspect(ProviderId, RouteId),
-}
-
-fn pending(r: &Result<Grant, Denial>) -> Option<Pending> {
-    let d = match r {
-        Err(d) => *d,
-        Ok(g) => g.would_reject?,
-    };
-    match d {
-        Denial {
-            reason: Reject::UnknownKid,
-            provider: Some(p),
-            ..
-        } => Some(Pending::Refetch(p)),
-        Denial {
-            reason: Reject::IntrospectionUnavailable,
-            provider: Some(p),
-            route: Some(route),
-        } => Some(Pending::Introspect(p, route)),
-        _ => None,
-    }
-}
 
 /// Longest a request waits for the single-flight JWKS refetch an unknown `kid` triggers.
 const REFETCH_WAIT: Duration = Duration::from_secs(3);
@@ -463,19 +434,11 @@ fn upstream_request(
     for (name, value) in &grant.claim_headers {
         upstream.insert_header(name.clone(), value.clone())?;
     }
-    // A token read from a cookie or a named header is a credential like `Authorization`:
-    // the upstream gets it only with `forward_token`, and only when it was verified.
     let route = snap.config.routes.get(grant.route);
-    let keep_token = snap.config.headers.forward_token && verified;
-    let mut token_cookies = Vec::new();
-    for source in &route.token_sources {
-        match source {
-            TokenSource::Cookie(name) if !keep_token => token_cookies.push(name.as_str()),
-            TokenSource::Header(name) if !keep_token => {
-                upstream.remove_header(name);
-            }
-            _ => {}
-        }
+    let (token_headers, token_cookies) =
+        headers::token_carriers(route, &snap.config.headers, verified);
+    for name in token_headers {
+        upstream.remove_header(name);
     }
     // HTTP/2 sends cookies as separate fields; HTTP/1.1 has one `Cookie` (RFC 9113 §8.2.3).
     match headers::edit_cookies(&upstream.headers, &token_cookies) {

@@ -3,6 +3,7 @@
 use http::header::{HeaderName, AUTHORIZATION, CONNECTION, COOKIE, UPGRADE};
 use http::{HeaderMap, HeaderValue};
 
+use crate::config::routes::{Route, TokenSource};
 use crate::config::HeaderPolicy;
 use crate::formats::canonical_header;
 
@@ -90,6 +91,28 @@ pub fn headers_to_remove(
         }
     }
     remove
+}
+
+/// A route's token headers and token cookies, which the upstream does not get: a token read
+/// from them is a credential like `Authorization`, forwarded only with `forward_token` and
+/// only when it was the one verified.
+pub fn token_carriers<'r>(
+    route: &'r Route,
+    policy: &HeaderPolicy,
+    token_verified: bool,
+) -> (Vec<&'r HeaderName>, Vec<&'r str>) {
+    let (mut headers, mut cookies) = (Vec::new(), Vec::new());
+    if policy.forward_token && token_verified {
+        return (headers, cookies);
+    }
+    for source in &route.token_sources {
+        match source {
+            TokenSource::Header(h) => headers.push(h),
+            TokenSource::Cookie(c) => cookies.push(c.as_str()),
+            TokenSource::Authorization => {}
+        }
+    }
+    (headers, cookies)
 }
 
 /// What becomes of the request's `Cookie` fields upstream.

@@ -36,8 +36,11 @@ pub struct Introspection {
     calls: Arc<AtomicUsize>,
     per_token: Arc<Mutex<HashMap<String, usize>>>,
     /// Form fields of the last call (the token excepted), and its `Authorization`.
-    last: Arc<Mutex<(Vec<(String, String)>, Option<String>)>>,
+    last: Arc<Mutex<Call>>,
 }
+
+/// One call's form fields (the token left out) and `Authorization`.
+pub type Call = (Vec<(String, String)>, Option<String>);
 
 impl Introspection {
     pub fn start() -> Self {
@@ -151,7 +154,7 @@ impl Introspection {
     }
 
     /// The last call's form fields (the token left out) and `Authorization`.
-    pub fn last(&self) -> (Vec<(String, String)>, Option<String>) {
+    pub fn last(&self) -> Call {
         self.last.lock().unwrap().clone()
     }
 }
