@@ -556,3 +556,216 @@ fn all_errors_are_reported_at_once() {
         .replace("sub = \"X-User-Id\"", "sub = \"Host\"");
     assert!(errors(&b).len() >= 3, "{:#?}", errors(&b));
 }
+
+/// Introspection settings: what turns it on, client authentication (secrets and keys from
+/// files only), the one-introspecting-provider-per-route rule, and the bounds.
+#[test]
+fn introspection_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "\n").unwrap();
+    let secret = secret.display().to_string();
+    let b = base();
+    let only = |extra: &str| {
+        b.replace(
+            &format!("jwks_file = \"{FIX}/jwks.json\"\nalgorithms = [\"RS256\"]"),
+            &format!(
+                "introspection_url = \"https://idp.example.com/introspect\"\nclient_id = \"gw\"\nclient_secret_file = \"{secret}\"\n{extra}"
+            ),
+        )
+    };
+    // Introspection only: no key source needed; every token of it is introspected.
+    let c = load_str(&only(""), Path::new("t.toml")).unwrap();
+    let p = &c.providers[0];
+    assert!(p.introspect_jwts && matches!(p.key_source, crate::config::KeySource::None));
+    let i = p.introspection.as_ref().unwrap();
+    assert_eq!(
+        i.client_auth,
+        crate::config::ClientAuth::SecretBasic(b"s3cret".to_vec())
+    );
+    assert_eq!(i.token_type_hint.as_deref(), Some("access_token"));
+    assert!(
+        !format!("{:?}", c.providers).contains("s3cret"),
+        "secrets stay out of Debug"
+    );
+    assert_eq!(
+        c.routes.get(crate::config::RouteId::new(0)).introspection,
+        Some(crate::config::ProviderId::new(0))
+    );
+    // With keys too: JWTs stay local unless introspect_jwts.
+    let both = b.replace(
+        "[providers.corp]\n",
+        &format!("[providers.corp]\nintrospection_url = \"http://127.0.0.1:9/i\"\nclient_id = \"gw\"\nclient_secret_file = \"{secret}\"\n"),
+    );
+    let c = load_str(&both, Path::new("t.toml")).unwrap();
+    assert!(!c.providers[0].introspect_jwts);
+    let k = "providers.corp";
+    one_error(
+        &only("client_auth = \"client_secret_jwt\""),
+        &format!("{k}.client_auth"),
+        "is not client_secret_basic",
+    );
+    one_error(
+        &only("").replace(&format!("client_secret_file = \"{secret}\"\n"), ""),
+        &format!("{k}.client_secret_file"),
+        "never inline",
+    );
+    one_error(
+        &only("").replace(&secret, &empty.display().to_string()),
+        &format!("{k}.client_secret_file"),
+        "is empty",
+    );
+    one_error(
+        &only("").replace("client_id = \"gw\"\n", ""),
+        &format!("{k}.client_id"),
+        "client_id",
+    );
+    one_error(
+        &only("").replace("https://idp.example.com", "http://idp.example.com"),
+        &format!("{k}.introspection_url"),
+        "plain http",
+    );
+    one_error(
+        &only("client_auth = \"private_key_jwt\""),
+        &format!("{k}.client_secret_file"),
+        "sends no secret",
+    );
+    let pkjwt = only("client_auth = \"private_key_jwt\"").replace(
+        &format!("client_secret_file = \"{secret}\""),
+        &format!("client_key_file = \"{FIX}/ec.pem\"\nclient_key_id = \"gw1\""),
+    );
+    let c = load_str(&pkjwt, Path::new("t.toml")).unwrap();
+    match &c.providers[0].introspection.as_ref().unwrap().client_auth {
+        crate::config::ClientAuth::PrivateKeyJwt { alg, kid, .. } => {
+            assert_eq!(
+                (*alg, kid.as_deref()),
+                (jsonwebtoken::Algorithm::ES256, Some("gw1"))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let rsa = pkjwt.replace("ec.pem", "rsa.pem");
+    assert!(matches!(
+        load_str(&rsa, Path::new("t.toml")).unwrap().providers[0]
+            .introspection
+            .as_ref()
+            .unwrap()
+            .client_auth,
+        crate::config::ClientAuth::PrivateKeyJwt {
+            alg: jsonwebtoken::Algorithm::RS256,
+            ..
+        }
+    ));
+    one_error(
+        &pkjwt.replace("ec.pem", "jwks.json"),
+        &format!("{k}.client_key_file"),
+        "no RSA, EC",
+    );
+    // Settings that need introspection are errors without it.
+    for key in [
+        "client_id = \"gw\"",
+        "introspect_jwts = true",
+        "token_type_hint = \"x\"",
+    ] {
+        let text = b.replace("[providers.corp]\n", &format!("[providers.corp]\n{key}\n"));
+        one_error(
+            &text,
+            &format!("{k}.{}", key.split(' ').next().unwrap()),
+            "only applies",
+        );
+    }
+    one_error(
+        &only("introspection_signed_response = true"),
+        &format!("{k}.introspection_signed_response"),
+        "keys",
+    );
+    one_error(
+        &only("introspection_timeout = \"0s\""),
+        &format!("{k}.introspection_timeout"),
+        "between",
+    );
+    one_error(
+        &only("introspection_cache_ttl = \"2h\""),
+        &format!("{k}.introspection_cache_ttl"),
+        "between",
+    );
+    one_error(
+        &only("introspection_cache_max_entries = 0"),
+        &format!("{k}.introspection_cache_max_entries"),
+        "between",
+    );
+    one_error(
+        &only("introspection_max_in_flight = 0"),
+        &format!("{k}.introspection_max_in_flight"),
+        "between",
+    );
+    one_error(
+        &only("token_type_hint = \"a b\""),
+        &format!("{k}.token_type_hint"),
+        "not a token type",
+    );
+    // Two introspecting providers on one route: an opaque token could not choose.
+    let two = format!(
+        "{}\n[providers.other]\nissuer = \"https://other\"\naudiences = [\"api\"]\nintrospection_url = \"https://other/i\"\nclient_id = \"gw\"\nclient_secret_file = \"{secret}\"\n",
+        only("")
+    );
+    one_error(&two, "routes[0].providers", "both introspect");
+    let listed = two.replace(
+        "upstream = \"up\"",
+        "upstream = \"up\"\nproviders = [\"corp\"]",
+    );
+    assert!(load_str(&listed, Path::new("t.toml")).is_ok());
+}
+
+#[test]
+fn token_sources_and_csrf_are_checked() {
+    let b = base();
+    let with = |lines: &str| b.replace("upstream = \"up\"", &format!("upstream = \"up\"\n{lines}"));
+    let c = load_str(
+        &with("token_sources = [\"cookie:access_token\", \"header:X-Token\", \"authorization\"]\ncsrf = \"header:X-Requested-With\""),
+        Path::new("t.toml"),
+    )
+    .unwrap();
+    let route = c.routes.get(crate::config::RouteId::new(0));
+    assert_eq!(route.token_sources.len(), 3);
+    assert_eq!(
+        route.csrf,
+        crate::config::routes::Csrf::Header(http::HeaderName::from_static("x-requested-with"))
+    );
+    let key = "routes[0].token_sources";
+    for (sources, fragment) in [
+        ("[]", "at least one"),
+        ("[\"query:token\"]", "is not \"authorization\""),
+        ("[\"cookie:\"]", "not a cookie name"),
+        ("[\"cookie:a b\"]", "not a cookie name"),
+        ("[\"header:Authorization\"]", "write \"authorization\""),
+        ("[\"header:Cookie\"]", "write \"authorization\""),
+        ("[\"header:bad header\"]", "not a header name"),
+        ("[\"authorization\", \"authorization\"]", "listed twice"),
+    ] {
+        one_error(&with(&format!("token_sources = {sources}")), key, fragment);
+    }
+    one_error(&with("csrf = \"off\""), "routes[0].csrf", "only applies");
+    one_error(
+        &with("token_sources = [\"cookie:at\"]\ncsrf = \"lax\""),
+        "routes[0].csrf",
+        "is not \"same-origin\"",
+    );
+    let off = load_str(
+        &with("token_sources = [\"cookie:at\"]\ncsrf = \"off\""),
+        Path::new("t.toml"),
+    )
+    .unwrap();
+    assert!(
+        off.warnings.iter().any(|w| w.contains("csrf = \"off\"")),
+        "{:?}",
+        off.warnings
+    );
+    let none = b.replace(
+        "upstream = \"up\"",
+        "upstream = \"up\"\nauth = \"none\"\ntoken_sources = [\"cookie:at\"]",
+    );
+    one_error(&none, key, "never reads a token");
+}
