@@ -17,6 +17,10 @@
 //! token = { provider = "corp", claims = { sub = "alice", scope = "read", exp = "+1h" } }
 //! expect = { status = 200, upstream_headers = { "X-User-Id" = "alice" } }
 //! ```
+//!
+//! A described token goes in `Authorization` unless `source = "cookie:NAME"` or
+//! `"header:NAME"` puts it there. Opaque tokens cannot be tested offline (their answer is the
+//! IdP's): such a case gets 503 `introspection_unavailable`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -76,6 +80,9 @@ enum RawToken {
         claims: Map<String, Value>,
         #[serde(default)]
         header: Map<String, Value>,
+        /// Where the request carries it: `authorization` (default), `cookie:NAME` or
+        /// `header:NAME`.
+        source: Option<String>,
     },
 }
 
@@ -311,6 +318,11 @@ fn request_of(
         .request
         .split_once(' ')
         .ok_or("request: write it as \"METHOD URL\"")?;
+    let mut headers: Vec<(String, String)> = case
+        .headers
+        .iter()
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect();
     let token = match &case.token {
         None => None,
         Some(RawToken::Literal(t)) => Some(t.clone()),
@@ -318,16 +330,28 @@ fn request_of(
             provider,
             claims,
             header,
-        }) => Some(mint(config, signers, provider, claims, header, now)?),
+            source,
+        }) => {
+            let t = mint(config, signers, provider, claims, header, now)?;
+            match source.as_deref() {
+                None | Some("authorization") => Some(t),
+                Some(s) => {
+                    if let Some(name) = s.strip_prefix("cookie:") {
+                        headers.push(("cookie".to_owned(), format!("{name}={t}")));
+                    } else if let Some(name) = s.strip_prefix("header:") {
+                        headers.push((name.to_owned(), t));
+                    } else {
+                        return Err(format!("token.source: {s:?} is not \"authorization\", \"cookie:NAME\" or \"header:NAME\""));
+                    }
+                    None
+                }
+            }
+        }
     };
     let request = Request {
         method: method.trim().to_owned(),
         url: url.trim().to_owned(),
-        headers: case
-            .headers
-            .iter()
-            .map(|(n, v)| (n.clone(), v.clone()))
-            .collect(),
+        headers,
         token,
     };
     Ok(request)

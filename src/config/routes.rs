@@ -314,8 +314,21 @@ impl RouteTable {
                 .iter()
                 .map(|c| format!("{}={}", c.claim.as_str(), c.accepted.join("|")))
                 .collect();
+            // Token sources and CSRF only where they differ from the default.
+            let sources = if r.token_sources == [TokenSource::Authorization] {
+                String::new()
+            } else {
+                let list: Vec<String> = r.token_sources.iter().map(TokenSource::describe).collect();
+                let csrf = match (&r.csrf, list.iter().any(|s| s.starts_with("cookie:"))) {
+                    (_, false) => String::new(),
+                    (Csrf::SameOrigin, true) => " csrf=same-origin".to_owned(),
+                    (Csrf::Header(h), true) => format!(" csrf=header:{h}"),
+                    (Csrf::Off, true) => " csrf=OFF".to_owned(),
+                };
+                format!(" tokens=[{}]{csrf}", list.join(","))
+            };
             out.push_str(&format!(
-                "  {:<16} host={host} path={path} methods={methods} auth={auth}{} providers=[{}] scopes=[{}] claims=[{}] -> {}\n",
+                "  {:<16} host={host} path={path} methods={methods} auth={auth}{}{sources} providers=[{}] scopes=[{}] claims=[{}] -> {}\n",
                 r.name,
                 match r.mode {
                     Mode::Enforce => "",
