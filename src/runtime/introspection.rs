@@ -22,7 +22,7 @@ use crate::auth::cache::{TokenCache, TokenKey};
 use crate::auth::introspection::{IntrospectionCache, Lookup};
 use crate::auth::keystore::{ProviderKeys, FETCH_TIMEOUT};
 use crate::auth::validate::verify_signed;
-use crate::auth::Context;
+use crate::auth::{Context, Reject};
 use crate::config::{
     ClientAuth, IntrospectionEndpoint, IntrospectionSettings, ProviderId, ProviderSettings,
 };
@@ -254,7 +254,7 @@ impl Introspector {
                     "a signed answer was asked for, and this is not one",
                 ));
             }
-            self.signed_answer(&body, keys, provider)
+            self.signed_answer(&body, keys, provider).await
         } else {
             introspection::parse(&body).map_err(|e| e.to_string())
         }
@@ -306,7 +306,7 @@ impl Introspector {
 
     /// Verifies an RFC 9701 answer: signed by the provider's keys, `typ`
     /// `token-introspection+jwt`, issued by the provider for this client, and recent.
-    fn signed_answer(
+    async fn signed_answer(
         &self,
         body: &[u8],
         keys: &ProviderKeys,
@@ -315,8 +315,16 @@ impl Introspector {
         let jws = std::str::from_utf8(body)
             .map_err(|_| "signed answer is not text")?
             .trim();
-        let (typ, mut claims) = verify_signed(jws, keys, provider)
-            .map_err(|r| format!("signed answer: {}", r.description()))?;
+        let mut verified = verify_signed(jws, keys, provider);
+        if matches!(verified, Err(Reject::UnknownKid)) {
+            // The provider signs with a key published after our last fetch (it rotated):
+            // one refetch, as for a JWT with an unknown `kid` (at most one per
+            // `jwks_refetch_cooldown`), within this call's time limit; then once more.
+            keys.refetch_and_wait(self.settings.timeout).await;
+            verified = verify_signed(jws, keys, provider);
+        }
+        let (typ, mut claims) =
+            verified.map_err(|r| format!("signed answer: {}", r.description()))?;
         if typ.as_deref() != Some("token-introspection+jwt") {
             return Err("signed answer's typ is not token-introspection+jwt".to_owned());
         }

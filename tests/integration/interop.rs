@@ -1,12 +1,14 @@
 //! Interop with an identity provider nobody here wrote: the npm package `oidc-provider` runs
-//! as a real OP (client credentials grant, resource indicators, JWT access tokens, OIDC
-//! discovery, key rotation); tokens obtained from it over HTTP go through authgate.
+//! as a real OP (client credentials grant, resource indicators, JWT and opaque access tokens,
+//! OIDC discovery, key rotation, introspection with client secrets, `private_key_jwt` and
+//! RFC 9701 signed answers, revocation); tokens obtained from it over HTTP go through
+//! authgate.
 //! `make test` installs it (`npm ci` in `tests/interop`).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 
@@ -29,20 +31,37 @@ const OP_WAIT: Duration = Duration::from_secs(60);
 impl Op {
     /// Starts `op.mjs` on a free port with the keys in `keys`, adding `new_kid` first.
     fn start(keys: &Path, new_kid: &str) -> Op {
+        Self::spawn(keys, new_kid, None)
+    }
+
+    /// As `start`, with the `private_key_jwt` gateway client `authgate-jwt` registered: the
+    /// OP writes that client's private key (P-256, PKCS#8 PEM) to `client_key` before it
+    /// says it is ready.
+    fn start_with_client_key(keys: &Path, new_kid: &str, client_key: &Path) -> Op {
+        Self::spawn(keys, new_kid, Some(client_key))
+    }
+
+    fn spawn(keys: &Path, new_kid: &str, client_key: Option<&Path>) -> Op {
         let dir = interop_dir();
         assert!(
             dir.join("node_modules/oidc-provider").is_dir(),
             "oidc-provider is not installed: run `make test` (it runs `npm ci` in tests/interop)"
         );
-        let mut child = Command::new("node")
+        let mut command = Command::new("node");
+        command
             .current_dir(&dir)
             .arg("op.mjs")
             .arg("0")
             .arg(keys)
             .arg(new_kid)
+            .env_remove("OP_CLIENT_KEY_PEM")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(pem) = client_key {
+            command.env("OP_CLIENT_KEY_PEM", pem);
+        }
+        let mut child = command
             .spawn()
             .expect("node must be installed for the interop tests");
         let stdout = child.stdout.take().unwrap();
@@ -110,27 +129,54 @@ impl Op {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// A client-credentials access token for `scope`, fetched over HTTP.
+    /// A client-credentials access token for `scope`, fetched over HTTP: an RS256 JWT for
+    /// audience orders-api (the request names the resource https://orders.example.com).
     fn token(&self, scope: &str) -> String {
+        self.issue(scope, "&resource=https%3A%2F%2Forders.example.com")
+    }
+
+    /// A client-credentials access token for `scope` without a resource: opaque, only the
+    /// OP's introspection endpoint knows what it stands for.
+    fn opaque_token(&self, scope: &str) -> String {
+        self.issue(scope, "")
+    }
+
+    fn issue(&self, scope: &str, extra: &str) -> String {
         let body = format!(
-            "grant_type=client_credentials&scope={}&resource=https%3A%2F%2Forders.example.com",
+            "grant_type=client_credentials&scope={}{extra}",
             scope.replace(' ', "+")
         );
-        let basic = base64::engine::general_purpose::STANDARD
-            .encode("orders-client:orders-client-secret-that-is-long-enough");
-        let raw = format!(
-            "POST /token HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Basic {basic}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.port,
-            body.len()
-        );
-        let addr = format!("127.0.0.1:{}", self.port).parse().unwrap();
-        let r = send(addr, raw.as_bytes());
+        let r = self.post_as_client("/token", &body);
         assert_eq!(r.status, 200, "token endpoint: {r:?}");
         r.json()["access_token"]
             .as_str()
             .expect("access_token")
             .to_owned()
     }
+
+    /// Revokes `token` at the OP (RFC 7009), as the client it was issued to.
+    fn revoke(&self, token: &str) {
+        let body = format!("token={}", form(token));
+        let r = self.post_as_client("/token/revocation", &body);
+        assert_eq!(r.status, 200, "revocation endpoint: {r:?}");
+    }
+
+    /// POSTs the form `body` to `path` as orders-client (client_secret_basic).
+    fn post_as_client(&self, path: &str, body: &str) -> Resp {
+        let basic = base64::engine::general_purpose::STANDARD
+            .encode("orders-client:orders-client-secret-that-is-long-enough");
+        let raw = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Basic {basic}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.port,
+            body.len()
+        );
+        let addr = format!("127.0.0.1:{}", self.port).parse().unwrap();
+        send(addr, raw.as_bytes())
+    }
+}
+
+fn form(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
 fn interop_dir() -> PathBuf {
@@ -289,6 +335,303 @@ fn https_jwks_with_a_private_ca() {
         untrusted.get_with("/api/x", &t).reason(),
         "keys_unavailable"
     );
+}
+
+/// The gateway's secret at the OP (client `authgate`, registered for client_secret_basic;
+/// oidc-provider takes a secret in the form body as well).
+const GATEWAY_SECRET: &str = "authgate-introspection-secret-long-enough";
+
+/// Writes `secret` (with the trailing newline an editor leaves) to `dir/name`.
+fn secret_file(dir: &Path, name: &str, secret: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{secret}\n")).unwrap();
+    path
+}
+
+/// A gateway in front of `up` with provider `op` for the OP's issuer (`provider`: the rest
+/// of its table; it accepts tokens without `aud`, as the OP's opaque ones are), the claims
+/// `client_id` and `scope` forwarded, and two routes for that provider: `/orders` needs
+/// scope `read`, `/admin` scope `admin`.
+fn introspecting_gateway(op: &Op, up: &Upstream, provider: &str) -> Gateway {
+    Gateway::start(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+shutdown_delay = "0s"
+[admin]
+listen = "127.0.0.1:0"
+[upstreams.orders]
+url = "{}"
+[providers.op]
+issuer = "{}"
+audiences = ["orders-api"]
+require_aud = false
+{provider}
+[headers]
+forward_claims = {{ client_id = "X-Client-Id", scope = "X-Scopes" }}
+[[routes]]
+name = "orders"
+path_prefix = "/orders"
+providers = ["op"]
+require_scopes = ["read"]
+upstream = "orders"
+[[routes]]
+name = "admin"
+path_prefix = "/admin"
+providers = ["op"]
+require_scopes = ["admin"]
+upstream = "orders"
+"#,
+        up.url(),
+        op.issuer()
+    ))
+}
+
+/// `authgate_introspection_requests_total` of provider `op` for `result`.
+fn introspections(gw: &Gateway, result: &str) -> f64 {
+    metric_value(
+        &gw.metrics(),
+        &format!(r#"authgate_introspection_requests_total{{provider="op",result="{result}"}}"#),
+    )
+}
+
+/// Every introspection call of provider `op`, whatever came of it.
+fn all_introspections(gw: &Gateway) -> f64 {
+    [
+        "active",
+        "inactive",
+        "timeout",
+        "unreachable",
+        "bad_status",
+        "bad_response",
+    ]
+    .iter()
+    .map(|r| introspections(gw, r))
+    .sum()
+}
+
+/// Opaque access tokens of a real OP, validated by asking its introspection endpoint (found
+/// by discovery, client_secret_basic): scopes from the answer, the answer cached for
+/// `introspection_cache_ttl`, a revocation at the OP seen once it has passed. JWT access
+/// tokens of the same OP on the same route are still verified locally, with no call.
+#[test]
+fn opaque_tokens_from_oidc_provider_by_introspection() {
+    let work = tempfile::tempdir().unwrap();
+    let op = Op::start(&work.path().join("op-keys.json"), "op-a");
+    let up = Upstream::start();
+    let secret = secret_file(work.path(), "client.secret", GATEWAY_SECRET);
+    let ttl = Duration::from_secs(2);
+    let gw = introspecting_gateway(
+        &op,
+        &up,
+        &format!(
+            r#"discovery = true
+client_id = "authgate"
+client_secret_file = {:?}
+introspection_cache_ttl = "2s""#,
+            secret.display().to_string()
+        ),
+    );
+    gw.wait_ready();
+
+    // A JWT access token: verified with the keys from discovery, never sent to the OP.
+    let jwt = op.token("read");
+    let r = gw.get_with("/orders/1", &jwt);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(up.last().one("x-client-id"), "orders-client");
+    assert_eq!(all_introspections(&gw), 0.0, "a JWT is verified locally");
+
+    let opaque = op.opaque_token("read write");
+    assert!(!opaque.contains('.'), "not a JWT: {opaque}");
+    let first = Instant::now();
+    let r = gw.get_with("/orders/7", &opaque);
+    assert_eq!(r.status, 200, "{r:?}\n{}", gw.logs());
+    let seen = up.last();
+    assert!(!seen.has("authorization"), "the token is not forwarded");
+    assert_eq!(seen.one("x-client-id"), "orders-client");
+    assert_eq!(seen.one("x-scopes"), "read write");
+    assert_eq!(introspections(&gw, "active"), 1.0);
+    // The cached answer is checked against each route's own requirements.
+    let r = gw.get_with("/admin/7", &opaque);
+    assert_eq!(
+        (r.status, r.reason().as_str()),
+        (403, "insufficient_scope"),
+        "{r:?}"
+    );
+    assert_eq!(introspections(&gw, "active"), 1.0, "the answer was cached");
+
+    // Revoked at the OP: the cached answer still lets it in until the TTL (counted from the
+    // call, which came after `first`) has passed. A request answered before `first + ttl`
+    // was decided on the cached answer, whatever the machine's load.
+    op.revoke(&opaque);
+    let revoked = Instant::now();
+    let mut cached = 0;
+    while first.elapsed() < ttl / 2 {
+        let r = gw.get_with("/orders/8", &opaque);
+        if first.elapsed() < ttl {
+            assert_eq!(r.status, 200, "still cached: {r:?}");
+            cached += 1;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        cached > 0 || revoked.duration_since(first) >= ttl,
+        "no request made while the answer was cached"
+    );
+    let mut requests = 0;
+    let refused = eventually(Duration::from_secs(10), || {
+        requests += 1;
+        gw.get_with("/orders/9", &opaque).reason() == "inactive_token"
+    });
+    assert!(
+        refused,
+        "the revocation is seen after the TTL\n{}",
+        gw.logs()
+    );
+    let r = gw.get_with("/orders/9", &opaque);
+    assert_eq!(
+        (r.status, r.reason().as_str()),
+        (401, "inactive_token"),
+        "{r:?}"
+    );
+    // A handful of calls for all those requests: answers are cached, active and inactive.
+    let active = introspections(&gw, "active");
+    assert!(
+        (1.0..=3.0).contains(&active),
+        "{active} calls answered active for {} requests",
+        cached + requests + 3
+    );
+    assert_eq!(introspections(&gw, "inactive"), 1.0);
+    let m = gw.metrics();
+    assert!(
+        metric_value(
+            &m,
+            r#"authgate_introspection_cache_lookups_total{provider="op",result="inactive_hit"}"#
+        ) >= 1.0
+    );
+    // The JWT is unaffected, and still costs no call.
+    let calls = all_introspections(&gw);
+    assert_eq!(gw.get_with("/orders/1", &jwt).status, 200);
+    assert_eq!(all_introspections(&gw), calls);
+}
+
+/// The gateway authenticates with `private_key_jwt` (an ES256 client assertion, kid gw1)
+/// and asks for RFC 9701 signed answers, verified with the OP's keys from discovery.
+#[test]
+fn private_key_jwt_and_signed_introspection_answers() {
+    let work = tempfile::tempdir().unwrap();
+    let client_key = work.path().join("authgate-jwt.pem");
+    let mut op = Op::start_with_client_key(&work.path().join("op-keys.json"), "op-a", &client_key);
+    let up = Upstream::start();
+    let gw = introspecting_gateway(
+        &op,
+        &up,
+        &format!(
+            r#"discovery = true
+client_id = "authgate-jwt"
+client_auth = "private_key_jwt"
+client_key_file = {:?}
+client_key_id = "gw1"
+introspection_signed_response = true
+jwks_refetch_cooldown = "1s""#,
+            client_key.display().to_string()
+        ),
+    );
+    gw.wait_ready();
+
+    // With `introspection_signed_response`, an answer that is not a verified JWT would be
+    // `bad_response` (503): a 200 is the OP's signed answer, checked.
+    let opaque = op.opaque_token("read");
+    let r = gw.get_with("/orders/7", &opaque);
+    assert_eq!(r.status, 200, "{r:?}\n{}", gw.logs());
+    assert_eq!(up.last().one("x-scopes"), "read");
+    assert_eq!(gw.get_with("/orders/8", &opaque).status, 200);
+    // A token the OP never issued: its signed answer says inactive.
+    let unknown =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let r = gw.get_with("/orders/7", &unknown);
+    assert_eq!(
+        (r.status, r.reason().as_str()),
+        (401, "inactive_token"),
+        "{r:?}"
+    );
+    assert_eq!(introspections(&gw, "active"), 1.0);
+    assert_eq!(introspections(&gw, "inactive"), 1.0);
+    assert_eq!(all_introspections(&gw), 2.0, "{}", gw.logs());
+
+    // The OP rotates its key: its answers are signed with a kid authgate has not fetched.
+    // Like a JWT with an unknown kid, that makes it refetch the keys (once per
+    // `jwks_refetch_cooldown`), not refuse until the next scheduled refresh.
+    op.rotate("op-b");
+    let fresh = op.opaque_token("read");
+    assert!(
+        eventually(Duration::from_secs(5), || gw
+            .get_with("/orders/9", &fresh)
+            .status
+            == 200),
+        "{}",
+        gw.logs()
+    );
+    assert_eq!(gw.get_with("/orders/9", &opaque).status, 200);
+}
+
+/// client_secret_post against the endpoint configured by URL (no key source: every token
+/// is introspected); a wrong secret is the gateway's problem, never the user's: the OP
+/// answers 401 to the gateway, the user gets 503.
+#[test]
+fn client_secret_post_and_a_wrong_secret() {
+    let work = tempfile::tempdir().unwrap();
+    let op = Op::start(&work.path().join("op-keys.json"), "op-a");
+    let up = Upstream::start();
+    let endpoint = format!("{}/token/introspection", op.issuer());
+    let secret = secret_file(work.path(), "client.secret", GATEWAY_SECRET);
+    let post = introspecting_gateway(
+        &op,
+        &up,
+        &format!(
+            r#"introspection_url = "{endpoint}"
+client_id = "authgate"
+client_auth = "client_secret_post"
+client_secret_file = {:?}"#,
+            secret.display().to_string()
+        ),
+    );
+    post.wait_ready();
+    let opaque = op.opaque_token("read");
+    let r = post.get_with("/orders/7", &opaque);
+    assert_eq!(r.status, 200, "{r:?}\n{}", post.logs());
+    assert_eq!(up.last().one("x-client-id"), "orders-client");
+    assert_eq!(introspections(&post, "active"), 1.0);
+    drop(post);
+
+    let wrong = secret_file(
+        work.path(),
+        "wrong.secret",
+        "not-the-secret-of-authgate-at-all",
+    );
+    let gw = introspecting_gateway(
+        &op,
+        &up,
+        &format!(
+            r#"discovery = true
+client_id = "authgate"
+client_secret_file = {:?}"#,
+            wrong.display().to_string()
+        ),
+    );
+    gw.wait_ready();
+    for _ in 0..2 {
+        let r = gw.get_with("/orders/7", &opaque);
+        assert_eq!(
+            (r.status, r.reason().as_str()),
+            (503, "introspection_unavailable"),
+            "{r:?}"
+        );
+        assert_eq!(r.header("www-authenticate"), None, "not a token error");
+    }
+    // Failures are not cached: each request asked, and heard 401.
+    assert_eq!(introspections(&gw, "bad_status"), 2.0, "{}", gw.logs());
+    assert_eq!(all_introspections(&gw), 2.0);
 }
 
 /// A child process that is killed when the test ends, panicking or not.

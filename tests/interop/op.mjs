@@ -16,7 +16,9 @@
 //   is an opaque token (no aud, 600 s), which only introspection can validate. It may revoke
 //   its own tokens.
 // - authgate / authgate-introspection-secret-long-enough (client_secret_basic): the gateway;
-//   no grants, it may introspect the tokens of any client.
+//   no grants, it may introspect the tokens of any client. oidc-provider treats
+//   client_secret_basic and client_secret_post as one method, so the secret may also come in
+//   the form body (client_id, client_secret).
 // - authgate-jwt (private_key_jwt, ES256 only, kid gw1): the gateway again, registered only
 //   when the environment variable OP_CLIENT_KEY_PEM names a file: a fresh P-256 key pair is
 //   generated at startup and its private key written there (PKCS#8 PEM) before OP_READY. The
