@@ -11,9 +11,12 @@ use http::{HeaderMap, HeaderValue, Method};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
+use authgate::auth::cache::TokenCache;
 use authgate::auth::claims::{render_header_value, ClaimPath};
-use authgate::auth::{decide, RequestHead};
+use authgate::auth::introspection::{IntrospectionCache, Lookup};
+use authgate::auth::{decide, Context, RequestHead};
 use authgate::config::load_str;
+use authgate::config::ProviderId;
 use authgate::runtime::Snapshot;
 
 const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keys");
@@ -110,7 +113,118 @@ fn bench_decide(c: &mut Criterion) {
             b.iter(|| decide(black_box(&cached), black_box(&head), now()))
         });
     }
+    bench_token_sources(&mut g);
     g.finish();
+}
+
+/// The token from a cookie (among others) instead of `Authorization`, verified-token cache
+/// on; and an opaque token decided from a cached introspection answer (the answer cache's
+/// lookup included, the call itself not: that is I/O).
+fn bench_token_sources(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "bench-secret").unwrap();
+    let text = format!(
+        "{}[providers.idp]\nissuer = \"https://idp\"\naudiences = [\"api\"]\nintrospection_url = \"http://127.0.0.1:9/i\"\nclient_id = \"gw\"\nclient_secret_file = {:?}\n[[routes]]\nname = \"web\"\npath_prefix = \"/web\"\nproviders = [\"corp\"]\ntoken_sources = [\"authorization\", \"cookie:access_token\"]\nupstream = \"up\"\n[[routes]]\nname = \"opaque\"\npath_prefix = \"/opaque\"\nproviders = [\"idp\"]\nupstream = \"up\"\n",
+        config(0).replace("[[routes]]\nname = \"api\"\npath_prefix = \"/api\"\nupstream = \"up\"\n", ""),
+        secret.display().to_string()
+    );
+    let snap = snapshot(&text);
+    let jwt = token(Algorithm::ES256, "ec", "ec.pem");
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "cookie",
+        HeaderValue::from_str(&format!("theme=dark; access_token={jwt}; lang=en")).unwrap(),
+    );
+    headers.insert("host", HeaderValue::from_static("api.example.com"));
+    let head = RequestHead {
+        method: &Method::GET,
+        version: http::Version::HTTP_11,
+        target: b"/web/cart",
+        authority: None,
+        headers: &headers,
+        raw_head: None,
+    };
+    assert!(
+        decide(&snap, &head, now()).is_ok(),
+        "cookie token must verify"
+    );
+    g.bench_function("ES256_cached_cookie", |b| {
+        b.iter(|| decide(black_box(&snap), black_box(&head), now()))
+    });
+
+    let idp = &snap.config.providers[1];
+    let answers = IntrospectionCache::new(idp.introspection.as_ref().unwrap());
+    let opaque = "ory_at_Vq3k9mX0bJ2LwzPfY7Hs1dEoRtUaCg4N.Kp8ZiQe5Wn6Ym0Tx";
+    let now_s = now();
+    let serde_json::Value::Object(claims) = json!({"active": true, "iss": "https://idp",
+        "aud": "api", "sub": "alice", "scope": "read write", "iat": now_s, "exp": now_s + 3600.0})
+    else {
+        unreachable!()
+    };
+    answers.insert_active(
+        TokenCache::key(opaque),
+        std::sync::Arc::new(claims),
+        200,
+        now_s,
+    );
+    let cx = Answers {
+        snap: &snap,
+        answers: &answers,
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {opaque}")).unwrap(),
+    );
+    headers.insert("host", HeaderValue::from_static("api.example.com"));
+    let head = RequestHead {
+        method: &Method::GET,
+        version: http::Version::HTTP_11,
+        target: b"/opaque/orders",
+        authority: None,
+        headers: &headers,
+        raw_head: None,
+    };
+    assert!(
+        decide(&cx, &head, now()).is_ok(),
+        "the cached answer must pass"
+    );
+    g.bench_function("opaque_introspected_cached", |b| {
+        b.iter(|| decide(black_box(&cx), black_box(&head), now()))
+    });
+}
+
+/// The snapshot, with the introspection answers of `answers` (what the runtime's
+/// introspector keeps).
+struct Answers<'a> {
+    snap: &'a Snapshot,
+    answers: &'a IntrospectionCache,
+}
+
+impl Context for Answers<'_> {
+    fn config(&self) -> &authgate::config::Config {
+        self.snap.config()
+    }
+    fn keys(&self, p: ProviderId) -> &authgate::auth::keystore::ProviderKeys {
+        self.snap.keys(p)
+    }
+    fn revocations(
+        &self,
+        p: ProviderId,
+    ) -> Option<&dyn authgate::formats::revocation::Revocations> {
+        self.snap.revocations(p)
+    }
+    fn token_cache(&self) -> Option<&TokenCache> {
+        self.snap.token_cache()
+    }
+    fn introspection(
+        &self,
+        _p: ProviderId,
+        token: &authgate::auth::cache::TokenKey,
+    ) -> Option<Lookup> {
+        self.answers.get(token)
+    }
 }
 
 fn bench_routes(c: &mut Criterion) {
