@@ -531,6 +531,7 @@ fn reject_table_is_consistent() {
 }
 
 mod head;
+mod introspected;
 
 /// Report-only routes let through exactly the token and authorization refusals (401, 403,
 /// and 503 for keys not loaded), never a request-safety one (issue 13).
