@@ -16,9 +16,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
-use authgate::auth::extract::{extract_bearer, Credential};
+use authgate::auth::extract::{extract_bearer, extract_token, Credential};
 use authgate::auth::{decide, RequestHead};
 use authgate::config::build;
+use authgate::config::routes::TokenSource;
 use authgate::config::schema::RawConfig;
 use authgate::formats::jwks::KeySet;
 use authgate::formats::normalize::{normalize_authority, normalize_target};
@@ -106,6 +107,29 @@ pub fn bearer(data: &[u8]) {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b)));
     }
+    // The same lines as `Cookie` fields and a token header, read by a route with every kind
+    // of source: whatever comes out is one well-formed token, found in one of the sources.
+    let mut more = HeaderMap::new();
+    for (i, line) in data.split(|&b| b == b'\n').take(4).enumerate() {
+        if let Ok(v) = HeaderValue::from_bytes(line) {
+            let name = if i == 3 { "x-token" } else { "cookie" };
+            more.append(HeaderName::from_static(name), v);
+        }
+    }
+    let sources = [
+        TokenSource::Cookie("at".into()),
+        TokenSource::Header(HeaderName::from_static("x-token")),
+        TokenSource::Cookie("b".into()),
+    ];
+    if let Ok(Some(found)) = extract_token(&more, &sources, 4096) {
+        let t = found.token;
+        assert!(!t.is_empty() && t.len() <= 4096 && found.source < sources.len());
+        assert!(t
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b)));
+        let raw: Vec<&[u8]> = more.iter().map(|(_, v)| v.as_bytes()).collect();
+        assert!(raw.iter().any(|v| v.windows(t.len()).any(|w| w == t.as_bytes())));
+    }
 }
 
 /// The key fixtures of the project (`tests/fixtures/keys`), found from the crate this file
@@ -178,6 +202,11 @@ path_prefix = "/report"
 require_scopes = ["admin"]
 mode = "report"
 upstream = "up"
+[[routes]]
+name = "web"
+path_prefix = "/web"
+token_sources = ["authorization", "cookie:at", "header:x-token"]
+upstream = "up"
 "#
         );
         let config =
@@ -218,7 +247,19 @@ pub fn decide_token(data: &[u8]) {
         }
     };
     let mut headers = HeaderMap::new();
-    if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
+    // Bit 0x40: the token rides in a cookie (read on `/web`), after the request's own
+    // cookie field when bit 0x20 adds one (the second document's bytes).
+    let in_cookie = mode & 0x40 != 0;
+    if in_cookie {
+        if mode & 0x20 != 0 {
+            if let Ok(v) = HeaderValue::from_bytes(second) {
+                headers.append(http::header::COOKIE, v);
+            }
+        }
+        if let Ok(v) = HeaderValue::from_str(&format!("theme=1; at={token}")) {
+            headers.append(http::header::COOKIE, v);
+        }
+    } else if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
         headers.append(http::header::AUTHORIZATION, v);
     }
     // Every request names its host (one without is refused first): `localhost` unless the
@@ -266,6 +307,10 @@ pub fn decide_token(data: &[u8]) {
                 route.providers.contains(&p),
                 "verified by a provider of the route"
             );
+        }
+        // A cookie token never passes a POST: the fuzzed requests carry no Origin.
+        if in_cookie && method == Method::POST && grant.would_reject.is_none() {
+            assert!(grant.provider.is_none(), "a cross-site POST with a cookie token");
         }
         // A would-be refusal (report-only route) carries nothing from the token.
         if grant.would_reject.is_some() {
