@@ -128,7 +128,9 @@ pub fn bearer(data: &[u8]) {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b)));
         let raw: Vec<&[u8]> = more.iter().map(|(_, v)| v.as_bytes()).collect();
-        assert!(raw.iter().any(|v| v.windows(t.len()).any(|w| w == t.as_bytes())));
+        assert!(raw
+            .iter()
+            .any(|v| v.windows(t.len()).any(|w| w == t.as_bytes())));
     }
 }
 
@@ -310,7 +312,10 @@ pub fn decide_token(data: &[u8]) {
         }
         // A cookie token never passes a POST: the fuzzed requests carry no Origin.
         if in_cookie && method == Method::POST && grant.would_reject.is_none() {
-            assert!(grant.provider.is_none(), "a cross-site POST with a cookie token");
+            assert!(
+                grant.provider.is_none(),
+                "a cross-site POST with a cookie token"
+            );
         }
         // A would-be refusal (report-only route) carries nothing from the token.
         if grant.would_reject.is_some() {

@@ -151,19 +151,26 @@ impl Introspector {
         if let Some(found) = self.cache.get(&key) {
             return Some(found);
         }
-        let flight = {
-            let mut map = self.flights.lock().unwrap_or_else(|e| e.into_inner());
-            map.entry(key).or_default().clone()
-        };
-        let _leave = Leave {
+        // The waiter's only handle on the flight is its `Leave`: the map's and the waiters'
+        // are then all there is, and the last to leave sees a count of 2.
+        let leave = Leave {
             flights: &self.flights,
             key,
-            flight: flight.clone(),
+            flight: {
+                let mut map = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+                map.entry(key).or_default().clone()
+            },
         };
-        flight
+        leave
+            .flight
             .get_or_init(|| self.call(token, key, keys, provider))
             .await
             .clone()
+    }
+
+    /// Calls in progress (for tests: the map must not keep abandoned ones).
+    pub fn flights(&self) -> usize {
+        self.flights.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     async fn call(
@@ -501,5 +508,54 @@ impl<C: Context + ?Sized> Context for WithAnswer<'_, C> {
             return self.answer.clone();
         }
         self.inner.introspection(provider, token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_str;
+
+    /// An endpoint that accepts and never answers: every call hangs until its timeout.
+    async fn silent() -> (tokio::net::TcpListener, String) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/introspect", l.local_addr().unwrap());
+        (l, url)
+    }
+
+    fn provider(url: &str, dir: &std::path::Path) -> ProviderSettings {
+        let secret = dir.join("secret");
+        std::fs::write(&secret, "s").unwrap();
+        let text = format!(
+            "[upstreams.up]\nurl = \"http://127.0.0.1:9\"\n[providers.idp]\nissuer = \"https://idp\"\naudiences = [\"api\"]\nintrospection_url = \"{url}\"\nclient_id = \"gw\"\nclient_secret_file = {:?}\nintrospection_timeout = \"5s\"\n[[routes]]\nname = \"r\"\npath_prefix = \"/\"\nupstream = \"up\"\n",
+            secret.display().to_string()
+        );
+        let config = load_str(&text, std::path::Path::new("t.toml")).unwrap();
+        config.providers[0].clone()
+    }
+
+    /// Requests that give up (the client left) leave no flight behind, whether one waited
+    /// alone or several shared the call; a request that comes later starts a new call.
+    #[tokio::test]
+    async fn abandoned_calls_leave_no_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_listener, url) = silent().await;
+        let p = provider(&url, dir.path());
+        let i = Introspector::new(
+            &p,
+            p.introspection.clone().unwrap(),
+            Arc::new(Metrics::new()),
+        );
+        let keys = ProviderKeys::new(&p, None);
+        let give_up = Duration::from_millis(100);
+        let alone = tokio::time::timeout(give_up, i.introspect("t1", &keys, &p)).await;
+        assert!(alone.is_err(), "the endpoint never answers");
+        assert_eq!(i.flights(), 0, "a lone abandoned call is forgotten");
+        let (a, b) = tokio::join!(
+            tokio::time::timeout(give_up, i.introspect("t2", &keys, &p)),
+            tokio::time::timeout(give_up * 2, i.introspect("t2", &keys, &p)),
+        );
+        assert!(a.is_err() && b.is_err());
+        assert_eq!(i.flights(), 0, "shared and abandoned by all");
     }
 }
