@@ -43,6 +43,48 @@ impl Ctx<'_> {
         });
     }
 
+    /// The bytes of a file the config names (relative to the config file); a failure is
+    /// recorded under `key` as "cannot read PATH: ERROR".
+    fn read(&mut self, at: Option<usize>, key: &str, file: &str) -> Option<(PathBuf, Vec<u8>)> {
+        let path = self.relative(file);
+        match std::fs::read(&path) {
+            Ok(bytes) => Some((path, bytes)),
+            Err(e) => {
+                self.err(at, key, format!("cannot read {}: {e}", path.display()));
+                None
+            }
+        }
+    }
+
+    /// A secret from a file: its bytes without trailing newlines (an editor's or `echo`'s).
+    fn read_secret(
+        &mut self,
+        at: Option<usize>,
+        key: &str,
+        file: &str,
+    ) -> Option<(PathBuf, Vec<u8>)> {
+        let (path, mut secret) = self.read(at, key, file)?;
+        while secret.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            secret.pop();
+        }
+        Some((path, secret))
+    }
+
+    /// A PEM file of CA certificates: at least one must be in it.
+    fn read_ca(&mut self, at: Option<usize>, key: &str, file: &str) -> Option<Vec<u8>> {
+        let (path, pem) = self.read(at, key, file)?;
+        if reqwest::Certificate::from_pem_bundle(&pem).is_ok_and(|c| !c.is_empty()) {
+            Some(pem)
+        } else {
+            self.err(
+                at,
+                key,
+                format!("{} holds no PEM certificate", path.display()),
+            );
+            None
+        }
+    }
+
     fn relative(&self, p: &str) -> PathBuf {
         let path = Path::new(p);
         if path.is_absolute() {

@@ -97,18 +97,7 @@ pub(super) fn build_introspection(
                 );
                 return None;
             };
-            let path = cx.relative(file);
-            let pem = match std::fs::read(&path) {
-                Ok(p) => p,
-                Err(e) => {
-                    cx.err(
-                        span,
-                        key("client_key_file"),
-                        format!("cannot read {}: {e}", path.display()),
-                    );
-                    return None;
-                }
-            };
+            let (path, pem) = cx.read(span, &key("client_key_file"), file)?;
             let Some(alg) = signing_algorithm(&pem) else {
                 cx.err(
                     span,
@@ -150,30 +139,10 @@ pub(super) fn build_introspection(
             None
         }
     };
-    let ca = raw.introspection_ca_file.as_deref().and_then(|f| {
-        let path = cx.relative(f);
-        match std::fs::read(&path) {
-            Ok(pem) if reqwest::Certificate::from_pem_bundle(&pem).is_ok_and(|c| !c.is_empty()) => {
-                Some(pem)
-            }
-            Ok(_) => {
-                cx.err(
-                    span,
-                    key("introspection_ca_file"),
-                    format!("{} holds no PEM certificate", path.display()),
-                );
-                None
-            }
-            Err(e) => {
-                cx.err(
-                    span,
-                    key("introspection_ca_file"),
-                    format!("cannot read {}: {e}", path.display()),
-                );
-                None
-            }
-        }
-    });
+    let ca = raw
+        .introspection_ca_file
+        .as_deref()
+        .and_then(|f| cx.read_ca(span, &key("introspection_ca_file"), f));
     check_duration(
         cx,
         span,
@@ -255,31 +224,16 @@ fn read_secret(
         cx.err(span, key("client_secret_file"), "client_secret_basic and client_secret_post need client_secret_file (secrets are never inline)");
         return None;
     };
-    let path = cx.relative(file);
-    match std::fs::read(&path) {
-        Ok(mut secret) => {
-            while secret.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                secret.pop();
-            }
-            if secret.is_empty() {
-                cx.err(
-                    span,
-                    key("client_secret_file"),
-                    format!("{} is empty", path.display()),
-                );
-                return None;
-            }
-            Some(secret)
-        }
-        Err(e) => {
-            cx.err(
-                span,
-                key("client_secret_file"),
-                format!("cannot read {}: {e}", path.display()),
-            );
-            None
-        }
+    let (path, secret) = cx.read_secret(span, &key("client_secret_file"), file)?;
+    if secret.is_empty() {
+        cx.err(
+            span,
+            key("client_secret_file"),
+            format!("{} is empty", path.display()),
+        );
+        return None;
     }
+    Some(secret)
 }
 
 /// The algorithm a PEM private key signs with, found by signing a test assertion: RSA →

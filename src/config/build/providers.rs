@@ -104,21 +104,14 @@ pub(super) fn build_provider(
         KeySource::Discovery(raw.issuer.clone())
     } else if let Some(file) = &raw.jwks_file {
         let path = cx.relative(file);
-        let document = match std::fs::read(&path) {
-            Ok(doc) => {
+        let document = match cx.read(span, &key("jwks_file"), file) {
+            Some((_, doc)) => {
                 if let Err(e) = KeySet::from_jwks(&doc, &algorithms) {
                     cx.err(span, key("jwks_file"), format!("{}: {e}", path.display()));
                 }
                 doc
             }
-            Err(e) => {
-                cx.err(
-                    span,
-                    key("jwks_file"),
-                    format!("cannot read {}: {e}", path.display()),
-                );
-                Vec::new()
-            }
+            None => Vec::new(),
         };
         no_hmac(cx);
         KeySource::JwksFile(JwksFile {
@@ -130,43 +123,28 @@ pub(super) fn build_provider(
         KeySource::None
     } else {
         let file = raw.hmac_secret_file.as_deref().unwrap_or_default();
-        let path = cx.relative(file);
         if !algorithms.iter().all(hmac) {
             cx.err(span, key("algorithms"), "a provider with hmac_secret_file may only allow HS256/HS384/HS512: one provider never mixes HMAC with asymmetric keys");
         }
-        match std::fs::read(&path) {
-            Ok(mut secret) => {
-                while secret.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                    secret.pop();
-                }
-                // RFC 7518 §3.2: a key at least as long as the hash output.
-                let min = algorithms
-                    .iter()
-                    .map(|a| match a {
-                        Algorithm::HS384 => 48,
-                        Algorithm::HS512 => 64,
-                        _ => MIN_HMAC_SECRET_BYTES,
-                    })
-                    .max()
-                    .unwrap_or(MIN_HMAC_SECRET_BYTES);
-                if secret.len() < min {
-                    cx.err(
-                        span,
-                        key("hmac_secret_file"),
-                        format!("secret is shorter than {min} bytes (the hash output of the strongest allowed HS algorithm)"),
-                    );
-                }
-                KeySource::HmacSecret(secret)
-            }
-            Err(e) => {
-                cx.err(
-                    span,
-                    key("hmac_secret_file"),
-                    format!("cannot read {}: {e}", path.display()),
-                );
-                return None;
-            }
+        let (_, secret) = cx.read_secret(span, &key("hmac_secret_file"), file)?;
+        // RFC 7518 §3.2: a key at least as long as the hash output.
+        let min = algorithms
+            .iter()
+            .map(|a| match a {
+                Algorithm::HS384 => 48,
+                Algorithm::HS512 => 64,
+                _ => MIN_HMAC_SECRET_BYTES,
+            })
+            .max()
+            .unwrap_or(MIN_HMAC_SECRET_BYTES);
+        if secret.len() < min {
+            cx.err(
+                span,
+                key("hmac_secret_file"),
+                format!("secret is shorter than {min} bytes (the hash output of the strongest allowed HS algorithm)"),
+            );
         }
+        KeySource::HmacSecret(secret)
     };
     if raw.leeway.as_secs() > 600 {
         cx.err(span, key("leeway"), "must be at most 10m");
@@ -185,30 +163,10 @@ pub(super) fn build_provider(
             "must be a media type such as \"at+jwt\"",
         );
     }
-    let jwks_ca = match raw.jwks_ca_file.as_deref().map(|f| cx.relative(f)) {
-        None => None,
-        Some(path) => match std::fs::read(&path) {
-            Ok(pem) if reqwest::Certificate::from_pem_bundle(&pem).is_ok_and(|c| !c.is_empty()) => {
-                Some(pem)
-            }
-            Ok(_) => {
-                cx.err(
-                    span,
-                    key("jwks_ca_file"),
-                    format!("{} holds no PEM certificate", path.display()),
-                );
-                None
-            }
-            Err(e) => {
-                cx.err(
-                    span,
-                    key("jwks_ca_file"),
-                    format!("cannot read {}: {e}", path.display()),
-                );
-                None
-            }
-        },
-    };
+    let jwks_ca = raw
+        .jwks_ca_file
+        .as_deref()
+        .and_then(|f| cx.read_ca(span, &key("jwks_ca_file"), f));
     if jwks_ca.is_some() && !matches!(key_source, KeySource::JwksUrl(_) | KeySource::Discovery(_)) {
         cx.err(
             span,
