@@ -100,6 +100,7 @@ fn bench_decide(c: &mut Criterion) {
             authority: None,
             headers: &headers,
             raw_head: None,
+            tls: false,
         };
         assert!(
             decide(&uncached, &head, now()).is_ok(),
@@ -144,6 +145,7 @@ fn bench_token_sources(g: &mut criterion::BenchmarkGroup<'_, criterion::measurem
         authority: None,
         headers: &headers,
         raw_head: None,
+        tls: false,
     };
     assert!(
         decide(&snap, &head, now()).is_ok(),
@@ -162,12 +164,7 @@ fn bench_token_sources(g: &mut criterion::BenchmarkGroup<'_, criterion::measurem
     else {
         unreachable!()
     };
-    answers.insert_active(
-        TokenCache::key(opaque),
-        std::sync::Arc::new(claims),
-        200,
-        now_s,
-    );
+    answers.insert_active(TokenCache::key(opaque), std::sync::Arc::new(claims), now_s);
     let cx = Answers {
         snap: &snap,
         answers: &answers,
@@ -185,6 +182,7 @@ fn bench_token_sources(g: &mut criterion::BenchmarkGroup<'_, criterion::measurem
         authority: None,
         headers: &headers,
         raw_head: None,
+        tls: false,
     };
     assert!(
         decide(&cx, &head, now()).is_ok(),

@@ -193,6 +193,8 @@ pub struct RequestHead<'a> {
     /// HTTP/1 only: the head's bytes as received (framing checks need the header lines a
     /// parser may have merged or dropped). `None` over HTTP/2.
     pub raw_head: Option<&'a [u8]>,
+    /// The client connection is TLS: a same-origin `Origin` must then be `https`.
+    pub tls: bool,
 }
 
 // === impl Reject ===
@@ -581,7 +583,7 @@ fn authenticate<C: Context + ?Sized, T: Trace>(
     });
     // A cookie rides along on any request the browser makes, cross-site ones included.
     if matches!(source, TokenSource::Cookie(_)) {
-        csrf::check(head.method, head.headers, &route.csrf, &grant.authority).map_err(deny)?;
+        csrf::check(head, &route.csrf, &grant.authority).map_err(deny)?;
         trace.step(Step::Csrf(&route.csrf));
     }
     let verified =

@@ -17,7 +17,7 @@ use crate::auth::{decide_traced, pending, Context, Denial, Grant, Pending, Reque
 use crate::config::routes::{Csrf, HostMatch, PathMatch, TokenSource};
 use crate::config::{Config, JwksFile, KeySource};
 use crate::metrics::Metrics;
-use crate::proxy::headers::CookieEdit;
+use crate::proxy::headers::{edit_cookies, headers_to_remove, CookieEdit, TokenCarriers};
 use crate::proxy::unix_now;
 use crate::runtime::introspection::WithAnswer;
 use crate::runtime::Snapshot;
@@ -176,6 +176,7 @@ fn explain_in<C: Context>(
         authority: None,
         headers: &headers,
         raw_head: Some(&raw),
+        tls: req.url.starts_with("https://"),
     };
     let mut lines = Vec::new();
     let result = decide_traced(cx, &head, now, &mut |step: Step<'_>| {
@@ -596,18 +597,11 @@ fn answer(
     match result {
         Ok(grant) => {
             let verified = grant.provider.is_some();
-            let mut removed =
-                crate::proxy::headers::headers_to_remove(headers, &config.headers, verified);
             let route = config.routes.get(grant.route);
-            let (token_headers, token_cookies) =
-                crate::proxy::headers::token_carriers(route, &config.headers, verified);
-            for h in token_headers {
-                if headers.contains_key(h) && !removed.contains(h) {
-                    removed.push(h.clone());
-                }
-            }
+            let carriers = TokenCarriers::of(route, &config.headers, verified);
+            let mut removed = headers_to_remove(headers, &config.headers, verified, &carriers);
             let text = |v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
-            let cookies = crate::proxy::headers::edit_cookies(headers, &token_cookies);
+            let cookies = edit_cookies(headers, &|n| carriers.strips_cookie(n));
             let mut upstream_headers: Vec<(String, String)> = headers
                 .iter()
                 .filter(|(n, _)| !removed.contains(n) && **n != http::header::COOKIE)

@@ -27,7 +27,7 @@ use crate::runtime::introspection::WithAnswer;
 use crate::runtime::{InFlight, Snapshot, State, UpstreamFailure};
 use access::AccessLine;
 use guard::guard;
-use headers::CookieEdit;
+use headers::{CookieEdit, TokenCarriers};
 use respond::Answer;
 
 /// Longest a request waits for the single-flight JWKS refetch an unknown `kid` triggers.
@@ -103,7 +103,12 @@ impl ProxyHttp for Gateway {
                 inject_fault(session.req_header());
                 // HTTP/1 framing checks read the head as received (a cheap `Bytes` slice).
                 let raw = session.as_http1().map(|h1| h1.get_headers_raw_bytes());
-                decide(cx, &head(session.req_header(), raw.as_deref()), unix_now())
+                let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+                decide(
+                    cx,
+                    &head(session.req_header(), raw.as_deref(), tls),
+                    unix_now(),
+                )
             })
             .unwrap_or(Err(Denial::new(Reject::InternalError, None)))
         };
@@ -428,20 +433,17 @@ fn upstream_request(
     upstream.set_raw_path(grant.path_and_query.as_bytes())?;
     let client_headers = &session.req_header().headers;
     let verified = grant.provider.is_some();
-    for name in headers::headers_to_remove(client_headers, &snap.config.headers, verified) {
+    let route = snap.config.routes.get(grant.route);
+    let carriers = TokenCarriers::of(route, &snap.config.headers, verified);
+    let policy = &snap.config.headers;
+    for name in headers::headers_to_remove(client_headers, policy, verified, &carriers) {
         upstream.remove_header(&name);
     }
     for (name, value) in &grant.claim_headers {
         upstream.insert_header(name.clone(), value.clone())?;
     }
-    let route = snap.config.routes.get(grant.route);
-    let (token_headers, token_cookies) =
-        headers::token_carriers(route, &snap.config.headers, verified);
-    for name in token_headers {
-        upstream.remove_header(name);
-    }
     // HTTP/2 sends cookies as separate fields; HTTP/1.1 has one `Cookie` (RFC 9113 §8.2.3).
-    match headers::edit_cookies(&upstream.headers, &token_cookies) {
+    match headers::edit_cookies(&upstream.headers, &|n| carriers.strips_cookie(n)) {
         CookieEdit::Keep => {}
         CookieEdit::Set(cookie) => {
             upstream.insert_header(http::header::COOKIE, cookie)?;
@@ -512,7 +514,7 @@ fn log_path<'a>(req: &RequestHeader, ctx: &'a RequestCtx) -> Cow<'a, str> {
     }
 }
 
-fn head<'a>(req: &'a RequestHeader, raw_head: Option<&'a [u8]>) -> RequestHead<'a> {
+fn head<'a>(req: &'a RequestHeader, raw_head: Option<&'a [u8]>, tls: bool) -> RequestHead<'a> {
     RequestHead {
         method: &req.method,
         version: req.version,
@@ -520,6 +522,7 @@ fn head<'a>(req: &'a RequestHeader, raw_head: Option<&'a [u8]>) -> RequestHead<'
         authority: req.uri.authority().map(|a| a.as_str()),
         headers: &req.headers,
         raw_head,
+        tls,
     }
 }
 

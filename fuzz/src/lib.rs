@@ -285,6 +285,7 @@ pub fn decide_token(data: &[u8]) {
         authority: None,
         headers: &headers,
         raw_head: None,
+        tls: false,
     };
     let snap = snapshot();
     // Twice: the second may be answered from the verified-token cache, and must agree.

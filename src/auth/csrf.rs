@@ -4,20 +4,16 @@
 use http::header::ORIGIN;
 use http::{HeaderMap, Method};
 
-use super::Reject;
+use super::{Reject, RequestHead};
 use crate::config::routes::Csrf;
 use crate::formats::normalize::{normalize_authority, Authority};
 
 /// RFC 9110 §9.2.1 safe methods need no proof; every other method does (`POST`, `PUT`,
 /// `PATCH`, `DELETE`, and any extension method).
-pub fn check(
-    method: &Method,
-    headers: &HeaderMap,
-    csrf: &Csrf,
-    authority: &Authority,
-) -> Result<(), Reject> {
+pub fn check(head: &RequestHead<'_>, csrf: &Csrf, authority: &Authority) -> Result<(), Reject> {
+    let headers = head.headers;
     if matches!(
-        *method,
+        *head.method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
     ) {
         return Ok(());
@@ -26,9 +22,9 @@ pub fn check(
         Csrf::Off => true,
         Csrf::Header(name) => {
             let mut values = headers.get_all(name).iter();
-            matches!((values.next(), values.next()), (Some(v), None) if !v.is_empty())
+            matches!((values.next(), values.next()), (Some(v), None) if !v.as_bytes().trim_ascii().is_empty())
         }
-        Csrf::SameOrigin => same_origin(headers, authority),
+        Csrf::SameOrigin => same_origin(headers, authority, head.tls),
     };
     if ok {
         Ok(())
@@ -40,7 +36,7 @@ pub fn check(
 /// `Sec-Fetch-Site`, when sent, must be `same-origin`; `Origin`, when sent, must name the
 /// authority the request was routed on; at least one of them must be there. Each at most
 /// once. (Both are forbidden header names: page scripts cannot set them.)
-fn same_origin(headers: &HeaderMap, authority: &Authority) -> bool {
+fn same_origin(headers: &HeaderMap, authority: &Authority, tls: bool) -> bool {
     let one = |name: &str| {
         let mut values = headers.get_all(name).iter();
         match (values.next(), values.next()) {
@@ -58,15 +54,17 @@ fn same_origin(headers: &HeaderMap, authority: &Authority) -> bool {
     if site.is_some_and(|s| s != "same-origin") {
         return false;
     }
-    origin.is_none_or(|o| origin_matches(o, authority))
+    origin.is_none_or(|o| origin_matches(o, authority, tls))
 }
 
 /// `scheme://host[:port]` naming `authority`; a port left out on either side is the
-/// scheme's default. `null` and anything else never match.
-fn origin_matches(origin: &str, authority: &Authority) -> bool {
+/// scheme's default. On a TLS connection the scheme must be `https` (an `http://` page of the
+/// same host is another origin, one a network attacker can write); on a plain one either is
+/// accepted, since TLS may end in front of the gateway. `null` and anything else never match.
+fn origin_matches(origin: &str, authority: &Authority, tls: bool) -> bool {
     let (default_port, rest) = if let Some(r) = origin.strip_prefix("https://") {
         (443, r)
-    } else if let Some(r) = origin.strip_prefix("http://") {
+    } else if let Some(r) = origin.strip_prefix("http://").filter(|_| !tls) {
         (80, r)
     } else {
         return false;
@@ -83,6 +81,25 @@ mod tests {
     use super::*;
     use http::{HeaderName, HeaderValue};
 
+    fn check_on(
+        method: &Method,
+        headers: &HeaderMap,
+        csrf: &Csrf,
+        authority: &Authority,
+        tls: bool,
+    ) -> Result<(), Reject> {
+        let head = RequestHead {
+            method,
+            version: http::Version::HTTP_11,
+            target: b"/",
+            authority: None,
+            headers,
+            raw_head: None,
+            tls,
+        };
+        check(&head, csrf, authority)
+    }
+
     fn h(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut m = HeaderMap::new();
         for (n, v) in pairs {
@@ -97,8 +114,9 @@ mod tests {
     #[test]
     fn same_origin_rule() {
         let here = normalize_authority("app.example.com").unwrap();
-        let post =
-            |pairs: &[(&str, &str)]| check(&Method::POST, &h(pairs), &Csrf::SameOrigin, &here);
+        let post = |pairs: &[(&str, &str)]| {
+            check_on(&Method::POST, &h(pairs), &Csrf::SameOrigin, &here, false)
+        };
         assert_eq!(post(&[("origin", "https://app.example.com")]), Ok(()));
         assert_eq!(post(&[("origin", "https://app.example.com:443")]), Ok(()));
         assert_eq!(post(&[("sec-fetch-site", "same-origin")]), Ok(()));
@@ -133,13 +151,27 @@ mod tests {
         }
         // Safe methods need nothing; every other method does.
         assert_eq!(
-            check(&Method::GET, &h(&[]), &Csrf::SameOrigin, &here),
+            check_on(&Method::GET, &h(&[]), &Csrf::SameOrigin, &here, false),
             Ok(())
         );
+        // Over TLS, only an https Origin is this origin.
+        let tls = |o: &str| {
+            check_on(
+                &Method::POST,
+                &h(&[("origin", o)]),
+                &Csrf::SameOrigin,
+                &here,
+                true,
+            )
+        };
+        assert_eq!(tls("https://app.example.com"), Ok(()));
+        for o in ["http://app.example.com", "http://app.example.com:443"] {
+            assert_eq!(tls(o), Err(Reject::CsrfFailed), "{o}");
+        }
         for m in ["PUT", "PATCH", "DELETE", "PROPFIND"] {
             let m = Method::from_bytes(m.as_bytes()).unwrap();
             assert_eq!(
-                check(&m, &h(&[]), &Csrf::SameOrigin, &here),
+                check_on(&m, &h(&[]), &Csrf::SameOrigin, &here, false),
                 Err(Reject::CsrfFailed)
             );
         }
@@ -149,15 +181,20 @@ mod tests {
     fn header_rule() {
         let here = normalize_authority("app.example.com").unwrap();
         let csrf = Csrf::Header(HeaderName::from_static("x-csrf"));
-        let post = |pairs: &[(&str, &str)]| check(&Method::POST, &h(pairs), &csrf, &here);
+        let post = |pairs: &[(&str, &str)]| check_on(&Method::POST, &h(pairs), &csrf, &here, false);
         assert_eq!(post(&[("x-csrf", "1")]), Ok(()));
         assert_eq!(post(&[]), Err(Reject::CsrfFailed));
         assert_eq!(post(&[("x-csrf", "")]), Err(Reject::CsrfFailed));
+        // HTTP/2 may deliver a value of blanks (RFC 9113 calls it malformed): still empty.
+        assert_eq!(post(&[("x-csrf", " ")]), Err(Reject::CsrfFailed));
         // The header rule alone decides: a same-origin Origin is not enough.
         assert_eq!(
             post(&[("origin", "https://app.example.com")]),
             Err(Reject::CsrfFailed)
         );
-        assert_eq!(check(&Method::POST, &h(&[]), &Csrf::Off, &here), Ok(()));
+        assert_eq!(
+            check_on(&Method::POST, &h(&[]), &Csrf::Off, &here, false),
+            Ok(())
+        );
     }
 }

@@ -34,12 +34,17 @@ pub fn extract_token<'a>(
             },
             TokenSource::Cookie(name) => cookie_token(headers, name, max_bytes)?,
             TokenSource::Header(name) => {
-                let mut values = headers.get_all(name).iter();
-                match (values.next(), values.next()) {
-                    (None, _) => None,
-                    (Some(v), None) => checked(trim_spaces(v.as_bytes()), max_bytes)?,
-                    (Some(_), Some(_)) => return Err(Reject::MultipleTokens),
+                // The same value repeated is one token, as for cookies; two values are two.
+                let mut token = None;
+                for v in headers.get_all(name) {
+                    match (token, checked(trim_spaces(v.as_bytes()), max_bytes)?) {
+                        (_, None) => {}
+                        (None, t) => token = t,
+                        (Some(a), Some(b)) if a == b => {}
+                        (Some(_), Some(_)) => return Err(Reject::MultipleTokens),
+                    }
                 }
+                token
             }
         };
         match (&found, token) {
@@ -67,7 +72,9 @@ fn cookie_token<'a>(
 ) -> Result<Option<&'a str>, Reject> {
     let mut found: Option<&'a str> = None;
     for field in headers.get_all(COOKIE) {
-        for pair in field.as_bytes().split(|&b| b == b';') {
+        // `;` separates pairs (RFC 6265); `,` too, as lenient parsers read it (the gateway
+        // must see every cookie an upstream might).
+        for pair in field.as_bytes().split(|&b| b == b';' || b == b',') {
             let pair = trim_ows(pair);
             let Some(eq) = pair.iter().position(|&b| b == b'=') else {
                 continue;
@@ -253,7 +260,23 @@ mod tests {
             Err(Reject::MultipleTokens)
         );
         assert_eq!(
+            got(&[("x-token", "a"), ("x-token", "b")]),
+            Err(Reject::MultipleTokens)
+        );
+        assert_eq!(
             got(&[("x-token", "a"), ("x-token", "a")]),
+            Ok(Some(("a".into(), 2)))
+        );
+        // A comma separates cookies for lenient parsers: the gateway reads them the same way.
+        assert_eq!(
+            got(&[("cookie", "a=1, access_token=abc")]),
+            Ok(Some(("abc".into(), 1)))
+        );
+        assert_eq!(
+            got(&[
+                ("authorization", "Bearer xyz"),
+                ("cookie", "a=1, access_token=abc")
+            ]),
             Err(Reject::MultipleTokens)
         );
         // Names are exact: a prefix, another case, or a cleared cookie is no token.
@@ -265,9 +288,13 @@ mod tests {
             got(&[("cookie", "access_token=; access_token=\"\"")]),
             Ok(None)
         );
-        // Values outside b64token, and oversized ones.
+        // Values outside b64token, and oversized ones (a comma ends the value).
         assert_eq!(
             got(&[("cookie", "access_token=a,b")]),
+            Ok(Some(("a".into(), 1)))
+        );
+        assert_eq!(
+            got(&[("cookie", "access_token=a\"b")]),
             Err(Reject::MalformedToken)
         );
         assert_eq!(

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use moka::sync::Cache;
+use serde_json::Value;
 
 use super::cache::TokenKey;
 use super::claims::Claims;
@@ -81,9 +82,9 @@ impl IntrospectionCache {
         self.inactive.get(key).map(|()| Lookup::Inactive)
     }
 
-    /// Keeps an active answer (`body_len`: the size of the answer as received) until
-    /// `exp` (seconds since the epoch), at most `ttl`. A zero `ttl` keeps nothing.
-    pub fn insert_active(&self, key: TokenKey, claims: Arc<Claims>, body_len: usize, now: f64) {
+    /// Keeps an active answer until its `exp` (seconds since the epoch), at most `ttl`. A
+    /// zero `ttl` keeps nothing.
+    pub fn insert_active(&self, key: TokenKey, claims: Arc<Claims>, now: f64) {
         let until_exp = claims
             .get("exp")
             .and_then(serde_json::Value::as_f64)
@@ -98,9 +99,10 @@ impl IntrospectionCache {
         if lifetime.is_zero() {
             return;
         }
-        // The claims map costs about twice the JSON it came from, plus key and bookkeeping;
-        // never less than max_bytes / max_entries, so both bounds hold.
-        let estimate = 32 + 256 + 2 * body_len as u64;
+        // What the parsed claims take in memory (an answer of many small values costs ten
+        // times its JSON), plus key and bookkeeping; never less than max_bytes /
+        // max_entries, so both bounds hold.
+        let estimate = 32 + 256 + claims.iter().map(|(k, v)| entry_bytes(k, v)).sum::<u64>();
         let weight = estimate.max(self.min_weight).min(u64::from(u32::MAX)) as u32;
         self.inactive.invalidate(&key);
         self.active.insert(
@@ -128,6 +130,27 @@ impl IntrospectionCache {
             self.inactive.entry_count(),
         )
     }
+}
+
+/// Bytes one JSON value takes once parsed (`serde_json::Value` and what it owns), close
+/// enough to bound memory: the enum itself, string and vector buffers, map entries.
+fn value_bytes(v: &Value) -> u64 {
+    const VALUE: u64 = std::mem::size_of::<Value>() as u64;
+    VALUE
+        + match v {
+            Value::String(s) => s.capacity() as u64,
+            Value::Array(a) => {
+                (a.capacity() - a.len()) as u64 * VALUE + a.iter().map(value_bytes).sum::<u64>()
+            }
+            Value::Object(m) => m.iter().map(|(k, v)| entry_bytes(k, v)).sum(),
+            Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+        }
+}
+
+/// A map entry: its key, its value, and the tree node's share.
+fn entry_bytes(key: &str, v: &Value) -> u64 {
+    const NODE: u64 = 48;
+    NODE + key.len() as u64 + value_bytes(v)
 }
 
 #[cfg(test)]
@@ -165,20 +188,20 @@ mod tests {
         let c = IntrospectionCache::new(&settings(300, 100));
         let now = 1000.0;
         let k = |s: &str| TokenCache::key(s);
-        c.insert_active(k("a"), claims(now + 60.0), 40, now);
+        c.insert_active(k("a"), claims(now + 60.0), now);
         assert!(matches!(c.get(&k("a")), Some(Lookup::Active(_))));
         // Past exp, or no lifetime: not kept.
-        c.insert_active(k("b"), claims(now - 1.0), 40, now);
+        c.insert_active(k("b"), claims(now - 1.0), now);
         assert!(c.get(&k("b")).is_none());
         // No numeric `exp` (JSON has no NaN: it is null): kept for ttl; using it checks the
         // claims again, and a malformed or missing `exp` fails there.
-        c.insert_active(k("c"), claims(f64::NAN), 40, now);
+        c.insert_active(k("c"), claims(f64::NAN), now);
         assert_eq!(
             c.active.get(&k("c")).unwrap().lifetime,
             Duration::from_secs(300)
         );
         // exp far away: ttl bounds it.
-        c.insert_active(k("d"), claims(1e300), 40, now);
+        c.insert_active(k("d"), claims(1e300), now);
         assert_eq!(
             c.active.get(&k("d")).unwrap().lifetime,
             Duration::from_secs(300)
@@ -190,11 +213,11 @@ mod tests {
         // An inactive answer replaces an active one, and the other way round.
         c.insert_inactive(k("a"));
         assert!(matches!(c.get(&k("a")), Some(Lookup::Inactive)));
-        c.insert_active(k("a"), claims(now + 60.0), 40, now);
+        c.insert_active(k("a"), claims(now + 60.0), now);
         assert!(matches!(c.get(&k("a")), Some(Lookup::Active(_))));
         // ttl 0: nothing is kept.
         let off = IntrospectionCache::new(&settings(0, 100));
-        off.insert_active(k("a"), claims(now + 60.0), 40, now);
+        off.insert_active(k("a"), claims(now + 60.0), now);
         assert!(off.get(&k("a")).is_none());
     }
 
@@ -203,10 +226,23 @@ mod tests {
         let c = IntrospectionCache::new(&settings(300, 50));
         for i in 0..2000u32 {
             c.insert_inactive(TokenCache::key(&i.to_string()));
-            c.insert_active(TokenCache::key(&format!("a{i}")), claims(1e10), 100, 1000.0);
+            c.insert_active(TokenCache::key(&format!("a{i}")), claims(1e10), 1000.0);
         }
         let (active, bytes, inactive) = c.usage();
         assert!(active <= 50, "{active}");
+        // An answer of many small values is charged for what it takes parsed, about ten
+        // times its JSON (the attack of issue 14's review: 60 KB of `[0,0,...]`).
+        let serde_json::Value::Object(big) =
+            serde_json::json!({ "exp": 1e10, "x": vec![0; 20_000] })
+        else {
+            unreachable!()
+        };
+        let json_len = serde_json::to_vec(&big).unwrap().len() as u64;
+        let weight = 32 + 256 + big.iter().map(|(k, v)| entry_bytes(k, v)).sum::<u64>();
+        assert!(
+            weight > 10 * json_len,
+            "{weight} for {json_len} bytes of JSON"
+        );
         assert!(bytes <= 1 << 20, "{bytes}");
         assert!(inactive <= 50, "{inactive}");
     }

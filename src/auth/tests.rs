@@ -180,6 +180,7 @@ fn run(
             authority: None,
             headers: &map,
             raw_head: None,
+            tls: false,
         },
         now(),
     )

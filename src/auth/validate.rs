@@ -110,6 +110,12 @@ pub fn verify<C: Context + ?Sized, T: Trace>(
     let provider_idx = pick_provider(&claims, providers, cx.config()).map_err(plain)?;
     let provider = &cx.config().providers[provider_idx.index()];
     if provider.introspect_jwts {
+        // The token goes to this provider's endpoint only if it says it is this provider's:
+        // a JWT of another issuer is never handed to an IdP it is not for (with one
+        // provider on the route, nothing else has checked its `iss` yet).
+        if claims.get("iss").and_then(Value::as_str) != Some(provider.issuer.as_str()) {
+            return Err(plain(Reject::BadIssuer));
+        }
         return introspected(token, provider_idx, cx, now, trace);
     }
     trace.step(Step::Provider(provider_idx));
@@ -199,6 +205,14 @@ fn introspected<C: Context + ?Sized, T: Trace>(
         Some(Lookup::Inactive) => return Err((Reject::InactiveToken, None)),
         Some(Lookup::Active(claims)) => claims,
     };
+    // Many endpoints answer active for refresh tokens too (RFC 7662 `token_type`, Hydra's
+    // `token_use`): only an access token is a bearer credential for an API.
+    let kind = |name: &str| claims.get(name).and_then(Value::as_str);
+    if kind("token_type").is_some_and(|t| t.eq_ignore_ascii_case("refresh_token"))
+        || kind("token_use").is_some_and(|t| t != "access_token")
+    {
+        return Err((Reject::BadType, None));
+    }
     trace.step(Step::Registered {
         claims: &claims,
         now,

@@ -53,6 +53,7 @@ pub fn headers_to_remove(
     headers: &HeaderMap,
     policy: &HeaderPolicy,
     token_verified: bool,
+    carriers: &TokenCarriers<'_>,
 ) -> Vec<HeaderName> {
     let mut remove = Vec::new();
     // Headers named in Connection are hop-by-hop too.
@@ -84,6 +85,7 @@ pub fn headers_to_remove(
             || GATEWAY_SET.contains(&canonical.as_str())
             || REWRITE_PREFIXES.iter().any(|p| canonical.starts_with(p))
             || (*name == AUTHORIZATION && !(policy.forward_token && token_verified))
+            || carriers.strips_header(name, &canonical)
             || (*name == UPGRADE && h2c)
             || (*name == CONNECTION && h2c);
         if strip && !remove.contains(name) {
@@ -95,24 +97,78 @@ pub fn headers_to_remove(
 
 /// A route's token headers and token cookies, which the upstream does not get: a token read
 /// from them is a credential like `Authorization`, forwarded only with `forward_token` and
-/// only when it was the one verified.
-pub fn token_carriers<'r>(
-    route: &'r Route,
-    policy: &HeaderPolicy,
-    token_verified: bool,
-) -> (Vec<&'r HeaderName>, Vec<&'r str>) {
-    let (mut headers, mut cookies) = (Vec::new(), Vec::new());
-    if policy.forward_token && token_verified {
-        return (headers, cookies);
+/// only when it was the one verified. Look-alike names go always, in every spelling an
+/// upstream may read as the same name (`X_Token` for `X-Token`; `ACCESS_TOKEN`,
+/// `access.token` or `access%5Ftoken` for the cookie `access_token`, as PHP and
+/// case-folding parsers read them): a second, unchecked token never rides along.
+#[derive(Debug, Default)]
+pub struct TokenCarriers<'r> {
+    /// Canonical name (`canonical_header`) and the exact name of each token header.
+    headers: Vec<(String, &'r HeaderName)>,
+    /// `cookie_key` and the exact name of each token cookie.
+    cookies: Vec<(Vec<u8>, &'r str)>,
+    /// The exact names stay (`forward_token`, and the token was verified).
+    keep_exact: bool,
+}
+
+impl<'r> TokenCarriers<'r> {
+    pub fn of(route: &'r Route, policy: &HeaderPolicy, token_verified: bool) -> Self {
+        let mut c = Self {
+            keep_exact: policy.forward_token && token_verified,
+            ..Self::default()
+        };
+        for source in &route.token_sources {
+            match source {
+                TokenSource::Header(h) => c.headers.push((canonical_header(h.as_str()), h)),
+                TokenSource::Cookie(n) => c.cookies.push((cookie_key(n.as_bytes()), n.as_str())),
+                TokenSource::Authorization => {}
+            }
+        }
+        c
     }
-    for source in &route.token_sources {
-        match source {
-            TokenSource::Header(h) => headers.push(h),
-            TokenSource::Cookie(c) => cookies.push(c.as_str()),
-            TokenSource::Authorization => {}
+
+    fn strips_header(&self, name: &HeaderName, canonical: &str) -> bool {
+        self.headers
+            .iter()
+            .any(|(c, exact)| c == canonical && !(self.keep_exact && name == *exact))
+    }
+
+    /// Whether the cookie named `name` (as sent) is cut out.
+    pub fn strips_cookie(&self, name: &[u8]) -> bool {
+        !self.cookies.is_empty() && {
+            let key = cookie_key(name);
+            self.cookies
+                .iter()
+                .any(|(k, exact)| *k == key && !(self.keep_exact && name == exact.as_bytes()))
         }
     }
-    (headers, cookies)
+
+    pub fn has_cookies(&self) -> bool {
+        !self.cookies.is_empty()
+    }
+}
+
+/// A cookie name as lenient parsers read it: percent-decoded, lowercase, with `.`, space
+/// and `[` as `_` (PHP's `$_COOKIE`).
+pub fn cookie_key(name: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(name.len());
+    let mut i = 0;
+    while i < name.len() {
+        let mut b = name[i];
+        if b == b'%' && i + 2 < name.len() {
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(name[i + 1]), hex(name[i + 2])) {
+                b = (h * 16 + l) as u8;
+                i += 2;
+            }
+        }
+        out.push(match b.to_ascii_lowercase() {
+            b'.' | b' ' | b'[' => b'_',
+            other => other,
+        });
+        i += 1;
+    }
+    out
 }
 
 /// What becomes of the request's `Cookie` fields upstream.
@@ -127,29 +183,30 @@ pub enum CookieEdit {
     Remove,
 }
 
-/// The `Cookie` fields joined into one, without the cookies named in `strip` (a route's
-/// token cookies: the upstream does not get the credential unless `forward_token`).
-pub fn edit_cookies(headers: &HeaderMap, strip: &[&str]) -> CookieEdit {
+/// The `Cookie` fields joined into one, without the cookies `strip` says go (a route's
+/// token cookies). Pairs are split at `;` and at `,` (RFC 6265 has no comma in a cookie
+/// string, yet some parsers split there: `a=1, access_token=x` must not smuggle a cookie).
+pub fn edit_cookies(headers: &HeaderMap, strip: &dyn Fn(&[u8]) -> bool) -> CookieEdit {
     let fields = headers.get_all(COOKIE);
     let name_of = |pair: &[u8]| -> Vec<u8> {
-        let pair = pair.trim_ascii();
         let end = pair.iter().position(|&b| b == b'=').unwrap_or(pair.len());
         pair[..end].trim_ascii().to_vec()
     };
-    let stripped = |pair: &[u8]| strip.iter().any(|s| name_of(pair) == s.as_bytes());
+    fn pairs(f: &HeaderValue) -> impl Iterator<Item = &[u8]> {
+        f.as_bytes()
+            .split(|&b| b == b';' || b == b',')
+            .map(<[u8]>::trim_ascii)
+            .filter(|p| !p.is_empty())
+    }
     let several = fields.iter().nth(1).is_some();
-    let any_stripped = !strip.is_empty()
-        && fields
-            .iter()
-            .any(|f| f.as_bytes().split(|&b| b == b';').any(stripped));
+    let any_stripped = fields.iter().any(|f| pairs(f).any(|p| strip(&name_of(p))));
     if !several && !any_stripped {
         return CookieEdit::Keep;
     }
     let mut joined = Vec::new();
     for field in fields {
-        for pair in field.as_bytes().split(|&b| b == b';') {
-            let pair = pair.trim_ascii();
-            if pair.is_empty() || stripped(pair) {
+        for pair in pairs(field) {
+            if strip(&name_of(pair)) {
                 continue;
             }
             if !joined.is_empty() {
@@ -185,10 +242,11 @@ mod tests {
                 HeaderValue::from_str(v).unwrap(),
             );
         }
-        let mut out: Vec<String> = headers_to_remove(&m, &policy(), false)
-            .iter()
-            .map(|n| n.to_string())
-            .collect();
+        let mut out: Vec<String> =
+            headers_to_remove(&m, &policy(), false, &TokenCarriers::default())
+                .iter()
+                .map(|n| n.to_string())
+                .collect();
         out.sort();
         out
     }
@@ -223,39 +281,101 @@ mod tests {
         );
     }
 
+    fn strip_named<'a>(names: &'a [&'a str]) -> impl Fn(&[u8]) -> bool + 'a {
+        move |n: &[u8]| names.iter().any(|x| x.as_bytes() == n)
+    }
+
     #[test]
     fn cookies_are_joined_and_token_cookies_removed() {
         let mut m = HeaderMap::new();
-        assert_eq!(edit_cookies(&m, &[]), CookieEdit::Keep);
+        assert_eq!(edit_cookies(&m, &strip_named(&[])), CookieEdit::Keep);
         m.append(COOKIE, HeaderValue::from_static("a=1; at=x"));
         assert_eq!(
-            edit_cookies(&m, &[]),
+            edit_cookies(&m, &strip_named(&[])),
             CookieEdit::Keep,
             "one field stays as it is"
         );
-        assert_eq!(edit_cookies(&m, &["b"]), CookieEdit::Keep);
+        assert_eq!(edit_cookies(&m, &strip_named(&["b"])), CookieEdit::Keep);
         assert_eq!(
-            edit_cookies(&m, &["at"]),
+            edit_cookies(&m, &strip_named(&["at"])),
             CookieEdit::Set(HeaderValue::from_static("a=1"))
         );
         m.append(COOKIE, HeaderValue::from_static("b=2"));
         m.append(COOKIE, HeaderValue::from_static(" at = y ;c=3"));
         assert_eq!(
-            edit_cookies(&m, &[]),
+            edit_cookies(&m, &strip_named(&[])),
             CookieEdit::Set(HeaderValue::from_static("a=1; at=x; b=2; at = y; c=3"))
         );
         assert_eq!(
-            edit_cookies(&m, &["at"]),
+            edit_cookies(&m, &strip_named(&["at"])),
             CookieEdit::Set(HeaderValue::from_static("a=1; b=2; c=3"))
-        );
-        // Names are exact (case-sensitive, whole).
-        assert_eq!(
-            edit_cookies(&m, &["AT", "a"]),
-            CookieEdit::Set(HeaderValue::from_static("at=x; b=2; at = y; c=3"))
         );
         let mut only = HeaderMap::new();
         only.append(COOKIE, HeaderValue::from_static("at=x"));
-        assert_eq!(edit_cookies(&only, &["at"]), CookieEdit::Remove);
+        assert_eq!(
+            edit_cookies(&only, &strip_named(&["at"])),
+            CookieEdit::Remove
+        );
+        // A comma-separated pair is a pair (lenient parsers split there too).
+        let mut comma = HeaderMap::new();
+        comma.append(COOKIE, HeaderValue::from_static("a=1, at=x"));
+        assert_eq!(
+            edit_cookies(&comma, &strip_named(&["at"])),
+            CookieEdit::Set(HeaderValue::from_static("a=1"))
+        );
+    }
+
+    /// Every spelling an upstream may read as a token header or cookie goes (issue 14's
+    /// attack: `X_Token`, `ACCESS_TOKEN`, `access.token`, `access%5Ftoken`); the exact one
+    /// stays only when the verified token is forwarded.
+    #[test]
+    fn look_alike_token_carriers_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "[upstreams.up]\nurl = \"http://127.0.0.1:9\"\n[[routes]]\nname = \"r\"\npath_prefix = \"/\"\nauth = \"optional\"\ntoken_sources = [\"header:X-Token\", \"cookie:access_token\"]\nupstream = \"up\"\n[providers.p]\nissuer = \"https://p\"\naudiences = [\"a\"]\njwks_file = \"FIX/jwks.json\"\n".replace("FIX", concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keys"));
+        let config = crate::config::load_str(&text, &dir.path().join("t.toml")).unwrap();
+        let route = config.routes.get(crate::config::RouteId::new(0));
+        let mut forwarding = policy();
+        forwarding.forward_token = true;
+        for (policy, verified, exact_stays) in [
+            (policy(), true, false),
+            (forwarding.clone(), false, false),
+            (forwarding, true, true),
+        ] {
+            let c = TokenCarriers::of(route, &policy, verified);
+            for look_alike in [
+                "ACCESS_TOKEN",
+                "access.token",
+                "access token",
+                "access[token",
+                "access%5Ftoken",
+                "Access_Token",
+            ] {
+                assert!(c.strips_cookie(look_alike.as_bytes()), "{look_alike}");
+            }
+            assert_eq!(c.strips_cookie(b"access_token"), !exact_stays);
+            assert!(!c.strips_cookie(b"access_tokens") && !c.strips_cookie(b"theme"));
+            let mut m = HeaderMap::new();
+            for n in ["x-token", "x_token", "X_TOKEN", "x-tokens"] {
+                m.append(
+                    HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                    HeaderValue::from_static("t"),
+                );
+            }
+            let removed: Vec<String> = headers_to_remove(&m, &policy, verified, &c)
+                .iter()
+                .map(|n| n.to_string())
+                .filter(|n| n.contains("tok"))
+                .collect();
+            let mut want = vec!["x_token"];
+            if !exact_stays {
+                want.insert(0, "x-token");
+            }
+            assert_eq!(
+                removed, want,
+                "verified {verified}, forward {}",
+                policy.forward_token
+            );
+        }
     }
 
     #[test]

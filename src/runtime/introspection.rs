@@ -190,11 +190,17 @@ impl Introspector {
             self.ask(token, keys, provider).await
         })
         .await
-        .unwrap_or(Err(Failure::Timeout));
+        .unwrap_or_else(|_| {
+            let error = format!(
+                "no answer within introspection_timeout ({:?})",
+                self.settings.timeout
+            );
+            Err(self.failed(Failure::Timeout, &error))
+        });
         self.duration.observe(started.elapsed().as_secs_f64());
         let result = match &asked {
-            Ok((Answer::Active(_), _)) => "active",
-            Ok((Answer::Inactive, _)) => "inactive",
+            Ok(Answer::Active(_)) => "active",
+            Ok(Answer::Inactive) => "inactive",
             Err(f) => f.label(),
         };
         self.metrics
@@ -202,13 +208,12 @@ impl Introspector {
             .with_label_values(&[&self.provider, result])
             .inc();
         match asked {
-            Ok((Answer::Active(claims), len)) => {
+            Ok(Answer::Active(claims)) => {
                 let claims = Arc::new(claims);
-                self.cache
-                    .insert_active(key, claims.clone(), len, unix_now());
+                self.cache.insert_active(key, claims.clone(), unix_now());
                 Some(Lookup::Active(claims))
             }
-            Ok((Answer::Inactive, _)) => {
+            Ok(Answer::Inactive) => {
                 self.cache.insert_inactive(key);
                 Some(Lookup::Inactive)
             }
@@ -216,13 +221,13 @@ impl Introspector {
         }
     }
 
-    /// One call: the answer and the size of the body it came in.
+    /// One call: the endpoint's answer.
     async fn ask(
         &self,
         token: &str,
         keys: &ProviderKeys,
         provider: &ProviderSettings,
-    ) -> Result<(Answer, usize), Failure> {
+    ) -> Result<Answer, Failure> {
         let s = &self.settings;
         let client = self.client.as_ref().ok_or(Failure::Unreachable)?;
         let endpoint = self.endpoint(client).await?;
@@ -266,7 +271,7 @@ impl Introspector {
             introspection::parse(&body).map_err(|e| e.to_string())
         }
         .map_err(|e| self.failed(Failure::BadResponse, &e))?;
-        Ok((answer, body.len()))
+        Ok(answer)
     }
 
     /// The call's request with client authentication, and its form body.
@@ -348,9 +353,15 @@ impl Introspector {
         if !aud_ok {
             return Err("signed answer's aud is not this gateway's client_id".to_owned());
         }
+        // An answer past its own `exp` (if it has one) is no answer.
+        let now = unix_now();
+        if let Some(exp) = claims.get("exp").and_then(serde_json::Value::as_f64) {
+            if exp + provider.leeway.as_secs_f64() < now {
+                return Err("signed answer has expired".to_owned());
+            }
+        }
         // A replayed old answer must not revive a token: `iat` within the leeway and the
         // call's own time limit.
-        let now = unix_now();
         let slack = provider.leeway.as_secs_f64() + self.settings.timeout.as_secs_f64();
         match claims.get("iat").and_then(serde_json::Value::as_f64) {
             Some(iat) if (now - slack..=now + slack).contains(&iat) => {}

@@ -50,7 +50,7 @@ upstream = "legacy"
 [[routes]]
 name = "web"
 path_prefix = "/web"
-token_sources = ["authorization", "cookie:access_token"]
+token_sources = ["authorization", "cookie:access_token", "header:X-Token"]
 upstream = "legacy"
 
 [[routes]]
@@ -174,10 +174,12 @@ fn active_inactive_expired_wrong_audience() {
     let r = gw.get_with("/api/x", &op.setup.token("read"));
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(op.idp.calls(), calls, "a JWT is verified locally");
-    // A JWT on an introspection-only route with no JWKS provider: the token's iss picks
-    // no JWKS provider, so it is sent to hydra, which does not know it.
+    // A JWT of another issuer on a route whose one provider introspects: refused without a
+    // call (it is never handed to an IdP it is not for).
+    let calls = op.idp.calls();
     let r = gw.get_with("/opaque/x", &op.setup.token("read"));
-    assert_eq!(r.reason(), "inactive_token", "{}", r.body);
+    assert_eq!(r.reason(), "bad_issuer", "{}", r.body);
+    assert_eq!(op.idp.calls(), calls, "corp's token was not sent to hydra");
 }
 
 /// An answer cached for one route is re-checked on every route: a token without `write`
@@ -289,6 +291,10 @@ fn endpoint_down_slow_or_garbage_is_503() {
             "active as a string",
         ),
         (Mode::Garbage(r#"{"scope":"read"}"#.into()), "no active"),
+        (
+            Mode::Garbage(r#"{"active":false,"iss":"x","active":true}"#.into()),
+            "active twice",
+        ),
     ] {
         op.idp.set_mode(mode);
         check(what);
@@ -303,7 +309,7 @@ fn endpoint_down_slow_or_garbage_is_503() {
     for (result, n) in [
         ("timeout", 1.0),
         ("bad_status", 2.0),
-        ("bad_response", 3.0),
+        ("bad_response", 4.0),
         ("active", 1.0),
     ] {
         assert_eq!(
@@ -322,7 +328,15 @@ fn endpoint_down_slow_or_garbage_is_503() {
             &m,
             r#"authgate_rejections_total{reason="introspection_unavailable",route="opaque"}"#
         ),
-        6.0
+        7.0
+    );
+    // Each failure is a warning naming the provider and the kind, a timeout too.
+    assert!(
+        gw.logs()
+            .lines()
+            .any(|l| l.contains("introspection failed") && l.contains("\"result\":\"timeout\"")),
+        "{}",
+        gw.logs()
     );
     // Down: nothing listens on its port.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -584,6 +598,52 @@ fn cookie_tokens_over_h1_and_h2() {
             &[("cookie", "access_token=abc.def.ghi")],
         );
         assert_eq!(r.status, 401, "{proto:?}");
+        // Over TLS an http:// page of the same host is another origin.
+        let r = proto.request(
+            gw,
+            "POST",
+            host,
+            "/web/x",
+            &[
+                ("cookie", &c),
+                ("origin", "http://localhost"),
+                ("content-length", "0"),
+            ],
+        );
+        assert_eq!(r.reason(), "csrf_failed", "{proto:?}");
+        // Look-alike names an upstream may read as the token's never reach it (the attack
+        // of issue 14's review: a second, unchecked token riding along).
+        let forged = format!("{t}x");
+        let r = proto.request(
+            gw,
+            "GET",
+            host,
+            "/web/x",
+            &[
+                ("authorization", &bearer(&t)),
+                ("x_token", &forged),
+                ("cookie", &format!("ACCESS_TOKEN={forged}; access.token={forged}; theme=dark; access%5Ftoken={forged}")),
+            ],
+        );
+        assert_eq!(r.status, 200, "{proto:?}: {}", r.body);
+        let seen = op.setup.upstream.last();
+        assert!(
+            !seen.has("x_token") && !seen.has("x-token"),
+            "{proto:?}: {seen:?}"
+        );
+        assert_eq!(seen.one("cookie"), "theme=dark", "{proto:?}");
+        // A comma separates cookies for lenient parsers: a second token there is seen.
+        let r = proto.request(
+            gw,
+            "GET",
+            host,
+            "/web/x",
+            &[
+                ("authorization", &bearer(&t)),
+                ("cookie", &format!("a=1, access_token={other}")),
+            ],
+        );
+        assert_eq!(r.reason(), "multiple_tokens", "{proto:?}");
         // A route without the cookie source ignores the cookie.
         let r = proto.request(gw, "GET", host, "/api/x", &[("cookie", &c)]);
         assert_eq!(r.reason(), "missing_token", "{proto:?}");

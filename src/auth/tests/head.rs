@@ -97,6 +97,7 @@ fn message_checks_run_in_order() {
                 authority: None,
                 headers: &map,
                 raw_head: raw,
+                tls: false,
             },
             now(),
         )

@@ -99,6 +99,7 @@ fn decide_on(cx: &WithAnswers, target: &str, token: &str) -> Result<Grant, Denia
             authority: None,
             headers: &map,
             raw_head: None,
+            tls: false,
         },
         now(),
     )
@@ -141,6 +142,24 @@ fn opaque_tokens_wait_for_an_answer_then_follow_it() {
         answer(&mut cx, t, active(extra.clone()));
         assert_eq!(reason(decide_on(&cx, "/opaque/x", t)), want, "{extra}");
     }
+    // A refresh token is no bearer credential, whatever the endpoint says of it.
+    for extra in [
+        json!({"token_type": "refresh_token"}),
+        json!({"token_use": "refresh_token"}),
+    ] {
+        answer(&mut cx, t, active(extra.clone()));
+        assert_eq!(
+            reason(decide_on(&cx, "/opaque/x", t)),
+            Reject::BadType,
+            "{extra}"
+        );
+    }
+    answer(
+        &mut cx,
+        t,
+        active(json!({"token_type": "Bearer", "token_use": "access_token"})),
+    );
+    assert!(decide_on(&cx, "/opaque/x", t).is_ok());
     // Inactive: 401, and nothing more to do.
     answer(&mut cx, t, Lookup::Inactive);
     let r = decide_on(&cx, "/opaque/x", t);
@@ -192,6 +211,17 @@ fn which_tokens_are_introspected() {
         reason(decide_on(&cx, "/opaque/x", &idp_jwt)),
         Reject::InactiveToken
     );
+    // A JWT of another issuer (or none) is never handed to that endpoint, even on a route
+    // whose one provider introspects (the attack of issue 14's review: corp's valid token
+    // sent to idp).
+    let corp_jwt = rs256(&claims());
+    answer(&mut cx, &corp_jwt, active(json!({})));
+    let r = decide_on(&cx, "/opaque/x", &corp_jwt);
+    assert_eq!(reason(r), Reject::BadIssuer);
+    let no_iss = rs256(&json!({"aud": "api", "sub": "eve", "exp": now() + 60.0}));
+    let r = decide_on(&cx, "/opaque/x", &no_iss);
+    assert_eq!(pending(&r), None, "no call");
+    assert_eq!(reason(r), Reject::BadIssuer);
 }
 
 #[test]
