@@ -20,7 +20,7 @@ use pingora::{ErrorSource, ErrorType};
 
 use crate::auth::cache::TokenCache;
 use crate::auth::{self, decide, pending, Context, Denial, Grant, Pending, Reject, RequestHead};
-use crate::config::RouteId;
+use crate::config::{ProviderId, RouteId};
 use crate::formats::normalize::normalize_target;
 use crate::metrics::NO_ROUTE;
 use crate::runtime::introspection::WithAnswer;
@@ -29,6 +29,47 @@ use access::AccessLine;
 use guard::guard;
 use headers::{CookieEdit, TokenCarriers};
 use respond::Answer;
+
+/// `decide` for the request in `session` against `cx`, a panic answered as `InternalError`.
+fn decision<C: Context + ?Sized>(session: &Session, cx: &C) -> Result<Grant, Denial> {
+    guard(|| {
+        inject_fault(session.req_header());
+        // HTTP/1 framing checks read the head as received (a cheap `Bytes` slice).
+        let raw = session.as_http1().map(|h1| h1.get_headers_raw_bytes());
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        decide(
+            cx,
+            &head(session.req_header(), raw.as_deref(), tls),
+            unix_now(),
+        )
+    })
+    .unwrap_or(Err(Denial::new(Reject::InternalError, None)))
+}
+
+/// Asks provider `p`'s introspection endpoint about the token route `route` reads (one call
+/// shared with every request for the same token), then decides again with its answer.
+/// `None`: nothing to ask with (the first decision stands).
+async fn introspect_and_decide(
+    session: &Session,
+    snap: &Snapshot,
+    p: ProviderId,
+    route: RouteId,
+) -> Option<Result<Grant, Denial>> {
+    let token = auth::token_of(&snap.config, &session.req_header().headers, route)?;
+    let runtime = snap.provider(p);
+    let answer = runtime
+        .introspector
+        .as_ref()?
+        .introspect(token, &runtime.keys, &snap.config.providers[p.index()])
+        .await;
+    let cx = WithAnswer {
+        inner: snap,
+        provider: p,
+        key: TokenCache::key(token),
+        answer,
+    };
+    Some(decision(session, &cx))
+}
 
 /// Longest a request waits for the single-flight JWKS refetch an unknown `kid` triggers.
 const REFETCH_WAIT: Duration = Duration::from_secs(3);
@@ -98,20 +139,6 @@ impl ProxyHttp for Gateway {
         let started = Instant::now();
         ctx.request_id = request_id(session.req_header());
         session.set_read_timeout(Some(snap.config.server.body_read_timeout));
-        let decision = |session: &Session, cx: &dyn Context| {
-            guard(|| {
-                inject_fault(session.req_header());
-                // HTTP/1 framing checks read the head as received (a cheap `Bytes` slice).
-                let raw = session.as_http1().map(|h1| h1.get_headers_raw_bytes());
-                let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-                decide(
-                    cx,
-                    &head(session.req_header(), raw.as_deref(), tls),
-                    unix_now(),
-                )
-            })
-            .unwrap_or(Err(Denial::new(Reject::InternalError, None)))
-        };
         let first = decision(session, &*snap);
         // An unknown `kid` waits for one refetch, and a token whose introspection answer is
         // not known yet for one call; then the request is decided again (on a report-only
@@ -121,32 +148,9 @@ impl ProxyHttp for Gateway {
                 snap.provider(p).keys.refetch_and_wait(REFETCH_WAIT).await;
                 decision(session, &*snap)
             }
-            Some(Pending::Introspect(p, route)) => {
-                let headers = &session.req_header().headers;
-                match (
-                    auth::token_of(&snap.config, headers, route),
-                    &snap.provider(p).introspector,
-                ) {
-                    (Some(token), Some(introspector)) => {
-                        let answer = introspector
-                            .introspect(
-                                token,
-                                &snap.provider(p).keys,
-                                &snap.config.providers[p.index()],
-                            )
-                            .await;
-                        let key = TokenCache::key(token);
-                        let cx = WithAnswer {
-                            inner: &*snap,
-                            provider: p,
-                            key,
-                            answer,
-                        };
-                        decision(session, &cx)
-                    }
-                    _ => first,
-                }
-            }
+            Some(Pending::Introspect(p, route)) => introspect_and_decide(session, &snap, p, route)
+                .await
+                .unwrap_or(first),
             None => first,
         };
         ctx.auth = started.elapsed();
