@@ -70,6 +70,9 @@ fn cookie_token<'a>(
     name: &str,
     max_bytes: usize,
 ) -> Result<Option<&'a str>, Reject> {
+    if hidden_cookie(headers, name) {
+        return Err(Reject::MultipleTokens);
+    }
     let mut found: Option<&'a str> = None;
     for field in headers.get_all(COOKIE) {
         // `;` separates pairs (RFC 6265); `,` too, as lenient parsers read it (the gateway
@@ -97,6 +100,53 @@ fn cookie_token<'a>(
         }
     }
     Ok(found)
+}
+
+/// A cookie name as lenient parsers read it: percent-decoded, lowercase, with `.`, `+`,
+/// space and `[` as `_` (PHP's `$_COOKIE`), without tabs and bytes outside ASCII (which
+/// `str.strip()` and JavaScript's `trim()` drop around a name).
+pub fn cookie_key(name: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(name.len());
+    let mut i = 0;
+    while i < name.len() {
+        let mut b = name[i];
+        if b == b'%' && i + 2 < name.len() {
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(name[i + 1]), hex(name[i + 2])) {
+                b = (h * 16 + l) as u8;
+                i += 2;
+            }
+        }
+        i += 1;
+        match b.to_ascii_lowercase() {
+            b'.' | b'+' | b' ' | b'[' => out.push(b'_'),
+            b'\t' | 0x80..=0xff => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Whether the `Cookie` fields carry the cookie `name` where a lenient parser would find it
+/// and the gateway's own reading (pairs at `;` and `,`) does not: a pair after a space in a
+/// value (`a=1 access_token=x`, as Python's `SimpleCookie` reads it), or behind a byte
+/// outside ASCII. Such a header is refused: the upstream could read a token nobody checked.
+fn hidden_cookie(headers: &HeaderMap, name: &str) -> bool {
+    let key = cookie_key(name.as_bytes());
+    let count = |split: &dyn Fn(&u8) -> bool| {
+        headers
+            .get_all(COOKIE)
+            .iter()
+            .flat_map(|f| f.as_bytes().split(split))
+            .filter_map(|chunk| {
+                let eq = chunk.iter().position(|&b| b == b'=')?;
+                (cookie_key(chunk[..eq].trim_ascii()) == key).then_some(())
+            })
+            .count()
+    };
+    let read = count(&|b: &u8| *b == b';' || *b == b',');
+    let lenient = count(&|b: &u8| matches!(*b, b';' | b',' | b' ' | b'\t') || *b >= 0x80);
+    lenient > read
 }
 
 /// A token value from a cookie or named header: empty is none; otherwise RFC 6750's
@@ -303,6 +353,34 @@ mod tests {
         );
         let big = format!("access_token={}", "a".repeat(101));
         assert_eq!(got(&[("cookie", &big)]), Err(Reject::TokenTooLarge));
+        // A cookie only a lenient parser finds (after a space in a value, or behind a byte
+        // outside ASCII) is refused: the upstream might read it (issue 14's second attack).
+        for hidden in [
+            "a=1 access_token=abc",
+            "a=1\taccess_token=abc",
+            "a=1; b=x access_token=abc",
+        ] {
+            assert_eq!(
+                got(&[("cookie", hidden)]),
+                Err(Reject::MultipleTokens),
+                "{hidden}"
+            );
+        }
+        let mut m = HeaderMap::new();
+        m.append(
+            COOKIE,
+            HeaderValue::from_bytes(b"a=1; \xa0access_token=abc").unwrap(),
+        );
+        // Found by both readings (a look-alike the proxy strips): not refused, not read.
+        assert_eq!(extract_token(&m, &web, 100), Ok(None));
+        let mut m = HeaderMap::new();
+        m.append(
+            COOKIE,
+            HeaderValue::from_bytes(b"a=1\xa0access_token=abc").unwrap(),
+        );
+        assert_eq!(extract_token(&m, &web, 100), Err(Reject::MultipleTokens));
+        // A value that merely mentions the name is no cookie.
+        assert_eq!(got(&[("cookie", "next=/cb?access_token=abc")]), Ok(None));
         // A source the route does not list is not read.
         let only_auth = [TokenSource::Authorization];
         assert_eq!(

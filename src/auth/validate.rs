@@ -73,6 +73,16 @@ pub fn verify<C: Context + ?Sized, T: Trace>(
     let (Some(h64), Some(p64), Some(s64), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
+        // A JOSE object of another shape (a JWE's five parts, a JWS with a stray dot) is
+        // some issuer's token, not an opaque one: never handed to an introspection
+        // endpoint, whose IdP it may not be for.
+        if token
+            .split('.')
+            .next()
+            .is_some_and(|h| decode_json::<JoseHeader>(h).is_ok())
+        {
+            return Err(plain(Reject::MalformedToken));
+        }
         return opaque(trace, Reject::MalformedToken);
     };
     let cache = cx.token_cache().map(|c| (c, TokenCache::key(token)));

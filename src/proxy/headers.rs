@@ -3,6 +3,7 @@
 use http::header::{HeaderName, AUTHORIZATION, CONNECTION, COOKIE, UPGRADE};
 use http::{HeaderMap, HeaderValue};
 
+use crate::auth::extract::cookie_key;
 use crate::config::routes::{Route, TokenSource};
 use crate::config::HeaderPolicy;
 use crate::formats::canonical_header;
@@ -146,29 +147,6 @@ impl<'r> TokenCarriers<'r> {
     pub fn has_cookies(&self) -> bool {
         !self.cookies.is_empty()
     }
-}
-
-/// A cookie name as lenient parsers read it: percent-decoded, lowercase, with `.`, space
-/// and `[` as `_` (PHP's `$_COOKIE`).
-pub fn cookie_key(name: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(name.len());
-    let mut i = 0;
-    while i < name.len() {
-        let mut b = name[i];
-        if b == b'%' && i + 2 < name.len() {
-            let hex = |c: u8| (c as char).to_digit(16);
-            if let (Some(h), Some(l)) = (hex(name[i + 1]), hex(name[i + 2])) {
-                b = (h * 16 + l) as u8;
-                i += 2;
-            }
-        }
-        out.push(match b.to_ascii_lowercase() {
-            b'.' | b' ' | b'[' => b'_',
-            other => other,
-        });
-        i += 1;
-    }
-    out
 }
 
 /// What becomes of the request's `Cookie` fields upstream.

@@ -644,6 +644,19 @@ fn cookie_tokens_over_h1_and_h2() {
             ],
         );
         assert_eq!(r.reason(), "multiple_tokens", "{proto:?}");
+        // A cookie only a lenient parser finds (Python's SimpleCookie reads `b` here) is
+        // refused, as is a JOSE object of another shape on an introspecting route.
+        let r = proto.request(
+            gw,
+            "GET",
+            host,
+            "/web/x",
+            &[
+                ("authorization", &bearer(&t)),
+                ("cookie", &format!("a=1 access_token={other}")),
+            ],
+        );
+        assert_eq!(r.reason(), "multiple_tokens", "{proto:?}");
         // A route without the cookie source ignores the cookie.
         let r = proto.request(gw, "GET", host, "/api/x", &[("cookie", &c)]);
         assert_eq!(r.reason(), "missing_token", "{proto:?}");

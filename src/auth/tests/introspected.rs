@@ -189,6 +189,15 @@ fn which_tokens_are_introspected() {
     // Three parts without a JOSE header are opaque too (where a route introspects) ...
     answer(&mut cx, "a.b.c", active(json!({})));
     assert!(decide_on(&cx, "/opaque/x", "a.b.c").is_ok());
+    // A JOSE object of another shape (a JWE's five parts, a JWS with a stray dot) is
+    // nobody's opaque token: malformed, and never sent to the endpoint.
+    let jwe_like = format!("{corp_jwt}.AAAA.BBBB");
+    let stray_dot = format!("{corp_jwt}.");
+    for t in [&jwe_like, &stray_dot] {
+        let r = decide_on(&cx, "/opaque/x", t);
+        assert_eq!(pending(&r), None, "no call");
+        assert_eq!(reason(r), Reject::MalformedToken);
+    }
     // ... and malformed where it does not.
     assert_eq!(
         reason(decide_on(&cx, "/jwt/x", "a.b.c")),
