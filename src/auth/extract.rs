@@ -102,14 +102,18 @@ fn cookie_token<'a>(
     Ok(found)
 }
 
-/// A cookie name as lenient parsers read it: percent-decoded, lowercase, with `.`, `+`,
-/// space and `[` as `_` (PHP's `$_COOKIE`), without tabs and bytes outside ASCII (which
-/// `str.strip()` and JavaScript's `trim()` drop around a name).
-pub fn cookie_key(name: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(name.len());
+/// Whether two cookie names are one name as lenient parsers read them: percent-decoded,
+/// lowercase, with `.`, `+`, space and `[` as `_` (PHP's `$_COOKIE`), without tabs and
+/// bytes outside ASCII (which `str.strip()` and JavaScript's `trim()` drop around a name).
+/// Allocates nothing: it runs over every cookie of every request on a cookie-source route.
+pub fn same_cookie_key(a: &[u8], b: &[u8]) -> bool {
+    cookie_key_bytes(a).eq(cookie_key_bytes(b))
+}
+
+fn cookie_key_bytes(name: &[u8]) -> impl Iterator<Item = u8> + '_ {
     let mut i = 0;
-    while i < name.len() {
-        let mut b = name[i];
+    std::iter::from_fn(move || loop {
+        let mut b = *name.get(i)?;
         if b == b'%' && i + 2 < name.len() {
             let hex = |c: u8| (c as char).to_digit(16);
             if let (Some(h), Some(l)) = (hex(name[i + 1]), hex(name[i + 2])) {
@@ -119,12 +123,11 @@ pub fn cookie_key(name: &[u8]) -> Vec<u8> {
         }
         i += 1;
         match b.to_ascii_lowercase() {
-            b'.' | b'+' | b' ' | b'[' => out.push(b'_'),
+            b'.' | b'+' | b' ' | b'[' => return Some(b'_'),
             b'\t' | 0x80..=0xff => {}
-            other => out.push(other),
+            other => return Some(other),
         }
-    }
-    out
+    })
 }
 
 /// Whether the `Cookie` fields carry the cookie `name` where a lenient parser would find it
@@ -132,7 +135,6 @@ pub fn cookie_key(name: &[u8]) -> Vec<u8> {
 /// value (`a=1 access_token=x`, as Python's `SimpleCookie` reads it), or behind a byte
 /// outside ASCII. Such a header is refused: the upstream could read a token nobody checked.
 fn hidden_cookie(headers: &HeaderMap, name: &str) -> bool {
-    let key = cookie_key(name.as_bytes());
     let count = |split: &dyn Fn(&u8) -> bool| {
         headers
             .get_all(COOKIE)
@@ -140,7 +142,7 @@ fn hidden_cookie(headers: &HeaderMap, name: &str) -> bool {
             .flat_map(|f| f.as_bytes().split(split))
             .filter_map(|chunk| {
                 let eq = chunk.iter().position(|&b| b == b'=')?;
-                (cookie_key(chunk[..eq].trim_ascii()) == key).then_some(())
+                same_cookie_key(chunk[..eq].trim_ascii(), name.as_bytes()).then_some(())
             })
             .count()
     };

@@ -3,7 +3,7 @@
 use http::header::{HeaderName, AUTHORIZATION, CONNECTION, COOKIE, UPGRADE};
 use http::{HeaderMap, HeaderValue};
 
-use crate::auth::extract::cookie_key;
+use crate::auth::extract::same_cookie_key;
 use crate::config::routes::{Route, TokenSource};
 use crate::config::HeaderPolicy;
 use crate::formats::canonical_header;
@@ -106,8 +106,8 @@ pub fn headers_to_remove(
 pub struct TokenCarriers<'r> {
     /// Canonical name (`canonical_header`) and the exact name of each token header.
     headers: Vec<(String, &'r HeaderName)>,
-    /// `cookie_key` and the exact name of each token cookie.
-    cookies: Vec<(Vec<u8>, &'r str)>,
+    /// The exact name of each token cookie (compared by `same_cookie_key`).
+    cookies: Vec<&'r str>,
     /// The exact names stay (`forward_token`, and the token was verified).
     keep_exact: bool,
 }
@@ -121,7 +121,7 @@ impl<'r> TokenCarriers<'r> {
         for source in &route.token_sources {
             match source {
                 TokenSource::Header(h) => c.headers.push((canonical_header(h.as_str()), h)),
-                TokenSource::Cookie(n) => c.cookies.push((cookie_key(n.as_bytes()), n.as_str())),
+                TokenSource::Cookie(n) => c.cookies.push(n.as_str()),
                 TokenSource::Authorization => {}
             }
         }
@@ -136,16 +136,10 @@ impl<'r> TokenCarriers<'r> {
 
     /// Whether the cookie named `name` (as sent) is cut out.
     pub fn strips_cookie(&self, name: &[u8]) -> bool {
-        !self.cookies.is_empty() && {
-            let key = cookie_key(name);
-            self.cookies
-                .iter()
-                .any(|(k, exact)| *k == key && !(self.keep_exact && name == exact.as_bytes()))
-        }
-    }
-
-    pub fn has_cookies(&self) -> bool {
-        !self.cookies.is_empty()
+        self.cookies.iter().any(|exact| {
+            same_cookie_key(name, exact.as_bytes())
+                && !(self.keep_exact && name == exact.as_bytes())
+        })
     }
 }
 
@@ -166,10 +160,10 @@ pub enum CookieEdit {
 /// string, yet some parsers split there: `a=1, access_token=x` must not smuggle a cookie).
 pub fn edit_cookies(headers: &HeaderMap, strip: &dyn Fn(&[u8]) -> bool) -> CookieEdit {
     let fields = headers.get_all(COOKIE);
-    let name_of = |pair: &[u8]| -> Vec<u8> {
+    fn name_of(pair: &[u8]) -> &[u8] {
         let end = pair.iter().position(|&b| b == b'=').unwrap_or(pair.len());
-        pair[..end].trim_ascii().to_vec()
-    };
+        pair[..end].trim_ascii()
+    }
     fn pairs(f: &HeaderValue) -> impl Iterator<Item = &[u8]> {
         f.as_bytes()
             .split(|&b| b == b';' || b == b',')
@@ -177,14 +171,14 @@ pub fn edit_cookies(headers: &HeaderMap, strip: &dyn Fn(&[u8]) -> bool) -> Cooki
             .filter(|p| !p.is_empty())
     }
     let several = fields.iter().nth(1).is_some();
-    let any_stripped = fields.iter().any(|f| pairs(f).any(|p| strip(&name_of(p))));
+    let any_stripped = fields.iter().any(|f| pairs(f).any(|p| strip(name_of(p))));
     if !several && !any_stripped {
         return CookieEdit::Keep;
     }
     let mut joined = Vec::new();
     for field in fields {
         for pair in pairs(field) {
-            if strip(&name_of(pair)) {
+            if strip(name_of(pair)) {
                 continue;
             }
             if !joined.is_empty() {
