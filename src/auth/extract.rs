@@ -135,20 +135,27 @@ fn cookie_key_bytes(name: &[u8]) -> impl Iterator<Item = u8> + '_ {
 /// value (`a=1 access_token=x`, as Python's `SimpleCookie` reads it), or behind a byte
 /// outside ASCII. Such a header is refused: the upstream could read a token nobody checked.
 fn hidden_cookie(headers: &HeaderMap, name: &str) -> bool {
-    let count = |split: &dyn Fn(&u8) -> bool| {
-        headers
-            .get_all(COOKIE)
-            .iter()
-            .flat_map(|f| f.as_bytes().split(split))
-            .filter_map(|chunk| {
-                let eq = chunk.iter().position(|&b| b == b'=')?;
-                same_cookie_key(chunk[..eq].trim_ascii(), name.as_bytes()).then_some(())
-            })
-            .count()
-    };
-    let read = count(&|b: &u8| *b == b';' || *b == b',');
-    let lenient = count(&|b: &u8| matches!(*b, b';' | b',' | b' ' | b'\t') || *b >= 0x80);
+    let read = count_cookies(headers, name, |b| b == b';' || b == b',');
+    let lenient = count_cookies(headers, name, |b| {
+        matches!(b, b';' | b',' | b' ' | b'\t') || b >= 0x80
+    });
     lenient > read
+}
+
+/// How many of the `Cookie` fields' pieces, split where `split` says, are pairs named like
+/// `name` (`same_cookie_key`).
+fn count_cookies(headers: &HeaderMap, name: &str, split: impl Fn(u8) -> bool + Copy) -> usize {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .flat_map(|f| f.as_bytes().split(move |&b| split(b)))
+        .filter(|chunk| {
+            chunk
+                .iter()
+                .position(|&b| b == b'=')
+                .is_some_and(|eq| same_cookie_key(chunk[..eq].trim_ascii(), name.as_bytes()))
+        })
+        .count()
 }
 
 /// A token value from a cookie or named header: empty is none; otherwise RFC 6750's
