@@ -25,6 +25,13 @@ pub fn extract_token<'a>(
     sources: &[TokenSource],
     max_bytes: usize,
 ) -> Result<Option<Found<'a>>, Reject> {
+    // The default, and nearly every route: `Authorization` alone.
+    if let [TokenSource::Authorization] = sources {
+        return Ok(match extract_bearer(headers, max_bytes)? {
+            Credential::Bearer(token) => Some(Found { token, source: 0 }),
+            Credential::None => None,
+        });
+    }
     let mut found: Option<Found<'a>> = None;
     for (i, source) in sources.iter().enumerate() {
         let token = match source {
