@@ -127,6 +127,10 @@ pub struct Grant {
     pub claim_headers: Vec<(HeaderName, HeaderValue)>,
     /// The provider that verified the token (none for anonymous requests).
     pub provider: Option<ProviderId>,
+    /// Where the verified token was read: an index into the route's `token_sources` (set
+    /// with `provider`). Only that carrier may be forwarded (`forward_token`); every other
+    /// place a token could ride in is removed.
+    pub token_source: Option<usize>,
     /// The authority the request was routed on (normalized): the upstream's `Host` and
     /// `X-Forwarded-Host`, whichever field the client carried it in.
     pub authority: Authority,
@@ -526,6 +530,7 @@ fn decide_steps<C: Context + ?Sized, T: Trace>(
         claim_headers: Vec::new(),
         provider: None,
         authority,
+        token_source: None,
         remaining_lifetime: None,
         subject: None,
         would_reject: None,
@@ -539,6 +544,7 @@ fn decide_steps<C: Context + ?Sized, T: Trace>(
             grant.provider = None;
             grant.remaining_lifetime = None;
             grant.subject = None;
+            grant.token_source = None;
             grant.would_reject = Some(denial);
             Ok(grant)
         }
@@ -569,8 +575,8 @@ fn authenticate<C: Context + ?Sized, T: Trace>(
         config.server.max_token_bytes,
     )
     .map_err(deny)?;
-    let (token, source) = match found {
-        Some(f) => (f.token, &route.token_sources[f.source]),
+    let (token, source, found_source) = match found {
+        Some(f) => (f.token, &route.token_sources[f.source], f.source),
         None if route.auth == AuthMode::Optional => {
             trace.step(Step::Anonymous);
             return Ok(());
@@ -610,6 +616,7 @@ fn authenticate<C: Context + ?Sized, T: Trace>(
         }
     }
     grant.provider = Some(verified.provider);
+    grant.token_source = Some(found_source);
     grant.remaining_lifetime = verified.remaining_lifetime;
     if config.server.log_subject {
         grant.subject = verified

@@ -596,10 +596,9 @@ fn answer(
     let pend = pending(&result);
     match result {
         Ok(grant) => {
-            let verified = grant.provider.is_some();
             let route = config.routes.get(grant.route);
-            let carriers = TokenCarriers::of(route, &config.headers, verified);
-            let mut removed = headers_to_remove(headers, &config.headers, verified, &carriers);
+            let carriers = TokenCarriers::of(route, &config.headers, grant.token_source);
+            let mut removed = headers_to_remove(headers, &config.headers, &carriers);
             let text = |v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
             let cookies = edit_cookies(headers, &|n| carriers.strips_cookie(n));
             let mut upstream_headers: Vec<(String, String)> = headers

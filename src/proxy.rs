@@ -436,11 +436,10 @@ fn upstream_request(
     // The upstream sees exactly the path that was routed and authorized.
     upstream.set_raw_path(grant.path_and_query.as_bytes())?;
     let client_headers = &session.req_header().headers;
-    let verified = grant.provider.is_some();
     let route = snap.config.routes.get(grant.route);
-    let carriers = TokenCarriers::of(route, &snap.config.headers, verified);
+    let carriers = TokenCarriers::of(route, &snap.config.headers, grant.token_source);
     let policy = &snap.config.headers;
-    for name in headers::headers_to_remove(client_headers, policy, verified, &carriers) {
+    for name in headers::headers_to_remove(client_headers, policy, &carriers) {
         upstream.remove_header(&name);
     }
     for (name, value) in &grant.claim_headers {

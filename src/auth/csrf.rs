@@ -1,7 +1,7 @@
 //! The CSRF defence for tokens a browser attaches by itself (cookies): on an unsafe method,
 //! the request must show it comes from the site it is for.
 
-use http::header::ORIGIN;
+use http::header::{ORIGIN, UPGRADE};
 use http::{HeaderMap, Method};
 
 use super::{Reject, RequestHead};
@@ -12,10 +12,14 @@ use crate::formats::normalize::{normalize_authority, Authority};
 /// `PATCH`, `DELETE`, and any extension method).
 pub fn check(head: &RequestHead<'_>, csrf: &Csrf, authority: &Authority) -> Result<(), Reject> {
     let headers = head.headers;
+    // A WebSocket handshake is a GET, but what it opens is a two-way channel whose answers
+    // the page reads (cross-site WebSocket hijacking): an `Upgrade` needs the proof too.
+    // (HTTP/2's extended CONNECT is a CONNECT, unsafe anyway.)
     if matches!(
         *head.method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-    ) {
+    ) && !headers.contains_key(UPGRADE)
+    {
         return Ok(());
     }
     let ok = match csrf {
@@ -168,7 +172,22 @@ mod tests {
         for o in ["http://app.example.com", "http://app.example.com:443"] {
             assert_eq!(tls(o), Err(Reject::CsrfFailed), "{o}");
         }
-        for m in ["PUT", "PATCH", "DELETE", "PROPFIND"] {
+        // A WebSocket handshake needs it too.
+        let ws = h(&[("upgrade", "websocket"), ("connection", "Upgrade")]);
+        assert_eq!(
+            check_on(&Method::GET, &ws, &Csrf::SameOrigin, &here, false),
+            Err(Reject::CsrfFailed)
+        );
+        let mut ws_same = ws.clone();
+        ws_same.insert(
+            "origin",
+            HeaderValue::from_static("https://app.example.com"),
+        );
+        assert_eq!(
+            check_on(&Method::GET, &ws_same, &Csrf::SameOrigin, &here, false),
+            Ok(())
+        );
+        for m in ["PUT", "PATCH", "DELETE", "PROPFIND", "CONNECT"] {
             let m = Method::from_bytes(m.as_bytes()).unwrap();
             assert_eq!(
                 check_on(&m, &h(&[]), &Csrf::SameOrigin, &here, false),

@@ -48,12 +48,12 @@ const HOP_BY_HOP: &[&str] = &[
 /// Names of the client's headers that must not reach the upstream, given the policy.
 /// Compared case-insensitively and with `_` folded to `-`, so `X_User_Id` cannot slip past
 /// a rule for `X-User-Id` into a server that reads both as one name.
-/// `token_verified`: `Authorization` is forwarded (with `forward_token`) only when this
-/// request's bearer token was the one verified, never an unchecked credential.
+/// `carriers` says which token carriers go: `Authorization` is forwarded (with
+/// `forward_token`) only when it held the token that was verified, never an unchecked
+/// credential (nor one sent beside a token the route read from elsewhere).
 pub fn headers_to_remove(
     headers: &HeaderMap,
     policy: &HeaderPolicy,
-    token_verified: bool,
     carriers: &TokenCarriers<'_>,
 ) -> Vec<HeaderName> {
     let mut remove = Vec::new();
@@ -85,7 +85,7 @@ pub fn headers_to_remove(
             || REWRITE_EXACT.contains(&canonical.as_str())
             || GATEWAY_SET.contains(&canonical.as_str())
             || REWRITE_PREFIXES.iter().any(|p| canonical.starts_with(p))
-            || (*name == AUTHORIZATION && !(policy.forward_token && token_verified))
+            || (*name == AUTHORIZATION && !carriers.keeps(&TokenSource::Authorization))
             || carriers.strips_header(name, &canonical)
             || (*name == UPGRADE && h2c)
             || (*name == CONNECTION && h2c);
@@ -96,26 +96,30 @@ pub fn headers_to_remove(
     remove
 }
 
-/// A route's token headers and token cookies, which the upstream does not get: a token read
-/// from them is a credential like `Authorization`, forwarded only with `forward_token` and
-/// only when it was the one verified. Look-alike names go always, in every spelling an
-/// upstream may read as the same name (`X_Token` for `X-Token`; `ACCESS_TOKEN`,
-/// `access.token` or `access%5Ftoken` for the cookie `access_token`, as PHP and
-/// case-folding parsers read them): a second, unchecked token never rides along.
+/// A route's token carriers, which the upstream does not get: a token is a credential,
+/// forwarded only with `forward_token`, and then only the one carrier whose token was
+/// verified (`kept`). Look-alike names go always, in every spelling an upstream may read as
+/// the same name (`X_Token` for `X-Token`; `ACCESS_TOKEN`, `access.token` or `access%5Ftoken`
+/// for the cookie `access_token`, as PHP and case-folding parsers read them): a second,
+/// unchecked token never rides along.
 #[derive(Debug, Default)]
 pub struct TokenCarriers<'r> {
     /// Canonical name (`canonical_header`) and the exact name of each token header.
     headers: Vec<(String, &'r HeaderName)>,
     /// The exact name of each token cookie (compared by `same_cookie_key`).
     cookies: Vec<&'r str>,
-    /// The exact names stay (`forward_token`, and the token was verified).
-    keep_exact: bool,
+    /// The carrier that stays: the verified token's, with `forward_token`.
+    kept: Option<&'r TokenSource>,
 }
 
 impl<'r> TokenCarriers<'r> {
-    pub fn of(route: &'r Route, policy: &HeaderPolicy, token_verified: bool) -> Self {
+    /// For a request on `route` whose token, if one was verified, came from
+    /// `route.token_sources[verified]`.
+    pub fn of(route: &'r Route, policy: &HeaderPolicy, verified: Option<usize>) -> Self {
         let mut c = Self {
-            keep_exact: policy.forward_token && token_verified,
+            kept: verified
+                .filter(|_| policy.forward_token)
+                .and_then(|i| route.token_sources.get(i)),
             ..Self::default()
         };
         for source in &route.token_sources {
@@ -128,17 +132,25 @@ impl<'r> TokenCarriers<'r> {
         c
     }
 
+    /// Whether `source` is the carrier that stays.
+    fn keeps(&self, source: &TokenSource) -> bool {
+        self.kept == Some(source)
+    }
+
     fn strips_header(&self, name: &HeaderName, canonical: &str) -> bool {
-        self.headers
-            .iter()
-            .any(|(c, exact)| c == canonical && !(self.keep_exact && name == *exact))
+        self.headers.iter().any(|(c, exact)| {
+            c == canonical
+                && !(name == *exact
+                    && matches!(self.kept, Some(TokenSource::Header(k)) if k == *exact))
+        })
     }
 
     /// Whether the cookie named `name` (as sent) is cut out.
     pub fn strips_cookie(&self, name: &[u8]) -> bool {
         self.cookies.iter().any(|exact| {
             same_cookie_key(name, exact.as_bytes())
-                && !(self.keep_exact && name == exact.as_bytes())
+                && !(name == exact.as_bytes()
+                    && matches!(self.kept, Some(TokenSource::Cookie(c)) if c == exact))
         })
     }
 }
@@ -156,35 +168,47 @@ pub enum CookieEdit {
 }
 
 /// The `Cookie` fields joined into one, without the cookies `strip` says go (a route's
-/// token cookies). Pairs are split at `;` and at `,` (RFC 6265 has no comma in a cookie
-/// string, yet some parsers split there: `a=1, access_token=x` must not smuggle a cookie).
+/// token cookies). Pairs are `;`-separated (RFC 6265); inside one, a `,` separates pairs
+/// for lenient parsers, so a token pair there (`a=1, access_token=x`) is cut out of it too.
+/// Everything else passes as it came, commas in values included.
 pub fn edit_cookies(headers: &HeaderMap, strip: &dyn Fn(&[u8]) -> bool) -> CookieEdit {
-    let fields = headers.get_all(COOKIE);
     fn name_of(pair: &[u8]) -> &[u8] {
         let end = pair.iter().position(|&b| b == b'=').unwrap_or(pair.len());
         pair[..end].trim_ascii()
     }
-    fn pairs(f: &HeaderValue) -> impl Iterator<Item = &[u8]> {
+    fn segments(f: &HeaderValue) -> impl Iterator<Item = &[u8]> {
         f.as_bytes()
-            .split(|&b| b == b';' || b == b',')
+            .split(|&b| b == b';')
             .map(<[u8]>::trim_ascii)
             .filter(|p| !p.is_empty())
     }
+    let stripped = |seg: &[u8]| seg.split(|&b| b == b',').any(|p| strip(name_of(p)));
+    let fields = headers.get_all(COOKIE);
     let several = fields.iter().nth(1).is_some();
-    let any_stripped = fields.iter().any(|f| pairs(f).any(|p| strip(name_of(p))));
-    if !several && !any_stripped {
+    if !several && !fields.iter().any(|f| segments(f).any(stripped)) {
         return CookieEdit::Keep;
     }
     let mut joined = Vec::new();
+    let mut push = |piece: &[u8], sep: &[u8]| {
+        if !joined.is_empty() {
+            joined.extend_from_slice(sep);
+        }
+        joined.extend_from_slice(piece);
+    };
     for field in fields {
-        for pair in pairs(field) {
-            if strip(name_of(pair)) {
+        for seg in segments(field) {
+            if !stripped(seg) {
+                push(seg, b"; ");
                 continue;
             }
-            if !joined.is_empty() {
-                joined.extend_from_slice(b"; ");
+            let kept: Vec<&[u8]> = seg
+                .split(|&b| b == b',')
+                .map(<[u8]>::trim_ascii)
+                .filter(|p| !p.is_empty() && !strip(name_of(p)))
+                .collect();
+            if !kept.is_empty() {
+                push(&kept.join(&b", "[..]), b"; ");
             }
-            joined.extend_from_slice(pair);
         }
     }
     if joined.is_empty() {
@@ -214,11 +238,10 @@ mod tests {
                 HeaderValue::from_str(v).unwrap(),
             );
         }
-        let mut out: Vec<String> =
-            headers_to_remove(&m, &policy(), false, &TokenCarriers::default())
-                .iter()
-                .map(|n| n.to_string())
-                .collect();
+        let mut out: Vec<String> = headers_to_remove(&m, &policy(), &TokenCarriers::default())
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
         out.sort();
         out
     }
@@ -288,30 +311,43 @@ mod tests {
             edit_cookies(&only, &strip_named(&["at"])),
             CookieEdit::Remove
         );
-        // A comma-separated pair is a pair (lenient parsers split there too).
+        // A comma-separated pair is a pair (lenient parsers split there too) ...
         let mut comma = HeaderMap::new();
-        comma.append(COOKIE, HeaderValue::from_static("a=1, at=x"));
+        comma.append(COOKIE, HeaderValue::from_static("a=1, at=x; prefs=b,c"));
         assert_eq!(
             edit_cookies(&comma, &strip_named(&["at"])),
-            CookieEdit::Set(HeaderValue::from_static("a=1"))
+            CookieEdit::Set(HeaderValue::from_static("a=1; prefs=b,c"))
+        );
+        // ... but a comma in another cookie's value stays as it came (issue 14's review).
+        let mut h2 = HeaderMap::new();
+        h2.append(COOKIE, HeaderValue::from_static("prefs=a,b"));
+        h2.append(COOKIE, HeaderValue::from_static("list=x, y"));
+        assert_eq!(
+            edit_cookies(&h2, &strip_named(&["at"])),
+            CookieEdit::Set(HeaderValue::from_static("prefs=a,b; list=x, y"))
         );
     }
 
     /// Every spelling an upstream may read as a token header or cookie goes (issue 14's
-    /// attack: `X_Token`, `ACCESS_TOKEN`, `access.token`, `access%5Ftoken`); the exact one
-    /// stays only when the verified token is forwarded.
+    /// attack: `X_Token`, `ACCESS_TOKEN`, `access.token`, `access%5Ftoken`); with
+    /// `forward_token`, only the one carrier whose token was verified stays: never an
+    /// `Authorization` sent beside a cookie token (issue 14's review).
     #[test]
-    fn look_alike_token_carriers_go() {
+    fn only_the_verified_carrier_stays() {
         let dir = tempfile::tempdir().unwrap();
-        let text = "[upstreams.up]\nurl = \"http://127.0.0.1:9\"\n[[routes]]\nname = \"r\"\npath_prefix = \"/\"\nauth = \"optional\"\ntoken_sources = [\"header:X-Token\", \"cookie:access_token\"]\nupstream = \"up\"\n[providers.p]\nissuer = \"https://p\"\naudiences = [\"a\"]\njwks_file = \"FIX/jwks.json\"\n".replace("FIX", concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keys"));
+        let text = "[upstreams.up]\nurl = \"http://127.0.0.1:9\"\n[[routes]]\nname = \"r\"\npath_prefix = \"/\"\nauth = \"optional\"\ntoken_sources = [\"header:X-Token\", \"cookie:access_token\", \"authorization\"]\nupstream = \"up\"\n[providers.p]\nissuer = \"https://p\"\naudiences = [\"a\"]\njwks_file = \"FIX/jwks.json\"\n".replace("FIX", concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keys"));
         let config = crate::config::load_str(&text, &dir.path().join("t.toml")).unwrap();
         let route = config.routes.get(crate::config::RouteId::new(0));
         let mut forwarding = policy();
         forwarding.forward_token = true;
-        for (policy, verified, exact_stays) in [
-            (policy(), true, false),
-            (forwarding.clone(), false, false),
-            (forwarding, true, true),
+        // (policy, the verified token's source, which exact carrier stays)
+        for (policy, verified, stays) in [
+            (policy(), Some(0), None),
+            (policy(), Some(2), None),
+            (forwarding.clone(), None, None),
+            (forwarding.clone(), Some(0), Some("x-token")),
+            (forwarding.clone(), Some(1), Some("access_token")),
+            (forwarding, Some(2), Some("authorization")),
         ] {
             let c = TokenCarriers::of(route, &policy, verified);
             for look_alike in [
@@ -320,31 +356,35 @@ mod tests {
                 "access token",
                 "access[token",
                 "access%5Ftoken",
+                "access+token",
+                "\u{a0}access_token",
                 "Access_Token",
             ] {
                 assert!(c.strips_cookie(look_alike.as_bytes()), "{look_alike}");
             }
-            assert_eq!(c.strips_cookie(b"access_token"), !exact_stays);
+            assert_eq!(
+                c.strips_cookie(b"access_token"),
+                stays != Some("access_token"),
+                "{verified:?}"
+            );
             assert!(!c.strips_cookie(b"access_tokens") && !c.strips_cookie(b"theme"));
             let mut m = HeaderMap::new();
-            for n in ["x-token", "x_token", "X_TOKEN", "x-tokens"] {
+            for n in ["x-token", "x_token", "X_TOKEN", "x-tokens", "authorization"] {
                 m.append(
                     HeaderName::from_bytes(n.as_bytes()).unwrap(),
                     HeaderValue::from_static("t"),
                 );
             }
-            let removed: Vec<String> = headers_to_remove(&m, &policy, verified, &c)
+            let mut removed: Vec<String> = headers_to_remove(&m, &policy, &c)
                 .iter()
                 .map(|n| n.to_string())
-                .filter(|n| n.contains("tok"))
                 .collect();
-            let mut want = vec!["x_token"];
-            if !exact_stays {
-                want.insert(0, "x-token");
-            }
+            removed.sort();
+            let mut want: Vec<&str> = vec!["authorization", "x-token", "x_token"];
+            want.retain(|n| Some(*n) != stays);
             assert_eq!(
                 removed, want,
-                "verified {verified}, forward {}",
+                "verified {verified:?}, forward {}",
                 policy.forward_token
             );
         }

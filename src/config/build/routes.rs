@@ -11,6 +11,7 @@ use crate::config::routes::{
 };
 use crate::config::schema::{RawAuthMode, RawConfig, RawMode, RawRoute};
 use crate::config::{ProviderId, ProviderSettings, UpstreamId};
+use crate::formats::canonical_header;
 use crate::formats::claim_path::ClaimPath;
 use crate::formats::normalize::{normalize_host, normalize_path};
 
@@ -43,6 +44,12 @@ pub(super) fn build_routes(
                 providers,
                 provider_settings,
                 default_mode: raw.defaults.mode,
+                claim_headers: &raw
+                    .headers
+                    .forward_claims
+                    .values()
+                    .map(|h| canonical_header(h.get_ref()))
+                    .collect::<Vec<_>>(),
             },
         ) {
             if let Some(prev) = names.insert(route.name.clone(), i) {
@@ -82,6 +89,8 @@ pub(super) struct Known<'a> {
     pub providers: &'a [String],
     pub provider_settings: &'a [ProviderSettings],
     pub default_mode: RawMode,
+    /// `[headers] forward_claims`' header names, canonical: never a token source.
+    pub claim_headers: &'a [String],
 }
 
 pub(super) fn build_route(
@@ -96,6 +105,7 @@ pub(super) fn build_route(
         providers,
         provider_settings,
         default_mode,
+        claim_headers,
     } = *known;
     let before = cx.errors.len();
     let key = |k: &str| format!("routes[{i}].{k}");
@@ -271,7 +281,7 @@ pub(super) fn build_route(
             format!("unknown upstream {:?}", r.upstream),
         );
     }
-    let token_sources = build_token_sources(cx, span, &key, r, auth);
+    let token_sources = build_token_sources(cx, span, &key, r, auth, claim_headers);
     let csrf = build_csrf(cx, span, &key, r, &token_sources, i);
     // An opaque token goes to the route's one introspecting provider: with two, it could
     // not choose (and trying both would hand the token to an issuer it is not for).
@@ -360,6 +370,7 @@ fn build_token_sources(
     key: &dyn Fn(&str) -> String,
     r: &RawRoute,
     auth: AuthMode,
+    claim_headers: &[String],
 ) -> Vec<TokenSource> {
     let Some(list) = &r.token_sources else {
         return vec![TokenSource::Authorization];
@@ -402,6 +413,14 @@ fn build_token_sources(
                         span,
                         key("token_sources"),
                         format!("{item:?}: write \"authorization\" or \"cookie:NAME\""),
+                    );
+                    None
+                }
+                Ok(h) if not_a_token_header(&h, claim_headers) => {
+                    cx.err(
+                        span,
+                        key("token_sources"),
+                        format!("{item:?}: {h} carries something else (framing, hop-by-hop, forwarding, or a claim header the gateway sets)"),
                     );
                     None
                 }
@@ -472,7 +491,15 @@ fn build_csrf(
             .strip_prefix("header:")
             .and_then(|n| HeaderName::from_bytes(n.as_bytes()).ok())
         {
-            Some(h) if h != COOKIE && h != AUTHORIZATION => Csrf::Header(h),
+            Some(h) if browser_may_send(&h) => {
+                cx.err(
+                    span,
+                    key("csrf"),
+                    format!("{raw:?}: a browser sends {h} cross-site without a preflight (or sets it itself): its presence proves nothing; name a custom header such as X-Requested-With"),
+                );
+                Csrf::SameOrigin
+            }
+            Some(h) => Csrf::Header(h),
             _ => {
                 cx.err(
                     span,
@@ -483,6 +510,71 @@ fn build_csrf(
             }
         },
     }
+}
+
+/// Headers that carry something other than a token: framing, hop-by-hop, what the gateway
+/// sets itself (forwarding, the request id, claim headers). A token source there would be
+/// read and then stripped, or would strip what the upstream needs (`Host`).
+fn not_a_token_header(h: &HeaderName, claim_headers: &[String]) -> bool {
+    let c = canonical_header(h.as_str());
+    const RESERVED: &[&str] = &[
+        "host",
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "forwarded",
+        "x-request-id",
+        "origin",
+        "referer",
+    ];
+    RESERVED.contains(&c.as_str())
+        || ["proxy-", "x-forwarded-", "sec-"]
+            .iter()
+            .any(|p| c.starts_with(p))
+        || claim_headers.contains(&c)
+}
+
+/// Headers a browser sends on a cross-site request without a CORS preflight, or sets
+/// itself (the Fetch standard's CORS-safelisted and forbidden request headers): their
+/// presence is no proof that the page is the site's own.
+fn browser_may_send(h: &HeaderName) -> bool {
+    const NAMES: &[&str] = &[
+        "accept",
+        "accept-language",
+        "content-language",
+        "content-type",
+        "range",
+        "accept-charset",
+        "accept-encoding",
+        "access-control-request-headers",
+        "access-control-request-method",
+        "authorization",
+        "connection",
+        "content-length",
+        "cookie",
+        "cookie2",
+        "date",
+        "dnt",
+        "expect",
+        "host",
+        "keep-alive",
+        "origin",
+        "referer",
+        "set-cookie",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "user-agent",
+        "via",
+    ];
+    let c = canonical_header(h.as_str());
+    NAMES.contains(&c.as_str()) || c.starts_with("proxy-") || c.starts_with("sec-")
 }
 
 /// RFC 9110 `tchar`.

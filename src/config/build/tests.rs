@@ -748,6 +748,38 @@ fn token_sources_and_csrf_are_checked() {
         one_error(&with(&format!("token_sources = {sources}")), key, fragment);
     }
     one_error(&with("csrf = \"off\""), "routes[0].csrf", "only applies");
+    // A header a browser sends cross-site on its own proves nothing.
+    for h in [
+        "Content-Type",
+        "Accept",
+        "Origin",
+        "Sec-Fetch-Site",
+        "User-Agent",
+        "Range",
+    ] {
+        one_error(
+            &with(&format!(
+                "token_sources = [\"cookie:at\"]\ncsrf = \"header:{h}\""
+            )),
+            "routes[0].csrf",
+            "proves nothing",
+        );
+    }
+    // A token header must not be one that carries something else.
+    for h in [
+        "Host",
+        "Content-Length",
+        "X-Forwarded-For",
+        "X_Forwarded_Host",
+        "Connection",
+        "X-User-Id",
+    ] {
+        one_error(
+            &with(&format!("token_sources = [\"header:{h}\"]")),
+            key,
+            "carries something else",
+        );
+    }
     one_error(
         &with("token_sources = [\"cookie:at\"]\ncsrf = \"lax\""),
         "routes[0].csrf",
