@@ -358,12 +358,14 @@ pub fn check_registered_claims(
     }
     let aud_ok = match claims.get("aud") {
         Some(Value::String(a)) => provider.audiences.iter().any(|x| x == a),
+        // No `aud` at all, or an empty list (Hydra's answer for a token issued for no
+        // audience): accepted only where the provider says its tokens carry none.
+        None => !provider.require_aud,
+        Some(Value::Array(items)) if items.is_empty() => !provider.require_aud,
         Some(Value::Array(items)) => items
             .iter()
             .filter_map(Value::as_str)
             .any(|a| provider.audiences.iter().any(|x| x == a)),
-        // No `aud` at all: accepted only where the provider says its tokens carry none.
-        None => !provider.require_aud,
         _ => false,
     };
     if !aud_ok {

@@ -79,7 +79,7 @@ impl Default for RawTokenCache {
     }
 }
 
-fn default_cache_entries() -> u64 {
+pub(crate) fn default_cache_entries() -> u64 {
     10_000
 }
 fn default_cache_bytes() -> u64 {
@@ -271,8 +271,8 @@ pub struct RawProvider {
     /// Sent with each introspection call. Default `access_token`; `""` sends none.
     pub token_type_hint: Option<String>,
     /// Limit of one introspection call, waiting for a free slot included. Default 3s.
-    #[serde(default = "default_introspection_timeout", with = "humantime_serde")]
-    pub introspection_timeout: Duration,
+    #[serde(default, with = "humantime_serde")]
+    pub introspection_timeout: Option<Duration>,
     /// PEM file of CA certificates trusted for the introspection endpoint. Default: system
     /// roots.
     pub introspection_ca_file: Option<String>,
@@ -284,25 +284,19 @@ pub struct RawProvider {
     #[serde(default)]
     pub introspect_jwts: bool,
     /// Longest an active answer is used; never past the token's `exp`. Default 30s.
-    #[serde(default = "default_introspection_cache_ttl", with = "humantime_serde")]
-    pub introspection_cache_ttl: Duration,
+    #[serde(default, with = "humantime_serde")]
+    pub introspection_cache_ttl: Option<Duration>,
     /// How long an inactive answer is remembered. Default 5s.
-    #[serde(
-        default = "default_introspection_negative_ttl",
-        with = "humantime_serde"
-    )]
-    pub introspection_negative_ttl: Duration,
+    #[serde(default, with = "humantime_serde")]
+    pub introspection_negative_ttl: Option<Duration>,
     /// Most answers kept (active and inactive, each). Default 10000.
-    #[serde(default = "default_cache_entries")]
-    pub introspection_cache_max_entries: u64,
-    /// Most bytes the kept answers may take (estimated; active and inactive, each).
-    /// Default 16777216 (16 MiB).
-    #[serde(default = "default_introspection_cache_bytes")]
-    pub introspection_cache_max_bytes: u64,
+    pub introspection_cache_max_entries: Option<u64>,
+    /// Most bytes the kept active answers may take (estimated, parsed). Default 16777216
+    /// (16 MiB).
+    pub introspection_cache_max_bytes: Option<u64>,
     /// Calls to the endpoint at once; more wait for a slot within `introspection_timeout`.
     /// Default 64.
-    #[serde(default = "default_introspection_in_flight")]
-    pub introspection_max_in_flight: usize,
+    pub introspection_max_in_flight: Option<usize>,
 }
 
 /// `[headers]`: what the upstream sees.
@@ -442,19 +436,19 @@ fn default_max_stale() -> Duration {
 fn default_refetch_cooldown() -> Duration {
     Duration::from_secs(5)
 }
-fn default_introspection_timeout() -> Duration {
+pub(crate) fn default_introspection_timeout() -> Duration {
     Duration::from_secs(3)
 }
-fn default_introspection_cache_ttl() -> Duration {
+pub(crate) fn default_introspection_cache_ttl() -> Duration {
     Duration::from_secs(30)
 }
-fn default_introspection_negative_ttl() -> Duration {
+pub(crate) fn default_introspection_negative_ttl() -> Duration {
     Duration::from_secs(5)
 }
-fn default_introspection_cache_bytes() -> u64 {
+pub(crate) fn default_introspection_cache_bytes() -> u64 {
     16 << 20
 }
-fn default_introspection_in_flight() -> usize {
+pub(crate) fn default_introspection_in_flight() -> usize {
     64
 }
 fn default_true() -> bool {

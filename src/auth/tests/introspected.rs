@@ -255,6 +255,13 @@ fn report_routes_and_missing_audiences() {
     no_aud.remove("aud");
     answer(&mut cx, t, Lookup::Active(Arc::new(no_aud)));
     assert!(decide_on(&cx, "/opaque/x", t).is_ok());
+    answer(&mut cx, t, active(json!({"aud": []})));
+    assert!(
+        decide_on(&cx, "/opaque/x", t).is_ok(),
+        "an empty aud list is no aud"
+    );
     answer(&mut cx, t, active(json!({"aud": "other"})));
+    assert_eq!(reason(decide_on(&cx, "/opaque/x", t)), Reject::BadAudience);
+    answer(&mut cx, t, active(json!({"aud": ["other"]})));
     assert_eq!(reason(decide_on(&cx, "/opaque/x", t)), Reject::BadAudience);
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
 use super::{check_duration, Ctx, HOUR};
-use crate::config::schema::RawProvider;
+use crate::config::schema::{self, RawProvider};
 use crate::config::{ClientAuth, IntrospectionEndpoint, IntrospectionSettings};
 use crate::formats::check_fetch_url;
 
@@ -45,6 +45,27 @@ pub(super) fn build_introspection(
                     "introspection_signed_response",
                 ),
                 (raw.introspect_jwts, "introspect_jwts"),
+                (raw.introspection_timeout.is_some(), "introspection_timeout"),
+                (
+                    raw.introspection_cache_ttl.is_some(),
+                    "introspection_cache_ttl",
+                ),
+                (
+                    raw.introspection_negative_ttl.is_some(),
+                    "introspection_negative_ttl",
+                ),
+                (
+                    raw.introspection_cache_max_entries.is_some(),
+                    "introspection_cache_max_entries",
+                ),
+                (
+                    raw.introspection_cache_max_bytes.is_some(),
+                    "introspection_cache_max_bytes",
+                ),
+                (
+                    raw.introspection_max_in_flight.is_some(),
+                    "introspection_max_in_flight",
+                ),
             ];
             for (_, k) in stray.iter().filter(|(set, _)| *set) {
                 cx.err(
@@ -143,11 +164,29 @@ pub(super) fn build_introspection(
         .introspection_ca_file
         .as_deref()
         .and_then(|f| cx.read_ca(span, &key("introspection_ca_file"), f));
+    let timeout = raw
+        .introspection_timeout
+        .unwrap_or_else(schema::default_introspection_timeout);
+    let cache_ttl = raw
+        .introspection_cache_ttl
+        .unwrap_or_else(schema::default_introspection_cache_ttl);
+    let negative_ttl = raw
+        .introspection_negative_ttl
+        .unwrap_or_else(schema::default_introspection_negative_ttl);
+    let max_entries = raw
+        .introspection_cache_max_entries
+        .unwrap_or_else(schema::default_cache_entries);
+    let max_bytes = raw
+        .introspection_cache_max_bytes
+        .unwrap_or_else(schema::default_introspection_cache_bytes);
+    let max_in_flight = raw
+        .introspection_max_in_flight
+        .unwrap_or_else(schema::default_introspection_in_flight);
     check_duration(
         cx,
         span,
         key("introspection_timeout"),
-        raw.introspection_timeout,
+        timeout,
         Duration::from_millis(100),
         Duration::from_secs(60),
     );
@@ -155,7 +194,7 @@ pub(super) fn build_introspection(
         cx,
         span,
         key("introspection_cache_ttl"),
-        raw.introspection_cache_ttl,
+        cache_ttl,
         Duration::ZERO,
         HOUR,
     );
@@ -163,25 +202,25 @@ pub(super) fn build_introspection(
         cx,
         span,
         key("introspection_negative_ttl"),
-        raw.introspection_negative_ttl,
+        negative_ttl,
         Duration::ZERO,
         HOUR,
     );
-    if !(1..=MAX_ENTRIES).contains(&raw.introspection_cache_max_entries) {
+    if !(1..=MAX_ENTRIES).contains(&max_entries) {
         cx.err(
             span,
             key("introspection_cache_max_entries"),
             format!("must be between 1 and {MAX_ENTRIES}"),
         );
     }
-    if !(1 << 16..=1 << 40).contains(&raw.introspection_cache_max_bytes) {
+    if !(1 << 16..=1 << 40).contains(&max_bytes) {
         cx.err(
             span,
             key("introspection_cache_max_bytes"),
             "must be between 65536 and 1099511627776",
         );
     }
-    if !(1..=4096).contains(&raw.introspection_max_in_flight) {
+    if !(1..=4096).contains(&max_in_flight) {
         cx.err(
             span,
             key("introspection_max_in_flight"),
@@ -202,14 +241,14 @@ pub(super) fn build_introspection(
         client_id,
         client_auth,
         token_type_hint,
-        timeout: raw.introspection_timeout,
+        timeout,
         ca,
         signed_response: raw.introspection_signed_response,
-        cache_ttl: raw.introspection_cache_ttl,
-        negative_ttl: raw.introspection_negative_ttl,
-        cache_max_entries: raw.introspection_cache_max_entries,
-        cache_max_bytes: raw.introspection_cache_max_bytes,
-        max_in_flight: raw.introspection_max_in_flight,
+        cache_ttl,
+        negative_ttl,
+        cache_max_entries: max_entries,
+        cache_max_bytes: max_bytes,
+        max_in_flight,
     }))
 }
 

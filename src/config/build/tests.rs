@@ -668,6 +668,8 @@ fn introspection_is_checked() {
         "client_id = \"gw\"",
         "introspect_jwts = true",
         "token_type_hint = \"x\"",
+        "introspection_cache_ttl = \"1m\"",
+        "introspection_max_in_flight = 8",
     ] {
         let text = b.replace("[providers.corp]\n", &format!("[providers.corp]\n{key}\n"));
         one_error(
