@@ -25,6 +25,8 @@ pub enum Mode {
     Status(u16),
     /// 200 with a body that is no answer.
     Garbage(String),
+    /// 200 with this content type and body (an RFC 9701 signed answer, or not).
+    Raw { content_type: String, body: String },
 }
 
 #[derive(Clone)]
@@ -37,6 +39,7 @@ pub struct Introspection {
     per_token: Arc<Mutex<HashMap<String, usize>>>,
     /// Form fields of the last call (the token excepted), and its `Authorization`.
     last: Arc<Mutex<Call>>,
+    accept: Arc<Mutex<Option<String>>>,
 }
 
 /// One call's form fields (the token left out) and `Authorization`.
@@ -52,6 +55,7 @@ impl Introspection {
             calls: Arc::default(),
             per_token: Arc::default(),
             last: Arc::default(),
+            accept: Arc::default(),
         };
         let state = me.clone();
         let handler: Handler = Arc::new(move |parts, body| {
@@ -62,6 +66,11 @@ impl Introspection {
                 if wait > 0 {
                     tokio::time::sleep(Duration::from_millis(wait)).await;
                 }
+                *s.accept.lock().unwrap() = parts
+                    .headers
+                    .get("accept")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
                 let auth = parts
                     .headers
                     .get("authorization")
@@ -101,6 +110,7 @@ impl Introspection {
                         respond(code, "application/json", r#"{"error":"server_error"}"#)
                     }
                     Mode::Garbage(body) => respond(200, "application/json", body),
+                    Mode::Raw { content_type, body } => respond(200, &content_type, body),
                     Mode::Answer => {
                         let answer = s
                             .answers
@@ -151,6 +161,11 @@ impl Introspection {
             .get(token)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// The last call's `Accept`.
+    pub fn accept(&self) -> Option<String> {
+        self.accept.lock().unwrap().clone()
     }
 
     /// The last call's form fields (the token left out) and `Authorization`.
