@@ -14,7 +14,7 @@ use crate::auth::claims::{has_scope, matches_any, Claims};
 use crate::auth::introspection::Lookup;
 use crate::auth::trace::Step;
 use crate::auth::{decide_traced, pending, Context, Denial, Grant, Pending, RequestHead};
-use crate::config::routes::{Csrf, HostMatch, PathMatch, TokenSource};
+use crate::config::routes::{HostMatch, PathMatch};
 use crate::config::{Config, JwksFile, KeySource};
 use crate::metrics::Metrics;
 use crate::proxy::headers::{edit_cookies, headers_to_remove, CookieEdit, TokenCarriers};
@@ -376,29 +376,17 @@ fn describe(snap: &Snapshot, step: Step<'_>) -> Line {
             "token",
             format!(
                 "token of {bytes} bytes in {} (not shown)",
-                match source {
-                    TokenSource::Authorization => "Authorization".to_owned(),
-                    TokenSource::Cookie(n) => format!("cookie {n}"),
-                    TokenSource::Header(h) => format!("header {h}"),
-                }
+                source.describe()
             ),
             json!({ "bytes": bytes, "source": source.describe() }),
         ),
         Step::Csrf(csrf) => line(
             "csrf",
             format!(
-                "cookie token on an unsafe method: CSRF check {} passed",
-                match csrf {
-                    Csrf::SameOrigin => "same-origin (Sec-Fetch-Site / Origin)".to_owned(),
-                    Csrf::Header(h) => format!("header {h}"),
-                    Csrf::Off => "off".to_owned(),
-                }
+                "cookie token on an unsafe method (or an upgrade): CSRF check {} passed",
+                csrf.describe()
             ),
-            json!({ "csrf": match csrf {
-                Csrf::SameOrigin => "same-origin".to_owned(),
-                Csrf::Header(h) => format!("header:{h}"),
-                Csrf::Off => "off".to_owned(),
-            } }),
+            json!({ "csrf": csrf.describe() }),
         ),
         Step::Introspection { provider, active } => {
             let name = &config.providers[provider.index()].name;

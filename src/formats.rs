@@ -43,6 +43,32 @@ pub fn discovery_url(issuer: &str) -> String {
     )
 }
 
+/// The URL named `field` in an issuer's OIDC metadata document, after the checks every
+/// such URL needs: the document is JSON naming this very issuer (a mismatch means it is not
+/// the issuer's: OpenID Connect Discovery 1.0 §4.3), the URL may carry what it carries
+/// (`check_fetch_url`), and it is https when the issuer is.
+pub fn metadata_url(document: &[u8], issuer: &str, field: &str) -> Result<String, String> {
+    let meta: serde_json::Value = serde_json::from_slice(document)
+        .map_err(|e| format!("discovery document is not JSON: {e}"))?;
+    let named = meta.get("issuer").and_then(serde_json::Value::as_str);
+    if named != Some(issuer) {
+        return Err(format!(
+            "discovery document names issuer {named:?}, not {issuer:?}"
+        ));
+    }
+    let url = meta
+        .get(field)
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| format!("discovery document has no {field}"))?;
+    check_fetch_url(url).map_err(|e| format!("{field}: {e}"))?;
+    if issuer.starts_with("https://") && !url.starts_with("https://") {
+        return Err(format!(
+            "{field} {url:?} is not https although the issuer is"
+        ));
+    }
+    Ok(url.to_owned())
+}
+
 /// Key material is fetched over https, or plain http to loopback only: keys fetched in clear
 /// could be swapped on the way and any token forged.
 pub fn check_fetch_url(url: &str) -> Result<(), String> {

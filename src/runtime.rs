@@ -286,6 +286,14 @@ impl Snapshot {
             {
                 let _ = metrics.jwks_keys.remove_label_values(&[&gone.name]);
                 let _ = metrics.jwks_age.remove_label_values(&[&gone.name]);
+                for kind in ["active", "inactive"] {
+                    let _ = metrics
+                        .introspection_cache_entries
+                        .remove_label_values(&[&gone.name, kind]);
+                }
+                let _ = metrics
+                    .introspection_cache_bytes
+                    .remove_label_values(&[&gone.name]);
             }
         }
         metrics.config_loaded(&config.content_hash);

@@ -54,6 +54,18 @@ impl moka::Expiry<TokenKey, Arc<Active>> for ByEntry {
     ) -> Option<Duration> {
         Some(value.lifetime)
     }
+
+    /// A new answer for a token replaces the old one with its own lifetime, never the old
+    /// entry's remainder (nor an extension of it).
+    fn expire_after_update(
+        &self,
+        _key: &TokenKey,
+        value: &Arc<Active>,
+        _updated_at: std::time::Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.lifetime)
+    }
 }
 
 impl IntrospectionCache {

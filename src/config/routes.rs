@@ -61,7 +61,7 @@ pub enum TokenSource {
     Authorization,
     /// The value of this cookie (RFC 6265 name, case-sensitive).
     Cookie(String),
-    /// The whole value of this header (a bare token, or `Bearer` and a token).
+    /// The whole value of this header: a bare token (`Bearer x` is malformed there).
     Header(http::HeaderName),
 }
 
@@ -72,6 +72,17 @@ impl TokenSource {
             Self::Authorization => "authorization".to_owned(),
             Self::Cookie(n) => format!("cookie:{n}"),
             Self::Header(h) => format!("header:{h}"),
+        }
+    }
+}
+
+impl Csrf {
+    /// As written in the config.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::SameOrigin => "same-origin".to_owned(),
+            Self::Header(h) => format!("header:{h}"),
+            Self::Off => "off".to_owned(),
         }
     }
 }
@@ -319,11 +330,11 @@ impl RouteTable {
                 String::new()
             } else {
                 let list: Vec<String> = r.token_sources.iter().map(TokenSource::describe).collect();
-                let csrf = match (&r.csrf, list.iter().any(|s| s.starts_with("cookie:"))) {
-                    (_, false) => String::new(),
-                    (Csrf::SameOrigin, true) => " csrf=same-origin".to_owned(),
-                    (Csrf::Header(h), true) => format!(" csrf=header:{h}"),
-                    (Csrf::Off, true) => " csrf=OFF".to_owned(),
+                let cookies = list.iter().any(|s| s.starts_with("cookie:"));
+                let csrf = match &r.csrf {
+                    _ if !cookies => String::new(),
+                    Csrf::Off => " csrf=OFF".to_owned(),
+                    other => format!(" csrf={}", other.describe()),
                 };
                 format!(" tokens=[{}]{csrf}", list.join(","))
             };

@@ -27,7 +27,7 @@ use crate::config::{
     ClientAuth, IntrospectionEndpoint, IntrospectionSettings, ProviderId, ProviderSettings,
 };
 use crate::formats::introspection::{self, Answer, MAX_ANSWER_BYTES};
-use crate::formats::{check_fetch_url, discovery_url, media_type};
+use crate::formats::{discovery_url, media_type, metadata_url};
 use crate::metrics::Metrics;
 
 /// RFC 9701 media type of a signed answer.
@@ -44,6 +44,8 @@ pub enum Failure {
     Unreachable,
     BadStatus,
     BadResponse,
+    /// The gateway's side cannot make the call (a CA or client key it cannot use).
+    Misconfigured,
 }
 
 impl Failure {
@@ -53,6 +55,7 @@ impl Failure {
             Self::Unreachable => "unreachable",
             Self::BadStatus => "bad_status",
             Self::BadResponse => "bad_response",
+            Self::Misconfigured => "misconfigured",
         }
     }
 }
@@ -67,6 +70,8 @@ pub struct Introspector {
     pub cache: IntrospectionCache,
     /// `None`: the client could not be built (a bad CA); every call fails.
     client: Option<reqwest::Client>,
+    /// `private_key_jwt`'s key, parsed once.
+    signing_key: Option<EncodingKey>,
     flights: Mutex<HashMap<TokenKey, Flight>>,
     slots: Semaphore,
     /// The endpoint found by discovery, and when.
@@ -115,6 +120,7 @@ impl Introspector {
             provider: provider.name.clone(),
             cache: IntrospectionCache::new(&settings),
             client,
+            signing_key: signing_key(&settings.client_auth),
             flights: Mutex::new(HashMap::new()),
             slots: Semaphore::new(settings.max_in_flight),
             discovered: tokio::sync::Mutex::new(None),
@@ -186,7 +192,7 @@ impl Introspector {
                 .slots
                 .acquire()
                 .await
-                .map_err(|_| Failure::Unreachable)?;
+                .map_err(|_| Failure::Misconfigured)?;
             self.ask(token, keys, provider).await
         })
         .await
@@ -229,7 +235,7 @@ impl Introspector {
         provider: &ProviderSettings,
     ) -> Result<Answer, Failure> {
         let s = &self.settings;
-        let client = self.client.as_ref().ok_or(Failure::Unreachable)?;
+        let client = self.client.as_ref().ok_or(Failure::Misconfigured)?;
         let endpoint = self.endpoint(client).await?;
         let (req, body) = self.request(client, &endpoint, token)?;
         let accept = if s.signed_response {
@@ -299,11 +305,12 @@ impl Introspector {
                 form.append_pair("client_id", &s.client_id);
                 form.append_pair("client_secret", &String::from_utf8_lossy(secret));
             }
-            ClientAuth::PrivateKeyJwt { pem, alg, kid } => {
-                let assertion = assertion(&s.client_id, endpoint, pem, *alg, kid.as_deref())
+            ClientAuth::PrivateKeyJwt { alg, kid, .. } => {
+                let key = self.signing_key.as_ref().ok_or(Failure::Misconfigured)?;
+                let assertion = assertion(&s.client_id, endpoint, key, *alg, kid.as_deref())
                     .map_err(|e| {
                         tracing::error!(provider = %self.provider, error = %e, "cannot sign the client assertion");
-                        Failure::Unreachable
+                        Failure::Misconfigured
                     })?;
                 form.append_pair("client_id", &s.client_id);
                 form.append_pair(
@@ -412,20 +419,7 @@ async fn discover(client: &reqwest::Client, issuer: &str) -> Result<String, Stri
         return Err(format!("discovery: HTTP status {}", resp.status()));
     }
     let body = read_body(resp).await?;
-    let meta: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|_| "discovery document is not JSON")?;
-    if meta.get("issuer").and_then(|v| v.as_str()) != Some(issuer) {
-        return Err("discovery document names another issuer".to_owned());
-    }
-    let url = meta
-        .get("introspection_endpoint")
-        .and_then(|v| v.as_str())
-        .ok_or("discovery document has no introspection_endpoint")?;
-    check_fetch_url(url).map_err(|e| format!("introspection_endpoint: {e}"))?;
-    if issuer.starts_with("https://") && !url.starts_with("https://") {
-        return Err("introspection_endpoint is not https although the issuer is".to_owned());
-    }
-    Ok(url.to_owned())
+    metadata_url(&body, issuer, "introspection_endpoint")
 }
 
 async fn read_body(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
@@ -448,17 +442,10 @@ async fn read_body(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
 fn assertion(
     client_id: &str,
     aud: &str,
-    pem: &[u8],
+    key: &EncodingKey,
     alg: jsonwebtoken::Algorithm,
     kid: Option<&str>,
 ) -> Result<String, jsonwebtoken::errors::Error> {
-    let key = match alg {
-        jsonwebtoken::Algorithm::ES256 | jsonwebtoken::Algorithm::ES384 => {
-            EncodingKey::from_ec_pem(pem)?
-        }
-        jsonwebtoken::Algorithm::EdDSA => EncodingKey::from_ed_pem(pem)?,
-        _ => EncodingKey::from_rsa_pem(pem)?,
-    };
     let mut header = Header::new(alg);
     header.kid = kid.map(str::to_owned);
     let now = unix_now() as u64;
@@ -471,7 +458,22 @@ fn assertion(
         "iat": now,
         "exp": now + ASSERTION_LIFETIME,
     });
-    jsonwebtoken::encode(&header, &claims, &key)
+    jsonwebtoken::encode(&header, &claims, key)
+}
+
+/// The `private_key_jwt` signing key, parsed once (the config checked that it signs).
+fn signing_key(auth: &ClientAuth) -> Option<EncodingKey> {
+    let ClientAuth::PrivateKeyJwt { pem, alg, .. } = auth else {
+        return None;
+    };
+    match alg {
+        jsonwebtoken::Algorithm::ES256 | jsonwebtoken::Algorithm::ES384 => {
+            EncodingKey::from_ec_pem(pem)
+        }
+        jsonwebtoken::Algorithm::EdDSA => EncodingKey::from_ed_pem(pem),
+        _ => EncodingKey::from_rsa_pem(pem),
+    }
+    .ok()
 }
 
 /// No redirects (the token would follow them), the call's own time limit, a private CA

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::{ProviderKeys, StoreIdentity};
 use crate::config::KeySource;
 use crate::formats::jwks::KeySet;
-use crate::formats::{check_fetch_url, discovery_url};
+use crate::formats::{discovery_url, metadata_url};
 use crate::metrics::Metrics;
 
 /// Largest JWKS document accepted.
@@ -213,26 +213,7 @@ async fn discover(issuer: &str, client: &reqwest::Client) -> Result<String, Stri
     let UrlResult::Body { body, .. } = fetch_url(&url, client, None).await? else {
         return Err("discovery document: unexpected 304".to_owned());
     };
-    let meta: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| format!("discovery document is not JSON: {e}"))?;
-    let named = meta.get("issuer").and_then(serde_json::Value::as_str);
-    if named != Some(issuer) {
-        return Err(format!(
-            "discovery document names issuer {named:?}, not {issuer:?}"
-        ));
-    }
-    let jwks_uri = meta
-        .get("jwks_uri")
-        .and_then(serde_json::Value::as_str)
-        .ok_or("discovery document has no jwks_uri")?;
-    check_fetch_url(jwks_uri).map_err(|e| format!("jwks_uri: {e}"))?;
-    // An https issuer's keys never come over plain http, not even from loopback.
-    if issuer.starts_with("https://") && !jwks_uri.starts_with("https://") {
-        return Err(format!(
-            "jwks_uri {jwks_uri:?} is not https although the issuer is"
-        ));
-    }
-    Ok(jwks_uri.to_owned())
+    metadata_url(&body, issuer, "jwks_uri")
 }
 
 enum UrlResult {

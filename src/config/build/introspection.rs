@@ -96,6 +96,15 @@ pub(super) fn build_introspection(
                 );
             }
             let secret = read_secret(cx, raw, span, &key)?;
+            // A form field is text: a secret that is not UTF-8 could only be sent altered.
+            if method == "client_secret_post" && std::str::from_utf8(&secret).is_err() {
+                cx.err(
+                    span,
+                    key("client_secret_file"),
+                    "client_secret_post sends the secret as form text: it must be UTF-8",
+                );
+                return None;
+            }
             if method == "client_secret_basic" {
                 ClientAuth::SecretBasic(secret)
             } else {
