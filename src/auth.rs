@@ -14,6 +14,7 @@ pub mod introspection;
 pub mod keystore;
 mod message;
 pub mod policy;
+mod reject;
 pub mod trace;
 pub mod validate;
 
@@ -22,7 +23,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Version};
 
 use crate::config::routes::{AuthMode, Mode, Route, TokenSource};
 use crate::config::{Config, ProviderId, RouteId, UpstreamId};
-use crate::formats::normalize::{normalize_authority, normalize_target, Authority, BadTarget};
+use crate::formats::normalize::{normalize_authority, normalize_target, Authority};
 use crate::formats::revocation::Revocations;
 use cache::{TokenCache, TokenKey};
 use claims::render_header_value;
@@ -32,6 +33,7 @@ use keystore::ProviderKeys;
 use trace::{NoTrace, Step, Trace};
 
 pub use message::has_line_starting;
+pub use reject::Reject;
 
 /// What `decide` reads besides the request: one config and what verifies tokens against
 /// it. The runtime's snapshot implements it; unit tests build their own.
@@ -46,74 +48,6 @@ pub trait Context {
     fn introspection(&self, _provider: ProviderId, _token: &TokenKey) -> Option<Lookup> {
         None
     }
-}
-
-/// Why a request was refused. One variant = one metric label = one log value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Reject {
-    /// No route matches: default deny.
-    NoRoute,
-    /// The request target cannot be normalized safely.
-    BadPath,
-    /// Missing, repeated or malformed `Host`, or an absolute-form target naming another host.
-    BadHost,
-    /// Conflicting or malformed message framing (`Content-Length` / `Transfer-Encoding`).
-    BadFraming,
-    /// More than one `Authorization` header.
-    MultipleAuthorization,
-    /// Two different tokens on one request (two of the route's token sources, or one cookie
-    /// name twice).
-    MultipleTokens,
-    /// Request head larger than `server.max_header_bytes`.
-    HeadersTooLarge,
-    /// A method with lowercase letters: `delete` would miss a `DELETE` rule, yet many
-    /// frameworks upper-case it and run the DELETE.
-    BadMethod,
-    /// No bearer token on a route that needs one.
-    MissingToken,
-    TokenTooLarge,
-    /// Not a compact JWS, bad base64url, bad JSON.
-    MalformedToken,
-    /// `alg` is `none`, unknown, outside the allow-list, or not the key's algorithm.
-    AlgNotAllowed,
-    /// A `crit` header parameter the gateway does not implement.
-    CritUnsupported,
-    /// `iss` names no provider this route accepts.
-    BadIssuer,
-    /// No key with this `kid` (after one rate-limited refetch).
-    UnknownKid,
-    BadSignature,
-    Expired,
-    /// `nbf` or `iat` in the future.
-    NotYetValid,
-    BadAudience,
-    /// `exp` missing, or a time claim that is not a JSON number.
-    BadClaims,
-    /// `exp - iat` longer than the provider's `max_token_lifetime`, or no `iat` to tell.
-    LifetimeTooLong,
-    /// The JOSE `typ` is not the provider's `required_typ`.
-    BadType,
-    /// The token's `jti` is revoked, or its subject's tokens issued before a cutoff are.
-    Revoked,
-    /// A forwarded claim would put control characters into a header.
-    UnsafeClaimValue,
-    InsufficientScope,
-    ClaimMismatch,
-    /// The provider's keys are not loaded (yet).
-    KeysUnavailable,
-    /// The introspection endpoint said the token is not active.
-    InactiveToken,
-    /// The introspection endpoint could not be asked, or its answer was not usable
-    /// (down, slow, an error status, garbage): fail closed, never a 401 that logs users out.
-    IntrospectionUnavailable,
-    /// A token from a cookie on an unsafe method without the route's CSRF proof.
-    CsrfFailed,
-    /// The request body did not arrive in time: a read of it took longer than
-    /// `server.body_read_timeout`, or it was still arriving when the upstream (which waits
-    /// for it) reached its `read_timeout`.
-    BodyTimeout,
-    /// A bug: a panic while handling the request (answered 500, logged with its location).
-    InternalError,
 }
 
 /// What a granted request carries to the upstream.
@@ -199,244 +133,6 @@ pub struct RequestHead<'a> {
     pub raw_head: Option<&'a [u8]>,
     /// The client connection is TLS: a same-origin `Origin` must then be `https`.
     pub tls: bool,
-}
-
-// === impl Reject ===
-
-impl Reject {
-    /// Every variant, for documentation and for pre-registering metric labels.
-    pub const ALL: [Reject; 32] = [
-        Self::NoRoute,
-        Self::BadPath,
-        Self::BadHost,
-        Self::BadFraming,
-        Self::MultipleAuthorization,
-        Self::MultipleTokens,
-        Self::HeadersTooLarge,
-        Self::BadMethod,
-        Self::MissingToken,
-        Self::TokenTooLarge,
-        Self::MalformedToken,
-        Self::AlgNotAllowed,
-        Self::CritUnsupported,
-        Self::BadIssuer,
-        Self::UnknownKid,
-        Self::BadSignature,
-        Self::Expired,
-        Self::NotYetValid,
-        Self::BadAudience,
-        Self::BadClaims,
-        Self::LifetimeTooLong,
-        Self::BadType,
-        Self::Revoked,
-        Self::UnsafeClaimValue,
-        Self::InsufficientScope,
-        Self::ClaimMismatch,
-        Self::KeysUnavailable,
-        Self::InactiveToken,
-        Self::IntrospectionUnavailable,
-        Self::CsrfFailed,
-        Self::BodyTimeout,
-        Self::InternalError,
-    ];
-
-    /// Position in `ALL`.
-    pub const fn index(self) -> usize {
-        self as usize
-    }
-
-    /// Metric label and log value.
-    pub const fn label(self) -> &'static str {
-        match self {
-            Self::NoRoute => "no_route",
-            Self::BadPath => "bad_path",
-            Self::BadHost => "bad_host",
-            Self::BadFraming => "bad_framing",
-            Self::MultipleAuthorization => "multiple_authorization",
-            Self::MultipleTokens => "multiple_tokens",
-            Self::HeadersTooLarge => "headers_too_large",
-            Self::BadMethod => "bad_method",
-            Self::MissingToken => "missing_token",
-            Self::TokenTooLarge => "token_too_large",
-            Self::MalformedToken => "malformed_token",
-            Self::AlgNotAllowed => "alg_not_allowed",
-            Self::CritUnsupported => "crit_unsupported",
-            Self::BadIssuer => "bad_issuer",
-            Self::UnknownKid => "unknown_kid",
-            Self::BadSignature => "bad_signature",
-            Self::Expired => "expired",
-            Self::NotYetValid => "not_yet_valid",
-            Self::BadAudience => "bad_audience",
-            Self::BadClaims => "bad_claims",
-            Self::LifetimeTooLong => "lifetime_too_long",
-            Self::BadType => "bad_typ",
-            Self::Revoked => "revoked",
-            Self::UnsafeClaimValue => "unsafe_claim_value",
-            Self::InsufficientScope => "insufficient_scope",
-            Self::ClaimMismatch => "claim_mismatch",
-            Self::KeysUnavailable => "keys_unavailable",
-            Self::InactiveToken => "inactive_token",
-            Self::IntrospectionUnavailable => "introspection_unavailable",
-            Self::CsrfFailed => "csrf_failed",
-            Self::BodyTimeout => "body_timeout",
-            Self::InternalError => "internal_error",
-        }
-    }
-
-    pub const fn status(self) -> u16 {
-        match self {
-            Self::BadPath
-            | Self::BadHost
-            | Self::BadFraming
-            | Self::BadMethod
-            | Self::MultipleAuthorization
-            | Self::MultipleTokens => 400,
-            Self::MissingToken
-            | Self::TokenTooLarge
-            | Self::MalformedToken
-            | Self::AlgNotAllowed
-            | Self::CritUnsupported
-            | Self::BadIssuer
-            | Self::UnknownKid
-            | Self::BadSignature
-            | Self::Expired
-            | Self::NotYetValid
-            | Self::BadAudience
-            | Self::BadClaims
-            | Self::LifetimeTooLong
-            | Self::BadType
-            | Self::Revoked
-            | Self::UnsafeClaimValue
-            | Self::InactiveToken => 401,
-            Self::InsufficientScope | Self::ClaimMismatch | Self::CsrfFailed => 403,
-            Self::NoRoute => 404,
-            Self::HeadersTooLarge => 431,
-            Self::KeysUnavailable | Self::IntrospectionUnavailable => 503,
-            Self::BodyTimeout => 408,
-            Self::InternalError => 500,
-        }
-    }
-
-    /// Whether a report-only route lets the request through despite this refusal: the token
-    /// and authorization reasons. Request-safety refusals (and `token_too_large`, whose
-    /// bound protects the gateway) are enforced on every route. Exhaustive on purpose.
-    pub const fn is_reportable(self) -> bool {
-        match self {
-            Self::MissingToken
-            | Self::MalformedToken
-            | Self::AlgNotAllowed
-            | Self::CritUnsupported
-            | Self::BadIssuer
-            | Self::UnknownKid
-            | Self::BadSignature
-            | Self::Expired
-            | Self::NotYetValid
-            | Self::BadAudience
-            | Self::BadClaims
-            | Self::LifetimeTooLong
-            | Self::BadType
-            | Self::Revoked
-            | Self::UnsafeClaimValue
-            | Self::InsufficientScope
-            | Self::ClaimMismatch
-            | Self::KeysUnavailable
-            | Self::InactiveToken
-            | Self::IntrospectionUnavailable
-            | Self::CsrfFailed => true,
-            Self::NoRoute
-            | Self::BadPath
-            | Self::BadHost
-            | Self::BadFraming
-            | Self::MultipleAuthorization
-            | Self::MultipleTokens
-            | Self::HeadersTooLarge
-            | Self::BadMethod
-            | Self::TokenTooLarge
-            | Self::BodyTimeout
-            | Self::InternalError => false,
-        }
-    }
-
-    /// RFC 6750 §3.1 error code, when the answer carries one. Exhaustive on purpose: a new
-    /// variant must choose.
-    pub const fn oauth_error(self) -> Option<&'static str> {
-        match self {
-            Self::MultipleAuthorization | Self::MultipleTokens => Some("invalid_request"),
-            Self::TokenTooLarge
-            | Self::MalformedToken
-            | Self::AlgNotAllowed
-            | Self::CritUnsupported
-            | Self::BadIssuer
-            | Self::UnknownKid
-            | Self::BadSignature
-            | Self::Expired
-            | Self::NotYetValid
-            | Self::BadAudience
-            | Self::BadClaims
-            | Self::LifetimeTooLong
-            | Self::BadType
-            | Self::Revoked
-            | Self::UnsafeClaimValue
-            | Self::InactiveToken => Some("invalid_token"),
-            Self::InsufficientScope | Self::ClaimMismatch => Some("insufficient_scope"),
-            Self::NoRoute
-            | Self::BadPath
-            | Self::BadHost
-            | Self::BadFraming
-            | Self::HeadersTooLarge
-            | Self::BadMethod
-            | Self::MissingToken
-            | Self::KeysUnavailable
-            | Self::IntrospectionUnavailable
-            | Self::CsrfFailed
-            | Self::BodyTimeout
-            | Self::InternalError => None,
-        }
-    }
-
-    /// Short, fixed text for `error_description` and the JSON body. Never echoes input.
-    pub const fn description(self) -> &'static str {
-        match self {
-            Self::NoRoute => "no route for this request",
-            Self::BadPath => "request path cannot be normalized safely",
-            Self::BadHost => "missing, repeated or inconsistent host",
-            Self::BadFraming => "conflicting or malformed message framing",
-            Self::MultipleAuthorization => "more than one Authorization header",
-            Self::MultipleTokens => "more than one token in the request",
-            Self::HeadersTooLarge => "request headers too large",
-            Self::BadMethod => "request method must be uppercase",
-            Self::MissingToken => "bearer token required",
-            Self::TokenTooLarge => "token too large",
-            Self::MalformedToken => "token is not a well-formed JWT",
-            Self::AlgNotAllowed => "token algorithm not allowed",
-            Self::CritUnsupported => "token has unsupported critical header parameters",
-            Self::BadIssuer => "token issuer not accepted",
-            Self::UnknownKid => "no key found for this token",
-            Self::BadSignature => "token signature is invalid",
-            Self::Expired => "token has expired",
-            Self::NotYetValid => "token is not valid yet",
-            Self::BadAudience => "token audience not accepted",
-            Self::BadClaims => "token claims are missing or malformed",
-            Self::LifetimeTooLong => "token lifetime is longer than allowed",
-            Self::BadType => "token type not accepted",
-            Self::Revoked => "token has been revoked",
-            Self::UnsafeClaimValue => "token claim cannot be forwarded safely",
-            Self::InsufficientScope => "token lacks a required scope",
-            Self::ClaimMismatch => "token lacks a required claim value",
-            Self::KeysUnavailable => "verification keys are not available",
-            Self::InactiveToken => "token is not active",
-            Self::IntrospectionUnavailable => "token introspection is not available",
-            Self::CsrfFailed => "cross-site request refused for a cookie token",
-            Self::BodyTimeout => "request body not received in time",
-            Self::InternalError => "internal error",
-        }
-    }
-}
-
-impl From<BadTarget> for Reject {
-    fn from(_: BadTarget) -> Self {
-        Reject::BadPath
-    }
 }
 
 // === impl Denial ===
