@@ -60,6 +60,40 @@ impl Failure {
     }
 }
 
+/// What went wrong with a call, for its log line (the metric counts the `Failure`). Never
+/// holds the token: transport errors are taken without their URL.
+#[derive(Debug, thiserror::Error)]
+enum Problem {
+    #[error("request failed: {0}")]
+    Request(reqwest::Error),
+    #[error("HTTP status {0}")]
+    Status(reqwest::StatusCode),
+    #[error("answer larger than {MAX_ANSWER_BYTES} bytes")]
+    TooLarge,
+    #[error("no answer within introspection_timeout ({0:?})")]
+    Timeout(Duration),
+    #[error("discovery: {0}")]
+    Discovery(String),
+    #[error("a signed answer was asked for, and this is not one")]
+    NotSigned,
+    #[error("signed answer is not text")]
+    NotText,
+    #[error("signed answer: {0}")]
+    Signature(&'static str),
+    #[error("signed answer's typ is not token-introspection+jwt")]
+    Typ,
+    #[error("signed answer's iss is not the provider's issuer")]
+    Issuer,
+    #[error("signed answer's aud is not this gateway's client_id")]
+    Audience,
+    #[error("signed answer has expired")]
+    Expired,
+    #[error("signed answer's iat is missing or not recent")]
+    Stale,
+    #[error(transparent)]
+    Answer(#[from] introspection::BadAnswer),
+}
+
 type Flight = Arc<OnceCell<Option<Lookup>>>;
 
 /// One provider's introspection client and answer cache. Kept across reloads while its
@@ -111,6 +145,11 @@ impl Introspector {
         let client = client(&settings)
             .map_err(|e| tracing::error!(provider = %provider.name, error = %e, "cannot build the introspection client (introspection_ca_file?); introspected tokens get 503"))
             .ok();
+        let signing_key = signing_key(&settings.client_auth);
+        if matches!(settings.client_auth, ClientAuth::PrivateKeyJwt { .. }) && signing_key.is_none()
+        {
+            tracing::error!(provider = %provider.name, "cannot use client_key_file; introspected tokens get 503");
+        }
         let lookup = |r: &str| {
             metrics
                 .introspection_cache_lookups
@@ -120,7 +159,7 @@ impl Introspector {
             provider: provider.name.clone(),
             cache: IntrospectionCache::new(&settings),
             client,
-            signing_key: signing_key(&settings.client_auth),
+            signing_key,
             flights: Mutex::new(HashMap::new()),
             slots: Semaphore::new(settings.max_in_flight),
             discovered: tokio::sync::Mutex::new(None),
@@ -197,11 +236,7 @@ impl Introspector {
         })
         .await
         .unwrap_or_else(|_| {
-            let error = format!(
-                "no answer within introspection_timeout ({:?})",
-                self.settings.timeout
-            );
-            Err(self.failed(Failure::Timeout, &error))
+            Err(self.failed(Failure::Timeout, &Problem::Timeout(self.settings.timeout)))
         });
         self.duration.observe(started.elapsed().as_secs_f64());
         let result = match &asked {
@@ -249,12 +284,9 @@ impl Introspector {
             .body(body)
             .send()
             .await
-            .map_err(|e| self.failed(Failure::Unreachable, &e.without_url().to_string()))?;
+            .map_err(|e| self.failed(Failure::Unreachable, &Problem::Request(e.without_url())))?;
         if resp.status() != reqwest::StatusCode::OK {
-            return Err(self.failed(
-                Failure::BadStatus,
-                &format!("HTTP status {}", resp.status()),
-            ));
+            return Err(self.failed(Failure::BadStatus, &Problem::Status(resp.status())));
         }
         let content_type = resp
             .headers()
@@ -265,16 +297,12 @@ impl Introspector {
         let body = read_body(resp)
             .await
             .map_err(|e| self.failed(Failure::BadResponse, &e))?;
-        let answer = if s.signed_response {
-            if content_type != "token-introspection+jwt" {
-                return Err(self.failed(
-                    Failure::BadResponse,
-                    "a signed answer was asked for, and this is not one",
-                ));
-            }
-            self.signed_answer(&body, keys, provider).await
+        let answer = if !s.signed_response {
+            introspection::parse(&body).map_err(Problem::from)
+        } else if content_type != "token-introspection+jwt" {
+            Err(Problem::NotSigned)
         } else {
-            introspection::parse(&body).map_err(|e| e.to_string())
+            self.signed_answer(&body, keys, provider).await
         }
         .map_err(|e| self.failed(Failure::BadResponse, &e))?;
         Ok(answer)
@@ -330,9 +358,9 @@ impl Introspector {
         body: &[u8],
         keys: &ProviderKeys,
         provider: &ProviderSettings,
-    ) -> Result<Answer, String> {
+    ) -> Result<Answer, Problem> {
         let jws = std::str::from_utf8(body)
-            .map_err(|_| "signed answer is not text")?
+            .map_err(|_| Problem::NotText)?
             .trim();
         let mut verified = verify_signed(jws, keys, provider);
         if matches!(verified, Err(Reject::UnknownKid)) {
@@ -342,13 +370,12 @@ impl Introspector {
             keys.refetch_and_wait(self.settings.timeout).await;
             verified = verify_signed(jws, keys, provider);
         }
-        let (typ, mut claims) =
-            verified.map_err(|r| format!("signed answer: {}", r.description()))?;
+        let (typ, mut claims) = verified.map_err(|r| Problem::Signature(r.description()))?;
         if typ.as_deref() != Some("token-introspection+jwt") {
-            return Err("signed answer's typ is not token-introspection+jwt".to_owned());
+            return Err(Problem::Typ);
         }
         if claims.get("iss").and_then(|v| v.as_str()) != Some(provider.issuer.as_str()) {
-            return Err("signed answer's iss is not the provider's issuer".to_owned());
+            return Err(Problem::Issuer);
         }
         let aud_ok = match claims.get("aud") {
             Some(serde_json::Value::String(a)) => *a == self.settings.client_id,
@@ -358,13 +385,13 @@ impl Introspector {
             _ => false,
         };
         if !aud_ok {
-            return Err("signed answer's aud is not this gateway's client_id".to_owned());
+            return Err(Problem::Audience);
         }
         // An answer past its own `exp` (if it has one) is no answer.
         let now = unix_now();
         if let Some(exp) = claims.get("exp").and_then(serde_json::Value::as_f64) {
             if exp + provider.leeway.as_secs_f64() < now {
-                return Err("signed answer has expired".to_owned());
+                return Err(Problem::Expired);
             }
         }
         // A replayed old answer must not revive a token: `iat` within the leeway and the
@@ -372,13 +399,13 @@ impl Introspector {
         let slack = provider.leeway.as_secs_f64() + self.settings.timeout.as_secs_f64();
         match claims.get("iat").and_then(serde_json::Value::as_f64) {
             Some(iat) if (now - slack..=now + slack).contains(&iat) => {}
-            _ => return Err("signed answer's iat is missing or not recent".to_owned()),
+            _ => return Err(Problem::Stale),
         }
         claims.remove("aud");
-        introspection::from_signed_claims(claims).map_err(|e| e.to_string())
+        Ok(introspection::from_signed_claims(claims)?)
     }
 
-    fn failed(&self, f: Failure, error: &str) -> Failure {
+    fn failed(&self, f: Failure, error: &Problem) -> Failure {
         // Never the token: the error text comes from the transport or the status line.
         tracing::warn!(provider = %self.provider, result = f.label(), %error, "introspection failed; requests with this token get 503");
         f
@@ -408,29 +435,29 @@ impl Introspector {
 /// `introspection_endpoint` from the issuer's metadata, after the same checks as for
 /// `jwks_uri`: the metadata names this issuer, the URL is https (or loopback), and https
 /// when the issuer is.
-async fn discover(client: &reqwest::Client, issuer: &str) -> Result<String, String> {
+async fn discover(client: &reqwest::Client, issuer: &str) -> Result<String, Problem> {
     let resp = client
         .get(discovery_url(issuer))
         .timeout(FETCH_TIMEOUT)
         .send()
         .await
-        .map_err(|e| format!("discovery: {}", e.without_url()))?;
+        .map_err(|e| Problem::Request(e.without_url()))?;
     if !resp.status().is_success() {
-        return Err(format!("discovery: HTTP status {}", resp.status()));
+        return Err(Problem::Status(resp.status()));
     }
     let body = read_body(resp).await?;
-    metadata_url(&body, issuer, "introspection_endpoint")
+    metadata_url(&body, issuer, "introspection_endpoint").map_err(Problem::Discovery)
 }
 
-async fn read_body(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
+async fn read_body(mut resp: reqwest::Response) -> Result<Vec<u8>, Problem> {
     let mut body = Vec::new();
     while let Some(chunk) = resp
         .chunk()
         .await
-        .map_err(|e| format!("read failed: {}", e.without_url()))?
+        .map_err(|e| Problem::Request(e.without_url()))?
     {
         if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(format!("answer larger than {MAX_ANSWER_BYTES} bytes"));
+            return Err(Problem::TooLarge);
         }
         body.extend_from_slice(&chunk);
     }
