@@ -22,7 +22,7 @@ use super::trace::{Step, Trace};
 use super::{Context, Reject};
 use crate::config::routes::Route;
 use crate::config::{ProviderId, ProviderSettings};
-use crate::formats::jwks::Candidates;
+use crate::formats::jwks::{Candidates, KeySet};
 use crate::formats::media_type;
 use crate::formats::revocation;
 
@@ -142,12 +142,12 @@ pub fn verify<C: Context + ?Sized, T: Trace>(
     };
     let message_len = h64.len() + 1 + p64.len();
     let message = &token.as_bytes()[..message_len];
-    let (candidates, verified) = match keys.candidates(header.kid.as_deref(), alg) {
-        Candidates::One(k) => (1, k.verify(s64, message, alg)),
-        Candidates::Several(ks) => (ks.len(), ks.iter().any(|k| k.verify(s64, message, alg))),
-        Candidates::WrongAlgorithm => return Err(plain(Reject::AlgNotAllowed)),
-        Candidates::UnknownKid => return Err((Reject::UnknownKid, Some(provider_idx))),
-    };
+    let (candidates, verified) =
+        match check_signature(keys, header.kid.as_deref(), alg, message, s64) {
+            Ok(checked) => checked,
+            Err(Reject::UnknownKid) => return Err((Reject::UnknownKid, Some(provider_idx))),
+            Err(r) => return Err(plain(r)),
+        };
     trace.step(Step::Signature {
         candidates,
         valid: verified,
@@ -305,16 +305,29 @@ pub fn verify_signed(
         return Err(Reject::KeysUnavailable);
     };
     let message = &jws.as_bytes()[..h64.len() + 1 + p64.len()];
-    let valid = match keys.candidates(header.kid.as_deref(), alg) {
-        Candidates::One(k) => k.verify(s64, message, alg),
-        Candidates::Several(ks) => ks.iter().any(|k| k.verify(s64, message, alg)),
-        Candidates::WrongAlgorithm => return Err(Reject::AlgNotAllowed),
-        Candidates::UnknownKid => return Err(Reject::UnknownKid),
-    };
+    let (_, valid) = check_signature(keys, header.kid.as_deref(), alg, message, s64)?;
     if !valid {
         return Err(Reject::BadSignature);
     }
     Ok((header.typ.map(|t| media_type(&t)), decode_json(p64)?))
+}
+
+/// The keys for `kid` and `alg`, and whether one of them signed `message` with `sig`:
+/// (how many were tried, valid). A `kid` pinned to another algorithm is `AlgNotAllowed`;
+/// none for it, `UnknownKid`.
+fn check_signature(
+    keys: &KeySet,
+    kid: Option<&str>,
+    alg: Algorithm,
+    message: &[u8],
+    sig: &str,
+) -> Result<(usize, bool), Reject> {
+    match keys.candidates(kid, alg) {
+        Candidates::One(k) => Ok((1, k.verify(sig, message, alg))),
+        Candidates::Several(ks) => Ok((ks.len(), ks.iter().any(|k| k.verify(sig, message, alg)))),
+        Candidates::WrongAlgorithm => Err(Reject::AlgNotAllowed),
+        Candidates::UnknownKid => Err(Reject::UnknownKid),
+    }
 }
 
 fn decode_json<T: for<'de> Deserialize<'de>>(part: &str) -> Result<T, Reject> {
