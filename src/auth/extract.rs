@@ -210,7 +210,9 @@ pub fn extract_bearer(headers: &HeaderMap, max_bytes: usize) -> Result<Credentia
         // Two credentials: which one would the upstream or a later hop read?
         return Err(Reject::MultipleAuthorization);
     }
-    let value = value.as_bytes();
+    // A field value has no leading or trailing whitespace (RFC 9110 §5.5): HTTP/1 parsers
+    // drop it, HTTP/2 may deliver it; read both the same (`Bearer ` is `Bearer`).
+    let value = value.as_bytes().trim_ascii();
     let Some(space) = value.iter().position(|&b| b == b' ') else {
         // A lone word: another scheme, or `Bearer` with no token at all.
         return Ok(Credential::None);
@@ -439,9 +441,11 @@ mod tests {
             extract_bearer(&h(&["Bearer a", "Bearer b"]), 100),
             Err(Reject::MultipleAuthorization)
         );
+        // Trailing blanks are not part of a field value (HTTP/2 may deliver them).
+        assert_eq!(extract_bearer(&h(&["Bearer  "]), 100), Ok(Credential::None));
         assert_eq!(
-            extract_bearer(&h(&["Bearer  "]), 100),
-            Err(Reject::MalformedToken)
+            extract_bearer(&h(&[" Bearer abc "]), 100),
+            Ok(Credential::Bearer("abc"))
         );
         assert_eq!(
             extract_bearer(&h(&["Bearer a b"]), 100),

@@ -215,12 +215,7 @@ fn introspected<C: Context + ?Sized, T: Trace>(
         Some(Lookup::Inactive) => return Err((Reject::InactiveToken, None)),
         Some(Lookup::Active(claims)) => claims,
     };
-    // Many endpoints answer active for refresh tokens too (RFC 7662 `token_type`, Hydra's
-    // `token_use`): only an access token is a bearer credential for an API.
-    let kind = |name: &str| claims.get(name).and_then(Value::as_str);
-    if kind("token_type").is_some_and(|t| t.eq_ignore_ascii_case("refresh_token"))
-        || kind("token_use").is_some_and(|t| t != "access_token")
-    {
+    if !is_access_token(&claims) {
         return Err((Reject::BadType, None));
     }
     trace.step(Step::Registered {
@@ -241,6 +236,30 @@ fn introspected<C: Context + ?Sized, T: Trace>(
         claims,
         remaining_lifetime: exp.map(|exp| exp - now),
     })
+}
+
+/// Whether an active answer is for an access token. Many endpoints answer active for refresh
+/// tokens too, in their own words: RFC 7662's `token_type` (any spelling with `refresh`, or
+/// not a string at all), Hydra's `token_use` (anything but `access_token`), Keycloak's `typ`
+/// (`Refresh`, `Offline`, `ID`). Only an access token is a bearer credential for an API.
+fn is_access_token(claims: &Claims) -> bool {
+    let token_type = match claims.get("token_type") {
+        None => true,
+        Some(Value::String(t)) => !t.to_ascii_lowercase().contains("refresh"),
+        Some(_) => false,
+    };
+    let token_use = match claims.get("token_use") {
+        None => true,
+        Some(v) => v.as_str() == Some("access_token"),
+    };
+    let typ = match claims.get("typ").and_then(Value::as_str) {
+        Some(t) => !matches!(
+            t.to_ascii_lowercase().as_str(),
+            "refresh" | "offline" | "id"
+        ),
+        None => true,
+    };
+    token_type && token_use && typ
 }
 
 /// A cached verification of this token, if one holds for this route now: `None` sends the

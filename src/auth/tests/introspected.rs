@@ -145,7 +145,14 @@ fn opaque_tokens_wait_for_an_answer_then_follow_it() {
     // A refresh token is no bearer credential, whatever the endpoint says of it.
     for extra in [
         json!({"token_type": "refresh_token"}),
+        json!({"token_type": "urn:ietf:params:oauth:token-type:refresh_token"}),
+        json!({"token_type": "Refresh-Token"}),
+        json!({"token_type": ["refresh_token"]}),
         json!({"token_use": "refresh_token"}),
+        json!({"token_use": "id_token"}),
+        json!({"typ": "Refresh"}),
+        json!({"typ": "Offline"}),
+        json!({"typ": "ID"}),
     ] {
         answer(&mut cx, t, active(extra.clone()));
         assert_eq!(

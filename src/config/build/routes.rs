@@ -282,7 +282,7 @@ pub(super) fn build_route(
         );
     }
     let token_sources = build_token_sources(cx, span, &key, r, auth, claim_headers);
-    let csrf = build_csrf(cx, span, &key, r, &token_sources, i);
+    let csrf = build_csrf(cx, span, &key, r, &token_sources, i, claim_headers);
     // An opaque token goes to the route's one introspecting provider: with two, it could
     // not choose (and trying both would hand the token to an issuer it is not for).
     let introspecting: Vec<usize> = route_providers
@@ -465,6 +465,7 @@ fn build_csrf(
     r: &RawRoute,
     sources: &[TokenSource],
     i: usize,
+    claim_headers: &[String],
 ) -> Csrf {
     let cookies = sources.iter().any(|s| matches!(s, TokenSource::Cookie(_)));
     let Some(raw) = r.csrf.as_deref() else {
@@ -491,7 +492,7 @@ fn build_csrf(
             .strip_prefix("header:")
             .and_then(|n| HeaderName::from_bytes(n.as_bytes()).ok())
         {
-            Some(h) if browser_may_send(&h) => {
+            Some(h) if browser_may_send(&h, claim_headers) => {
                 cx.err(
                     span,
                     key("csrf"),
@@ -527,22 +528,48 @@ fn not_a_token_header(h: &HeaderName, claim_headers: &[String]) -> bool {
         "te",
         "trailer",
         "upgrade",
-        "forwarded",
-        "x-request-id",
+        "http2-settings",
         "origin",
         "referer",
     ];
     RESERVED.contains(&c.as_str())
-        || ["proxy-", "x-forwarded-", "sec-"]
-            .iter()
-            .any(|p| c.starts_with(p))
+        || ["proxy-", "sec-"].iter().any(|p| c.starts_with(p))
+        || set_on_the_way(&c)
         || claim_headers.contains(&c)
 }
 
+/// Headers a proxy in front adds or the gateway rewrites (forwarding, client address,
+/// request id, rewrite and method-override headers): present on requests no page made.
+fn set_on_the_way(c: &str) -> bool {
+    const NAMES: &[&str] = &[
+        "forwarded",
+        "x-real-ip",
+        "x-client-ip",
+        "client-ip",
+        "true-client-ip",
+        "cf-connecting-ip",
+        "x-cluster-client-ip",
+        "x-request-id",
+        "x-host",
+        "x-rewrite-url",
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+        "early-data",
+        "via",
+    ];
+    NAMES.contains(&c)
+        || ["x-forwarded-", "x-original-"]
+            .iter()
+            .any(|p| c.starts_with(p))
+}
+
 /// Headers a browser sends on a cross-site request without a CORS preflight, or sets
-/// itself (the Fetch standard's CORS-safelisted and forbidden request headers): their
-/// presence is no proof that the page is the site's own.
-fn browser_may_send(h: &HeaderName) -> bool {
+/// itself (the Fetch standard's CORS-safelisted and forbidden request headers, cache and
+/// conditional headers, client hints, navigation headers), and headers added on the way or
+/// by the gateway: their presence is no proof that the page is the site's own. (A browser
+/// sends any other header cross-site only after a preflight the API answers.)
+fn browser_may_send(h: &HeaderName, claim_headers: &[String]) -> bool {
     const NAMES: &[&str] = &[
         "accept",
         "accept-language",
@@ -571,10 +598,33 @@ fn browser_may_send(h: &HeaderName) -> bool {
         "transfer-encoding",
         "upgrade",
         "user-agent",
-        "via",
+        "cache-control",
+        "pragma",
+        "if-none-match",
+        "if-modified-since",
+        "if-match",
+        "if-unmodified-since",
+        "if-range",
+        "upgrade-insecure-requests",
+        "priority",
+        "save-data",
+        "purpose",
+        "last-event-id",
+        "service-worker-navigation-preload",
+        "attribution-reporting-eligible",
+        "device-memory",
+        "dpr",
+        "ect",
+        "rtt",
+        "downlink",
+        "viewport-width",
+        "width",
     ];
     let c = canonical_header(h.as_str());
-    NAMES.contains(&c.as_str()) || c.starts_with("proxy-") || c.starts_with("sec-")
+    NAMES.contains(&c.as_str())
+        || ["proxy-", "sec-"].iter().any(|p| c.starts_with(p))
+        || set_on_the_way(&c)
+        || claim_headers.contains(&c)
 }
 
 /// RFC 9110 `tchar`.
