@@ -7,43 +7,7 @@ use crate::auth::extract::same_cookie_key;
 use crate::config::routes::{Route, TokenSource};
 use crate::config::HeaderPolicy;
 use crate::formats::canonical_header;
-
-/// Headers a client could use to make the upstream act on another path, host, method or
-/// client address than the one authorized (`X-Original-URL: /admin` on Symfony or IIS,
-/// `X-Forwarded-Host` on host-based routing, method overrides): never forwarded. The
-/// gateway sets `X-Forwarded-For`, `-Proto` and `-Host` itself.
-const REWRITE_EXACT: &[&str] = &[
-    "forwarded",
-    "x-forwarded",
-    "x-host",
-    "x-real-ip",
-    "x-client-ip",
-    "client-ip",
-    "true-client-ip",
-    "cf-connecting-ip",
-    "x-cluster-client-ip",
-    "x-rewrite-url",
-    "x-http-method-override",
-    "x-http-method",
-    "x-method-override",
-];
-const REWRITE_PREFIXES: &[&str] = &["x-forwarded-", "x-original-"];
-
-/// Headers the gateway sets itself: the client's copies go in every spelling (its
-/// `X-Request-Id` is taken over when it is a short token; an `x_request_id` would reach a
-/// CGI-style server as a second one).
-const GATEWAY_SET: &[&str] = &["x-request-id"];
-
-/// Hop-by-hop headers (RFC 9110 §7.6.1) and proxy credentials: never forwarded.
-const HOP_BY_HOP: &[&str] = &[
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authorization",
-    "proxy-authenticate",
-    "te",
-    "trailer",
-    "http2-settings",
-];
+use crate::formats::header_names::{is_gateway_set, is_hop_by_hop, is_rewrite};
 
 /// Names of the client's headers that must not reach the upstream, given the policy.
 /// Compared case-insensitively and with `_` folded to `-`, so `X_User_Id` cannot slip past
@@ -80,11 +44,10 @@ pub fn headers_to_remove(
                 .strip_prefixes
                 .iter()
                 .any(|p| canonical.starts_with(p.as_str()))
-            || HOP_BY_HOP.contains(&canonical.as_str())
+            || is_hop_by_hop(&canonical)
             || in_connection
-            || REWRITE_EXACT.contains(&canonical.as_str())
-            || GATEWAY_SET.contains(&canonical.as_str())
-            || REWRITE_PREFIXES.iter().any(|p| canonical.starts_with(p))
+            || is_rewrite(&canonical)
+            || is_gateway_set(&canonical)
             || (*name == AUTHORIZATION && !carriers.keeps(&TokenSource::Authorization))
             || carriers.strips_header(name, &canonical)
             || (*name == UPGRADE && h2c)

@@ -10,24 +10,20 @@ use crate::config::schema::RawHeaders;
 use crate::config::{ClaimHeader, HeaderPolicy};
 use crate::formats::canonical_header;
 use crate::formats::claim_path::ClaimPath;
+use crate::formats::header_names::{is_framing, is_hop_by_hop};
 
 /// Headers a claim may never be forwarded in: they carry framing, routing or credentials.
-const RESERVED_HEADERS: &[&str] = &[
-    "host",
-    "authorization",
-    "proxy-authorization",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "upgrade",
-    "proxy-connection",
-    "cookie",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-];
+fn reserved(canonical: &str) -> bool {
+    is_framing(canonical)
+        || is_hop_by_hop(canonical)
+        || [
+            "authorization",
+            "cookie",
+            "x-forwarded-for",
+            "x-forwarded-proto",
+        ]
+        .contains(&canonical)
+}
 
 pub(super) fn build_headers(cx: &mut Ctx<'_>, raw: &RawHeaders) -> HeaderPolicy {
     let mut forward_claims = Vec::new();
@@ -53,7 +49,7 @@ pub(super) fn build_headers(cx: &mut Ctx<'_>, raw: &RawHeaders) -> HeaderPolicy 
             }
         };
         let canonical = canonical_header(name.as_str());
-        if RESERVED_HEADERS.contains(&canonical.as_str()) {
+        if reserved(&canonical) {
             cx.err(
                 at(header),
                 key,

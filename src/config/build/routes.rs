@@ -13,6 +13,7 @@ use crate::config::schema::{RawAuthMode, RawConfig, RawMode, RawRoute};
 use crate::config::{ProviderId, ProviderSettings, UpstreamId};
 use crate::formats::canonical_header;
 use crate::formats::claim_path::ClaimPath;
+use crate::formats::header_names::is_managed;
 use crate::formats::normalize::{normalize_host, normalize_path};
 
 pub(super) fn build_routes(
@@ -518,50 +519,10 @@ fn build_csrf(
 /// read and then stripped, or would strip what the upstream needs (`Host`).
 fn not_a_token_header(h: &HeaderName, claim_headers: &[String]) -> bool {
     let c = canonical_header(h.as_str());
-    const RESERVED: &[&str] = &[
-        "host",
-        "content-length",
-        "content-type",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "upgrade",
-        "http2-settings",
-        "origin",
-        "referer",
-    ];
-    RESERVED.contains(&c.as_str())
+    is_managed(&c)
+        || ["content-type", "origin", "referer", "via", "early-data"].contains(&c.as_str())
         || ["proxy-", "sec-"].iter().any(|p| c.starts_with(p))
-        || set_on_the_way(&c)
         || claim_headers.contains(&c)
-}
-
-/// Headers a proxy in front adds or the gateway rewrites (forwarding, client address,
-/// request id, rewrite and method-override headers): present on requests no page made.
-fn set_on_the_way(c: &str) -> bool {
-    const NAMES: &[&str] = &[
-        "forwarded",
-        "x-real-ip",
-        "x-client-ip",
-        "client-ip",
-        "true-client-ip",
-        "cf-connecting-ip",
-        "x-cluster-client-ip",
-        "x-request-id",
-        "x-host",
-        "x-rewrite-url",
-        "x-http-method-override",
-        "x-http-method",
-        "x-method-override",
-        "early-data",
-        "via",
-    ];
-    NAMES.contains(&c)
-        || ["x-forwarded-", "x-original-"]
-            .iter()
-            .any(|p| c.starts_with(p))
 }
 
 /// Headers a browser sends on a cross-site request without a CORS preflight, or sets
@@ -623,7 +584,8 @@ fn browser_may_send(h: &HeaderName, claim_headers: &[String]) -> bool {
     let c = canonical_header(h.as_str());
     NAMES.contains(&c.as_str())
         || ["proxy-", "sec-"].iter().any(|p| c.starts_with(p))
-        || set_on_the_way(&c)
+        || is_managed(&c)
+        || ["via", "early-data"].contains(&c.as_str())
         || claim_headers.contains(&c)
 }
 
