@@ -9,6 +9,7 @@
 pub mod cache;
 pub mod claims;
 mod csrf;
+pub mod dpop;
 pub mod extract;
 pub mod introspection;
 pub mod keystore;

@@ -266,6 +266,13 @@ impl fmt::Debug for KeySet {
     }
 }
 
+/// One JWK as a verifying key, under the same rules as a key of a JWKS (the key's type,
+/// curve and size, `use`, `key_ops`, its own `alg`), for the algorithms in `allowed`. A
+/// DPoP proof carries its key this way (RFC 9449 §4.2).
+pub fn verify_key_from_jwk(jwk: &Value, allowed: &[Algorithm]) -> Result<VerifyKey, &'static str> {
+    parse_jwk(jwk, allowed)
+}
+
 fn parse_jwk(jwk: &Value, allowed: &[Algorithm]) -> Result<VerifyKey, &'static str> {
     let obj = jwk.as_object().ok_or("not a JSON object")?;
     let field = |name: &str| obj.get(name).and_then(Value::as_str);

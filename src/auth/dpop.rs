@@ -1,0 +1,155 @@
+//! A DPoP proof (RFC 9449 §4.3), checked as a pure function: the proof's form, its key (a
+//! public JWK of an allowed asymmetric algorithm, which signed it), and its claims against
+//! the request (`htm`, `htu`, `iat` within the window, `ath` for the access token). What it
+//! returns, the key's thumbprint and the `jti`, is what the caller compares with the token's
+//! `cnf.jkt` and records against replay. Not wired into `decide` yet (issue 15).
+
+use std::str::FromStr;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use http::Method;
+use jsonwebtoken::Algorithm;
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::formats::dpop::{check_public, normalize_htu, thumbprint};
+use crate::formats::jwks::verify_key_from_jwk;
+use crate::formats::media_type;
+
+/// Longest `jti` accepted (it is kept for replay detection).
+const MAX_JTI: usize = 256;
+
+/// What the proof must match.
+pub struct Expected<'a> {
+    pub method: &'a Method,
+    /// The request's URI in `normalize_htu` form (the public URL, or scheme and validated
+    /// authority, plus the normalized path).
+    pub htu: &'a str,
+    /// The access token the proof goes with (`ath`); `None` where there is none.
+    pub access_token: Option<&'a str>,
+    /// The allow-list: asymmetric algorithms only.
+    pub algorithms: &'a [Algorithm],
+    /// Seconds since the epoch.
+    pub now: f64,
+    /// How old an `iat` may be, and how far ahead of the clock.
+    pub max_age: f64,
+    pub leeway: f64,
+}
+
+/// A proof that checked out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Proof {
+    /// RFC 7638 thumbprint of the proof's key: what `cnf.jkt` must say.
+    pub jkt: String,
+    pub jti: String,
+    pub iat: f64,
+}
+
+/// Why a proof is refused (RFC 9449 `invalid_dpop_proof`, each for the log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BadProof {
+    #[error("not a compact JWS with a JSON header and claims")]
+    Malformed,
+    #[error("typ is not dpop+jwt")]
+    Type,
+    #[error("alg is not an allowed asymmetric algorithm")]
+    Algorithm,
+    #[error("jwk is missing, private, or not a usable public key for alg")]
+    Key,
+    #[error("signature does not verify with the proof's jwk")]
+    Signature,
+    #[error("htm is not the request method")]
+    Method,
+    #[error("htu is not the request URI")]
+    Uri,
+    #[error("iat is missing, not a number, too old or in the future")]
+    Time,
+    #[error("ath is missing or not the access token's hash")]
+    TokenHash,
+    #[error("jti is missing, empty or too long")]
+    Id,
+}
+
+#[derive(Deserialize)]
+struct ProofHeader {
+    typ: Option<String>,
+    alg: String,
+    jwk: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct ProofClaims {
+    htm: Option<String>,
+    htu: Option<String>,
+    iat: Option<Value>,
+    jti: Option<String>,
+    ath: Option<String>,
+}
+
+/// Checks `proof` against what the request is. The order follows RFC 9449 §4.3: form, `typ`,
+/// `alg`, key, signature, then the claims.
+pub fn check_proof(proof: &str, e: &Expected<'_>) -> Result<Proof, BadProof> {
+    let mut parts = proof.split('.');
+    let (Some(h64), Some(p64), Some(s64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(BadProof::Malformed);
+    };
+    let header: ProofHeader = decode(h64)?;
+    if header.typ.as_deref().map(media_type).as_deref() != Some("dpop+jwt") {
+        return Err(BadProof::Type);
+    }
+    // Never `none`, never HMAC (a proof proves a private key), never outside the list.
+    let alg = Algorithm::from_str(&header.alg).map_err(|_| BadProof::Algorithm)?;
+    if matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
+        || !e.algorithms.contains(&alg)
+    {
+        return Err(BadProof::Algorithm);
+    }
+    let jwk = header.jwk.ok_or(BadProof::Key)?;
+    check_public(&jwk).map_err(|_| BadProof::Key)?;
+    let key = verify_key_from_jwk(&jwk, &[alg]).map_err(|_| BadProof::Key)?;
+    let jkt = thumbprint(&jwk).map_err(|_| BadProof::Key)?;
+    let message = &proof.as_bytes()[..h64.len() + 1 + p64.len()];
+    if !key.verify(s64, message, alg) {
+        return Err(BadProof::Signature);
+    }
+    let claims: ProofClaims = decode(p64)?;
+    if claims.htm.as_deref() != Some(e.method.as_str()) {
+        return Err(BadProof::Method);
+    }
+    if claims.htu.as_deref().and_then(normalize_htu).as_deref() != Some(e.htu) {
+        return Err(BadProof::Uri);
+    }
+    let iat = match claims.iat {
+        Some(Value::Number(n)) => n.as_f64().filter(|v| v.is_finite()),
+        _ => None,
+    }
+    .ok_or(BadProof::Time)?;
+    if iat > e.now + e.leeway || iat < e.now - e.max_age - e.leeway {
+        return Err(BadProof::Time);
+    }
+    if let Some(token) = e.access_token {
+        let want = URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()));
+        if claims.ath.as_deref() != Some(want.as_str()) {
+            return Err(BadProof::TokenHash);
+        }
+    }
+    let jti = claims
+        .jti
+        .filter(|j| !j.is_empty() && j.len() <= MAX_JTI)
+        .ok_or(BadProof::Id)?;
+    Ok(Proof { jkt, jti, iat })
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(part: &str) -> Result<T, BadProof> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| BadProof::Malformed)?;
+    serde_json::from_slice(&bytes).map_err(|_| BadProof::Malformed)
+}
+
+#[cfg(test)]
+mod tests;
