@@ -151,5 +151,7 @@ fn decode<T: for<'de> Deserialize<'de>>(part: &str) -> Result<T, BadProof> {
     serde_json::from_slice(&bytes).map_err(|_| BadProof::Malformed)
 }
 
+pub mod replay;
+
 #[cfg(test)]
 mod tests;
