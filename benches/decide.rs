@@ -265,11 +265,61 @@ fn bench_config(c: &mut Criterion) {
     });
 }
 
+/// A DPoP proof check (issue 15, not yet on the request path): the proof's own JWS with the
+/// key it carries, its claims, the thumbprint; next to `decide/*` it shows what a DPoP-bound
+/// request will add.
+fn bench_dpop(c: &mut Criterion) {
+    use authgate::auth::dpop::{check_proof, Expected};
+    use jsonwebtoken::jwk::Jwk;
+    let mut g = c.benchmark_group("dpop");
+    let token = token(Algorithm::RS256, "rsa", "rsa.pem");
+    let ath = {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(sha2::Sha256::digest(token.as_bytes()))
+    };
+    for (name, alg, pem) in [
+        ("check_proof_ES256", Algorithm::ES256, "ec.pem"),
+        ("check_proof_RS256", Algorithm::RS256, "rsa.pem"),
+        ("check_proof_EdDSA", Algorithm::EdDSA, "ed.pem"),
+    ] {
+        let pem = std::fs::read(format!("{FIX}/{pem}")).unwrap();
+        let key = match alg {
+            Algorithm::ES256 => EncodingKey::from_ec_pem(&pem),
+            Algorithm::EdDSA => EncodingKey::from_ed_pem(&pem),
+            _ => EncodingKey::from_rsa_pem(&pem),
+        }
+        .unwrap();
+        let mut h = Header::new(alg);
+        h.typ = Some("dpop+jwt".into());
+        h.jwk = Some(Jwk::from_encoding_key(&key, alg).unwrap());
+        let claims = json!({"htm": "GET", "htu": "https://api.example.com/api/orders/7",
+                            "iat": now(), "jti": "bench-1", "ath": ath});
+        let proof = jsonwebtoken::encode(&h, &claims, &key).unwrap();
+        let expected = Expected {
+            method: &Method::GET,
+            htu: "https://api.example.com/api/orders/7",
+            access_token: Some(&token),
+            algorithms: &[Algorithm::ES256, Algorithm::RS256, Algorithm::EdDSA],
+            now: now(),
+            max_age: 300.0,
+            leeway: 5.0,
+        };
+        assert!(check_proof(&proof, &expected).is_ok(), "{name}");
+        g.bench_function(name, |b| {
+            b.iter(|| check_proof(black_box(&proof), black_box(&expected)))
+        });
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
     bench_decide,
     bench_routes,
     bench_claims,
-    bench_config
+    bench_config,
+    bench_dpop
 );
 criterion_main!(benches);
