@@ -239,12 +239,9 @@ fn prepare(
             Algorithm::EdDSA => EncodingKey::from_ed_pem(&pem),
             Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
                 // As `hmac_secret_file`: the file's bytes without trailing newlines.
-                let end = pem
-                    .iter()
-                    .rposition(|&b| b != b'\n' && b != b'\r')
-                    .map_or(0, |i| i + 1);
-                p.key_source = KeySource::HmacSecret(pem[..end].to_vec());
-                Ok(EncodingKey::from_secret(&pem[..end]))
+                let secret = crate::formats::secret_bytes(&pem);
+                p.key_source = KeySource::HmacSecret(secret.to_vec());
+                Ok(EncodingKey::from_secret(secret))
             }
             other => {
                 return Err(format!(

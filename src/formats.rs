@@ -37,6 +37,16 @@ pub fn canonical_header(name: &str) -> String {
         .collect()
 }
 
+/// A secret as read from its file: the bytes without trailing newlines (an editor's or
+/// `echo`'s), which are never part of a secret.
+pub fn secret_bytes(file: &[u8]) -> &[u8] {
+    let end = file
+        .iter()
+        .rposition(|&b| b != b'\n' && b != b'\r')
+        .map_or(0, |i| i + 1);
+    &file[..end]
+}
+
 /// Where OIDC discovery reads an issuer's metadata (OpenID Connect Discovery 1.0 §4).
 pub fn discovery_url(issuer: &str) -> String {
     format!(

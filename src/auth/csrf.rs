@@ -104,16 +104,7 @@ mod tests {
         check(&head, csrf, authority)
     }
 
-    fn h(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        for (n, v) in pairs {
-            m.append(
-                HeaderName::from_bytes(n.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        m
-    }
+    use crate::auth::tests::header_map as h;
 
     #[test]
     fn same_origin_rule() {

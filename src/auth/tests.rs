@@ -154,19 +154,25 @@ fn hs256(claims: &Value) -> String {
     .unwrap()
 }
 
-fn run(
-    snap: &Snapshot,
-    method: Method,
-    target: &str,
-    headers: &[(&str, &str)],
-) -> Result<Grant, Denial> {
+/// A header map of `pairs`, in order, repeated names appended (the auth tests' requests).
+pub(crate) fn header_map(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut map = HeaderMap::new();
-    for (n, v) in headers {
+    for (n, v) in pairs {
         map.append(
             http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
             HeaderValue::from_str(v).unwrap(),
         );
     }
+    map
+}
+
+fn run<C: Context + ?Sized>(
+    snap: &C,
+    method: Method,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> Result<Grant, Denial> {
+    let mut map = header_map(headers);
     // Every request names its host; `localhost` unless the test says otherwise.
     if !map.contains_key(HOST) && !target.starts_with("http") {
         map.insert(HOST, HeaderValue::from_static("localhost"));

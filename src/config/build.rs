@@ -63,11 +63,8 @@ impl Ctx<'_> {
         key: &str,
         file: &str,
     ) -> Option<(PathBuf, Vec<u8>)> {
-        let (path, mut secret) = self.read(at, key, file)?;
-        while secret.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-            secret.pop();
-        }
-        Some((path, secret))
+        let (path, bytes) = self.read(at, key, file)?;
+        Some((path, crate::formats::secret_bytes(&bytes).to_vec()))
     }
 
     /// A PEM file of CA certificates: at least one must be in it.

@@ -67,8 +67,8 @@ pub fn headers_to_remove(
 /// unchecked token never rides along.
 #[derive(Debug, Default)]
 pub struct TokenCarriers<'r> {
-    /// Canonical name (`canonical_header`) and the exact name of each token header.
-    headers: Vec<(String, &'r HeaderName)>,
+    /// The exact name of each token header (compared in canonical form).
+    headers: Vec<&'r HeaderName>,
     /// The exact name of each token cookie (compared by `same_cookie_key`).
     cookies: Vec<&'r str>,
     /// The carrier that stays: the verified token's, with `forward_token`.
@@ -87,7 +87,7 @@ impl<'r> TokenCarriers<'r> {
         };
         for source in &route.token_sources {
             match source {
-                TokenSource::Header(h) => c.headers.push((canonical_header(h.as_str()), h)),
+                TokenSource::Header(h) => c.headers.push(h),
                 TokenSource::Cookie(n) => c.cookies.push(n.as_str()),
                 TokenSource::Authorization => {}
             }
@@ -101,8 +101,8 @@ impl<'r> TokenCarriers<'r> {
     }
 
     fn strips_header(&self, name: &HeaderName, canonical: &str) -> bool {
-        self.headers.iter().any(|(c, exact)| {
-            c == canonical
+        self.headers.iter().any(|exact| {
+            same_canonical(canonical, exact.as_str())
                 && !(name == *exact
                     && matches!(self.kept, Some(TokenSource::Header(k)) if k == *exact))
         })
@@ -116,6 +116,16 @@ impl<'r> TokenCarriers<'r> {
                     && matches!(self.kept, Some(TokenSource::Cookie(c)) if c == exact))
         })
     }
+}
+
+/// Whether `canonical` (a `canonical_header`) is the canonical form of the header name
+/// `name` (lowercase already, as every `HeaderName`), without building it per request.
+fn same_canonical(canonical: &str, name: &str) -> bool {
+    canonical.len() == name.len()
+        && canonical
+            .bytes()
+            .zip(name.bytes())
+            .all(|(c, n)| c == if n == b'_' { b'-' } else { n })
 }
 
 /// What becomes of the request's `Cookie` fields upstream.

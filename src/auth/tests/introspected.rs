@@ -84,24 +84,11 @@ fn active(extra: Value) -> Lookup {
 }
 
 fn decide_on(cx: &WithAnswers, target: &str, token: &str) -> Result<Grant, Denial> {
-    let mut map = HeaderMap::new();
-    map.insert(HOST, HeaderValue::from_static("localhost"));
-    map.insert(
-        http::header::AUTHORIZATION,
-        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
-    );
-    decide(
+    run(
         cx,
-        &RequestHead {
-            method: &Method::GET,
-            version: http::Version::HTTP_11,
-            target: target.as_bytes(),
-            authority: None,
-            headers: &map,
-            raw_head: None,
-            tls: false,
-        },
-        now(),
+        Method::GET,
+        target,
+        &[("authorization", &bearer(token))],
     )
 }
 

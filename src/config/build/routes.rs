@@ -33,6 +33,12 @@ pub(super) fn build_routes(
             "no routes: every request would be refused (404)",
         );
     }
+    let claim_headers: Vec<String> = raw
+        .headers
+        .forward_claims
+        .values()
+        .map(|h| canonical_header(h.get_ref()))
+        .collect();
     for (i, r) in raw.routes.iter().enumerate() {
         let span = at(r);
         if let Some(route) = build_route(
@@ -45,12 +51,7 @@ pub(super) fn build_routes(
                 providers,
                 provider_settings,
                 default_mode: raw.defaults.mode,
-                claim_headers: &raw
-                    .headers
-                    .forward_claims
-                    .values()
-                    .map(|h| canonical_header(h.get_ref()))
-                    .collect::<Vec<_>>(),
+                claim_headers: &claim_headers,
             },
         ) {
             if let Some(prev) = names.insert(route.name.clone(), i) {
