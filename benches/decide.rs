@@ -71,6 +71,27 @@ fn token(alg: Algorithm, kid: &str, pem: &str) -> String {
     jsonwebtoken::encode(&h, &claims, &key).unwrap()
 }
 
+/// The headers of a request to `api.example.com` carrying `name: value`.
+fn headers_with(name: &'static str, value: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(name, HeaderValue::from_str(value).unwrap());
+    headers.insert("host", HeaderValue::from_static("api.example.com"));
+    headers
+}
+
+/// A `GET` of `target` with `headers`, as the gateway hands it to `decide`.
+fn get<'a>(target: &'a [u8], headers: &'a HeaderMap) -> RequestHead<'a> {
+    RequestHead {
+        method: &Method::GET,
+        version: http::Version::HTTP_11,
+        target,
+        authority: None,
+        headers,
+        raw_head: None,
+        tls: false,
+    }
+}
+
 fn now() -> f64 {
     jsonwebtoken::get_current_timestamp() as f64
 }
@@ -87,21 +108,8 @@ fn bench_decide(c: &mut Criterion) {
         ("ES256", Algorithm::ES256, "ec", "ec.pem"),
         ("EdDSA", Algorithm::EdDSA, "ed", "ed.pem"),
     ] {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "authorization",
-            HeaderValue::from_str(&format!("Bearer {}", token(alg, kid, pem))).unwrap(),
-        );
-        headers.insert("host", HeaderValue::from_static("api.example.com"));
-        let head = RequestHead {
-            method: &Method::GET,
-            version: http::Version::HTTP_11,
-            target: b"/api/orders/7?x=1",
-            authority: None,
-            headers: &headers,
-            raw_head: None,
-            tls: false,
-        };
+        let headers = headers_with("authorization", &format!("Bearer {}", token(alg, kid, pem)));
+        let head = get(b"/api/orders/7?x=1", &headers);
         assert!(
             decide(&uncached, &head, now()).is_ok(),
             "{name} must verify"
@@ -132,21 +140,11 @@ fn bench_token_sources(g: &mut criterion::BenchmarkGroup<'_, criterion::measurem
     );
     let snap = snapshot(&text);
     let jwt = token(Algorithm::ES256, "ec", "ec.pem");
-    let mut headers = HeaderMap::new();
-    headers.insert(
+    let headers = headers_with(
         "cookie",
-        HeaderValue::from_str(&format!("theme=dark; access_token={jwt}; lang=en")).unwrap(),
+        &format!("theme=dark; access_token={jwt}; lang=en"),
     );
-    headers.insert("host", HeaderValue::from_static("api.example.com"));
-    let head = RequestHead {
-        method: &Method::GET,
-        version: http::Version::HTTP_11,
-        target: b"/web/cart",
-        authority: None,
-        headers: &headers,
-        raw_head: None,
-        tls: false,
-    };
+    let head = get(b"/web/cart", &headers);
     assert!(
         decide(&snap, &head, now()).is_ok(),
         "cookie token must verify"
@@ -169,21 +167,8 @@ fn bench_token_sources(g: &mut criterion::BenchmarkGroup<'_, criterion::measurem
         snap: &snap,
         answers: &answers,
     };
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        "authorization",
-        HeaderValue::from_str(&format!("Bearer {opaque}")).unwrap(),
-    );
-    headers.insert("host", HeaderValue::from_static("api.example.com"));
-    let head = RequestHead {
-        method: &Method::GET,
-        version: http::Version::HTTP_11,
-        target: b"/opaque/orders",
-        authority: None,
-        headers: &headers,
-        raw_head: None,
-        tls: false,
-    };
+    let headers = headers_with("authorization", &format!("Bearer {opaque}"));
+    let head = get(b"/opaque/orders", &headers);
     assert!(
         decide(&cx, &head, now()).is_ok(),
         "the cached answer must pass"
