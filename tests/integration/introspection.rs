@@ -443,8 +443,11 @@ fn cookie_tokens_over_h1_and_h2() {
         .sign();
     let host = "localhost";
     for proto in Proto::BOTH {
+        let send = |method: &str, path: &str, headers: &[(&str, &str)]| {
+            proto.request(gw, method, host, path, headers)
+        };
         let cookie = format!("theme=dark; access_token={t}; lang=en");
-        let r = proto.request(gw, "GET", host, "/web/x", &[("cookie", &cookie)]);
+        let r = send("GET", "/web/x", &[("cookie", &cookie)]);
         assert_eq!(r.status, 200, "{proto:?}: {}", r.body);
         let seen = op.setup.upstream.last();
         assert_eq!(seen.one("x-user-id"), "alice", "{proto:?}");
@@ -454,10 +457,8 @@ fn cookie_tokens_over_h1_and_h2() {
             "{proto:?}: token cookie removed"
         );
         // Split over fields (HTTP/2 style), the only cookie: no Cookie upstream at all.
-        let r = proto.request(
-            gw,
+        let r = send(
             "GET",
-            host,
             "/web/x",
             &[
                 ("cookie", "theme=dark"),
@@ -473,31 +474,21 @@ fn cookie_tokens_over_h1_and_h2() {
 
         // Unsafe method: same-origin proof needed.
         let c = format!("access_token={t}");
-        let r = proto.request(
-            gw,
-            "POST",
-            host,
-            "/web/x",
-            &[("cookie", &c), ("content-length", "0")],
-        );
+        let r = send("POST", "/web/x", &[("cookie", &c), ("content-length", "0")]);
         assert_eq!(
             (r.status, r.reason().as_str()),
             (403, "csrf_failed"),
             "{proto:?}: {}",
             r.body
         );
-        let r = proto.request(
-            gw,
+        let r = send(
             "DELETE",
-            host,
             "/web/x",
             &[("cookie", &c), ("origin", "https://evil.example")],
         );
         assert_eq!(r.reason(), "csrf_failed", "{proto:?}");
-        let r = proto.request(
-            gw,
+        let r = send(
             "POST",
-            host,
             "/web/x",
             &[
                 ("cookie", &c),
@@ -506,10 +497,8 @@ fn cookie_tokens_over_h1_and_h2() {
             ],
         );
         assert_eq!(r.reason(), "csrf_failed", "{proto:?}");
-        let r = proto.request(
-            gw,
+        let r = send(
             "POST",
-            host,
             "/web/x",
             &[
                 ("cookie", &c),
@@ -518,10 +507,8 @@ fn cookie_tokens_over_h1_and_h2() {
             ],
         );
         assert_eq!(r.status, 200, "{proto:?}: {}", r.body);
-        let r = proto.request(
-            gw,
+        let r = send(
             "PUT",
-            host,
             "/web/x",
             &[
                 ("cookie", &c),
@@ -532,28 +519,22 @@ fn cookie_tokens_over_h1_and_h2() {
         assert_eq!(r.status, 200, "{proto:?}: {}", r.body);
         // The same request with the token in Authorization needs no proof: a browser never
         // adds that header on its own.
-        let r = proto.request(
-            gw,
+        let r = send(
             "POST",
-            host,
             "/web/x",
             &[("authorization", &bearer(&t)), ("content-length", "0")],
         );
         assert_eq!(r.status, 200, "{proto:?}: {}", r.body);
 
         // The header rule: the header, not an Origin.
-        let r = proto.request(
-            gw,
+        let r = send(
             "POST",
-            host,
             "/web-header/x",
             &[("cookie", &c), ("origin", "https://localhost")],
         );
         assert_eq!(r.reason(), "csrf_failed", "{proto:?}");
-        let r = proto.request(
-            gw,
+        let r = send(
             "POST",
-            host,
             "/web-header/x",
             &[
                 ("cookie", &c),
@@ -563,20 +544,12 @@ fn cookie_tokens_over_h1_and_h2() {
         );
         assert_eq!(r.status, 200, "{proto:?}: {}", r.body);
         // Authorization is not a source of that route: its token is not read (and goes).
-        let r = proto.request(
-            gw,
-            "GET",
-            host,
-            "/web-header/x",
-            &[("authorization", &bearer(&t))],
-        );
+        let r = send("GET", "/web-header/x", &[("authorization", &bearer(&t))]);
         assert_eq!(r.reason(), "missing_token", "{proto:?}");
 
         // Two different tokens: 400, whichever the sources.
-        let r = proto.request(
-            gw,
+        let r = send(
             "GET",
-            host,
             "/web/x",
             &[
                 ("authorization", &bearer(&t)),
@@ -589,10 +562,8 @@ fn cookie_tokens_over_h1_and_h2() {
             "{proto:?}: {}",
             r.body
         );
-        let r = proto.request(
-            gw,
+        let r = send(
             "GET",
-            host,
             "/web/x",
             &[
                 ("cookie", &format!("access_token={t}")),
@@ -601,19 +572,11 @@ fn cookie_tokens_over_h1_and_h2() {
         );
         assert_eq!(r.reason(), "multiple_tokens", "{proto:?}");
         // A bad cookie token is a bad token.
-        let r = proto.request(
-            gw,
-            "GET",
-            host,
-            "/web/x",
-            &[("cookie", "access_token=abc.def.ghi")],
-        );
+        let r = send("GET", "/web/x", &[("cookie", "access_token=abc.def.ghi")]);
         assert_eq!(r.status, 401, "{proto:?}");
         // Over TLS an http:// page of the same host is another origin.
-        let r = proto.request(
-            gw,
+        let r = send(
             "POST",
-            host,
             "/web/x",
             &[
                 ("cookie", &c),
@@ -625,11 +588,7 @@ fn cookie_tokens_over_h1_and_h2() {
         // Look-alike names an upstream may read as the token's never reach it (the attack
         // of issue 14's review: a second, unchecked token riding along).
         let forged = format!("{t}x");
-        let r = proto.request(
-            gw,
-            "GET",
-            host,
-            "/web/x",
+        let r = send("GET", "/web/x",
             &[
                 ("authorization", &bearer(&t)),
                 ("x_token", &forged),
@@ -644,10 +603,8 @@ fn cookie_tokens_over_h1_and_h2() {
         );
         assert_eq!(seen.one("cookie"), "theme=dark", "{proto:?}");
         // A comma separates cookies for lenient parsers: a second token there is seen.
-        let r = proto.request(
-            gw,
+        let r = send(
             "GET",
-            host,
             "/web/x",
             &[
                 ("authorization", &bearer(&t)),
@@ -657,10 +614,8 @@ fn cookie_tokens_over_h1_and_h2() {
         assert_eq!(r.reason(), "multiple_tokens", "{proto:?}");
         // A cookie only a lenient parser finds (Python's SimpleCookie reads `b` here) is
         // refused, as is a JOSE object of another shape on an introspecting route.
-        let r = proto.request(
-            gw,
+        let r = send(
             "GET",
-            host,
             "/web/x",
             &[
                 ("authorization", &bearer(&t)),
@@ -669,7 +624,7 @@ fn cookie_tokens_over_h1_and_h2() {
         );
         assert_eq!(r.reason(), "multiple_tokens", "{proto:?}");
         // A route without the cookie source ignores the cookie.
-        let r = proto.request(gw, "GET", host, "/api/x", &[("cookie", &c)]);
+        let r = send("GET", "/api/x", &[("cookie", &c)]);
         assert_eq!(r.reason(), "missing_token", "{proto:?}");
     }
 }
