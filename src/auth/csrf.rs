@@ -6,7 +6,7 @@ use http::{HeaderMap, Method};
 
 use super::{Reject, RequestHead};
 use crate::config::routes::Csrf;
-use crate::formats::normalize::{normalize_authority, Authority};
+use crate::formats::normalize::{split_http_url, Authority, Scheme};
 
 /// RFC 9110 §9.2.1 safe methods need no proof; every other method does (`POST`, `PUT`,
 /// `PATCH`, `DELETE`, and any extension method).
@@ -66,17 +66,17 @@ fn same_origin(headers: &HeaderMap, authority: &Authority, tls: bool) -> bool {
 /// same host is another origin, one a network attacker can write); on a plain one either is
 /// accepted, since TLS may end in front of the gateway. `null` and anything else never match.
 fn origin_matches(origin: &str, authority: &Authority, tls: bool) -> bool {
-    let (default_port, rest) = if let Some(r) = origin.strip_prefix("https://") {
-        (443, r)
-    } else if let Some(r) = origin.strip_prefix("http://").filter(|_| !tls) {
-        (80, r)
-    } else {
+    // A browser serializes an origin with a lowercase scheme (RFC 6454 §6.1).
+    if !(origin.starts_with("https://") || origin.starts_with("http://")) {
+        return false;
+    }
+    let Some((scheme, o, rest)) = split_http_url(origin) else {
         return false;
     };
-    let Some(o) = normalize_authority(rest).filter(|_| !rest.contains('/')) else {
-        return false;
-    };
-    o.host == authority.host
+    let default_port = scheme.default_port();
+    rest.is_empty()
+        && !(tls && scheme == Scheme::Http)
+        && o.host == authority.host
         && o.port.unwrap_or(default_port) == authority.port.unwrap_or(default_port)
 }
 
@@ -105,6 +105,7 @@ mod tests {
     }
 
     use crate::auth::tests::header_map as h;
+    use crate::formats::normalize::normalize_authority;
 
     #[test]
     fn same_origin_rule() {
@@ -130,6 +131,7 @@ mod tests {
             &[("origin", "null")],
             &[("origin", "app.example.com")],
             &[("origin", "https://app.example.com/x")],
+            &[("origin", "HTTPS://app.example.com")],
             &[("sec-fetch-site", "cross-site")],
             &[("sec-fetch-site", "same-site")],
             &[("sec-fetch-site", "none")],

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::normalize::{normalize_authority, normalize_path};
+use super::normalize::{normalize_path, split_http_url};
 
 /// Why a JWK has no thumbprint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -60,26 +60,13 @@ pub fn check_public(jwk: &Value) -> Result<(), BadJwk> {
 /// out, the path normalized as requests are; no query and no fragment (RFC 9449 §4.3: they
 /// are not compared). `None` for anything else.
 pub fn normalize_htu(htu: &str) -> Option<String> {
-    let (scheme, rest) = htu.split_once("://")?;
-    let scheme = scheme.to_ascii_lowercase();
-    let default_port = match scheme.as_str() {
-        "https" => 443,
-        "http" => 80,
-        _ => return None,
-    };
-    let rest = rest.split(['?', '#']).next().unwrap_or_default();
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    if authority.contains('@') {
-        return None;
-    }
-    let a = normalize_authority(&authority.to_ascii_lowercase())?;
-    let path = normalize_path(path).ok()?;
-    Some(match a.port.filter(|&p| p != default_port) {
-        Some(p) => format!("{scheme}://{}:{p}{path}", a.host),
-        None => format!("{scheme}://{}{path}", a.host),
+    let (scheme, a, rest) = split_http_url(htu)?;
+    let path = rest.split(['?', '#']).next().unwrap_or_default();
+    let path = normalize_path(if path.is_empty() { "/" } else { path }).ok()?;
+    let scheme_name = scheme.as_str();
+    Some(match a.port.filter(|&p| p != scheme.default_port()) {
+        Some(p) => format!("{scheme_name}://{}:{p}{path}", a.host),
+        None => format!("{scheme_name}://{}{path}", a.host),
     })
 }
 

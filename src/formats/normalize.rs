@@ -99,27 +99,55 @@ fn split_absolute_form(raw: &str) -> Result<(Option<Authority>, &str), BadTarget
     if raw.starts_with('/') {
         return Ok((None, raw));
     }
-    let lower_scheme = raw
-        .get(..8)
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_default();
-    let after = if lower_scheme.starts_with("http://") {
-        &raw[7..]
-    } else if lower_scheme.starts_with("https://") {
-        &raw[8..]
-    } else {
-        return Err(BadTarget::Form);
-    };
-    let (authority, rest) = match after.find(['/', '?']) {
-        Some(i) if after.as_bytes()[i] == b'/' => (&after[..i], &after[i..]),
-        // `http://host?q` has an empty path: that is `/`.
-        Some(_) | None => return Err(BadTarget::Form),
-    };
-    if authority.contains('@') {
-        return Err(BadTarget::Form);
+    match split_http_url(raw) {
+        // `http://host?q` has an empty path: that is `/`, but not as a request target.
+        Some((_, authority, rest)) if rest.starts_with('/') => Ok((Some(authority), rest)),
+        _ => Err(BadTarget::Form),
     }
-    let authority = normalize_authority(authority).ok_or(BadTarget::Form)?;
-    Ok((Some(authority), rest))
+}
+
+/// The scheme of an `http(s)://` URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub const fn default_port(self) -> u16 {
+        match self {
+            Self::Http => 80,
+            Self::Https => 443,
+        }
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Https => "https",
+        }
+    }
+}
+
+/// `scheme://authority` and what follows it (a path, `?query`, `#fragment`, or nothing): an
+/// `http` or `https` scheme in any case, no userinfo, the authority normalized (its port as
+/// written). The one reading of an absolute URL for request targets, `Origin` and DPoP's
+/// `htu`. `None` for anything else.
+pub fn split_http_url(raw: &str) -> Option<(Scheme, Authority, &str)> {
+    let (scheme, after) = raw.split_once("://")?;
+    let scheme = if scheme.eq_ignore_ascii_case("http") {
+        Scheme::Http
+    } else if scheme.eq_ignore_ascii_case("https") {
+        Scheme::Https
+    } else {
+        return None;
+    };
+    let end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    let (authority, rest) = after.split_at(end);
+    if authority.contains('@') {
+        return None;
+    }
+    Some((scheme, normalize_authority(authority)?, rest))
 }
 
 /// Lowercase host without port or trailing dot; `None` when it is not a plausible host.
