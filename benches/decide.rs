@@ -55,14 +55,19 @@ fn snapshot(text: &str) -> Snapshot {
     Snapshot::offline(config, &authgate::metrics::Metrics::new())
 }
 
-fn token(alg: Algorithm, kid: &str, pem: &str) -> String {
+/// The fixture key in `pem`, for `alg`.
+fn signing_key(alg: Algorithm, pem: &str) -> EncodingKey {
     let pem = std::fs::read(format!("{FIX}/{pem}")).unwrap();
-    let key = match alg {
+    match alg {
         Algorithm::ES256 => EncodingKey::from_ec_pem(&pem),
         Algorithm::EdDSA => EncodingKey::from_ed_pem(&pem),
         _ => EncodingKey::from_rsa_pem(&pem),
     }
-    .unwrap();
+    .unwrap()
+}
+
+fn token(alg: Algorithm, kid: &str, pem: &str) -> String {
+    let key = signing_key(alg, pem);
     let mut h = Header::new(alg);
     h.kid = Some(kid.to_owned());
     let now = jsonwebtoken::get_current_timestamp();
@@ -269,13 +274,7 @@ fn bench_dpop(c: &mut Criterion) {
         ("check_proof_RS256", Algorithm::RS256, "rsa.pem"),
         ("check_proof_EdDSA", Algorithm::EdDSA, "ed.pem"),
     ] {
-        let pem = std::fs::read(format!("{FIX}/{pem}")).unwrap();
-        let key = match alg {
-            Algorithm::ES256 => EncodingKey::from_ec_pem(&pem),
-            Algorithm::EdDSA => EncodingKey::from_ed_pem(&pem),
-            _ => EncodingKey::from_rsa_pem(&pem),
-        }
-        .unwrap();
+        let key = signing_key(alg, pem);
         let mut h = Header::new(alg);
         h.typ = Some("dpop+jwt".into());
         h.jwk = Some(Jwk::from_encoding_key(&key, alg).unwrap());
