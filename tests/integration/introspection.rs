@@ -356,6 +356,16 @@ fn endpoint_down_slow_or_garbage_is_503() {
         "{}",
         gw.logs()
     );
+    // Never the token or the client secret, in any line of any failure.
+    let logs = gw.logs();
+    assert!(
+        !logs.contains(&t) && !logs.contains("ory_at_"),
+        "a token in the log"
+    );
+    assert!(
+        !logs.contains(CLIENT_SECRET),
+        "the client secret in the log"
+    );
     // Down: nothing listens on its port.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/introspect", dead.local_addr().unwrap());
