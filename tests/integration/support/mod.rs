@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod dpop;
 pub mod h2;
 pub mod http;
 pub mod introspect;
