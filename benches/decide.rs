@@ -94,6 +94,7 @@ fn get<'a>(target: &'a [u8], headers: &'a HeaderMap) -> RequestHead<'a> {
         headers,
         raw_head: None,
         tls: false,
+        client_cert: None,
     }
 }
 
@@ -212,6 +213,9 @@ impl Context for Answers<'_> {
         token: &authgate::auth::cache::TokenKey,
     ) -> Option<Lookup> {
         self.answers.get(token)
+    }
+    fn dpop(&self) -> Option<&authgate::auth::dpop::DpopState> {
+        self.snap.dpop()
     }
 }
 

@@ -6,6 +6,7 @@
 //! metric label and log field. (An upstream that fails a granted request is not a refusal:
 //! see `runtime::UpstreamFailure`.)
 
+pub mod binding;
 pub mod cache;
 pub mod claims;
 mod csrf;
@@ -26,7 +27,9 @@ use crate::config::routes::{AuthMode, Mode, Route, TokenSource};
 use crate::config::{Config, ProviderId, RouteId, UpstreamId};
 use crate::formats::normalize::{normalize_authority, normalize_target, Authority};
 use crate::formats::revocation::Revocations;
+use binding::Bound;
 use cache::{TokenCache, TokenKey};
+use dpop::DpopState;
 use claims::render_header_value;
 use extract::extract_token;
 use introspection::Lookup;
@@ -49,6 +52,9 @@ pub trait Context {
     fn introspection(&self, _provider: ProviderId, _token: &TokenKey) -> Option<Lookup> {
         None
     }
+    /// The replay store and nonce key of DPoP proofs; `None` refuses every DPoP request
+    /// (`DpopReplayUnavailable`): a proof is never accepted unchecked for replay.
+    fn dpop(&self) -> Option<&DpopState>;
 }
 
 /// What a granted request carries to the upstream.
@@ -76,6 +82,10 @@ pub struct Grant {
     /// On a report-only route: the refusal this request would have had. The request goes
     /// through without claim headers, and without `Authorization` even with `forward_token`.
     pub would_reject: Option<Denial>,
+    /// How the token was held to its sender (DPoP proof, client certificate).
+    pub bound: Bound,
+    /// The answer carries a fresh `DPoP-Nonce` (the provider wants nonces in proofs).
+    pub dpop_nonce: bool,
 }
 
 /// A refusal, with what the thin layer needs to answer it and to retry.
@@ -132,8 +142,12 @@ pub struct RequestHead<'a> {
     /// HTTP/1 only: the head's bytes as received (framing checks need the header lines a
     /// parser may have merged or dropped). `None` over HTTP/2.
     pub raw_head: Option<&'a [u8]>,
-    /// The client connection is TLS: a same-origin `Origin` must then be `https`.
+    /// The client connection is TLS: a same-origin `Origin` must then be `https`, and a
+    /// DPoP `htu` (without a `public_url`) starts with `https://`.
     pub tls: bool,
+    /// SHA-256 of the client certificate (DER): the one of this TLS connection, or the
+    /// `Client-Cert` header of a trusted peer. What `cnf["x5t#S256"]` must name.
+    pub client_cert: Option<[u8; 32]>,
 }
 
 // === impl Denial ===
@@ -231,8 +245,10 @@ fn decide_steps<C: Context + ?Sized, T: Trace>(
         remaining_lifetime: None,
         subject: None,
         would_reject: None,
+        bound: Bound::default(),
+        dpop_nonce: false,
     };
-    match authenticate(cx, head, route, &mut grant, now, trace) {
+    match authenticate(cx, head, route, &target.path, &mut grant, now, trace) {
         Ok(()) => Ok(grant),
         // Report-only: the request goes through as an anonymous one, carrying the refusal
         // it would have had (and nothing the token said).
@@ -242,6 +258,8 @@ fn decide_steps<C: Context + ?Sized, T: Trace>(
             grant.remaining_lifetime = None;
             grant.subject = None;
             grant.token_source = None;
+            grant.bound = Bound::default();
+            grant.dpop_nonce = false;
             grant.would_reject = Some(denial);
             Ok(grant)
         }
@@ -255,6 +273,7 @@ fn authenticate<C: Context + ?Sized, T: Trace>(
     cx: &C,
     head: &RequestHead<'_>,
     route: &Route,
+    path: &str,
     grant: &mut Grant,
     now: f64,
     trace: &mut T,
@@ -272,8 +291,8 @@ fn authenticate<C: Context + ?Sized, T: Trace>(
         config.server.max_token_bytes,
     )
     .map_err(deny)?;
-    let (token, source, found_source) = match found {
-        Some(f) => (f.token, &route.token_sources[f.source], f.source),
+    let (token, source, found_source, dpop_scheme) = match found {
+        Some(f) => (f.token, &route.token_sources[f.source], f.source, f.dpop),
         None if route.auth == AuthMode::Optional => {
             trace.step(Step::Anonymous);
             return Ok(());
@@ -295,6 +314,24 @@ fn authenticate<C: Context + ?Sized, T: Trace>(
             route: Some(route_idx),
             provider,
         })?;
+    let provider = &config.providers[verified.provider.index()];
+    let presented = binding::Presented {
+        head,
+        route,
+        authority: &grant.authority,
+        path,
+        token,
+        dpop_scheme,
+    };
+    let bound = binding::check(cx, &presented, provider, &verified.claims, now).map_err(|r| {
+        // `use_dpop_nonce` is answered with a nonce: the thin layer adds it.
+        Denial {
+            reason: r,
+            route: Some(route_idx),
+            provider: Some(verified.provider),
+        }
+    })?;
+    trace.step(Step::Binding(bound));
     trace.step(Step::Authorize {
         route,
         claims: &verified.claims,
@@ -314,6 +351,8 @@ fn authenticate<C: Context + ?Sized, T: Trace>(
     }
     grant.provider = Some(verified.provider);
     grant.token_source = Some(found_source);
+    grant.bound = bound;
+    grant.dpop_nonce = bound.dpop && provider.dpop.nonce;
     grant.remaining_lifetime = verified.remaining_lifetime;
     if config.server.log_subject {
         grant.subject = verified

@@ -69,6 +69,12 @@ pub struct ServerSettings {
     pub upstream_pool_size: usize,
     pub log_format: Option<LogFormat>,
     pub log_subject: bool,
+    /// `public_url` in `normalize_htu` form without a trailing `/`: the start of every
+    /// DPoP `htu` (a route's own wins).
+    pub public_url: Option<String>,
+    /// Peers whose `Client-Cert` header is believed.
+    pub trusted_client_cert_peers: Vec<ipnet::IpNet>,
+    pub dpop_replay_max_entries: usize,
 }
 
 /// `[server.tls]`, paths resolved against the config file.
@@ -79,13 +85,35 @@ pub struct ServerTls {
     pub http2: bool,
     /// The pair as read and checked at load: the listener starts with it (no second read).
     pub pair: Pair,
+    /// `client_ca`: the listener asks for client certificates that chain to these.
+    pub client_ca: Option<ClientCa>,
+    /// `client_auth = "required"`: no handshake without a client certificate.
+    pub client_cert_required: bool,
+}
+
+/// `[server.tls] client_ca`, read at load.
+#[derive(Debug, Clone)]
+pub struct ClientCa {
+    pub path: PathBuf,
+    pub certs: Arc<[CertificateDer<'static>]>,
+    /// SHA-256 of the file: a changed CA is a changed setting (bound at start).
+    pub hash: [u8; 32],
 }
 
 impl PartialEq for ServerTls {
-    /// The settings, not the files' content (a rotated pair is picked up by the listener's
-    /// own poll and is no config change).
+    /// The settings, not the pair's content (a rotated pair is picked up by the listener's
+    /// own poll and is no config change). The client CA is read once, at start: a new
+    /// one is a change to restart for.
     fn eq(&self, other: &Self) -> bool {
-        (&self.cert, &self.key, self.http2) == (&other.cert, &other.key, other.http2)
+        let ca = |t: &Self| t.client_ca.as_ref().map(|c| (c.path.clone(), c.hash));
+        (&self.cert, &self.key, self.http2, self.client_cert_required, ca(self))
+            == (
+                &other.cert,
+                &other.key,
+                other.http2,
+                other.client_cert_required,
+                ca(other),
+            )
     }
 }
 
@@ -215,6 +243,31 @@ pub struct ProviderSettings {
     pub introspection: Option<Arc<IntrospectionSettings>>,
     /// JWTs of this provider are introspected too (always so without keys).
     pub introspect_jwts: bool,
+    pub dpop: DpopSettings,
+}
+
+/// DPoP (RFC 9449) for one provider's tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DpopSettings {
+    pub mode: DpopMode,
+    /// Asymmetric algorithms a proof may use.
+    pub algorithms: Vec<Algorithm>,
+    /// How old a proof's `iat` may be (plus the provider's `leeway`).
+    pub max_age: Duration,
+    /// Proofs must carry a nonce the gateway issued (`DPoP-Nonce`).
+    pub nonce: bool,
+}
+
+/// `dpop = "off" | "allowed" | "required"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DpopMode {
+    /// No DPoP: the `DPoP` scheme and DPoP-bound tokens are refused (a binding the gateway
+    /// does not check must not pass as a bearer token).
+    Off,
+    /// A DPoP-bound token must come with its proof; a plain bearer token passes.
+    Allowed,
+    /// Only DPoP-bound tokens with their proofs.
+    Required,
 }
 
 /// How a provider's tokens are introspected (RFC 7662).

@@ -178,6 +178,7 @@ fn explain_in<C: Context>(
         headers: &headers,
         raw_head: Some(&raw),
         tls: req.url.starts_with("https://"),
+        client_cert: None,
     };
     let mut lines = Vec::new();
     let result = decide_traced(cx, &head, now, &mut |step: Step<'_>| {
@@ -371,8 +372,13 @@ fn answer(
                 decision: "rejected",
                 status: d.reason.status(),
                 reason: d.reason.label(),
-                www_authenticate: crate::proxy::respond::challenge(d.reason, route)
-                    .and_then(|v| v.to_str().ok().map(str::to_owned)),
+                www_authenticate: {
+                    let all: Vec<String> = crate::proxy::respond::challenges(d.reason, route)
+                        .iter()
+                        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+                        .collect();
+                    (!all.is_empty()).then(|| all.join(", "))
+                },
                 upstream_adds: Vec::new(),
                 upstream_removes: Vec::new(),
                 upstream_headers: Vec::new(),

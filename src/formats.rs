@@ -6,6 +6,7 @@
 //! Nothing here imports another module of ours: `config` and `auth` both build on it.
 
 pub mod claim_path;
+pub mod client_cert;
 pub mod dpop;
 pub mod header_names;
 pub mod introspection;

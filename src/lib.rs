@@ -197,6 +197,11 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         let mut settings = pingora::listeners::tls::TlsSettings::intermediate("", "")
             .map_err(|e| StartError::State(format!("TLS listener: {e}")))?;
         settings.set_cert_resolver(certs);
+        if let Some(ca) = &t.client_ca {
+            let verifier = tls::client_verifier(ca, t.client_cert_required)
+                .map_err(|e| StartError::State(format!("TLS listener client_ca: {e}")))?;
+            settings.set_client_cert_verifier(verifier);
+        }
         if t.http2 {
             settings.enable_h2();
         }

@@ -37,11 +37,9 @@ fn decision<C: Context + ?Sized>(session: &Session, cx: &C) -> Result<Grant, Den
         // HTTP/1 framing checks read the head as received (a cheap `Bytes` slice).
         let raw = session.as_http1().map(|h1| h1.get_headers_raw_bytes());
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        decide(
-            cx,
-            &head(session.req_header(), raw.as_deref(), tls),
-            unix_now(),
-        )
+        let mut head = head(session.req_header(), raw.as_deref(), tls);
+        head.client_cert = client_cert(session, cx.config());
+        decide(cx, &head, unix_now())
     })
     .unwrap_or(Err(Denial::new(Reject::InternalError, None)))
 }
@@ -164,12 +162,11 @@ impl ProxyHttp for Gateway {
             Err(denial) => {
                 ctx.outcome = Outcome::Denied(denial);
                 let route = denial.route.map(|r| snap.config.routes.get(r));
-                respond::write_answer(
-                    session,
-                    &Answer::refusal(denial.reason, route),
-                    &ctx.request_id,
-                )
-                .await?;
+                let mut answer = Answer::refusal(denial.reason, route);
+                if denial.reason == Reject::UseDpopNonce {
+                    answer = answer.with_nonce(&snap.dpop.nonce(unix_now()));
+                }
+                respond::write_answer(session, &answer, &ctx.request_id).await?;
                 Ok(true)
             }
         }
@@ -207,6 +204,13 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         ctx.upstream = ctx.upstream_start.map(|t| t.elapsed());
         ctx.upstream_status = upstream_response.status.as_u16();
+        // The next nonce rides on every answer to a proof that needed one (RFC 9449 §8.2):
+        // the client never has to fail once per nonce step.
+        if let (Some(snap), Outcome::Granted(g)) = (&ctx.snap, &ctx.outcome) {
+            if g.dpop_nonce {
+                upstream_response.insert_header("dpop-nonce", snap.dpop.nonce(unix_now()))?;
+            }
+        }
         Ok(())
     }
 
@@ -526,7 +530,28 @@ fn head<'a>(req: &'a RequestHeader, raw_head: Option<&'a [u8]>, tls: bool) -> Re
         headers: &req.headers,
         raw_head,
         tls,
+        client_cert: None,
     }
+}
+
+/// The client certificate's SHA-256: from a trusted peer (a TLS-terminating proxy in
+/// front), its `Client-Cert` header and nothing else (its own TLS certificate is the
+/// proxy's); from anyone else, the certificate of this TLS connection, never the header.
+fn client_cert(session: &Session, config: &crate::config::Config) -> Option<[u8; 32]> {
+    let peers = &config.server.trusted_client_cert_peers;
+    let trusted = !peers.is_empty()
+        && session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .is_some_and(|a| {
+                let ip = a.ip().to_canonical();
+                peers.iter().any(|n| n.contains(&ip))
+            });
+    if trusted {
+        return crate::formats::client_cert::header_thumbprint(&session.req_header().headers);
+    }
+    let digest = session.digest()?.ssl_digest.as_ref()?;
+    <[u8; 32]>::try_from(digest.cert_digest.as_slice()).ok()
 }
 
 /// What an error pingora met while talking to the upstream means for the client.

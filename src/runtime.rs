@@ -19,6 +19,7 @@ use std::sync::Arc;
 use prometheus::{Histogram, IntCounter};
 
 use crate::auth::cache::{TokenCache, TokenKey};
+use crate::auth::dpop::DpopState;
 use crate::auth::introspection::Lookup;
 use crate::auth::keystore::{ProviderKeys, StoreIdentity};
 use crate::auth::{Context, Reject};
@@ -40,6 +41,9 @@ pub struct Snapshot {
     upstreams: Vec<UpstreamRuntime>,
     /// Verified tokens of this snapshot (`None`: the cache is off). A reload starts empty.
     pub token_cache: Option<TokenCache>,
+    /// DPoP's replay store and nonce key: carried over by every reload (a reload must not
+    /// forget a proof, or it could be replayed).
+    pub dpop: Arc<DpopState>,
 }
 
 /// One provider's running parts.
@@ -151,7 +155,14 @@ impl UpstreamFailure {
 impl Snapshot {
     /// The snapshot for `config` with what `providers` holds for each of its providers
     /// (in the order of `config.providers`).
-    fn from_parts(config: Config, providers: Vec<ProviderRuntime>, metrics: &Metrics) -> Self {
+    fn from_parts(
+        config: Config,
+        providers: Vec<ProviderRuntime>,
+        dpop: Option<Arc<DpopState>>,
+        metrics: &Metrics,
+    ) -> Self {
+        let dpop =
+            dpop.unwrap_or_else(|| Arc::new(DpopState::new(config.server.dpop_replay_max_entries)));
         let routes = config
             .routes
             .iter()
@@ -186,6 +197,7 @@ impl Snapshot {
             providers,
             upstreams,
             token_cache,
+            dpop,
         }
     }
 
@@ -205,7 +217,7 @@ impl Snapshot {
                 introspector: None,
             })
             .collect();
-        Self::from_parts(config, providers, metrics)
+        Self::from_parts(config, providers, None, metrics)
     }
 
     /// Builds the snapshot for `config`, reusing what `old` runs for unchanged sources:
@@ -297,7 +309,7 @@ impl Snapshot {
             }
         }
         metrics.config_loaded(&config.content_hash);
-        Self::from_parts(config, providers, metrics)
+        Self::from_parts(config, providers, old.map(|o| o.dpop.clone()), metrics)
     }
 
     pub fn provider(&self, id: ProviderId) -> &ProviderRuntime {
@@ -345,6 +357,10 @@ impl Context for Snapshot {
 
     fn introspection(&self, provider: ProviderId, token: &TokenKey) -> Option<Lookup> {
         self.provider(provider).introspector.as_ref()?.lookup(token)
+    }
+
+    fn dpop(&self) -> Option<&DpopState> {
+        Some(&self.dpop)
     }
 }
 

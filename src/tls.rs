@@ -11,6 +11,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
+use crate::config::ClientCa;
 use crate::formats::pem::{pair_hash, parse_pair, read_pair, Pair, PairError};
 use crate::metrics::Metrics;
 
@@ -131,6 +132,29 @@ impl ResolvesServerCert for CertStore {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.current.load_full())
     }
+}
+
+/// The listener's client-certificate check: chains to `client_ca` (RFC 8705 §2 leaves
+/// which CAs to the server). `required`: no handshake without one; otherwise a client
+/// without a certificate connects, and only certificate-bound tokens need one.
+pub fn client_verifier(
+    ca: &ClientCa,
+    required: bool,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in ca.certs.iter() {
+        roots
+            .add(cert.clone())
+            .map_err(|e| format!("{}: {e}", ca.path.display()))?;
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider);
+    let builder = if required {
+        builder
+    } else {
+        builder.allow_unauthenticated()
+    };
+    builder.build().map_err(|e| e.to_string())
 }
 
 /// Completes a TLS handshake with the gateway's own listener (the start-up readiness probe,

@@ -286,6 +286,7 @@ pub fn decide_token(data: &[u8]) {
         headers: &headers,
         raw_head: None,
         tls: false,
+        client_cert: None,
     };
     let snap = snapshot();
     // Twice: the second may be answered from the verified-token cache, and must agree.

@@ -100,6 +100,7 @@ mod tests {
             headers,
             raw_head: None,
             tls,
+            client_cert: None,
         };
         check(&head, csrf, authority)
     }

@@ -45,6 +45,8 @@ pub struct Proof {
     pub jkt: String,
     pub jti: String,
     pub iat: f64,
+    /// The server nonce the proof carries, if any (checked by the caller when required).
+    pub nonce: Option<String>,
 }
 
 /// Why a proof is refused (RFC 9449 `invalid_dpop_proof`, each for the log).
@@ -86,6 +88,7 @@ struct ProofClaims {
     iat: Option<Value>,
     jti: Option<String>,
     ath: Option<String>,
+    nonce: Option<String>,
 }
 
 /// Checks `proof` against what the request is. The order follows RFC 9449 §4.3: form, `typ`,
@@ -141,7 +144,12 @@ pub fn check_proof(proof: &str, e: &Expected<'_>) -> Result<Proof, BadProof> {
         .jti
         .filter(|j| !j.is_empty() && j.len() <= MAX_JTI)
         .ok_or(BadProof::Id)?;
-    Ok(Proof { jkt, jti, iat })
+    Ok(Proof {
+        jkt,
+        jti,
+        iat,
+        nonce: claims.nonce,
+    })
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(part: &str) -> Result<T, BadProof> {
@@ -149,6 +157,64 @@ fn decode<T: for<'de> Deserialize<'de>>(part: &str) -> Result<T, BadProof> {
         .decode(part)
         .map_err(|_| BadProof::Malformed)?;
     serde_json::from_slice(&bytes).map_err(|_| BadProof::Malformed)
+}
+
+/// What DPoP keeps across requests (and reloads): the replay store, and the key of the
+/// server nonces.
+pub struct DpopState {
+    pub replay: Box<dyn replay::ReplayGuard>,
+    nonce_key: aws_lc_rs::hmac::Key,
+}
+
+/// A nonce is good in the step it was issued in and the next one: 30 to 60 seconds.
+const NONCE_STEP: f64 = 30.0;
+
+impl DpopState {
+    /// An in-memory replay store of `max_entries`, and a fresh random nonce key (nonces
+    /// are this process's own: a fleet behind one name gets them from the fleet store).
+    pub fn new(max_entries: usize) -> Self {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let nonce_key = aws_lc_rs::hmac::Key::generate(aws_lc_rs::hmac::HMAC_SHA256, &rng)
+            .expect("the system's random generator");
+        Self {
+            replay: Box::new(replay::MemoryReplay::new(max_entries)),
+            nonce_key,
+        }
+    }
+
+    /// The nonce to hand out now: the time step and a MAC of it, base64url (no state).
+    pub fn nonce(&self, now: f64) -> String {
+        let step = nonce_step(now);
+        let tag = aws_lc_rs::hmac::sign(&self.nonce_key, &step.to_be_bytes());
+        let mut raw = step.to_be_bytes().to_vec();
+        raw.extend_from_slice(&tag.as_ref()[..16]);
+        URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    /// Whether `nonce` is one this process issued in this step or the one before.
+    pub fn nonce_is_fresh(&self, nonce: &str, now: f64) -> bool {
+        let Ok(raw) = URL_SAFE_NO_PAD.decode(nonce) else {
+            return false;
+        };
+        let Some((step, tag)) = raw.split_first_chunk::<8>() else {
+            return false;
+        };
+        if tag.len() != 16 {
+            return false;
+        }
+        let step_n = u64::from_be_bytes(*step);
+        let current = nonce_step(now);
+        if step_n != current && step_n.checked_add(1) != Some(current) {
+            return false;
+        }
+        let want = aws_lc_rs::hmac::sign(&self.nonce_key, step);
+        aws_lc_rs::constant_time::verify_slices_are_equal(&want.as_ref()[..16], tag).is_ok()
+    }
+}
+
+fn nonce_step(now: f64) -> u64 {
+    // A clock before 1970 or beyond u64 saturates; `as` from f64 does.
+    (now / NONCE_STEP) as u64
 }
 
 pub mod replay;

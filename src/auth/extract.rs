@@ -16,6 +16,8 @@ use crate::config::routes::TokenSource;
 pub struct Found<'a> {
     pub token: &'a str,
     pub source: usize,
+    /// It came as `Authorization: DPoP` (RFC 9449 §7.1): a proof must go with it.
+    pub dpop: bool,
 }
 
 /// Reads every source of the route. Two different tokens are a `MultipleTokens` (which
@@ -28,15 +30,29 @@ pub fn extract_token<'a>(
     // The default, and nearly every route: `Authorization` alone.
     if let [TokenSource::Authorization] = sources {
         return Ok(match extract_bearer(headers, max_bytes)? {
-            Credential::Bearer(token) => Some(Found { token, source: 0 }),
+            Credential::Bearer(token) => Some(Found {
+                token,
+                source: 0,
+                dpop: false,
+            }),
+            Credential::Dpop(token) => Some(Found {
+                token,
+                source: 0,
+                dpop: true,
+            }),
             Credential::None => None,
         });
     }
     let mut found: Option<Found<'a>> = None;
     for (i, source) in sources.iter().enumerate() {
+        let mut dpop = false;
         let token = match source {
             TokenSource::Authorization => match extract_bearer(headers, max_bytes)? {
                 Credential::Bearer(t) => Some(t),
+                Credential::Dpop(t) => {
+                    dpop = true;
+                    Some(t)
+                }
                 Credential::None => None,
             },
             TokenSource::Cookie(name) => cookie_token(headers, name, max_bytes)?,
@@ -60,9 +76,15 @@ pub fn extract_token<'a>(
                 found = Some(Found {
                     token: t,
                     source: i,
+                    dpop,
                 })
             }
-            (Some(f), Some(t)) if f.token == t => {}
+            // The same token twice is one; as `DPoP` once, it goes with a proof.
+            (Some(f), Some(t)) if f.token == t => {
+                if let Some(f) = &mut found {
+                    f.dpop |= dpop;
+                }
+            }
             (Some(_), Some(_)) => return Err(Reject::MultipleTokens),
         }
     }
@@ -198,9 +220,11 @@ pub enum Credential<'a> {
     /// No `Authorization` header, or one with another scheme (`Basic ...`).
     None,
     Bearer(&'a str),
+    /// `DPoP <token>` (RFC 9449 §7.1): the same token syntax, with a proof.
+    Dpop(&'a str),
 }
 
-/// Finds the single bearer token. `max_bytes` caps its size.
+/// Finds the single bearer (or DPoP) token. `max_bytes` caps its size.
 pub fn extract_bearer(headers: &HeaderMap, max_bytes: usize) -> Result<Credential<'_>, Reject> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
@@ -218,7 +242,8 @@ pub fn extract_bearer(headers: &HeaderMap, max_bytes: usize) -> Result<Credentia
         return Ok(Credential::None);
     };
     let (scheme, rest) = value.split_at(space);
-    if !scheme.eq_ignore_ascii_case(b"bearer") {
+    let dpop = scheme.eq_ignore_ascii_case(b"dpop");
+    if !dpop && !scheme.eq_ignore_ascii_case(b"bearer") {
         return Ok(Credential::None);
     }
     let token = trim_spaces(rest);
@@ -232,9 +257,12 @@ pub fn extract_bearer(headers: &HeaderMap, max_bytes: usize) -> Result<Credentia
         return Err(Reject::MalformedToken);
     }
     // All bytes are ASCII, checked above.
-    std::str::from_utf8(token)
-        .map(Credential::Bearer)
-        .map_err(|_| Reject::MalformedToken)
+    let token = std::str::from_utf8(token).map_err(|_| Reject::MalformedToken)?;
+    Ok(if dpop {
+        Credential::Dpop(token)
+    } else {
+        Credential::Bearer(token)
+    })
 }
 
 /// The bytes of RFC 6750's `b64token` = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="

@@ -64,6 +64,27 @@ pub enum Reject {
     IntrospectionUnavailable,
     /// A token from a cookie on an unsafe method without the route's CSRF proof.
     CsrfFailed,
+    /// A DPoP proof that is missing (with the `DPoP` scheme), repeated, or fails a check of
+    /// RFC 9449 §4.3 (form, `typ`, `alg`, `jwk`, signature, `htm`, `htu`, `iat`, `ath`, `jti`).
+    DpopProofInvalid,
+    /// A DPoP proof whose `jti` was seen within its window.
+    DpopReplay,
+    /// The proof's key is not the one the token's `cnf.jkt` names, or a proof came with a
+    /// token bound to no key.
+    DpopBindingMismatch,
+    /// A DPoP-bound token sent as a bearer token (a downgrade), or a bearer token where the
+    /// provider requires DPoP.
+    TokenBindingRequired,
+    /// The proof lacks a nonce the gateway issued, or carries an old one (`dpop_nonce`).
+    UseDpopNonce,
+    /// The replay store is full of proofs still in their window: fail closed.
+    DpopReplayUnavailable,
+    /// A certificate-bound token (`cnf["x5t#S256"]`) without that client certificate on
+    /// the connection (none, or another).
+    CertBindingMismatch,
+    /// A token bound in a way this gateway does not check (an unknown `cnf` member, or DPoP
+    /// with a provider whose `dpop` is `off`): never taken as a bearer token.
+    BindingUnsupported,
     /// The request body did not arrive in time: a read of it took longer than
     /// `server.body_read_timeout`, or it was still arriving when the upstream (which waits
     /// for it) reached its `read_timeout`.
@@ -76,7 +97,7 @@ pub enum Reject {
 
 impl Reject {
     /// Every variant, for documentation and for pre-registering metric labels.
-    pub const ALL: [Reject; 32] = [
+    pub const ALL: [Reject; 40] = [
         Self::NoRoute,
         Self::BadPath,
         Self::BadHost,
@@ -107,6 +128,14 @@ impl Reject {
         Self::InactiveToken,
         Self::IntrospectionUnavailable,
         Self::CsrfFailed,
+        Self::DpopProofInvalid,
+        Self::DpopReplay,
+        Self::DpopBindingMismatch,
+        Self::TokenBindingRequired,
+        Self::UseDpopNonce,
+        Self::DpopReplayUnavailable,
+        Self::CertBindingMismatch,
+        Self::BindingUnsupported,
         Self::BodyTimeout,
         Self::InternalError,
     ];
@@ -149,6 +178,14 @@ impl Reject {
             Self::InactiveToken => "inactive_token",
             Self::IntrospectionUnavailable => "introspection_unavailable",
             Self::CsrfFailed => "csrf_failed",
+            Self::DpopProofInvalid => "dpop_proof_invalid",
+            Self::DpopReplay => "dpop_replay",
+            Self::DpopBindingMismatch => "dpop_binding_mismatch",
+            Self::TokenBindingRequired => "token_binding_required",
+            Self::UseDpopNonce => "use_dpop_nonce",
+            Self::DpopReplayUnavailable => "dpop_replay_unavailable",
+            Self::CertBindingMismatch => "cert_binding_mismatch",
+            Self::BindingUnsupported => "binding_unsupported",
             Self::BodyTimeout => "body_timeout",
             Self::InternalError => "internal_error",
         }
@@ -178,11 +215,20 @@ impl Reject {
             | Self::BadType
             | Self::Revoked
             | Self::UnsafeClaimValue
-            | Self::InactiveToken => 401,
+            | Self::InactiveToken
+            | Self::DpopProofInvalid
+            | Self::DpopReplay
+            | Self::DpopBindingMismatch
+            | Self::TokenBindingRequired
+            | Self::UseDpopNonce
+            | Self::CertBindingMismatch
+            | Self::BindingUnsupported => 401,
             Self::InsufficientScope | Self::ClaimMismatch | Self::CsrfFailed => 403,
             Self::NoRoute => 404,
             Self::HeadersTooLarge => 431,
-            Self::KeysUnavailable | Self::IntrospectionUnavailable => 503,
+            Self::KeysUnavailable
+            | Self::IntrospectionUnavailable
+            | Self::DpopReplayUnavailable => 503,
             Self::BodyTimeout => 408,
             Self::InternalError => 500,
         }
@@ -213,7 +259,15 @@ impl Reject {
             | Self::KeysUnavailable
             | Self::InactiveToken
             | Self::IntrospectionUnavailable
-            | Self::CsrfFailed => true,
+            | Self::CsrfFailed
+            | Self::DpopProofInvalid
+            | Self::DpopReplay
+            | Self::DpopBindingMismatch
+            | Self::TokenBindingRequired
+            | Self::UseDpopNonce
+            | Self::DpopReplayUnavailable
+            | Self::CertBindingMismatch
+            | Self::BindingUnsupported => true,
             Self::NoRoute
             | Self::BadPath
             | Self::BadHost
@@ -248,7 +302,14 @@ impl Reject {
             | Self::BadType
             | Self::Revoked
             | Self::UnsafeClaimValue
-            | Self::InactiveToken => Some("invalid_token"),
+            | Self::InactiveToken
+            | Self::DpopBindingMismatch
+            | Self::TokenBindingRequired
+            | Self::CertBindingMismatch
+            | Self::BindingUnsupported => Some("invalid_token"),
+            // RFC 9449 §12.2's codes, sent with the `DPoP` scheme.
+            Self::DpopProofInvalid | Self::DpopReplay => Some("invalid_dpop_proof"),
+            Self::UseDpopNonce => Some("use_dpop_nonce"),
             Self::InsufficientScope | Self::ClaimMismatch => Some("insufficient_scope"),
             Self::NoRoute
             | Self::BadPath
@@ -260,6 +321,7 @@ impl Reject {
             | Self::KeysUnavailable
             | Self::IntrospectionUnavailable
             | Self::CsrfFailed
+            | Self::DpopReplayUnavailable
             | Self::BodyTimeout
             | Self::InternalError => None,
         }
@@ -298,9 +360,32 @@ impl Reject {
             Self::InactiveToken => "token is not active",
             Self::IntrospectionUnavailable => "token introspection is not available",
             Self::CsrfFailed => "cross-site request refused for a cookie token",
+            Self::DpopProofInvalid => "DPoP proof is missing or invalid",
+            Self::DpopReplay => "DPoP proof was already used",
+            Self::DpopBindingMismatch => "DPoP proof key does not match the token",
+            Self::TokenBindingRequired => "token must be sent with a DPoP proof",
+            Self::UseDpopNonce => "DPoP proof must carry the server's nonce",
+            Self::DpopReplayUnavailable => "DPoP proofs cannot be checked for replay now",
+            Self::CertBindingMismatch => "token is bound to another client certificate",
+            Self::BindingUnsupported => "token binding is not supported here",
             Self::BodyTimeout => "request body not received in time",
             Self::InternalError => "internal error",
         }
+    }
+}
+
+impl Reject {
+    /// Answered with a `DPoP` challenge (RFC 9449 §7.1) instead of `Bearer`: the refusals
+    /// about DPoP proofs and bindings.
+    pub const fn dpop_challenge(self) -> bool {
+        matches!(
+            self,
+            Self::DpopProofInvalid
+                | Self::DpopReplay
+                | Self::DpopBindingMismatch
+                | Self::TokenBindingRequired
+                | Self::UseDpopNonce
+        )
     }
 }
 

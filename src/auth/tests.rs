@@ -19,6 +19,7 @@ struct Snapshot {
     config: Config,
     keys: Vec<Arc<ProviderKeys>>,
     token_cache: Option<TokenCache>,
+    dpop: super::dpop::DpopState,
 }
 
 impl Context for Snapshot {
@@ -36,6 +37,10 @@ impl Context for Snapshot {
 
     fn token_cache(&self) -> Option<&TokenCache> {
         self.token_cache.as_ref()
+    }
+
+    fn dpop(&self) -> Option<&super::dpop::DpopState> {
+        Some(&self.dpop)
     }
 }
 
@@ -122,6 +127,7 @@ fn snapshot_with(keys_loaded: bool) -> Snapshot {
         config,
         keys,
         token_cache,
+        dpop: super::dpop::DpopState::new(10_000),
     }
 }
 
@@ -187,6 +193,7 @@ fn run<C: Context + ?Sized>(
             headers: &map,
             raw_head: None,
             tls: false,
+            client_cert: None,
         },
         now(),
     )
@@ -522,6 +529,14 @@ fn reject_table_is_consistent() {
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b == b'_'));
         match r.status() {
+            // RFC 9449's DPoP codes go with the `DPoP` scheme.
+            401 if r.dpop_challenge() => assert!(
+                matches!(
+                    r.oauth_error(),
+                    Some("invalid_dpop_proof" | "use_dpop_nonce" | "invalid_token")
+                ),
+                "{r:?}"
+            ),
             401 => assert!(
                 r == Reject::MissingToken || r.oauth_error() == Some("invalid_token"),
                 "{r:?}"

@@ -5,6 +5,7 @@
 
 use http::HeaderName;
 
+use super::binding::Bound;
 use super::claims::Claims;
 use super::Reject;
 use crate::config::routes::{Csrf, Route, TokenSource};
@@ -69,6 +70,9 @@ pub enum Step<'a> {
     },
     /// The provider's revocation list was asked.
     Revocation { revoked: bool },
+    /// The token's binding checked out: a DPoP proof by its key, its client certificate
+    /// (both false: a bearer token, where the provider allows one).
+    Binding(Bound),
     /// The route's scopes and claim matchers against the verified claims.
     Authorize {
         route: &'a Route,

@@ -139,6 +139,11 @@ pub struct Route {
     pub introspection: Option<ProviderId>,
     /// Prebuilt `WWW-Authenticate` for a 403 on this route (carries `scope="..."`).
     pub insufficient_scope_challenge: HeaderValue,
+    /// `public_url` (the route's, else the server's) as the start of a DPoP `htu`.
+    pub htu_base: Option<String>,
+    /// Proof algorithms of the route's providers that take DPoP, space-separated (`algs`
+    /// of a `DPoP` challenge); `None` when none does.
+    pub dpop_algs: Option<String>,
 }
 
 /// All routes, indexed for lookup.

@@ -144,6 +144,18 @@ pub struct RawServer {
     /// Put the token's `sub` in the access log. Default false.
     #[serde(default)]
     pub log_subject: bool,
+    /// The URL clients use to reach the gateway (`https://api.example.com`, optionally with
+    /// a path prefix): what a DPoP proof's `htu` is compared with. Default: the listener's
+    /// scheme and the request's `Host` (never `X-Forwarded-*`).
+    pub public_url: Option<String>,
+    /// Peers (CIDRs) whose RFC 9440 `Client-Cert` header is believed: a TLS-terminating
+    /// proxy in front. From anyone else the header is removed and ignored. Default: none.
+    #[serde(default)]
+    pub trusted_client_cert_peers: Vec<Spanned<String>>,
+    /// Most DPoP proofs remembered against replay at once; when full of proofs still in
+    /// their window, new proofs are refused (503). Default 1000000.
+    #[serde(default = "default_dpop_replay_max_entries")]
+    pub dpop_replay_max_entries: usize,
 }
 
 /// `[server.tls]`: certificate and key for the client listener, re-read when they change.
@@ -157,6 +169,12 @@ pub struct RawServerTls {
     /// Offer HTTP/2 by ALPN (clients choose; HTTP/1.1 is always offered). Default true.
     #[serde(default = "default_true")]
     pub http2: bool,
+    /// PEM file of the CAs client certificates must chain to: the listener asks for one
+    /// (certificate-bound tokens, RFC 8705). Default: no client certificates.
+    pub client_ca: Option<String>,
+    /// `optional` (default with `client_ca`): a client without a certificate may still
+    /// connect; `required`: the handshake fails without one.
+    pub client_auth: Option<String>,
 }
 
 /// `[admin]`: metrics and probes, on a listener of their own.
@@ -297,6 +315,19 @@ pub struct RawProvider {
     /// Calls to the endpoint at once; more wait for a slot within `introspection_timeout`.
     /// Default 64.
     pub introspection_max_in_flight: Option<usize>,
+    /// DPoP (RFC 9449): `off`, `allowed` (default: a DPoP-bound token needs its proof, a
+    /// plain bearer token passes) or `required` (bearer tokens are refused).
+    pub dpop: Option<Spanned<String>>,
+    /// Algorithms a DPoP proof may use (asymmetric only). Default: ES256, ES384, RS256,
+    /// RS384, RS512, PS256, PS384, PS512, EdDSA.
+    pub dpop_algorithms: Option<Vec<Spanned<String>>>,
+    /// How old a proof's `iat` may be (the provider's `leeway` is added for clock skew).
+    /// Default 60s.
+    #[serde(default, with = "humantime_serde")]
+    pub dpop_max_age: Option<Duration>,
+    /// Require a server nonce in proofs (`DPoP-Nonce`, RFC 9449 §8). Default false.
+    #[serde(default)]
+    pub dpop_nonce: bool,
 }
 
 /// `[headers]`: what the upstream sees.
@@ -345,6 +376,9 @@ pub struct RawRoute {
     /// CSRF defence for cookie-borne tokens on unsafe methods: `same-origin` (default),
     /// `header:NAME`, or `off`.
     pub csrf: Option<String>,
+    /// The URL clients use for this route's requests, for DPoP's `htu`. Default
+    /// `server.public_url`.
+    pub public_url: Option<String>,
 }
 
 /// `auth = ...` on a route.
@@ -381,6 +415,9 @@ fn default_listen() -> Spanned<String> {
 }
 fn default_admin_listen() -> Spanned<String> {
     Spanned::new(0..0, "127.0.0.1:9090".to_owned())
+}
+fn default_dpop_replay_max_entries() -> usize {
+    1_000_000
 }
 fn default_threads() -> usize {
     2
@@ -473,6 +510,9 @@ impl Default for RawServer {
             upstream_pool_size: default_upstream_pool_size(),
             log_format: None,
             log_subject: false,
+            public_url: None,
+            trusted_client_cert_peers: Vec::new(),
+            dpop_replay_max_entries: default_dpop_replay_max_entries(),
         }
     }
 }

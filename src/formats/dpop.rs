@@ -4,10 +4,11 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::normalize::{normalize_path, split_http_url};
+use super::normalize::{normalize_path, split_http_url, Authority, Scheme};
 
 /// Why a JWK has no thumbprint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -68,6 +69,52 @@ pub fn normalize_htu(htu: &str) -> Option<String> {
         Some(p) => format!("{scheme_name}://{}:{p}{path}", a.host),
         None => format!("{scheme_name}://{}{path}", a.host),
     })
+}
+
+/// The JOSE name of `alg` (for `algs="..."` in a `DPoP` challenge).
+pub const fn algorithm_name(alg: Algorithm) -> &'static str {
+    match alg {
+        Algorithm::HS256 => "HS256",
+        Algorithm::HS384 => "HS384",
+        Algorithm::HS512 => "HS512",
+        Algorithm::ES256 => "ES256",
+        Algorithm::ES384 => "ES384",
+        Algorithm::RS256 => "RS256",
+        Algorithm::RS384 => "RS384",
+        Algorithm::RS512 => "RS512",
+        Algorithm::PS256 => "PS256",
+        Algorithm::PS384 => "PS384",
+        Algorithm::PS512 => "PS512",
+        Algorithm::EdDSA => "EdDSA",
+        // jsonwebtoken's enum is non-exhaustive: a name it adds later is not offered.
+        _ => "unknown",
+    }
+}
+
+/// A configured `public_url` as the start of every `htu`: `normalize_htu` form without a
+/// trailing `/` (so the request's normalized path appends to it). An `http(s)` URL, no
+/// userinfo, query or fragment.
+pub fn public_url_base(url: &str) -> Result<String, &'static str> {
+    if url.contains(['?', '#']) {
+        return Err("must not have a query or a fragment");
+    }
+    let normal = normalize_htu(url)
+        .ok_or("must be an absolute http:// or https:// URL (scheme://host[:port][/prefix])")?;
+    Ok(normal.trim_end_matches('/').to_owned())
+}
+
+/// The `htu` a proof for this request must carry: `base` (a `public_url_base`) and the
+/// normalized path, or else the listener's scheme and the request's authority (host
+/// normalized; the scheme's default port left out) and the path.
+pub fn expected_htu(base: Option<&str>, tls: bool, authority: &Authority, path: &str) -> String {
+    if let Some(base) = base {
+        return format!("{base}{path}");
+    }
+    let scheme = if tls { Scheme::Https } else { Scheme::Http };
+    match authority.port.filter(|&p| p != scheme.default_port()) {
+        Some(p) => format!("{}://{}:{p}{path}", scheme.as_str(), authority.host),
+        None => format!("{}://{}{path}", scheme.as_str(), authority.host),
+    }
 }
 
 #[cfg(test)]
@@ -151,5 +198,46 @@ mod tests {
         ] {
             assert_eq!(n(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn public_url_and_expected_htu() {
+        assert_eq!(
+            public_url_base("HTTPS://API.example.com:443/"),
+            Ok("https://api.example.com".into())
+        );
+        assert_eq!(
+            public_url_base("https://api.example.com/v1/./x/../"),
+            Ok("https://api.example.com/v1".into())
+        );
+        for bad in ["https://a/?q", "https://a/#f", "ftp://a", "api.example.com"] {
+            assert!(public_url_base(bad).is_err(), "{bad}");
+        }
+        let a = |host: &str, port| Authority {
+            host: host.into(),
+            port,
+        };
+        let base = public_url_base("https://api.example.com/v1").unwrap();
+        assert_eq!(
+            expected_htu(Some(&base), false, &a("internal", Some(8080)), "/orders"),
+            "https://api.example.com/v1/orders"
+        );
+        assert_eq!(
+            expected_htu(None, false, &a("127.0.0.1", Some(8080)), "/a"),
+            "http://127.0.0.1:8080/a"
+        );
+        assert_eq!(
+            expected_htu(None, true, &a("api", Some(443)), "/a"),
+            "https://api/a"
+        );
+        assert_eq!(
+            expected_htu(None, false, &a("api", Some(80)), "/"),
+            "http://api/"
+        );
+        // What a client writes normalizes to what the gateway expects.
+        assert_eq!(
+            normalize_htu("HTTP://API:80/a/../b").as_deref(),
+            Some(expected_htu(None, false, &a("api", None), "/b").as_str())
+        );
     }
 }

@@ -50,6 +50,16 @@ const FRAMING: &[&str] = &[
     "upgrade",
 ];
 
+/// Proofs of possession the gateway checks: a DPoP proof (RFC 9449) and a client
+/// certificate passed on by a TLS-terminating proxy (RFC 9440). Used up at the gateway, never
+/// forwarded (the upstream would act on something it did not check, or on a spoofed one).
+const SENDER_PROOF: &[&str] = &["dpop", "client-cert", "client-cert-chain"];
+
+/// The DPoP proof and `Client-Cert` headers.
+pub fn is_sender_proof(canonical: &str) -> bool {
+    SENDER_PROOF.contains(&canonical)
+}
+
 /// Rewrite, forwarding and client-address headers (`REWRITE_EXACT`, `REWRITE_PREFIXES`).
 pub fn is_rewrite(canonical: &str) -> bool {
     REWRITE_EXACT.contains(&canonical) || REWRITE_PREFIXES.iter().any(|p| canonical.starts_with(p))
@@ -71,10 +81,11 @@ pub fn is_framing(canonical: &str) -> bool {
 }
 
 /// Whatever the gateway or a proxy on the way gives its own meaning: framing, hop-by-hop,
-/// rewrite and forwarding headers, and those the gateway sets.
+/// rewrite and forwarding headers, those the gateway sets, and proofs of possession.
 pub fn is_managed(canonical: &str) -> bool {
     is_framing(canonical)
         || is_hop_by_hop(canonical)
         || is_rewrite(canonical)
         || is_gateway_set(canonical)
+        || is_sender_proof(canonical)
 }

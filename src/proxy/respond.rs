@@ -13,7 +13,11 @@ use crate::runtime::UpstreamFailure;
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub status: u16,
-    challenge: Option<HeaderValue>,
+    /// `WWW-Authenticate` fields: the `Bearer` or `DPoP` one of the refusal, and on a
+    /// route that takes DPoP, a `DPoP algs=...` offer beside a `Bearer` one.
+    challenges: Vec<HeaderValue>,
+    /// `DPoP-Nonce` (RFC 9449 §8): the nonce a `use_dpop_nonce` answer hands out.
+    nonce: Option<HeaderValue>,
     body: Bytes,
     /// Closes the connection after a framing error (it cannot be trusted).
     close: bool,
@@ -23,7 +27,8 @@ impl Answer {
     pub fn refusal(reason: Reject, route: Option<&Route>) -> Self {
         Self {
             status: reason.status(),
-            challenge: challenge(reason, route),
+            challenges: challenges(reason, route),
+            nonce: None,
             body: body(reason),
             close: reason == Reject::BadFraming,
         }
@@ -32,7 +37,8 @@ impl Answer {
     pub fn failure(failure: UpstreamFailure) -> Self {
         Self {
             status: failure.status(),
-            challenge: None,
+            challenges: Vec::new(),
+            nonce: None,
             body: json_body(
                 status_error(failure.status()),
                 failure.description(),
@@ -41,9 +47,38 @@ impl Answer {
             close: false,
         }
     }
+
+    /// With a `DPoP-Nonce` for the client's next proof.
+    pub fn with_nonce(mut self, nonce: &str) -> Self {
+        self.nonce = HeaderValue::from_str(nonce).ok();
+        self
+    }
 }
 
-/// The `WWW-Authenticate` value for a refusal, if it carries one.
+/// Every `WWW-Authenticate` field of a refusal: the DPoP refusals answer with the `DPoP`
+/// scheme (RFC 9449 §7.1) and the algorithms the route's providers take in a proof; the
+/// others with `Bearer` (see `challenge`) and, on a 401 of a route that takes DPoP, a
+/// `DPoP algs=...` offer beside it.
+pub fn challenges(reason: Reject, route: Option<&Route>) -> Vec<HeaderValue> {
+    let algs = route.and_then(|r| r.dpop_algs.as_deref());
+    let algs_param = |sep: &str| algs.map_or(String::new(), |a| format!("{sep}algs=\"{a}\""));
+    if reason.dpop_challenge() {
+        let code = reason.oauth_error().unwrap_or("invalid_token");
+        let v = format!(
+            "DPoP error=\"{code}\", error_description=\"{}\"{}",
+            reason.description(),
+            algs_param(", ")
+        );
+        return HeaderValue::from_str(&v).into_iter().collect();
+    }
+    let mut all: Vec<HeaderValue> = challenge(reason, route).into_iter().collect();
+    if reason.status() == 401 && algs.is_some() {
+        all.extend(HeaderValue::from_str(&format!("DPoP{}", algs_param(" "))).ok());
+    }
+    all
+}
+
+/// The `Bearer` `WWW-Authenticate` value for a refusal, if it carries one.
 /// 401 without a token: no error code (RFC 6750 §3.1). 401 with a bad token:
 /// `invalid_token`. 403: `insufficient_scope` with the route's scopes.
 pub fn challenge(reason: Reject, route: Option<&Route>) -> Option<HeaderValue> {
@@ -99,9 +134,12 @@ const fn status_error(status: u16) -> &'static str {
 
 /// The head of `answer`: status, `WWW-Authenticate`, and the headers of its JSON body.
 fn answer_head(answer: &Answer, request_id: &str) -> pingora::Result<ResponseHeader> {
-    let mut resp = ResponseHeader::build(answer.status, Some(5))?;
-    if let Some(c) = &answer.challenge {
-        resp.insert_header(http::header::WWW_AUTHENTICATE, c.clone())?;
+    let mut resp = ResponseHeader::build(answer.status, Some(6))?;
+    for c in &answer.challenges {
+        resp.append_header(http::header::WWW_AUTHENTICATE, c.clone())?;
+    }
+    if let Some(n) = &answer.nonce {
+        resp.insert_header("dpop-nonce", n.clone())?;
     }
     let body_len = answer.body.len();
     resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;

@@ -543,6 +543,9 @@ impl<C: Context + ?Sized> Context for WithAnswer<'_, C> {
     fn token_cache(&self) -> Option<&TokenCache> {
         self.inner.token_cache()
     }
+    fn dpop(&self) -> Option<&crate::auth::dpop::DpopState> {
+        self.inner.dpop()
+    }
     fn introspection(&self, provider: ProviderId, token: &TokenKey) -> Option<Lookup> {
         if provider == self.provider && *token == self.key {
             return self.answer.clone();

@@ -98,6 +98,7 @@ fn message_checks_run_in_order() {
                 headers: &map,
                 raw_head: raw,
                 tls: false,
+                client_cert: None,
             },
             now(),
         )

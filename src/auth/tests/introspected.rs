@@ -27,6 +27,9 @@ impl Context for WithAnswers {
     fn introspection(&self, p: ProviderId, token: &TokenKey) -> Option<Lookup> {
         self.answers.get(&(p, *token)).cloned()
     }
+    fn dpop(&self) -> Option<&crate::auth::dpop::DpopState> {
+        self.snap.dpop()
+    }
 }
 
 fn setup(idp_extra: &str) -> (WithAnswers, tempfile::TempDir) {
@@ -50,6 +53,7 @@ fn setup(idp_extra: &str) -> (WithAnswers, tempfile::TempDir) {
         config,
         keys,
         token_cache: None,
+        dpop: crate::auth::dpop::DpopState::new(10_000),
     };
     let cx = WithAnswers {
         snap,

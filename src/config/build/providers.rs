@@ -12,7 +12,9 @@ use super::{
     at, check_duration, is_label, short, Ctx, DAY, DEFAULT_MIN_REFRESH, HOUR, SECOND, YEAR,
 };
 use crate::config::schema::RawProvider;
-use crate::config::{JwksFile, KeySource, ProviderSettings, RevocationFile};
+use crate::config::{
+    DpopMode, DpopSettings, JwksFile, KeySource, ProviderSettings, RevocationFile,
+};
 use crate::formats::jwks::KeySet;
 use crate::formats::revocation::RevocationSet;
 use crate::formats::{check_fetch_url, discovery_url, media_type, sha256_hex};
@@ -241,6 +243,7 @@ pub(super) fn build_provider(
         Duration::from_millis(100),
         HOUR,
     );
+    let dpop = build_dpop(cx, span, &key, raw);
     if cx.errors.len() > before {
         return None;
     }
@@ -263,5 +266,93 @@ pub(super) fn build_provider(
         introspect_jwts: raw.introspect_jwts || matches!(key_source, KeySource::None),
         key_source,
         introspection,
+        dpop,
     })
 }
+
+/// Every asymmetric algorithm a DPoP proof may be signed with: the default list.
+pub const DPOP_ALGORITHMS: [Algorithm; 9] = [
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::EdDSA,
+];
+
+fn build_dpop(
+    cx: &mut Ctx<'_>,
+    span: Option<usize>,
+    key: &dyn Fn(&str) -> String,
+    raw: &RawProvider,
+) -> DpopSettings {
+    let mode = match raw.dpop.as_ref().map(|m| (m, m.get_ref().as_str())) {
+        None | Some((_, "allowed")) => DpopMode::Allowed,
+        Some((_, "off")) => DpopMode::Off,
+        Some((_, "required")) => DpopMode::Required,
+        Some((m, other)) => {
+            cx.err(
+                at(m),
+                key("dpop"),
+                format!("{other:?} is not a mode: use \"off\", \"allowed\" or \"required\""),
+            );
+            DpopMode::Allowed
+        }
+    };
+    let mut algorithms = Vec::new();
+    match &raw.dpop_algorithms {
+        None => algorithms.extend(DPOP_ALGORITHMS),
+        Some(list) => {
+            for a in list {
+                match Algorithm::from_str(a.get_ref()) {
+                    Ok(alg) if DPOP_ALGORITHMS.contains(&alg) => {
+                        if !algorithms.contains(&alg) {
+                            algorithms.push(alg);
+                        }
+                    }
+                    _ => cx.err(
+                        at(a),
+                        key("dpop_algorithms"),
+                        format!("{:?} is not an asymmetric algorithm a proof may use (ES256/384, RS256/384/512, PS256/384/512, EdDSA)", a.get_ref()),
+                    ),
+                }
+            }
+            if list.is_empty() {
+                cx.err(
+                    span,
+                    key("dpop_algorithms"),
+                    "must list at least one algorithm",
+                );
+            }
+        }
+    }
+    let max_age = raw.dpop_max_age.unwrap_or(DEFAULT_DPOP_MAX_AGE);
+    check_duration(
+        cx,
+        span,
+        key("dpop_max_age"),
+        max_age,
+        SECOND,
+        Duration::from_secs(600),
+    );
+    if mode == DpopMode::Off
+        && (raw.dpop_algorithms.is_some() || raw.dpop_max_age.is_some() || raw.dpop_nonce)
+    {
+        cx.err(
+            span,
+            key("dpop"),
+            "is \"off\": dpop_algorithms, dpop_max_age and dpop_nonce have nothing to tune",
+        );
+    }
+    DpopSettings {
+        mode,
+        algorithms,
+        max_age,
+        nonce: raw.dpop_nonce,
+    }
+}
+
+const DEFAULT_DPOP_MAX_AGE: Duration = Duration::from_secs(60);

@@ -10,7 +10,9 @@ use crate::config::routes::{
     AuthMode, ClaimRequirement, Csrf, HostMatch, Mode, PathMatch, Route, RouteTable, TokenSource,
 };
 use crate::config::schema::{RawAuthMode, RawConfig, RawMode, RawRoute};
-use crate::config::{ProviderId, ProviderSettings, UpstreamId};
+use super::providers::DPOP_ALGORITHMS;
+use crate::config::{DpopMode, ProviderId, ProviderSettings, UpstreamId};
+use crate::formats::dpop::{algorithm_name, public_url_base};
 use crate::formats::canonical_header;
 use crate::formats::claim_path::ClaimPath;
 use crate::formats::header_names::is_managed;
@@ -26,6 +28,11 @@ pub(super) fn build_routes(
     let mut routes = Vec::new();
     let mut spans = Vec::new();
     let mut names = BTreeMap::new();
+    let server_public_url = raw
+        .server
+        .public_url
+        .as_deref()
+        .and_then(|u| public_url_base(u).ok());
     if raw.routes.is_empty() {
         cx.err(
             None,
@@ -52,6 +59,7 @@ pub(super) fn build_routes(
                 provider_settings,
                 default_mode: raw.defaults.mode,
                 claim_headers: &claim_headers,
+                public_url: server_public_url.as_deref(),
             },
         ) {
             if let Some(prev) = names.insert(route.name.clone(), i) {
@@ -93,6 +101,8 @@ pub(super) struct Known<'a> {
     pub default_mode: RawMode,
     /// `[headers] forward_claims`' header names, canonical: never a token source.
     pub claim_headers: &'a [String],
+    /// `server.public_url` as an `htu` base (a bad one was reported with `[server]`).
+    pub public_url: Option<&'a str>,
 }
 
 pub(super) fn build_route(
@@ -108,6 +118,7 @@ pub(super) fn build_route(
         provider_settings,
         default_mode,
         claim_headers,
+        public_url,
     } = *known;
     let before = cx.errors.len();
     let key = |k: &str| format!("routes[{i}].{k}");
@@ -312,6 +323,29 @@ pub(super) fn build_route(
         r.require_scopes.join(" ")
     );
     let challenge = HeaderValue::from_str(&challenge).ok();
+    let htu_base = match &r.public_url {
+        Some(u) => match public_url_base(u) {
+            Ok(base) => Some(base),
+            Err(e) => {
+                cx.err(span, key("public_url"), e);
+                None
+            }
+        },
+        None => public_url.map(str::to_owned),
+    };
+    // What `WWW-Authenticate: DPoP algs="..."` offers: every algorithm a provider of the
+    // route that takes DPoP accepts in a proof.
+    let dpop_algs: Vec<&str> = DPOP_ALGORITHMS
+        .iter()
+        .filter(|alg| {
+            route_providers.iter().any(|&p| {
+                provider_settings.get(p).is_some_and(|s| {
+                    s.dpop.mode != DpopMode::Off && s.dpop.algorithms.contains(alg)
+                })
+            })
+        })
+        .map(|alg| algorithm_name(*alg))
+        .collect();
     if cx.errors.len() > before {
         return None;
     }
@@ -330,6 +364,8 @@ pub(super) fn build_route(
         csrf,
         introspection: introspecting.first().copied().map(ProviderId::new),
         insufficient_scope_challenge: challenge?,
+        htu_base,
+        dpop_algs: (!dpop_algs.is_empty()).then(|| dpop_algs.join(" ")),
     })
 }
 

@@ -8,7 +8,8 @@ use toml::Spanned;
 
 use super::{at, Ctx};
 use crate::config::schema::RawConfig;
-use crate::config::{CacheSettings, LogFormat, ServerSettings, ServerTls};
+use crate::config::{CacheSettings, ClientCa, LogFormat, ServerSettings, ServerTls};
+use crate::formats::dpop::public_url_base;
 use crate::formats::pem;
 
 pub(super) fn build_server(cx: &mut Ctx<'_>, raw: &RawConfig) -> ServerSettings {
@@ -81,12 +82,55 @@ pub(super) fn build_server(cx: &mut Ctx<'_>, raw: &RawConfig) -> ServerSettings 
     let tls = s.tls.as_ref().and_then(|t| {
         let raw = t.get_ref();
         let (cert, key) = (cx.relative(&raw.cert), cx.relative(&raw.key));
+        let client_ca = raw.client_ca.as_deref().and_then(|f| {
+            let path = cx.relative(f);
+            match pem::load_ca(&path) {
+                Ok((certs, _)) if certs.is_empty() => {
+                    cx.err(
+                        at(t),
+                        "server.tls.client_ca",
+                        format!("{} holds no PEM certificate", path.display()),
+                    );
+                    None
+                }
+                Ok((certs, hash)) => Some(ClientCa {
+                    path,
+                    certs: certs.into(),
+                    hash,
+                }),
+                Err(e) => {
+                    cx.err(at(t), "server.tls.client_ca", e);
+                    None
+                }
+            }
+        });
+        let client_cert_required = match raw.client_auth.as_deref() {
+            None | Some("optional") => false,
+            Some("required") => true,
+            Some(other) => {
+                cx.err(
+                    at(t),
+                    "server.tls.client_auth",
+                    format!("{other:?} is not a mode: use \"optional\" or \"required\""),
+                );
+                false
+            }
+        };
+        if raw.client_auth.is_some() && raw.client_ca.is_none() {
+            cx.err(
+                at(t),
+                "server.tls.client_auth",
+                "needs client_ca: the CAs client certificates must chain to",
+            );
+        }
         match pem::load_pair(&cert, &key) {
             Ok(pair) => Some(ServerTls {
                 cert,
                 key,
                 http2: raw.http2,
                 pair,
+                client_ca,
+                client_cert_required,
             }),
             Err(e) => {
                 cx.err(at(t), format!("server.tls.{}", e.key), e.message);
@@ -94,6 +138,36 @@ pub(super) fn build_server(cx: &mut Ctx<'_>, raw: &RawConfig) -> ServerSettings 
             }
         }
     });
+    let public_url = s.public_url.as_deref().and_then(|u| {
+        public_url_base(u)
+            .map_err(|e| cx.err(None, "server.public_url", e))
+            .ok()
+    });
+    let trusted_client_cert_peers = s
+        .trusted_client_cert_peers
+        .iter()
+        .filter_map(|p| match parse_peer(p.get_ref()) {
+            Some(net) => Some(net),
+            None => {
+                cx.err(
+                    at(p),
+                    "server.trusted_client_cert_peers",
+                    format!(
+                        "{:?} is not an IP address or CIDR (10.0.0.0/8, fd00::/8)",
+                        p.get_ref()
+                    ),
+                );
+                None
+            }
+        })
+        .collect();
+    if !(1000..=100_000_000).contains(&s.dpop_replay_max_entries) {
+        cx.err(
+            None,
+            "server.dpop_replay_max_entries",
+            "must be between 1000 and 100000000",
+        );
+    }
     ServerSettings {
         listen: s.listen.get_ref().clone(),
         threads: s.threads,
@@ -110,7 +184,18 @@ pub(super) fn build_server(cx: &mut Ctx<'_>, raw: &RawConfig) -> ServerSettings 
         upstream_pool_size: s.upstream_pool_size,
         log_format,
         log_subject: s.log_subject,
+        public_url,
+        trusted_client_cert_peers,
+        dpop_replay_max_entries: s.dpop_replay_max_entries,
     }
+}
+
+/// `10.0.0.0/8`, or a lone address (a /32 or /128).
+fn parse_peer(p: &str) -> Option<ipnet::IpNet> {
+    p.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| p.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+        .map(|n| n.trunc())
 }
 
 pub(super) fn check_listen(cx: &mut Ctx<'_>, listen: &Spanned<String>, key: &str) {

@@ -18,6 +18,8 @@ fn route(name: &str, host: HostMatch, path: PathMatch, methods: Option<Vec<Metho
         csrf: Csrf::SameOrigin,
         introspection: None,
         insufficient_scope_challenge: HeaderValue::from_static("Bearer"),
+        htu_base: None,
+        dpop_algs: None,
     }
 }
 
