@@ -29,8 +29,8 @@ use crate::formats::normalize::{normalize_authority, normalize_target, Authority
 use crate::formats::revocation::Revocations;
 use binding::Bound;
 use cache::{TokenCache, TokenKey};
-use dpop::DpopState;
 use claims::render_header_value;
+use dpop::DpopState;
 use extract::extract_token;
 use introspection::Lookup;
 use keystore::ProviderKeys;

@@ -106,14 +106,19 @@ impl PartialEq for ServerTls {
     /// one is a change to restart for.
     fn eq(&self, other: &Self) -> bool {
         let ca = |t: &Self| t.client_ca.as_ref().map(|c| (c.path.clone(), c.hash));
-        (&self.cert, &self.key, self.http2, self.client_cert_required, ca(self))
-            == (
-                &other.cert,
-                &other.key,
-                other.http2,
-                other.client_cert_required,
-                ca(other),
-            )
+        (
+            &self.cert,
+            &self.key,
+            self.http2,
+            self.client_cert_required,
+            ca(self),
+        ) == (
+            &other.cert,
+            &other.key,
+            other.http2,
+            other.client_cert_required,
+            ca(other),
+        )
     }
 }
 

@@ -148,7 +148,8 @@ pub fn client_verifier(
             .map_err(|e| format!("{}: {e}", ca.path.display()))?;
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider);
+    let builder =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider);
     let builder = if required {
         builder
     } else {

@@ -109,12 +109,7 @@ pub fn check<C: Context + ?Sized>(
     if proof.len() > cx.config().server.max_token_bytes {
         return Err(Reject::DpopProofInvalid);
     }
-    let htu = expected_htu(
-        p.route.htu_base.as_deref(),
-        p.head.tls,
-        p.authority,
-        p.path,
-    );
+    let htu = expected_htu(p.route.htu_base.as_deref(), p.head.tls, p.authority, p.path);
     let leeway = provider.leeway.as_secs_f64();
     let max_age = provider.dpop.max_age.as_secs_f64();
     let checked = check_proof(

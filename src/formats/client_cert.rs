@@ -54,17 +54,24 @@ mod tests {
         let field = format!(":{}:", STANDARD.encode(&der));
         let want: [u8; 32] = Sha256::digest(&der).into();
         assert_eq!(header_thumbprint(&with(&[&field])), Some(want));
-        assert_eq!(header_thumbprint(&with(&[&format!(" {field} ")])), Some(want));
+        assert_eq!(
+            header_thumbprint(&with(&[&format!(" {field} ")])),
+            Some(want)
+        );
         for bad in [
-            STANDARD.encode(&der),                    // not a byte sequence
-            format!(":{}", STANDARD.encode(&der)),    // unterminated
-            format!(":{}:", STANDARD.encode([0x30; 8])), // too short for a certificate
+            STANDARD.encode(&der),                        // not a byte sequence
+            format!(":{}", STANDARD.encode(&der)),        // unterminated
+            format!(":{}:", STANDARD.encode([0x30; 8])),  // too short for a certificate
             format!(":{}:", STANDARD.encode([0x04; 80])), // not a SEQUENCE
             ":not base64!:".to_owned(),
         ] {
             assert_eq!(header_thumbprint(&with(&[&bad])), None, "{bad}");
         }
-        assert_eq!(header_thumbprint(&with(&[&field, &field])), None, "two fields");
+        assert_eq!(
+            header_thumbprint(&with(&[&field, &field])),
+            None,
+            "two fields"
+        );
         assert_eq!(header_thumbprint(&HeaderMap::new()), None);
     }
 }

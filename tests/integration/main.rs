@@ -7,6 +7,7 @@ mod admin;
 mod cache;
 mod cases;
 mod cli;
+mod dpop;
 mod explain;
 mod framing;
 mod fuzz_corpus;

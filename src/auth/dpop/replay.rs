@@ -43,11 +43,12 @@ pub struct MemoryReplay {
 }
 
 impl MemoryReplay {
-    /// At most about `max_entries` proofs remembered at once.
+    /// At most `max_entries` proofs remembered at once (fewer when the shards fill
+    /// unevenly).
     pub fn new(max_entries: usize) -> Self {
         Self {
             shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
-            per_shard: max_entries.div_ceil(SHARDS).max(1),
+            per_shard: (max_entries / SHARDS).max(1),
         }
     }
 

@@ -5,16 +5,16 @@ use std::collections::{BTreeMap, HashSet};
 use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderName, HeaderValue, Method};
 
+use super::providers::DPOP_ALGORITHMS;
 use super::{at, is_label, Ctx};
 use crate::config::routes::{
     AuthMode, ClaimRequirement, Csrf, HostMatch, Mode, PathMatch, Route, RouteTable, TokenSource,
 };
 use crate::config::schema::{RawAuthMode, RawConfig, RawMode, RawRoute};
-use super::providers::DPOP_ALGORITHMS;
 use crate::config::{DpopMode, ProviderId, ProviderSettings, UpstreamId};
-use crate::formats::dpop::{algorithm_name, public_url_base};
 use crate::formats::canonical_header;
 use crate::formats::claim_path::ClaimPath;
+use crate::formats::dpop::{algorithm_name, public_url_base};
 use crate::formats::header_names::is_managed;
 use crate::formats::normalize::{normalize_host, normalize_path};
 

@@ -38,7 +38,9 @@ impl<'k> DpopKey<'k> {
             .iter()
             .map(|m| format!("\"{m}\":\"{}\"", j[*m].as_str().unwrap()))
             .collect();
-        b64(&Sha256::digest(format!("{{{}}}", members.join(",")).as_bytes()))
+        b64(&Sha256::digest(
+            format!("{{{}}}", members.join(",")).as_bytes(),
+        ))
     }
 
     /// A proof for `method` `htu` with a fresh `jti`, `iat` now, and `ath` of `token`.
