@@ -5,7 +5,7 @@
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::json;
 
-use crate::support::dpop::{ath, DpopKey};
+use crate::support::dpop::{ath, x5t_s256, DpopKey};
 use crate::support::tokens::TokenBuilder;
 use crate::support::*;
 
@@ -496,5 +496,153 @@ fn dpop_replay_store_is_bounded_and_fails_closed() {
             &[("authorization", &auth), ("dpop", proof)],
         );
         assert_eq!(r.reason(), "dpop_replay");
+    }
+}
+
+/// The standard setup behind a TLS listener that asks for client certificates of
+/// `tls/client-ca.pem` (`client_auth`), with `server` lines added to `[server]`.
+fn mtls_setup(client_auth: &str) -> Setup {
+    let tls = fixtures().join("tls");
+    let file = |f: &str| format!("{:?}", tls.join(f).display().to_string());
+    Setup::start_with(|c| {
+        c.replace(
+            "[admin]",
+            &format!(
+                "[server.tls]\ncert = {}\nkey = {}\nclient_ca = {}\nclient_auth = \"{client_auth}\"\n\n[admin]",
+                file("server.pem"),
+                file("server.key"),
+                file("client-ca.pem")
+            ),
+        )
+    })
+}
+
+/// RFC 8705: a token bound to a certificate (`cnf["x5t#S256"]`) passes only over a
+/// connection that presented that certificate, over HTTP/1.1 and HTTP/2; another
+/// certificate of the same CA, or none, is a 401; a certificate of a CA the listener does
+/// not trust fails the handshake. `optional` still lets clients without a certificate
+/// in with unbound tokens; `required` does not.
+#[test]
+fn certificate_bound_tokens_over_mtls() {
+    let s = mtls_setup("optional");
+    let mut claims = good_claims("alice", "read");
+    claims["cnf"] = json!({ "x5t#S256": x5t_s256("client.pem") });
+    let bound = s.keys.es256().claims(claims).sign();
+    let plain = token(&s, None);
+    let url = format!("https://localhost:{}/api/x", s.gw.addr.port());
+    for http1_only in [true, false] {
+        let get = |identity: Option<&str>, token: &str| {
+            https_get(
+                &mtls_client(identity, http1_only),
+                &url,
+                &[("authorization", &format!("Bearer {token}"))],
+            )
+        };
+        let r = get(Some("client"), &bound).expect("handshake");
+        assert_eq!(r.status, 200, "h1 only {http1_only}: {}", r.body);
+        let want = if http1_only {
+            ::http::Version::HTTP_11
+        } else {
+            ::http::Version::HTTP_2
+        };
+        assert_eq!(r.version, want);
+        assert!(!s.upstream.last().has("client-cert"));
+        for (identity, what) in [
+            (Some("client2"), "another certificate"),
+            (None, "no certificate"),
+        ] {
+            let r = get(identity, &bound).expect("handshake");
+            assert_eq!(r.status, 401, "{what}: {}", r.body);
+            assert!(
+                r.body.contains("cert_binding_mismatch"),
+                "{what}: {}",
+                r.body
+            );
+        }
+        let r = get(None, &plain).expect("handshake");
+        assert_eq!(
+            r.status, 200,
+            "an unbound token needs no certificate: {}",
+            r.body
+        );
+        let e = get(Some("rogue"), &bound).expect_err("an untrusted CA's certificate");
+        assert!(!e.is_empty());
+    }
+    drop(s);
+    let s = mtls_setup("required");
+    let mut claims = good_claims("alice", "read");
+    claims["cnf"] = json!({ "x5t#S256": x5t_s256("client.pem") });
+    let bound = s.keys.es256().claims(claims).sign();
+    let url = format!("https://localhost:{}/api/x", s.gw.addr.port());
+    let r = https_get(
+        &mtls_client(Some("client"), false),
+        &url,
+        &[("authorization", &format!("Bearer {bound}"))],
+    );
+    assert_eq!(r.expect("handshake").status, 200);
+    let r = https_get(
+        &mtls_client(None, false),
+        &url,
+        &[("authorization", &format!("Bearer {bound}"))],
+    );
+    assert!(
+        r.is_err(),
+        "required: no handshake without a certificate: {r:?}"
+    );
+}
+
+/// A TLS-terminating proxy in front passes the certificate in RFC 9440's `Client-Cert`:
+/// believed from `trusted_client_cert_peers`, ignored (and removed) from anyone else, and
+/// never forwarded.
+#[test]
+fn client_cert_header_only_from_trusted_peers() {
+    use base64::Engine as _;
+    let field = |name: &str| {
+        format!(
+            ":{}:",
+            base64::engine::general_purpose::STANDARD.encode(cert_der(name))
+        )
+    };
+    for (peers, trusted) in [
+        ("[\"127.0.0.1\"]", true),
+        ("[\"10.0.0.0/8\", \"::1/128\"]", false),
+    ] {
+        let s = Setup::start_with(|c| {
+            c.replace(
+                "shutdown_grace = \"1s\"",
+                &format!("shutdown_grace = \"1s\"\ntrusted_client_cert_peers = {peers}"),
+            )
+        });
+        let mut claims = good_claims("alice", "read");
+        claims["cnf"] = json!({ "x5t#S256": x5t_s256("client.pem") });
+        let bound = s.keys.es256().claims(claims).sign();
+        let plain = token(&s, None);
+        let send = |token: &str, cert: Option<&str>| {
+            let auth = format!("Bearer {token}");
+            let mut h = vec![("authorization", auth.clone())];
+            if let Some(c) = cert {
+                h.push(("client-cert", field(c)));
+            }
+            let h: Vec<(&str, &str)> = h.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            get(s.gw.addr, "/api/x", &h)
+        };
+        let r = send(&bound, Some("client.pem"));
+        if trusted {
+            assert_eq!(r.status, 200, "{}", r.body);
+        } else {
+            assert_eq!(
+                r.reason(),
+                "cert_binding_mismatch",
+                "an untrusted peer's header"
+            );
+        }
+        assert_eq!(
+            send(&bound, Some("client2.pem")).reason(),
+            "cert_binding_mismatch"
+        );
+        assert_eq!(send(&bound, None).reason(), "cert_binding_mismatch");
+        let r = send(&plain, Some("client.pem"));
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(!s.upstream.last().has("client-cert"), "never forwarded");
     }
 }

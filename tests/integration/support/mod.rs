@@ -117,6 +117,28 @@ pub fn https_client(cas: &[&str], http1_only: bool) -> reqwest::Client {
     b.build().expect("https client")
 }
 
+/// `https_client` trusting the fixture CAs, presenting `identity` (`client` for
+/// `tls/client.pem` with `tls/client.key`), or no client certificate.
+pub fn mtls_client(identity: Option<&str>, http1_only: bool) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .tls_certs_only(["ca.pem", "ca2.pem"].iter().map(|ca| {
+            let pem = std::fs::read(fixtures().join("tls").join(ca)).expect("ca file");
+            reqwest::Certificate::from_pem(&pem).expect("ca pem")
+        }))
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(10));
+    if let Some(name) = identity {
+        let dir = fixtures().join("tls");
+        let mut pem = std::fs::read(dir.join(format!("{name}.pem"))).expect("client cert");
+        pem.extend(std::fs::read(dir.join(format!("{name}.key"))).expect("client key"));
+        b = b.identity(reqwest::Identity::from_pem(&pem).expect("identity"));
+    }
+    if http1_only {
+        b = b.http1_only();
+    }
+    b.build().expect("mtls client")
+}
+
 /// GET over https; `Err` carries the client's error text (handshake refused, ...).
 pub fn https_get(
     client: &reqwest::Client,
