@@ -38,8 +38,16 @@ pub fn proof_key(jkt: &str, jti: &str) -> ProofKey {
 const SHARDS: usize = 16;
 
 pub struct MemoryReplay {
-    shards: [Mutex<HashMap<ProofKey, u64>>; SHARDS],
+    shards: [Mutex<Shard>; SHARDS],
     per_shard: usize,
+}
+
+#[derive(Default)]
+struct Shard {
+    until: HashMap<ProofKey, u64>,
+    /// No entry expires before this: a full shard is not swept again until then (under a
+    /// flood each refusal would otherwise walk the whole shard).
+    earliest: u64,
 }
 
 impl MemoryReplay {
@@ -47,7 +55,7 @@ impl MemoryReplay {
     /// unevenly).
     pub fn new(max_entries: usize) -> Self {
         Self {
-            shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+            shards: std::array::from_fn(|_| Mutex::new(Shard::default())),
             per_shard: (max_entries / SHARDS).max(1),
         }
     }
@@ -56,7 +64,7 @@ impl MemoryReplay {
     pub fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).until.len())
             .sum()
     }
 
@@ -68,17 +76,24 @@ impl MemoryReplay {
 impl ReplayGuard for MemoryReplay {
     fn first_use(&self, key: &ProofKey, now_ms: u64, until_ms: u64) -> Result<bool, Full> {
         let shard = &self.shards[usize::from(key[0]) % SHARDS];
-        let mut map = shard.lock().unwrap_or_else(|e| e.into_inner());
-        if map.get(key).is_some_and(|&until| until > now_ms) {
+        let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+        if shard.until.get(key).is_some_and(|&until| until > now_ms) {
             return Ok(false);
         }
-        if map.len() >= self.per_shard {
-            map.retain(|_, until| *until > now_ms);
-            if map.len() >= self.per_shard {
+        if shard.until.len() >= self.per_shard {
+            if now_ms < shard.earliest {
+                return Err(Full);
+            }
+            shard.until.retain(|_, until| *until > now_ms);
+            shard.earliest = shard.until.values().copied().min().unwrap_or(u64::MAX);
+            if shard.until.len() >= self.per_shard {
                 return Err(Full);
             }
         }
-        map.insert(*key, until_ms);
+        if shard.until.is_empty() || until_ms < shard.earliest {
+            shard.earliest = until_ms;
+        }
+        shard.until.insert(*key, until_ms);
         Ok(true)
     }
 }
