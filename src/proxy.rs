@@ -394,6 +394,10 @@ impl Gateway {
             auth: ctx.auth,
             upstream: ctx.upstream,
             sub: subject,
+            binding: match &ctx.outcome {
+                Outcome::Granted(g) | Outcome::Failed(g, _) => g.bound.label(),
+                _ => None,
+            },
         }
         .emit();
     }
@@ -624,6 +628,7 @@ fn log_refused_head(state: &State, reason: Reject, request_id: &str, started: In
         auth: Duration::ZERO,
         upstream: None,
         sub: None,
+        binding: None,
     }
     .emit();
 }

@@ -29,6 +29,18 @@ pub struct Bound {
     pub cert: bool,
 }
 
+impl Bound {
+    /// The access log's `binding`: `dpop`, `mtls`, `dpop+mtls`, or none (a bearer token).
+    pub const fn label(self) -> Option<&'static str> {
+        match (self.dpop, self.cert) {
+            (true, true) => Some("dpop+mtls"),
+            (true, false) => Some("dpop"),
+            (false, true) => Some("mtls"),
+            (false, false) => None,
+        }
+    }
+}
+
 /// The request as the binding checks see it.
 pub struct Presented<'a> {
     pub head: &'a RequestHead<'a>,
@@ -57,15 +69,16 @@ pub fn check<C: Context + ?Sized>(
         None => {}
         Some(Value::Object(cnf)) => {
             for (member, value) in cnf {
+                let slot = match member.as_str() {
+                    "jkt" => &mut jkt,
+                    "x5t#S256" => &mut x5t,
+                    // `jwk`, `jku`, `kid`, ...: a key this gateway cannot hold the client to.
+                    _ => return Err(Reject::BindingUnsupported),
+                };
                 let Value::String(v) = value else {
                     return Err(Reject::BadClaims);
                 };
-                match member.as_str() {
-                    "jkt" => jkt = Some(v.as_str()),
-                    "x5t#S256" => x5t = Some(v.as_str()),
-                    // `jwk`, `jku`, `kid`, ...: a key this gateway cannot hold the client to.
-                    _ => return Err(Reject::BindingUnsupported),
-                }
+                *slot = Some(v.as_str());
             }
         }
         Some(_) => return Err(Reject::BadClaims),

@@ -552,6 +552,7 @@ fn reject_table_is_consistent() {
     }
 }
 
+mod binding;
 mod head;
 mod introspected;
 

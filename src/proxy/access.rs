@@ -20,6 +20,8 @@ pub struct AccessLine<'a> {
     pub auth: Duration,
     pub upstream: Option<Duration>,
     pub sub: Option<&'a str>,
+    /// How a granted token was held to its sender: `dpop`, `mtls`, `dpop+mtls`.
+    pub binding: Option<&'static str>,
 }
 
 impl AccessLine<'_> {
@@ -41,6 +43,7 @@ impl AccessLine<'_> {
             auth_ms = ms(self.auth),
             upstream_ms = self.upstream.map(ms),
             sub = self.sub,
+            binding = self.binding,
         );
     }
 }

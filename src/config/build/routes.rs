@@ -346,6 +346,23 @@ pub(super) fn build_route(
         })
         .map(|alg| algorithm_name(*alg))
         .collect();
+    // One `server.public_url` for routes of another host: a proof for the public URL's
+    // host would be what these routes accept (or, more likely, every proof fails).
+    if let (None, Some(base), false, HostMatch::Exact(h) | HostMatch::Suffix(h)) =
+        (&r.public_url, &htu_base, dpop_algs.is_empty(), &host)
+    {
+        let public_host = crate::formats::normalize::split_http_url(base).map(|(_, a, _)| a.host);
+        let same = public_host.as_deref().is_some_and(|p| match &host {
+            HostMatch::Suffix(sfx) => p.ends_with(sfx.as_str()),
+            _ => p == h,
+        });
+        if !same {
+            cx.warnings.push(format!(
+                "routes[{i}] ({}) is for host {h:?} but DPoP proofs are checked against server.public_url ({base}): set routes[{i}].public_url",
+                r.name
+            ));
+        }
+    }
     if cx.errors.len() > before {
         return None;
     }

@@ -803,3 +803,185 @@ fn token_sources_and_csrf_are_checked() {
     );
     one_error(&none, key, "never reads a token");
 }
+
+/// Issue 15: DPoP modes and tuning, public URLs, client certificates, trusted peers.
+#[test]
+fn sender_constraint_settings_are_checked() {
+    let b = base();
+    let provider = |extra: &str| {
+        b.replace(
+            "algorithms = [\"RS256\"]\n",
+            &format!("algorithms = [\"RS256\"]\n{extra}\n"),
+        )
+    };
+    let server = |extra: &str| {
+        b.replace(
+            "listen = \"127.0.0.1:0\"\n[admin]",
+            &format!("listen = \"127.0.0.1:0\"\n{extra}\n[admin]"),
+        )
+    };
+    one_error(
+        &provider("dpop = \"on\""),
+        "providers.corp.dpop",
+        "\"on\" is not a mode",
+    );
+    one_error(
+        &provider("dpop_algorithms = [\"HS256\"]"),
+        "providers.corp.dpop_algorithms",
+        "not an asymmetric algorithm",
+    );
+    one_error(
+        &provider("dpop_algorithms = [\"none\"]"),
+        "providers.corp.dpop_algorithms",
+        "not an asymmetric algorithm",
+    );
+    one_error(
+        &provider("dpop_algorithms = []"),
+        "providers.corp.dpop_algorithms",
+        "at least one",
+    );
+    one_error(
+        &provider("dpop_max_age = \"1h\""),
+        "providers.corp.dpop_max_age",
+        "between 1s and 10m",
+    );
+    one_error(
+        &provider("dpop = \"off\"\ndpop_nonce = true"),
+        "providers.corp.dpop",
+        "nothing to tune",
+    );
+    let c = load_str(
+        &provider("dpop_algorithms = [\"EdDSA\", \"ES256\"]"),
+        Path::new("t.toml"),
+    )
+    .unwrap();
+    assert_eq!(
+        c.routes
+            .get(crate::config::RouteId::new(0))
+            .dpop_algs
+            .as_deref(),
+        Some("ES256 EdDSA")
+    );
+    let c = load_str(&provider("dpop = \"off\""), Path::new("t.toml")).unwrap();
+    assert_eq!(
+        c.routes.get(crate::config::RouteId::new(0)).dpop_algs,
+        None,
+        "no DPoP offered"
+    );
+
+    one_error(
+        &server("public_url = \"api.example.com\""),
+        "server.public_url",
+        "absolute",
+    );
+    one_error(
+        &server("public_url = \"https://a/?x\""),
+        "server.public_url",
+        "query",
+    );
+    one_error(
+        &server("public_url = \"https://u@a/\""),
+        "server.public_url",
+        "absolute",
+    );
+    one_error(
+        &b.replace(
+            "upstream = \"up\"\n",
+            "upstream = \"up\"\npublic_url = \"ftp://a\"\n",
+        ),
+        "routes[0].public_url",
+        "absolute",
+    );
+    let c = load_str(
+        &server("public_url = \"https://API.example.com:443/v1/\""),
+        Path::new("t.toml"),
+    )
+    .unwrap();
+    assert_eq!(
+        c.server.public_url.as_deref(),
+        Some("https://api.example.com/v1")
+    );
+    let route = c.routes.get(crate::config::RouteId::new(0));
+    assert_eq!(
+        route.htu_base.as_deref(),
+        Some("https://api.example.com/v1")
+    );
+    // A route for another host than the public URL's is warned about.
+    let c = load_str(
+        &server("public_url = \"https://api.example.com\"").replace(
+            "path_prefix = \"/api\"",
+            "path_prefix = \"/api\"\nhost = \"other.example.com\"",
+        ),
+        Path::new("t.toml"),
+    )
+    .unwrap();
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("set routes[0].public_url")),
+        "{:?}",
+        c.warnings
+    );
+
+    one_error(
+        &server("trusted_client_cert_peers = [\"10.0.0.0/33\"]"),
+        "server.trusted_client_cert_peers",
+        "not an IP address or CIDR",
+    );
+    let c = load_str(
+        &server("trusted_client_cert_peers = [\"10.1.2.3/8\", \"::1\"]"),
+        Path::new("t.toml"),
+    )
+    .unwrap();
+    assert_eq!(
+        c.server.trusted_client_cert_peers,
+        vec![
+            "10.0.0.0/8".parse::<ipnet::IpNet>().unwrap(),
+            "::1/128".parse().unwrap()
+        ]
+    );
+    one_error(
+        &server("dpop_replay_max_entries = 10"),
+        "server.dpop_replay_max_entries",
+        "between 1000",
+    );
+
+    let tls = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
+    let with_tls = |extra: &str| {
+        server(&format!(
+            "[server.tls]\ncert = \"{tls}/server.pem\"\nkey = \"{tls}/server.key\"\n{extra}"
+        ))
+    };
+    one_error(
+        &with_tls("client_auth = \"required\""),
+        "server.tls.client_auth",
+        "needs client_ca",
+    );
+    one_error(
+        &with_tls(&format!(
+            "client_ca = \"{tls}/client-ca.pem\"\nclient_auth = \"always\""
+        )),
+        "server.tls.client_auth",
+        "not a mode",
+    );
+    one_error(
+        &with_tls(&format!("client_ca = \"{tls}/nope.pem\"")),
+        "server.tls.client_ca",
+        "cannot read",
+    );
+    one_error(
+        &with_tls(&format!("client_ca = \"{FIX}/hmac.secret\"")),
+        "server.tls.client_ca",
+        "no PEM certificate",
+    );
+    let c = load_str(
+        &with_tls(&format!(
+            "client_ca = \"{tls}/client-ca.pem\"\nclient_auth = \"required\""
+        )),
+        Path::new("t.toml"),
+    )
+    .unwrap();
+    let t = c.server.tls.as_ref().unwrap();
+    assert!(t.client_cert_required);
+    assert_eq!(t.client_ca.as_ref().unwrap().certs.len(), 1);
+}

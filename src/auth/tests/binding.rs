@@ -1,0 +1,196 @@
+//! Token bindings through `decide` (issue 15): what the integration tests cannot reach
+//! cheaply — unusual `cnf` shapes, certificate thumbprints given directly, report-only
+//! routes, tokens from cookies, and the trace.
+
+use http::header::HOST;
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::json;
+
+use super::*;
+use crate::auth::trace::Step;
+use crate::formats::dpop::thumbprint;
+
+fn ec() -> EncodingKey {
+    EncodingKey::from_ec_pem(&std::fs::read(format!("{FIX}/ec.pem")).unwrap()).unwrap()
+}
+
+fn token_with(cnf: serde_json::Value) -> String {
+    let mut c = claims();
+    c["cnf"] = cnf;
+    rs256(&c)
+}
+
+/// A proof by the EC fixture key for `GET http://localhost{path}` and `token`, and the
+/// key's thumbprint.
+fn proof(path: &str, token: &str, jti: &str) -> (String, String) {
+    let jwk = Jwk::from_encoding_key(&ec(), Algorithm::ES256).unwrap();
+    let jkt = thumbprint(&serde_json::to_value(&jwk).unwrap()).unwrap();
+    let mut h = Header::new(Algorithm::ES256);
+    h.typ = Some("dpop+jwt".into());
+    h.jwk = Some(jwk);
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let ath = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(token));
+    let claims = json!({"jti": jti, "htm": "GET", "htu": format!("http://localhost{path}"), "iat": now(), "ath": ath});
+    (jsonwebtoken::encode(&h, &claims, &ec()).unwrap(), jkt)
+}
+
+fn run_cert(snap: &Snapshot, token: &str, cert: Option<[u8; 32]>) -> Result<Grant, Denial> {
+    let mut map = header_map(&[("authorization", &bearer(token))]);
+    map.insert(HOST, HeaderValue::from_static("localhost"));
+    decide(
+        snap,
+        &RequestHead {
+            method: &Method::GET,
+            version: http::Version::HTTP_11,
+            target: b"/api/x",
+            authority: None,
+            headers: &map,
+            raw_head: None,
+            tls: true,
+            client_cert: cert,
+        },
+        now(),
+    )
+}
+
+#[test]
+fn cnf_shapes() {
+    let snap = snapshot();
+    let get = |t: &str| {
+        run(
+            &snap,
+            Method::GET,
+            "/api/x",
+            &[("authorization", &bearer(t))],
+        )
+    };
+    // A confirmation method the gateway cannot hold the client to: never a bearer token.
+    for cnf in [
+        json!({"jwk": {"kty": "EC"}}),
+        json!({"kid": "k1"}),
+        json!({"jku": "https://x"}),
+    ] {
+        assert_eq!(
+            reason(get(&token_with(cnf.clone()))),
+            Reject::BindingUnsupported,
+            "{cnf}"
+        );
+    }
+    for cnf in [
+        json!("jkt"),
+        json!({"jkt": 7}),
+        json!({"x5t#S256": null}),
+        json!([]),
+    ] {
+        assert_eq!(
+            reason(get(&token_with(cnf.clone()))),
+            Reject::BadClaims,
+            "{cnf}"
+        );
+    }
+    // An empty `cnf` binds to nothing.
+    assert!(get(&token_with(json!({}))).is_ok());
+}
+
+#[test]
+fn certificate_thumbprints() {
+    let snap = snapshot();
+    let cert = [7u8; 32];
+    use base64::Engine as _;
+    let x5t = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(cert);
+    let t = token_with(json!({ "x5t#S256": x5t }));
+    let g = run_cert(&snap, &t, Some(cert)).expect("its certificate");
+    assert_eq!(g.bound.label(), Some("mtls"));
+    assert_eq!(
+        reason(run_cert(&snap, &t, Some([8; 32]))),
+        Reject::CertBindingMismatch
+    );
+    assert_eq!(
+        reason(run_cert(&snap, &t, None)),
+        Reject::CertBindingMismatch
+    );
+    // Padded or standard-alphabet spellings of the thumbprint are another value.
+    let padded = token_with(json!({ "x5t#S256": format!("{x5t}=") }));
+    assert_eq!(
+        reason(run_cert(&snap, &padded, Some(cert))),
+        Reject::CertBindingMismatch
+    );
+    // An unbound token ignores the certificate.
+    assert_eq!(
+        run_cert(&snap, &rs256(&claims()), Some(cert))
+            .unwrap()
+            .bound
+            .label(),
+        None
+    );
+}
+
+#[test]
+fn dpop_through_decide_and_its_trace() {
+    let snap = snapshot();
+    let (_, jkt) = proof("/api/x", "", "probe");
+    let t = token_with(json!({ "jkt": jkt }));
+    let (p, _) = proof("/api/x", &t, "j-1");
+    let headers = [("authorization", format!("DPoP {t}")), ("dpop", p)];
+    let h: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let mut steps = Vec::new();
+    let mut map = header_map(&h);
+    map.insert(HOST, HeaderValue::from_static("localhost"));
+    let head = RequestHead {
+        method: &Method::GET,
+        version: http::Version::HTTP_11,
+        target: b"/api/x",
+        authority: None,
+        headers: &map,
+        raw_head: None,
+        tls: false,
+        client_cert: None,
+    };
+    let g = decide_traced(&snap, &head, now(), &mut |s: Step<'_>| {
+        if let Step::Binding(b) = s {
+            steps.push(b);
+        }
+    })
+    .expect("a fresh proof");
+    assert_eq!(g.bound.label(), Some("dpop"));
+    assert!(!g.dpop_nonce);
+    assert_eq!(steps.len(), 1);
+    assert_eq!(reason(decide(&snap, &head, now())), Reject::DpopReplay);
+}
+
+/// A context without DPoP state refuses DPoP requests: a proof is never accepted unchecked
+/// for replay.
+#[test]
+fn no_replay_store_fails_closed() {
+    struct NoDpop(Snapshot);
+    impl Context for NoDpop {
+        fn config(&self) -> &Config {
+            self.0.config()
+        }
+        fn keys(&self, p: ProviderId) -> &ProviderKeys {
+            self.0.keys(p)
+        }
+        fn revocations(&self, p: ProviderId) -> Option<&dyn Revocations> {
+            self.0.revocations(p)
+        }
+        fn token_cache(&self) -> Option<&TokenCache> {
+            self.0.token_cache()
+        }
+        fn dpop(&self) -> Option<&crate::auth::dpop::DpopState> {
+            None
+        }
+    }
+    let cx = NoDpop(snapshot());
+    let (_, jkt) = proof("/api/x", "", "probe");
+    let t = token_with(json!({ "jkt": jkt }));
+    let (p, _) = proof("/api/x", &t, "j-2");
+    let r = run(
+        &cx,
+        Method::GET,
+        "/api/x",
+        &[("authorization", &format!("DPoP {t}")), ("dpop", &p)],
+    );
+    assert_eq!(reason(r), Reject::DpopReplayUnavailable);
+}
