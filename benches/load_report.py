@@ -5,7 +5,9 @@ targets; writes docs/PERFORMANCE.md (argv[2] == "1").
   load_report.py RUN_DIR [WRITE_DOC]
 
 Ratios are computed within the run only. criterion figures from target/criterion (the last
-`make bench`, if any) are added for the pure decision path.
+`make bench`, if any) are added for the pure decision path. A row whose requests were not all
+answered 2xx, or whose DPoP proofs ran out (RUN_DIR/authgate-dpop-tPASS/dpop-wrk.jsonl), is
+marked: its figures are not results.
 """
 import json
 import pathlib
@@ -19,7 +21,7 @@ machine = (run / "machine.txt").read_text().strip()
 checks = (run / "checks.log").read_text() if (run / "checks.log").exists() else ""
 
 ORDER = ["upstream", "nginx", "haproxy", "haproxy-jwt", "authgate-base-none", "authgate-none",
-         "authgate-nocache", "authgate-base", "authgate"]
+         "authgate-nocache", "authgate-base", "authgate", "authgate-dpop"]
 NAMES = {
     "upstream": "upstream alone",
     "nginx": "nginx plain proxy",
@@ -28,23 +30,50 @@ NAMES = {
     "authgate-none": 'authgate, `auth = "none"` route',
     "authgate-nocache": "authgate, token cache off",
     "authgate": "authgate, token cache on",
+    "authgate-dpop": 'authgate, token cache on, `dpop = "required"` (a fresh ES256 proof per request)',
     "authgate-base-none": 'authgate before the change (AUTHGATE_BASE_BIN), `auth = "none"` route',
     "authgate-base": "authgate before the change (AUTHGATE_BASE_BIN), token cache on",
 }
 
 
+def row(p, target, load):
+    for r in rows:
+        if r["pass"] == p and r["target"] == target and r["load"] == load:
+            return r
+    return None
+
+
 def us(p, target, load):
-    for r in rows:
-        if r["pass"] == p and r["target"] == target and r["load"] == load:
-            return r["sut_us_per_req"]
-    return None
+    r = row(p, target, load)
+    return None if r is None else r["sut_us_per_req"]
 
 
-def rps(p, target, load):
-    for r in rows:
-        if r["pass"] == p and r["target"] == target and r["load"] == load:
-            return r["rps"]
-    return None
+def dpop_proofs(p):
+    """What benches/load.sh recorded about the DPoP variant's proofs in pass p, or None."""
+    d = run / f"authgate-dpop-t{p}"
+    if not (d / "proofs.json").exists():
+        return None
+    made = json.loads((d / "proofs.json").read_text())
+    log = d / "dpop-wrk.jsonl"
+    runs = [json.loads(l) for l in log.read_text().splitlines() if l.strip()] if log.exists() else []
+    return {"made": made["count"], "per_second": made["per_second"], "procs": made["procs"],
+            "seconds": made["seconds"], "used": sum(r["used"] for r in runs),
+            "ran_out": sum(r["ran_out"] for r in runs),
+            "age": runs[-1]["time"] - made["first_iat"] if runs else None}
+
+
+def flaw(r):
+    """Why a row's figures are not results ("" if they are)."""
+    why = []
+    if r["non2xx"] or r["sock_errors"]:
+        why.append(f"{r['non2xx']} non-2xx answers, {r['sock_errors']} socket errors")
+    if r["target"] == "authgate-dpop":
+        d = dpop_proofs(r["pass"])
+        if d is None:
+            why.append("no record of its DPoP proofs")
+        elif d["ran_out"]:
+            why.append("its DPoP proofs ran out (a wrk thread stopped early)")
+    return "; ".join(why)
 
 
 def ratio(a, b):
@@ -55,21 +84,32 @@ def fmt(x, digits=2):
     return "—" if x is None else f"{x:.{digits}f}"
 
 
+# The DPoP row's one signature per request is the proof's (ES256; the token's is cached): its
+# peer figure is HAProxy's ES256 check.
+SAME_ALG = {"DPoP": "ES256"}
+
 out = []
 passes = sorted({r["pass"] for r in rows}, key=str)
 for p in passes:
+    flawed = []
     out.append(f"\n### {p} worker(s)\n")
     out.append("| target | token | CPU µs/req | req/s | ÷ nginx | ÷ HAProxy jwt_verify (same alg) |")
     out.append("|---|---|---:|---:|---:|---:|")
     nginx = us(p, "nginx", "-")
     for t in ORDER:
-        for load in ["-", "RS256", "ES256", "EdDSA"]:
-            v = us(p, t, load)
-            if v is None:
+        for load in ["-", "RS256", "ES256", "EdDSA", "DPoP"]:
+            r = row(p, t, load)
+            if r is None:
                 continue
-            hj = us(p, "haproxy-jwt", load) if load != "-" else None
-            out.append(f"| {NAMES.get(t, t)} | {load} | {v:.1f} | {rps(p, t, load):.0f} | "
-                       f"{fmt(ratio(v, nginx))} | {fmt(ratio(v, hj))} |")
+            v = r["sut_us_per_req"]
+            hj = us(p, "haproxy-jwt", SAME_ALG.get(load, load)) if load != "-" else None
+            why = flaw(r)
+            if why:
+                flawed.append(f"{NAMES.get(t, t)}, {load}: {why}")
+            out.append(f"| {NAMES.get(t, t)} | {load} | {v:.1f}{' ⚠' if why else ''} | "
+                       f"{r['rps']:.0f} | {fmt(ratio(v, nginx))} | {fmt(ratio(v, hj))} |")
+    if flawed:
+        out.append("\n⚠ not a result: " + "; ".join(flawed) + ".")
 
 p1 = passes[0] if passes else None
 targets = [
@@ -101,11 +141,70 @@ for n in names:
         crit.append(f"| {'/'.join(n)} | {v / 1000:.2f} µs |")
 r10, r1000 = est("route_lookup", "10_routes"), est("route_lookup", "1000_routes")
 
+
+
+# DPoP (issue 15): what a fresh proof per request costs next to the same token without one.
+def dpop_us(p):
+    r = row(p, "authgate-dpop", "DPoP")
+    return "—" if r is None else fmt(r["sut_us_per_req"], 1) + (" ⚠" if flaw(r) else "")
+
+
+def dpop(p, other, load):
+    """The DPoP row against another row of pass p: (ratio, difference in µs), marked ⚠ if
+    the DPoP row is not a result."""
+    r, v = row(p, "authgate-dpop", "DPoP"), us(p, other, load)
+    if r is None or v is None:
+        return "—", "—"
+    mark = " ⚠" if flaw(r) else ""
+    return fmt(ratio(r["sut_us_per_req"], v)) + mark, fmt(r["sut_us_per_req"] - v, 1) + mark
+
+
+dpop_rows = [
+    ("CPU µs/req (token cache on, a fresh ES256 proof per request)", dpop_us),
+    ("**÷ authgate ES256, cache on** (the same token without a proof)",
+     lambda p: dpop(p, "authgate", "ES256")[0]),
+    ("µs/req the proof adds (− authgate ES256, cache on)", lambda p: dpop(p, "authgate", "ES256")[1]),
+    ("÷ authgate ES256, cache off (also one ES256 check per request)",
+     lambda p: dpop(p, "authgate-nocache", "ES256")[0]),
+    ("÷ HAProxy jwt_verify ES256", lambda p: dpop(p, "haproxy-jwt", "ES256")[0]),
+    ("÷ nginx plain proxy", lambda p: dpop(p, "nginx", "-")[0]),
+]
+dp = ["| figure | " + " | ".join(f"{p} worker(s)" for p in passes) + " |",
+      "|---|" + "---:|" * len(passes)]
+for name, f in dpop_rows:
+    dp.append(f"| {name} | " + " | ".join(f(p) for p in passes) + " |")
+dpop_notes = []
+for p in passes:
+    d = dpop_proofs(p)
+    if d:
+        dpop_notes.append(
+            f"{p} worker(s): {d['made']:,} proofs signed in {d['seconds']} s ({d['per_second']:,}/s, "
+            f"{d['procs']} process(es)), {d['used']:,} sent (warm-up and measurement), the last "
+            f"{d['age']} s after the first was signed; "
+            + ("**ran out**: not a result" if d["ran_out"] else "none ran out"))
+dpop_text = "\n".join(dp) + ("\n\n" + "\n".join(f"* {n}" for n in dpop_notes) if dpop_notes else "")
+has_dpop = any(us(p, "authgate-dpop", "DPoP") is not None for p in passes)
+dpop_section = f"""
+## DPoP (issue 15)
+
+The `authgate` variant above (ES256 token, verified-token cache on) with `dpop = "required"`:
+the token carries `cnf.jkt` (`benches/add_dpop.py`), and every request sends `Authorization:
+DPoP <token>` with a proof of its own (`jti`, `iat` of the second it was signed, `htu`,
+`ath`), as real clients do. The proofs are signed just before the measurement
+(`benches/dpop_proofs.py`) and each is sent once (`benches/dpop.lua`). The cache spares the
+token's signature, not the proof's: each request still verifies one ES256 signature, like
+HAProxy `jwt_verify` ES256 and authgate with the cache off.
+
+{dpop_text}
+""" if has_dpop else ""
+
 report = "\n".join(out)
 checks_failed = [l for l in checks.splitlines() if "FAIL" in l]
 print(report)
 print()
 print("\n".join(tt))
+if has_dpop:
+    print("\nDPoP:\n" + dpop_text)
 if r10 and r1000:
     print(f"\nroute lookup 1,000 ÷ 10 routes (criterion): {r1000 / r10:.2f} (target ≤ 2)")
 if not write:
@@ -116,7 +215,8 @@ Measured with `bash benches/load.sh` (as root, from the project root): one run o
 [`../shared/bench`](../../shared/bench/README.md) with authgate's variants added — wrk
 `-t1 -c32`, keep-alive, `GET /` with `Authorization: Bearer <token>` on every request, CPU
 time of the system under test's process tree from `/proc` divided by completed requests, one
-worker thread/process, upstream and wrk outside the measured process. These machines are
+worker thread/process, upstream and wrk outside the measured process (the DPoP row: `Authorization:
+DPoP <token>` and a proof made for that one request, see below). These machines are
 shared and small: **only ratios within this one run mean anything**; absolute µs move by 2×
 between runs.
 
@@ -131,9 +231,11 @@ Run `{run.name}` (raw records: `target/bench-work/runs/{run.name}/`):
 
 EdDSA (Ed25519, kid `bench-ed`, same claims) is measured for authgate only: the peers have
 no Ed25519 support in this harness (`benches/add_eddsa.py` adds the key to its JWKS).
-
+{dpop_section}
 Correctness checks before each measurement (missing/bad/expired/`alg: none`/no-`exp`/wrong
-`aud`/wrong `iss` tokens refused, `sub` forwarded, a client `X-User-Id` overwritten):
+`aud`/wrong `iss` tokens refused, `sub` forwarded, a client `X-User-Id` overwritten; DPoP: a
+fresh proof accepted, a replayed one, the bound token as Bearer, no proof, a proof for another
+URL and an unbound token refused):
 {"all passed" if not checks_failed else "FAILED: " + "; ".join(checks_failed)}.
 
 ## Targets (issue #6)
