@@ -67,12 +67,20 @@ fn signing_key(alg: Algorithm, pem: &str) -> EncodingKey {
 }
 
 fn token(alg: Algorithm, kid: &str, pem: &str) -> String {
+    token_with(alg, kid, pem, json!({}))
+}
+
+/// `token` with `extra` claims (a `cnf`).
+fn token_with(alg: Algorithm, kid: &str, pem: &str, extra: serde_json::Value) -> String {
     let key = signing_key(alg, pem);
     let mut h = Header::new(alg);
     h.kid = Some(kid.to_owned());
     let now = jsonwebtoken::get_current_timestamp();
-    let claims = json!({"iss": "https://corp", "aud": "api", "sub": "alice", "scope": "read write",
+    let mut claims = json!({"iss": "https://corp", "aud": "api", "sub": "alice", "scope": "read write",
                         "iat": now, "exp": now + 3600});
+    if let (Some(c), serde_json::Value::Object(extra)) = (claims.as_object_mut(), extra) {
+        c.extend(extra);
+    }
     jsonwebtoken::encode(&h, &claims, &key).unwrap()
 }
 
@@ -129,7 +137,67 @@ fn bench_decide(c: &mut Criterion) {
         });
     }
     bench_token_sources(&mut g);
+    bench_dpop_decide(&cached, &mut g);
     g.finish();
+}
+
+/// A DPoP-bound ES256 token from the verified-token cache with a fresh ES256 proof per
+/// request, as real clients send (`ES256_cached` without a proof is its baseline): the
+/// proof's signature, claims, thumbprint, `htu`, and the replay store. Signing the proofs
+/// is setup, not measured.
+fn bench_dpop_decide(
+    cached: &Snapshot,
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+) {
+    use jsonwebtoken::jwk::Jwk;
+    let key = signing_key(Algorithm::ES256, "ec.pem");
+    let jwk = Jwk::from_encoding_key(&key, Algorithm::ES256).unwrap();
+    let jkt = authgate::formats::dpop::thumbprint(&serde_json::to_value(&jwk).unwrap()).unwrap();
+    let bound = token_with(
+        Algorithm::ES256,
+        "ec",
+        "ec.pem",
+        json!({"cnf": {"jkt": jkt}}),
+    );
+    let ath = {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&bound))
+    };
+    let mut h = Header::new(Algorithm::ES256);
+    h.typ = Some("dpop+jwt".into());
+    h.jwk = Some(jwk);
+    let n = std::cell::Cell::new(0u64);
+    let request = || {
+        n.set(n.get() + 1);
+        let claims = json!({"htm": "GET", "htu": "http://api.example.com/api/orders/7",
+                            "iat": now(), "jti": format!("bench-{}", n.get()), "ath": ath});
+        let proof = jsonwebtoken::encode(&h, &claims, &key).unwrap();
+        let mut headers = headers_with("authorization", &format!("DPoP {bound}"));
+        headers.insert("dpop", HeaderValue::from_str(&proof).unwrap());
+        headers
+    };
+    let headers = request();
+    let head = get(b"/api/orders/7?x=1", &headers);
+    let granted = decide(cached, &head, now()).expect("a DPoP-bound request must pass");
+    assert_eq!(granted.bound.label(), Some("dpop"));
+    assert!(
+        decide(cached, &head, now()).is_err(),
+        "and its proof only once"
+    );
+    g.bench_function("ES256_cached_dpop_ES256", |b| {
+        b.iter_batched(
+            request,
+            |headers| {
+                decide(
+                    black_box(cached),
+                    black_box(&get(b"/api/orders/7?x=1", &headers)),
+                    now(),
+                )
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
 }
 
 /// The token from a cookie (among others) instead of `Authorization`, verified-token cache
@@ -259,9 +327,8 @@ fn bench_config(c: &mut Criterion) {
     });
 }
 
-/// A DPoP proof check (issue 15, not yet on the request path): the proof's own JWS with the
-/// key it carries, its claims, the thumbprint; next to `decide/*` it shows what a DPoP-bound
-/// request will add.
+/// A DPoP proof check alone: the proof's own JWS with the key it carries, its claims, the
+/// thumbprint (`decide/ES256_cached_dpop_ES256` is the whole request).
 fn bench_dpop(c: &mut Criterion) {
     use authgate::auth::dpop::{check_proof, Expected};
     use jsonwebtoken::jwk::Jwk;
