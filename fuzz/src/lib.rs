@@ -41,6 +41,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("config", config),
     ("revocation", revocation),
     ("cache_control", cache_control),
+    ("dpop", dpop),
 ];
 
 /// Request-target normalization and authority parsing.
@@ -101,7 +102,7 @@ pub fn bearer(data: &[u8]) {
             headers.append(http::header::AUTHORIZATION, v);
         }
     }
-    if let Ok(Credential::Bearer(t)) = extract_bearer(&headers, 4096) {
+    if let Ok(Credential::Bearer(t) | Credential::Dpop(t)) = extract_bearer(&headers, 4096) {
         assert!(!t.is_empty() && t.len() <= 4096);
         assert!(t
             .bytes()
@@ -406,4 +407,74 @@ pub fn cache_control(data: &[u8]) {
         }
     }
     let _ = authgate::auth::keystore::cache_lifetime(&headers);
+}
+
+/// A DPoP proof (RFC 9449) as the gateway checks it, by the first byte: the rest as the
+/// proof itself (forms, base64, JSON); as the claims of a proof by the fixture EC key,
+/// signed (`iat`, `htu`, `ath`, `jti` of any shape); as the JOSE header of a signed proof
+/// (`alg`/`jwk` confusion, private members). Also the `Client-Cert` header and the RFC 7638
+/// thumbprint of the input read as a JWK. A proof that passes must have been made for the
+/// expected request by the key whose thumbprint it returns.
+pub fn dpop(data: &[u8]) {
+    use authgate::auth::dpop::{check_proof, Expected};
+    use authgate::formats::dpop::{check_public, thumbprint};
+    use jsonwebtoken::{Algorithm, EncodingKey};
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    static EC: OnceLock<(EncodingKey, serde_json::Value)> = OnceLock::new();
+    let (key, jwk) = EC.get_or_init(|| {
+        let pem = std::fs::read(format!("{}/ec.pem", fixtures())).expect("ec fixture");
+        let key = EncodingKey::from_ec_pem(&pem).expect("ec key");
+        let jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, Algorithm::ES256).expect("jwk");
+        (key, serde_json::to_value(jwk).expect("jwk json"))
+    });
+    let sign = |header: &[u8], claims: &[u8]| {
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims)
+        );
+        let sig =
+            jsonwebtoken::crypto::sign(message.as_bytes(), key, Algorithm::ES256).expect("sign");
+        format!("{message}.{sig}")
+    };
+    let proof = match mode % 3 {
+        0 => String::from_utf8_lossy(rest).into_owned(),
+        1 => {
+            let header = serde_json::json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk});
+            sign(header.to_string().as_bytes(), rest)
+        }
+        _ => sign(
+            rest,
+            br#"{"jti":"j","htm":"GET","htu":"https://api.example.com/a","iat":1700000000}"#,
+        ),
+    };
+    let expected = Expected {
+        method: &Method::GET,
+        htu: "https://api.example.com/a",
+        access_token: (mode & 0x80 != 0).then_some("token"),
+        algorithms: &[Algorithm::ES256, Algorithm::RS256, Algorithm::EdDSA],
+        now: 1_700_000_000.0,
+        max_age: 60.0,
+        leeway: 5.0,
+    };
+    if let Ok(p) = check_proof(&proof, &expected) {
+        assert_eq!(
+            p.jkt,
+            thumbprint(jwk).expect("fixture thumbprint"),
+            "signed by the fixture key"
+        );
+        assert!(!p.jti.is_empty() && p.jti.len() <= 256);
+        assert!((1_700_000_000.0 - 65.0..=1_700_000_005.0).contains(&p.iat));
+    }
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(rest) {
+        let _ = check_public(&v);
+        let _ = thumbprint(&v);
+    }
+    if let Ok(v) = HeaderValue::from_bytes(rest) {
+        let mut h = HeaderMap::new();
+        h.insert("client-cert", v);
+        let _ = authgate::formats::client_cert::header_thumbprint(&h);
+    }
 }
