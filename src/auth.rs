@@ -323,14 +323,15 @@ fn authenticate<C: Context + ?Sized, T: Trace>(
         token,
         dpop_scheme,
     };
-    let bound = binding::check(cx, &presented, provider, &verified.claims, now).map_err(|r| {
-        // `use_dpop_nonce` is answered with a nonce: the thin layer adds it.
-        Denial {
-            reason: r,
-            route: Some(route_idx),
-            provider: Some(verified.provider),
-        }
-    })?;
+    let bound =
+        binding::check(cx, &presented, provider, &verified.claims, now, trace).map_err(|r| {
+            // `use_dpop_nonce` is answered with a nonce: the thin layer adds it.
+            Denial {
+                reason: r,
+                route: Some(route_idx),
+                provider: Some(verified.provider),
+            }
+        })?;
     trace.step(Step::Binding(bound));
     trace.step(Step::Authorize {
         route,

@@ -373,10 +373,14 @@ fn answer(
                 status: d.reason.status(),
                 reason: d.reason.label(),
                 www_authenticate: {
-                    let all: Vec<String> = crate::proxy::respond::challenges(d.reason, route)
-                        .iter()
-                        .filter_map(|v| v.to_str().ok().map(str::to_owned))
-                        .collect();
+                    let all: Vec<String> = crate::proxy::respond::challenges(
+                        d.reason,
+                        route,
+                        d.provider.map(|p| &config.providers[p.index()]),
+                    )
+                    .iter()
+                    .filter_map(|v| v.to_str().ok().map(str::to_owned))
+                    .collect();
                     (!all.is_empty()).then(|| all.join(", "))
                 },
                 upstream_adds: Vec::new(),

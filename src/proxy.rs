@@ -161,8 +161,7 @@ impl ProxyHttp for Gateway {
             }
             Err(denial) => {
                 ctx.outcome = Outcome::Denied(denial);
-                let route = denial.route.map(|r| snap.config.routes.get(r));
-                let mut answer = Answer::refusal(denial.reason, route);
+                let mut answer = Answer::denied(&denial, &snap.config);
                 if denial.reason == Reject::UseDpopNonce {
                     answer = answer.with_nonce(&snap.dpop.nonce(unix_now()));
                 }

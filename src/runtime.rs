@@ -163,6 +163,7 @@ impl Snapshot {
     ) -> Self {
         let dpop =
             dpop.unwrap_or_else(|| Arc::new(DpopState::new(config.server.dpop_replay_max_entries)));
+        dpop.set_window(&config);
         let routes = config
             .routes
             .iter()

@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::claims::Claims;
 use super::dpop::replay::proof_key;
 use super::dpop::{check_proof, Expected};
+use super::trace::{Step, Trace};
 use super::{Context, Reject, RequestHead};
 use crate::config::routes::Route;
 use crate::config::{DpopMode, ProviderSettings};
@@ -56,12 +57,13 @@ pub struct Presented<'a> {
 /// Checks the token's `cnf` against what the request presents: a DPoP proof by the key of
 /// `cnf.jkt`, the client certificate of `cnf["x5t#S256"]`; and the provider's `dpop` mode
 /// against how the token came.
-pub fn check<C: Context + ?Sized>(
+pub fn check<C: Context + ?Sized, T: Trace>(
     cx: &C,
     p: &Presented<'_>,
     provider: &ProviderSettings,
     claims: &Claims,
     now: f64,
+    trace: &mut T,
 ) -> Result<Bound, Reject> {
     let mut jkt = None;
     let mut x5t = None;
@@ -137,7 +139,11 @@ pub fn check<C: Context + ?Sized>(
             leeway,
         },
     )
-    .map_err(|_| Reject::DpopProofInvalid)?;
+    .map_err(|bad| {
+        // Which check failed is for `explain` (the answer and the log say only the reason).
+        trace.step(Step::ProofRefused(bad));
+        Reject::DpopProofInvalid
+    })?;
     if checked.jkt != jkt {
         return Err(Reject::DpopBindingMismatch);
     }
@@ -150,13 +156,15 @@ pub fn check<C: Context + ?Sized>(
     {
         return Err(Reject::UseDpopNonce);
     }
-    // Remembered for as long as its `iat` is acceptable: after that the window refuses it.
-    let until = checked.iat + max_age + leeway;
+    // Remembered for as long as any provider would accept its `iat`.
     let ms = |t: f64| (t.max(0.0) * 1000.0) as u64;
-    match state
-        .replay
-        .first_use(&proof_key(jkt, &checked.jti), ms(now), ms(until))
-    {
+    let window = state.window_ms(ms(max_age + leeway));
+    match state.replay.first_use(
+        &proof_key(jkt, &checked.jti),
+        ms(checked.iat),
+        ms(now),
+        window,
+    ) {
         Ok(true) => {}
         Ok(false) => return Err(Reject::DpopReplay),
         Err(_) => return Err(Reject::DpopReplayUnavailable),

@@ -56,6 +56,8 @@ pub enum BadProof {
     Malformed,
     #[error("typ is not dpop+jwt")]
     Type,
+    #[error("crit names extensions the gateway does not implement")]
+    Critical,
     #[error("alg is not an allowed asymmetric algorithm")]
     Algorithm,
     #[error("jwk is missing, private, or not a usable public key for alg")]
@@ -79,6 +81,15 @@ struct ProofHeader {
     typ: Option<String>,
     alg: String,
     jwk: Option<Value>,
+    /// RFC 7515 §4.1.11: an extension the recipient does not implement makes the JWS
+    /// invalid; none is implemented, so any `crit` (even `[]` or `null`).
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+}
+
+/// A member that is there, whatever its value (`null` included).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
 }
 
 #[derive(Deserialize)]
@@ -103,6 +114,9 @@ pub fn check_proof(proof: &str, e: &Expected<'_>) -> Result<Proof, BadProof> {
     let header: ProofHeader = decode(h64)?;
     if header.typ.as_deref().map(media_type).as_deref() != Some("dpop+jwt") {
         return Err(BadProof::Type);
+    }
+    if header.crit {
+        return Err(BadProof::Critical);
     }
     // Never `none`, never HMAC (a proof proves a private key), never outside the list.
     let alg = Algorithm::from_str(&header.alg).map_err(|_| BadProof::Algorithm)?;
@@ -164,6 +178,9 @@ fn decode<T: for<'de> Deserialize<'de>>(part: &str) -> Result<T, BadProof> {
 pub struct DpopState {
     pub replay: Box<dyn replay::ReplayGuard>,
     nonce_key: aws_lc_rs::hmac::Key,
+    /// The widest proof window (`dpop_max_age` + `leeway`) of the config in force, ms: how
+    /// long the replay store keeps a proof after its `iat`.
+    window_ms: std::sync::atomic::AtomicU64,
 }
 
 /// A nonce is good in the step it was issued in and the next one: 30 to 60 seconds.
@@ -179,7 +196,31 @@ impl DpopState {
         Self {
             replay: Box::new(replay::MemoryReplay::new(max_entries)),
             nonce_key,
+            window_ms: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Sets the widest window of `config`'s providers (each snapshot does, a reload too).
+    pub fn set_window(&self, config: &crate::config::Config) {
+        let widest = config
+            .providers
+            .iter()
+            .filter(|p| p.dpop.mode != crate::config::DpopMode::Off)
+            .map(|p| p.dpop.max_age.saturating_add(p.leeway))
+            .max()
+            .unwrap_or_default();
+        let ms = u64::try_from(widest.as_millis()).unwrap_or(u64::MAX);
+        self.window_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How long after its `iat` a proof is remembered: the config's widest window, and at
+    /// least `own_ms` (the window of the provider asking, should a snapshot built before
+    /// the last reload ask).
+    pub fn window_ms(&self, own_ms: u64) -> u64 {
+        self.window_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(own_ms)
     }
 
     /// The nonce to hand out now: the time step and a MAC of it, base64url (no state).

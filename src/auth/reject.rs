@@ -362,7 +362,7 @@ impl Reject {
             Self::CsrfFailed => "cross-site request refused for a cookie token",
             Self::DpopProofInvalid => "DPoP proof is missing or invalid",
             Self::DpopReplay => "DPoP proof was already used",
-            Self::DpopBindingMismatch => "DPoP proof key does not match the token",
+            Self::DpopBindingMismatch => "DPoP proof and token are not bound to the same key",
             Self::TokenBindingRequired => "token must be sent with a DPoP proof",
             Self::UseDpopNonce => "DPoP proof must carry the server's nonce",
             Self::DpopReplayUnavailable => "DPoP proofs cannot be checked for replay now",

@@ -7,6 +7,7 @@ use http::HeaderName;
 
 use super::binding::Bound;
 use super::claims::Claims;
+use super::dpop::BadProof;
 use super::Reject;
 use crate::config::routes::{Csrf, Route, TokenSource};
 use crate::config::{ProviderId, RouteId};
@@ -70,6 +71,8 @@ pub enum Step<'a> {
     },
     /// The provider's revocation list was asked.
     Revocation { revoked: bool },
+    /// The DPoP proof failed this check (RFC 9449 §4.3).
+    ProofRefused(BadProof),
     /// The token's binding checked out: a DPoP proof by its key, its client certificate
     /// (both false: a bearer token, where the provider allows one).
     Binding(Bound),

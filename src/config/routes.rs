@@ -144,6 +144,9 @@ pub struct Route {
     /// Proof algorithms of the route's providers that take DPoP, space-separated (`algs`
     /// of a `DPoP` challenge); `None` when none does.
     pub dpop_algs: Option<String>,
+    /// Every provider of the route requires DPoP: its 401s answer with the `DPoP` scheme
+    /// alone (a `Bearer` challenge would invite a token that cannot pass).
+    pub dpop_only: bool,
 }
 
 /// All routes, indexed for lookup.
@@ -343,8 +346,18 @@ impl RouteTable {
                 };
                 format!(" tokens=[{}]{csrf}", list.join(","))
             };
+            // DPoP only where it differs from the default (allowed), and the URL proofs name.
+            let mut dpop = match (r.auth, r.dpop_only, &r.dpop_algs) {
+                (AuthMode::None, _, _) => String::new(),
+                (_, true, _) => " dpop=required".to_owned(),
+                (_, false, None) => " dpop=off".to_owned(),
+                _ => String::new(),
+            };
+            if let (Some(base), false) = (&r.htu_base, r.auth == AuthMode::None) {
+                dpop.push_str(&format!(" public_url={base}"));
+            }
             out.push_str(&format!(
-                "  {:<16} host={host} path={path} methods={methods} auth={auth}{}{sources} providers=[{}] scopes=[{}] claims=[{}] -> {}\n",
+                "  {:<16} host={host} path={path} methods={methods} auth={auth}{}{sources}{dpop} providers=[{}] scopes=[{}] claims=[{}] -> {}\n",
                 r.name,
                 match r.mode {
                     Mode::Enforce => "",

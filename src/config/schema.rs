@@ -147,7 +147,7 @@ pub struct RawServer {
     /// The URL clients use to reach the gateway (`https://api.example.com`, optionally with
     /// a path prefix): what a DPoP proof's `htu` is compared with. Default: the listener's
     /// scheme and the request's `Host` (never `X-Forwarded-*`).
-    pub public_url: Option<String>,
+    pub public_url: Option<Spanned<String>>,
     /// Peers (CIDRs) whose RFC 9440 `Client-Cert` header is believed: a TLS-terminating
     /// proxy in front. From anyone else the header is removed and ignored. Default: none.
     #[serde(default)]

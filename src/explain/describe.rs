@@ -197,6 +197,11 @@ pub(super) fn describe(snap: &Snapshot, step: Step<'_>) -> Line {
             ),
             json!({ "revoked": revoked }),
         ),
+        Step::ProofRefused(bad) => line(
+            "dpop",
+            format!("the DPoP proof is refused: {bad}"),
+            json!({ "proof": bad.to_string() }),
+        ),
         Step::Binding(bound) => {
             let text = match (bound.dpop, bound.cert) {
                 (false, false) => "a bearer token: not bound to a key or certificate (its provider allows that)",

@@ -5,8 +5,10 @@ use http::HeaderValue;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
-use crate::auth::Reject;
+use crate::auth::{Denial, Reject};
 use crate::config::routes::Route;
+use crate::config::{Config, DpopMode, ProviderSettings};
+use crate::formats::dpop::algorithm_name;
 use crate::runtime::UpstreamFailure;
 
 /// One answer the gateway writes itself: a refusal (`Reject`) or an upstream failure.
@@ -25,9 +27,25 @@ pub struct Answer {
 
 impl Answer {
     pub fn refusal(reason: Reject, route: Option<&Route>) -> Self {
+        Self::refusal_by(reason, route, None)
+    }
+
+    /// A refusal of `decide`: the `DPoP` challenge offers the algorithms of the provider
+    /// that verified the token, where one did.
+    pub fn denied(d: &Denial, config: &Config) -> Self {
+        let route = d.route.map(|r| config.routes.get(r));
+        let provider = d.provider.map(|p| &config.providers[p.index()]);
+        Self::refusal_by(d.reason, route, provider)
+    }
+
+    fn refusal_by(
+        reason: Reject,
+        route: Option<&Route>,
+        provider: Option<&ProviderSettings>,
+    ) -> Self {
         Self {
             status: reason.status(),
-            challenges: challenges(reason, route),
+            challenges: challenges(reason, route, provider),
             nonce: None,
             body: body(reason),
             close: reason == Reject::BadFraming,
@@ -55,25 +73,49 @@ impl Answer {
     }
 }
 
-/// Every `WWW-Authenticate` field of a refusal: the DPoP refusals answer with the `DPoP`
-/// scheme (RFC 9449 §7.1) and the algorithms the route's providers take in a proof; the
-/// others with `Bearer` (see `challenge`) and, on a 401 of a route that takes DPoP, a
-/// `DPoP algs=...` offer beside it.
-pub fn challenges(reason: Reject, route: Option<&Route>) -> Vec<HeaderValue> {
-    let algs = route.and_then(|r| r.dpop_algs.as_deref());
-    let algs_param = |sep: &str| algs.map_or(String::new(), |a| format!("{sep}algs=\"{a}\""));
-    if reason.dpop_challenge() {
-        let code = reason.oauth_error().unwrap_or("invalid_token");
-        let v = format!(
-            "DPoP error=\"{code}\", error_description=\"{}\"{}",
-            reason.description(),
-            algs_param(", ")
-        );
-        return HeaderValue::from_str(&v).into_iter().collect();
+/// Every `WWW-Authenticate` field of a refusal. The DPoP refusals answer with the `DPoP`
+/// scheme (RFC 9449 §7.1), and so does every 401 of a route whose providers all require
+/// DPoP; other refusals with `Bearer` (see `challenge`) and, on a 401 of a route that takes
+/// DPoP, a `DPoP algs=...` offer beside it. `algs` are those of `provider` (the token's)
+/// when known, else of every provider of the route that takes DPoP.
+pub fn challenges(
+    reason: Reject,
+    route: Option<&Route>,
+    provider: Option<&ProviderSettings>,
+) -> Vec<HeaderValue> {
+    let algs = match provider.filter(|p| p.dpop.mode != DpopMode::Off) {
+        Some(p) => Some(
+            p.dpop
+                .algorithms
+                .iter()
+                .map(|a| algorithm_name(*a))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        None => route.and_then(|r| r.dpop_algs.clone()),
+    };
+    let dpop = |code: Option<&str>| {
+        let mut v = "DPoP".to_owned();
+        let mut sep = " ";
+        if let Some(code) = code {
+            v.push_str(&format!(
+                " error=\"{code}\", error_description=\"{}\"",
+                reason.description()
+            ));
+            sep = ", ";
+        }
+        if let Some(a) = &algs {
+            v.push_str(&format!("{sep}algs=\"{a}\""));
+        }
+        HeaderValue::from_str(&v).ok()
+    };
+    let dpop_only = route.is_some_and(|r| r.dpop_only);
+    if reason.dpop_challenge() || (dpop_only && reason.status() == 401) {
+        return dpop(reason.oauth_error()).into_iter().collect();
     }
     let mut all: Vec<HeaderValue> = challenge(reason, route).into_iter().collect();
     if reason.status() == 401 && algs.is_some() {
-        all.extend(HeaderValue::from_str(&format!("DPoP{}", algs_param(" "))).ok());
+        all.extend(dpop(None));
     }
     all
 }

@@ -293,6 +293,14 @@ fn dpop_modes_required_and_off() {
             &[("authorization", &dpop_auth(&bound)), ("dpop", &proof)],
         );
         assert_eq!(r.status, 200, "{proto:?}: {}", r.body);
+        // Every provider of the route requires DPoP: no `Bearer` challenge is offered.
+        let r = proto.request(&s.gw, "GET", "localhost", "/api/x", &[]);
+        assert_eq!(r.reason(), "missing_token", "{proto:?}");
+        assert!(
+            challenge(&r).starts_with("DPoP algs=\"ES256 "),
+            "{proto:?}: {}",
+            challenge(&r)
+        );
     }
     drop(s);
     let s = setup("off", "", "");
@@ -645,4 +653,44 @@ fn client_cert_header_only_from_trusted_peers() {
         assert_eq!(r.status, 200, "{}", r.body);
         assert!(!s.upstream.last().has("client-cert"), "never forwarded");
     }
+}
+
+/// A reload that widens the proof window (`dpop_max_age`) must not reopen a proof used
+/// under the narrower one: the replay store keeps proofs for the window in force, not the
+/// one they were first seen under. (Waits for the narrow window to pass: about 3 s.)
+#[test]
+fn a_reload_widening_the_window_never_reopens_a_used_proof() {
+    let keys = Keys::load();
+    let jwks = JwksServer::start(keys.standard_jwks());
+    let upstream = Upstream::start();
+    let narrow = standard_config(&jwks.url(), &upstream.url())
+        .replace("leeway = \"30s\"", "leeway = \"0s\"\ndpop_max_age = \"2s\"");
+    let gw = Gateway::start(&narrow);
+    gw.wait_ready();
+    let client = DpopKey::new(&keys.ec, Algorithm::ES256);
+    let mut claims = good_claims("alice", "read");
+    claims["cnf"] = json!({ "jkt": client.thumbprint() });
+    let bound = keys.es256().claims(claims).sign();
+    let iat = now();
+    let proof = client.proof("GET", "http://localhost/api/x", Some(&bound));
+    let auth = dpop_auth(&bound);
+    let send = || {
+        get(
+            gw.addr,
+            "/api/x",
+            &[("authorization", &auth), ("dpop", &proof)],
+        )
+    };
+    assert_eq!(send().status, 200);
+    std::fs::write(
+        gw.config_path(),
+        narrow.replace("dpop_max_age = \"2s\"", "dpop_max_age = \"60s\""),
+    )
+    .unwrap();
+    assert!(gw.wait_log("config reloaded", std::time::Duration::from_secs(8)));
+    // Past the narrow window (iat + 2 s), well inside the wide one.
+    while now() < iat + 3 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(send().reason(), "dpop_replay");
 }

@@ -136,6 +136,13 @@ fn each_check_refuses() {
         signed(json!({"typ": "dpop+jwt", "alg": "ES256"})),
         Err(BadProof::Key)
     );
+    for crit in [json!(["exp"]), json!([]), json!("x"), json!(null)] {
+        assert_eq!(
+            signed(json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk, "crit": crit})),
+            Err(BadProof::Critical),
+            "crit {crit}"
+        );
+    }
     let mut private = jwk.clone();
     private["d"] = json!("c2VjcmV0");
     assert_eq!(

@@ -158,6 +158,22 @@ fn dpop_through_decide_and_its_trace() {
     assert!(!g.dpop_nonce);
     assert_eq!(steps.len(), 1);
     assert_eq!(reason(decide(&snap, &head, now())), Reject::DpopReplay);
+    // `explain` learns which check a refused proof failed.
+    let (p, _) = proof("/api/other", &t, "j-9");
+    let mut map = header_map(&[("authorization", &format!("DPoP {t}")), ("dpop", &p)]);
+    map.insert(HOST, HeaderValue::from_static("localhost"));
+    let head = RequestHead {
+        headers: &map,
+        ..head
+    };
+    let mut refused = None;
+    let r = decide_traced(&snap, &head, now(), &mut |s: Step<'_>| {
+        if let Step::ProofRefused(b) = s {
+            refused = Some(b);
+        }
+    });
+    assert_eq!(reason(r), Reject::DpopProofInvalid);
+    assert_eq!(refused, Some(crate::auth::dpop::BadProof::Uri));
 }
 
 /// A context without DPoP state refuses DPoP requests: a proof is never accepted unchecked

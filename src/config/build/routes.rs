@@ -31,8 +31,8 @@ pub(super) fn build_routes(
     let server_public_url = raw
         .server
         .public_url
-        .as_deref()
-        .and_then(|u| public_url_base(u).ok());
+        .as_ref()
+        .and_then(|u| public_url_base(u.get_ref()).ok());
     if raw.routes.is_empty() {
         cx.err(
             None,
@@ -363,6 +363,12 @@ pub(super) fn build_route(
             ));
         }
     }
+    let dpop_only = !route_providers.is_empty()
+        && route_providers.iter().all(|&p| {
+            provider_settings
+                .get(p)
+                .is_some_and(|s| s.dpop.mode == DpopMode::Required)
+        });
     if cx.errors.len() > before {
         return None;
     }
@@ -383,6 +389,7 @@ pub(super) fn build_route(
         insufficient_scope_challenge: challenge?,
         htu_base,
         dpop_algs: (!dpop_algs.is_empty()).then(|| dpop_algs.join(" ")),
+        dpop_only,
     })
 }
 

@@ -138,25 +138,18 @@ pub(super) fn build_server(cx: &mut Ctx<'_>, raw: &RawConfig) -> ServerSettings 
             }
         }
     });
-    let public_url = s.public_url.as_deref().and_then(|u| {
-        public_url_base(u)
-            .map_err(|e| cx.err(None, "server.public_url", e))
+    let public_url = s.public_url.as_ref().and_then(|u| {
+        public_url_base(u.get_ref())
+            .map_err(|e| cx.err(at(u), "server.public_url", e))
             .ok()
     });
     let trusted_client_cert_peers = s
         .trusted_client_cert_peers
         .iter()
         .filter_map(|p| match parse_peer(p.get_ref()) {
-            Some(net) => Some(net),
-            None => {
-                cx.err(
-                    at(p),
-                    "server.trusted_client_cert_peers",
-                    format!(
-                        "{:?} is not an IP address or CIDR (10.0.0.0/8, fd00::/8)",
-                        p.get_ref()
-                    ),
-                );
+            Ok(net) => Some(net),
+            Err(e) => {
+                cx.err(at(p), "server.trusted_client_cert_peers", e);
                 None
             }
         })
@@ -190,12 +183,27 @@ pub(super) fn build_server(cx: &mut Ctx<'_>, raw: &RawConfig) -> ServerSettings 
     }
 }
 
-/// `10.0.0.0/8`, or a lone address (a /32 or /128).
-fn parse_peer(p: &str) -> Option<ipnet::IpNet> {
-    p.parse::<ipnet::IpNet>()
+/// `10.0.0.0/8`, or a lone address (a /32 or /128). A network with host bits set
+/// (`10.1.2.3/8`: which was meant?) and `/0` (every peer could claim any certificate, and
+/// certificates are public) are refused.
+fn parse_peer(p: &str) -> Result<ipnet::IpNet, String> {
+    let net = p
+        .parse::<ipnet::IpNet>()
         .ok()
         .or_else(|| p.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
-        .map(|n| n.trunc())
+        .ok_or_else(|| format!("{p:?} is not an IP address or CIDR (10.0.0.0/8, fd00::/8)"))?;
+    if net.prefix_len() == 0 {
+        return Err(format!(
+            "{p:?} trusts every peer: anyone could send any client certificate (they are public); list the proxies in front"
+        ));
+    }
+    if net.trunc() != net {
+        return Err(format!(
+            "{p:?} has host bits set: write the network ({})",
+            net.trunc()
+        ));
+    }
+    Ok(net)
 }
 
 pub(super) fn check_listen(cx: &mut Ctx<'_>, listen: &Spanned<String>, key: &str) {

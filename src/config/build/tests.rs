@@ -928,8 +928,23 @@ fn sender_constraint_settings_are_checked() {
         "server.trusted_client_cert_peers",
         "not an IP address or CIDR",
     );
+    one_error(
+        &server("trusted_client_cert_peers = [\"0.0.0.0/0\"]"),
+        "server.trusted_client_cert_peers",
+        "trusts every peer",
+    );
+    one_error(
+        &server("trusted_client_cert_peers = [\"::/0\"]"),
+        "server.trusted_client_cert_peers",
+        "trusts every peer",
+    );
+    one_error(
+        &server("trusted_client_cert_peers = [\"10.1.2.3/8\"]"),
+        "server.trusted_client_cert_peers",
+        "host bits set: write the network (10.0.0.0/8)",
+    );
     let c = load_str(
-        &server("trusted_client_cert_peers = [\"10.1.2.3/8\", \"::1\"]"),
+        &server("trusted_client_cert_peers = [\"10.0.0.0/8\", \"::1\"]"),
         Path::new("t.toml"),
     )
     .unwrap();

@@ -20,6 +20,7 @@ fn route(name: &str, host: HostMatch, path: PathMatch, methods: Option<Vec<Metho
         insufficient_scope_challenge: HeaderValue::from_static("Bearer"),
         htu_base: None,
         dpop_algs: None,
+        dpop_only: false,
     }
 }
 
