@@ -10,6 +10,7 @@ pub mod client_cert;
 pub mod dpop;
 pub mod header_names;
 pub mod introspection;
+pub mod json;
 pub mod jwks;
 pub mod normalize;
 pub mod pem;

@@ -83,13 +83,8 @@ struct ProofHeader {
     jwk: Option<Value>,
     /// RFC 7515 §4.1.11: an extension the recipient does not implement makes the JWS
     /// invalid; none is implemented, so any `crit` (even `[]` or `null`).
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::formats::json::present")]
     crit: bool,
-}
-
-/// A member that is there, whatever its value (`null` included).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    serde::de::IgnoredAny::deserialize(d).map(|_| true)
 }
 
 #[derive(Deserialize)]

@@ -404,6 +404,10 @@ fn header_tricks() {
             Reject::CritUnsupported,
         ),
         (
+            json!({"alg": "RS256", "kid": "rsa", "crit": null}),
+            Reject::CritUnsupported,
+        ),
+        (
             json!({"alg": "RS256", "kid": "unknown"}),
             Reject::UnknownKid,
         ),

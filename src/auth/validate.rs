@@ -42,8 +42,9 @@ struct JoseHeader {
     alg: String,
     #[serde(default)]
     kid: Option<String>,
-    #[serde(default)]
-    crit: Option<Value>,
+    /// Present at all (`null` included): no extension is implemented (RFC 7515 §4.1.11).
+    #[serde(default, deserialize_with = "crate::formats::json::present")]
+    crit: bool,
     #[serde(default)]
     typ: Option<String>,
 }
@@ -108,14 +109,15 @@ pub fn verify<C: Context + ?Sized, T: Trace>(
         alg: &header.alg,
         kid: header.kid.as_deref(),
         typ: header.typ.as_deref(),
-        crit: header.crit.is_some(),
+        crit: header.crit,
     });
     // `none` (any spelling) and unknown names fail before any key is considered.
     let alg = Algorithm::from_str(&header.alg).map_err(|_| plain(Reject::AlgNotAllowed))?;
-    if header.crit.is_some() {
+    if header.crit {
         return Err(plain(Reject::CritUnsupported));
     }
-    let claims: Claims = decode_json(p64).map_err(plain)?;
+    // A member named twice (`"cnf"` bound, then `"cnf": {}`) reads as either: no claims.
+    let claims: Claims = decode_strict(p64).map_err(plain)?;
 
     let provider_idx = pick_provider(&claims, providers, cx.config()).map_err(plain)?;
     let provider = &cx.config().providers[provider_idx.index()];
@@ -313,7 +315,7 @@ pub fn verify_signed(
     };
     let header: JoseHeader = decode_json(h64)?;
     let alg = Algorithm::from_str(&header.alg).map_err(|_| Reject::AlgNotAllowed)?;
-    if header.crit.is_some() {
+    if header.crit {
         return Err(Reject::CritUnsupported);
     }
     if !provider.algorithms.contains(&alg) {
@@ -328,7 +330,7 @@ pub fn verify_signed(
     if !valid {
         return Err(Reject::BadSignature);
     }
-    Ok((header.typ.map(|t| media_type(&t)), decode_json(p64)?))
+    Ok((header.typ.map(|t| media_type(&t)), decode_strict(p64)?))
 }
 
 /// The keys for `kid` and `alg`, and whether one of them signed `message` with `sig`:
@@ -347,6 +349,14 @@ fn check_signature(
         Candidates::WrongAlgorithm => Err(Reject::AlgNotAllowed),
         Candidates::UnknownKid => Err(Reject::UnknownKid),
     }
+}
+
+/// A base64url JSON object whose members are each named once (`formats::json`).
+fn decode_strict(part: &str) -> Result<Claims, Reject> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| Reject::MalformedToken)?;
+    crate::formats::json::strict_object(&bytes).ok_or(Reject::MalformedToken)
 }
 
 fn decode_json<T: for<'de> Deserialize<'de>>(part: &str) -> Result<T, Reject> {

@@ -1,9 +1,7 @@
 //! RFC 7662 introspection answers: the JSON object, or the `token_introspection` member of
 //! an RFC 9701 signed answer's claims. Parsing only; what an answer allows is `auth`'s call.
 
-use std::fmt;
-
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use super::json::{is_duplicate, Strict};
 use serde_json::{Map, Value};
 
 /// Largest answer body accepted.
@@ -38,67 +36,8 @@ pub fn parse(body: &[u8]) -> Result<Answer, BadAnswer> {
     match serde_json::from_slice::<Strict>(body) {
         Ok(Strict(Value::Object(map))) => from_object(map),
         Ok(_) => Err(BadAnswer::NotAnObject),
-        Err(e) if e.to_string().starts_with(DUPLICATE) => Err(BadAnswer::DuplicateKey),
+        Err(e) if is_duplicate(&e) => Err(BadAnswer::DuplicateKey),
         Err(_) => Err(BadAnswer::NotAnObject),
-    }
-}
-
-const DUPLICATE: &str = "duplicate member";
-
-/// A JSON value whose objects name each member once.
-struct Strict(Value);
-
-impl<'de> Deserialize<'de> for Strict {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(StrictVisitor).map(Strict)
-    }
-}
-
-struct StrictVisitor;
-
-impl<'de> Visitor<'de> for StrictVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut out = Vec::new();
-        while let Some(Strict(v)) = seq.next_element()? {
-            out.push(v);
-        }
-        Ok(Value::Array(out))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let Strict(v) = map.next_value()?;
-            if out.insert(key, v).is_some() {
-                return Err(de::Error::custom(DUPLICATE));
-            }
-        }
-        Ok(Value::Object(out))
     }
 }
 

@@ -210,3 +210,42 @@ fn no_replay_store_fails_closed() {
     );
     assert_eq!(reason(r), Reject::DpopReplayUnavailable);
 }
+
+/// A claim named twice reads as either value depending on the parser: a bound token that
+/// says `"cnf": {}` after its `cnf` is no token (it would pass as a bearer token here).
+#[test]
+fn a_claim_named_twice_is_no_token() {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let c = claims();
+    let body = c.to_string();
+    let doubled = format!(
+        "{},\"cnf\":{{\"jkt\":\"abc\"}},\"cnf\":{{}}}}",
+        &body[..body.len() - 1]
+    );
+    let message = format!(
+        "{}.{}",
+        b64(r#"{"alg":"RS256","kid":"rsa"}"#),
+        b64(&doubled)
+    );
+    let sig = jsonwebtoken::crypto::sign(message.as_bytes(), &rsa(), Algorithm::RS256).unwrap();
+    let token = format!("{message}.{sig}");
+    let snap = snapshot();
+    let r = run(
+        &snap,
+        Method::GET,
+        "/api/x",
+        &[("authorization", &bearer(&token))],
+    );
+    assert_eq!(reason(r), Reject::MalformedToken);
+    // The same claims once each pass.
+    let once = format!("{}.{}", b64(r#"{"alg":"RS256","kid":"rsa"}"#), b64(&body));
+    let sig = jsonwebtoken::crypto::sign(once.as_bytes(), &rsa(), Algorithm::RS256).unwrap();
+    let r = run(
+        &snap,
+        Method::GET,
+        "/api/x",
+        &[("authorization", &bearer(&format!("{once}.{sig}")))],
+    );
+    assert!(r.is_ok(), "{r:?}");
+}
