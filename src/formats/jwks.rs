@@ -41,15 +41,22 @@ enum Verifier {
     Public(Vec<(Algorithm, ParsedPublicKey)>),
 }
 
-/// Every algorithm an RSA key can verify (before the allow-list and the JWK's `alg`).
-pub const RSA_ALGORITHMS: &[Algorithm] = &[
+/// Every asymmetric algorithm (what a DPoP proof may use by default), the RSA ones
+/// together.
+pub const ASYMMETRIC_ALGORITHMS: [Algorithm; 9] = [
+    Algorithm::ES256,
+    Algorithm::ES384,
     Algorithm::RS256,
     Algorithm::RS384,
     Algorithm::RS512,
     Algorithm::PS256,
     Algorithm::PS384,
     Algorithm::PS512,
+    Algorithm::EdDSA,
 ];
+
+/// Every algorithm an RSA key can verify (before the allow-list and the JWK's `alg`).
+pub const RSA_ALGORITHMS: &[Algorithm] = ASYMMETRIC_ALGORITHMS.split_at(2).1.split_at(6).0;
 
 // === impl VerifyKey ===
 

@@ -191,34 +191,31 @@ fn dpop_proofs_over_h1_and_h2() {
             &[("authorization", &format!("Bearer {bound}"))],
         );
         refused(&r, "token_binding_required", "bound token as Bearer");
-        let r = with(
-            &format!("Bearer {bound}"),
-            &client.proof("GET", &htu("/api/x"), Some(&bound)),
-        );
-        refused(
-            &r,
-            "token_binding_required",
-            "bound token as Bearer with a proof",
-        );
-        // A proof with a token bound to no key, under either scheme.
-        let r = with(
-            &format!("Bearer {plain}"),
-            &client.proof("GET", &htu("/api/x"), Some(&plain)),
-        );
-        refused(
-            &r,
-            "dpop_binding_mismatch",
-            "proof with a plain bearer token",
-        );
-        let r = with(
-            &dpop_auth(&plain),
-            &client.proof("GET", &htu("/api/x"), Some(&plain)),
-        );
-        refused(
-            &r,
-            "dpop_binding_mismatch",
-            "plain token under the DPoP scheme",
-        );
+        // A proof with the bound token as Bearer; with a token bound to no key, under
+        // either scheme.
+        for (auth, token, reason, what) in [
+            (
+                format!("Bearer {bound}"),
+                &bound,
+                "token_binding_required",
+                "bound token as Bearer with a proof",
+            ),
+            (
+                format!("Bearer {plain}"),
+                &plain,
+                "dpop_binding_mismatch",
+                "proof with a plain bearer token",
+            ),
+            (
+                dpop_auth(&plain),
+                &plain,
+                "dpop_binding_mismatch",
+                "plain token under the DPoP scheme",
+            ),
+        ] {
+            let r = with(&auth, &client.proof("GET", &htu("/api/x"), Some(token)));
+            refused(&r, reason, what);
+        }
         // `allowed`: a plain bearer token still passes, its 401s offer DPoP beside Bearer.
         let r = send(
             "GET",

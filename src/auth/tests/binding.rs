@@ -36,23 +36,29 @@ fn proof(path: &str, token: &str, jti: &str) -> (String, String) {
     (jsonwebtoken::encode(&h, &claims, &ec()).unwrap(), jkt)
 }
 
-fn run_cert(snap: &Snapshot, token: &str, cert: Option<[u8; 32]>) -> Result<Grant, Denial> {
-    let mut map = header_map(&[("authorization", &bearer(token))]);
+/// `GET /api/x` to `localhost` with `headers` (a `Host` added).
+fn headers_to_localhost(headers: &[(&str, &str)]) -> HeaderMap {
+    let mut map = header_map(headers);
     map.insert(HOST, HeaderValue::from_static("localhost"));
-    decide(
-        snap,
-        &RequestHead {
-            method: &Method::GET,
-            version: http::Version::HTTP_11,
-            target: b"/api/x",
-            authority: None,
-            headers: &map,
-            raw_head: None,
-            tls: true,
-            client_cert: cert,
-        },
-        now(),
-    )
+    map
+}
+
+fn head_of(map: &HeaderMap, tls: bool, client_cert: Option<[u8; 32]>) -> RequestHead<'_> {
+    RequestHead {
+        method: &Method::GET,
+        version: http::Version::HTTP_11,
+        target: b"/api/x",
+        authority: None,
+        headers: map,
+        raw_head: None,
+        tls,
+        client_cert,
+    }
+}
+
+fn run_cert(snap: &Snapshot, token: &str, cert: Option<[u8; 32]>) -> Result<Grant, Denial> {
+    let map = headers_to_localhost(&[("authorization", &bearer(token))]);
+    decide(snap, &head_of(&map, true, cert), now())
 }
 
 #[test]
@@ -136,18 +142,8 @@ fn dpop_through_decide_and_its_trace() {
     let headers = [("authorization", format!("DPoP {t}")), ("dpop", p)];
     let h: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let mut steps = Vec::new();
-    let mut map = header_map(&h);
-    map.insert(HOST, HeaderValue::from_static("localhost"));
-    let head = RequestHead {
-        method: &Method::GET,
-        version: http::Version::HTTP_11,
-        target: b"/api/x",
-        authority: None,
-        headers: &map,
-        raw_head: None,
-        tls: false,
-        client_cert: None,
-    };
+    let map = headers_to_localhost(&h);
+    let head = head_of(&map, false, None);
     let g = decide_traced(&snap, &head, now(), &mut |s: Step<'_>| {
         if let Step::Binding(b) = s {
             steps.push(b);

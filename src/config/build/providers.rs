@@ -271,17 +271,7 @@ pub(super) fn build_provider(
 }
 
 /// Every asymmetric algorithm a DPoP proof may be signed with: the default list.
-pub const DPOP_ALGORITHMS: [Algorithm; 9] = [
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::EdDSA,
-];
+pub use crate::formats::jwks::ASYMMETRIC_ALGORITHMS as DPOP_ALGORITHMS;
 
 fn build_dpop(
     cx: &mut Ctx<'_>,
