@@ -1,8 +1,8 @@
 //! Interop with an identity provider nobody here wrote: the npm package `oidc-provider` runs
 //! as a real OP (client credentials grant, resource indicators, JWT and opaque access tokens,
 //! OIDC discovery, key rotation, introspection with client secrets, `private_key_jwt` and
-//! RFC 9701 signed answers, revocation); tokens obtained from it over HTTP go through
-//! authgate.
+//! RFC 9701 signed answers, revocation, DPoP-bound (RFC 9449) and certificate-bound
+//! (RFC 8705) access tokens); tokens obtained from it over HTTP go through authgate.
 //! `make test` installs it (`npm ci` in `tests/interop`).
 
 use std::io::{BufRead, BufReader};
@@ -11,8 +11,25 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use jsonwebtoken::Algorithm;
+use serde_json::json;
 
+use crate::support::dpop::{fresh_jti, x5t_s256, DpopKey};
+use crate::support::tokens::TokenBuilder;
 use crate::support::*;
+
+/// A client of the OP: client_id and secret (client_secret_basic).
+type Client = (&'static str, &'static str);
+
+const ORDERS_CLIENT: Client = ("orders-client", "orders-client-secret-that-is-long-enough");
+/// Registered with `dpop_bound_access_tokens`: no token without a DPoP proof.
+const DPOP_CLIENT: Client = ("dpop-client", "dpop-client-secret-that-is-long-enough");
+/// Registered with `tls_client_certificate_bound_access_tokens`: no token without a client
+/// certificate (the `x-client-cert` header, as the OP runs on plain http).
+const MTLS_CLIENT: Client = ("mtls-client", "mtls-client-secret-that-is-long-enough");
+
+/// The resource parameter that makes the OP issue a JWT for audience orders-api.
+const RESOURCE: &str = "&resource=https%3A%2F%2Forders.example.com";
 
 /// The running OP; killed when dropped.
 struct Op {
@@ -132,7 +149,7 @@ impl Op {
     /// A client-credentials access token for `scope`, fetched over HTTP: an RS256 JWT for
     /// audience orders-api (the request names the resource https://orders.example.com).
     fn token(&self, scope: &str) -> String {
-        self.issue(scope, "&resource=https%3A%2F%2Forders.example.com")
+        self.issue(scope, RESOURCE)
     }
 
     /// A client-credentials access token for `scope` without a resource: opaque, only the
@@ -142,16 +159,64 @@ impl Op {
     }
 
     fn issue(&self, scope: &str, extra: &str) -> String {
+        let r = self.grant(ORDERS_CLIENT, scope, extra, &[]);
+        assert_eq!(r.status, 200, "token endpoint: {r:?}");
+        access_token(&r)
+    }
+
+    /// A client-credentials access token of dpop-client bound to `key` (RFC 9449): an RS256
+    /// JWT for audience orders-api with `cnf.jkt` when `resource`, else an opaque token
+    /// whose introspection answer carries it. The test makes the proof for the token
+    /// endpoint; the OP wants a server nonce in it, so the first proof is answered
+    /// `use_dpop_nonce` with a `DPoP-Nonce`, and the second, carrying it, gets the token.
+    fn dpop_token(&self, key: &DpopKey, scope: &str, resource: bool) -> String {
+        let extra = if resource { RESOURCE } else { "" };
+        let htu = format!("{}/token", self.issuer());
+        let mut nonce = None;
+        for _ in 0..2 {
+            let proof = token_endpoint_proof(key, &htu, nonce.as_deref());
+            let r = self.grant(DPOP_CLIENT, scope, extra, &[("DPoP", &proof)]);
+            if nonce.is_none() && r.status == 400 && r.json()["error"] == "use_dpop_nonce" {
+                nonce = Some(r.header("dpop-nonce").expect("DPoP-Nonce").to_owned());
+                continue;
+            }
+            assert_eq!(r.status, 200, "token endpoint: {r:?}");
+            assert_eq!(r.json()["token_type"], "DPoP", "a DPoP-bound token");
+            return access_token(&r);
+        }
+        panic!("the OP asked for a DPoP nonce twice");
+    }
+
+    /// A client-credentials access token of mtls-client bound to the certificate `cert` of
+    /// the TLS fixtures (RFC 8705 `cnf["x5t#S256"]`): a JWT when `resource`, else opaque.
+    fn mtls_token(&self, cert: &str, scope: &str, resource: bool) -> String {
+        let extra = if resource { RESOURCE } else { "" };
+        let der = base64::engine::general_purpose::STANDARD.encode(cert_der(cert));
+        let r = self.grant(MTLS_CLIENT, scope, extra, &[("x-client-cert", &der)]);
+        assert_eq!(r.status, 200, "token endpoint: {r:?}");
+        access_token(&r)
+    }
+
+    /// The client credentials grant for `client`, `scope` and the form parameters `extra`.
+    fn grant(&self, client: Client, scope: &str, extra: &str, headers: &[(&str, &str)]) -> Resp {
         let body = format!(
             "grant_type=client_credentials&scope={}{extra}",
             scope.replace(' ', "+")
         );
-        let r = self.post_as_client("/token", &body);
-        assert_eq!(r.status, 200, "token endpoint: {r:?}");
-        r.json()["access_token"]
-            .as_str()
-            .expect("access_token")
-            .to_owned()
+        self.post(client, "/token", &body, headers)
+    }
+
+    /// The OP's introspection answer for `token`, asked as the gateway client `authgate`.
+    fn introspect(&self, token: &str) -> serde_json::Value {
+        let body = format!("token={}", form(token));
+        let r = self.post(
+            ("authgate", GATEWAY_SECRET),
+            "/token/introspection",
+            &body,
+            &[],
+        );
+        assert_eq!(r.status, 200, "introspection endpoint: {r:?}");
+        r.json()
     }
 
     /// Revokes `token` at the OP (RFC 7009), as the client it was issued to.
@@ -163,16 +228,49 @@ impl Op {
 
     /// POSTs the form `body` to `path` as orders-client (client_secret_basic).
     fn post_as_client(&self, path: &str, body: &str) -> Resp {
-        let basic = base64::engine::general_purpose::STANDARD
-            .encode("orders-client:orders-client-secret-that-is-long-enough");
-        let raw = format!(
-            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Basic {basic}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        self.post(ORDERS_CLIENT, path, body, &[])
+    }
+
+    /// POSTs the form `body` to `path` as `client` (client_secret_basic), with `headers`.
+    fn post(&self, client: Client, path: &str, body: &str, headers: &[(&str, &str)]) -> Resp {
+        let (id, secret) = client;
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+        let mut raw = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Basic {basic}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n",
             self.port,
             body.len()
         );
+        for (n, v) in headers {
+            raw.push_str(&format!("{n}: {v}\r\n"));
+        }
+        raw.push_str("\r\n");
+        raw.push_str(body);
         let addr = format!("127.0.0.1:{}", self.port).parse().unwrap();
         send(addr, raw.as_bytes())
     }
+}
+
+/// The `access_token` of a token endpoint answer.
+fn access_token(r: &Resp) -> String {
+    r.json()["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned()
+}
+
+/// A DPoP proof for the OP's token endpoint `htu` (POST, no `ath`), with the server `nonce`
+/// when the OP handed one out.
+fn token_endpoint_proof(key: &DpopKey, htu: &str, nonce: Option<&str>) -> String {
+    let mut claims = json!({"jti": fresh_jti(), "htm": "POST", "htu": htu, "iat": now()});
+    if let Some(n) = nonce {
+        claims["nonce"] = json!(n);
+    }
+    TokenBuilder::new(key.key, key.alg)
+        .no_kid()
+        .header("typ", json!("dpop+jwt"))
+        .header("jwk", key.jwk.clone())
+        .claims(claims)
+        .sign()
 }
 
 fn form(value: &str) -> String {
@@ -184,10 +282,19 @@ fn interop_dir() -> PathBuf {
 }
 
 fn header(token: &str) -> serde_json::Value {
-    let h = token.split('.').next().unwrap();
+    part(token, 0)
+}
+
+/// The (unverified) claims of a JWT.
+fn claims(token: &str) -> serde_json::Value {
+    part(token, 1)
+}
+
+fn part(token: &str, n: usize) -> serde_json::Value {
+    let p = token.split('.').nth(n).expect("a JWT");
     serde_json::from_slice(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(h)
+            .decode(p)
             .unwrap(),
     )
     .unwrap()
@@ -353,11 +460,18 @@ fn secret_file(dir: &Path, name: &str, secret: &str) -> PathBuf {
 /// `client_id` and `scope` forwarded, and two routes for that provider: `/orders` needs
 /// scope `read`, `/admin` scope `admin`.
 fn introspecting_gateway(op: &Op, up: &Upstream, provider: &str) -> Gateway {
+    introspecting_gateway_with(op, up, "", provider)
+}
+
+/// As `introspecting_gateway`, with `server` added to the `[server]` table (more keys, then
+/// perhaps a `[server.tls]` table).
+fn introspecting_gateway_with(op: &Op, up: &Upstream, server: &str, provider: &str) -> Gateway {
     Gateway::start(&format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
 shutdown_delay = "0s"
+{server}
 [admin]
 listen = "127.0.0.1:0"
 [upstreams.orders]
@@ -632,6 +746,355 @@ client_secret_file = {:?}"#,
     // Failures are not cached: each request asked, and heard 401.
     assert_eq!(introspections(&gw, "bad_status"), 2.0, "{}", gw.logs());
     assert_eq!(all_introspections(&gw), 2.0);
+}
+
+/// The rest of provider `op`'s table for the tests of bound tokens: keys by discovery, the
+/// gateway client `authgate` (client_secret_basic) for opaque tokens, and `extra`.
+fn bound_provider(work: &Path, extra: &str) -> String {
+    let secret = secret_file(work, "client.secret", GATEWAY_SECRET);
+    format!(
+        "discovery = true\nclient_id = \"authgate\"\nclient_secret_file = {:?}\n{extra}",
+        secret.display().to_string()
+    )
+}
+
+/// A `[server.tls]` table with `tls/server.pem` (HTTP/2 and HTTP/1.1 by ALPN) and `extra`.
+fn tls_listener(extra: &str) -> String {
+    let tls = fixtures().join("tls");
+    format!(
+        "[server.tls]\ncert = {:?}\nkey = {:?}\n{extra}",
+        tls.join("server.pem").display().to_string(),
+        tls.join("server.key").display().to_string()
+    )
+}
+
+/// A 401 of the gateway with `reason`.
+fn assert_unauthorized(r: &Resp, reason: &str, what: &str) {
+    assert_eq!(
+        (r.status, r.reason().as_str()),
+        (401, reason),
+        "{what}: {r:?}"
+    );
+}
+
+/// A 401 for a DPoP proof, with `reason` and the `DPoP` challenge of RFC 9449 §7.1 naming
+/// an `error` and the algorithms accepted.
+fn assert_dpop_refused(r: &Resp, reason: &str, what: &str) {
+    assert_unauthorized(r, reason, what);
+    let challenge = r.header("www-authenticate").unwrap_or_default();
+    assert!(
+        challenge.starts_with("DPoP ")
+            && challenge.contains("error=\"")
+            && challenge.contains("algs=\""),
+        "{what}: {challenge:?}"
+    );
+}
+
+/// A DPoP-bound JWT access token from the OP's token endpoint (the proof made by the test,
+/// with the nonce the OP asks for), through authgate with `dpop = "required"` over
+/// HTTP/1.1 and HTTP/2: with a fresh proof by the bound key it passes and the upstream gets
+/// neither proof nor token; as a Bearer token, with a proof by another key, and with a proof
+/// sent before (on either protocol) it is refused.
+#[test]
+fn dpop_bound_jwt_from_oidc_provider() {
+    let keys = Keys::load();
+    let work = tempfile::tempdir().unwrap();
+    let op = Op::start(&work.path().join("op-keys.json"), "op-a");
+    let key = DpopKey::new(&keys.ec, Algorithm::ES256);
+    let token = op.dpop_token(&key, "read", true);
+    assert_eq!(header(&token)["typ"], "at+jwt");
+    let c = claims(&token);
+    assert_eq!(c["client_id"], "dpop-client");
+    assert_eq!(c["aud"], "orders-api");
+    assert_eq!(
+        c["cnf"]["jkt"],
+        key.thumbprint(),
+        "the OP binds the token to the proof's key"
+    );
+
+    let up = Upstream::start();
+    let gw = introspecting_gateway_with(
+        &op,
+        &up,
+        &tls_listener(""),
+        &bound_provider(work.path(), r#"dpop = "required""#),
+    );
+    gw.wait_ready();
+    // The listener's scheme and the authority as sent: no public_url is configured.
+    let authority = format!("localhost:{}", gw.addr.port());
+    let htu = format!("https://{authority}/orders/7");
+    let dpop = format!("DPoP {token}");
+    let bearer = format!("Bearer {token}");
+    let other = DpopKey::new(&keys.rsa, Algorithm::RS256);
+    for proto in Proto::BOTH {
+        let send = |auth: &str, proof: Option<&str>| {
+            let mut headers = vec![("Authorization", auth)];
+            headers.extend(proof.map(|p| ("DPoP", p)));
+            proto.request(&gw, "GET", &authority, "/orders/7", &headers)
+        };
+        let proof = key.proof("GET", &htu, Some(&token));
+        let r = send(&dpop, Some(&proof));
+        assert_eq!(r.status, 200, "{proto:?}: {r:?}\n{}", gw.logs());
+        let seen = up.last();
+        assert!(!seen.has("dpop"), "{proto:?}: the proof is not forwarded");
+        assert!(!seen.has("authorization"), "{proto:?}: nor the token");
+        assert_eq!(seen.one("x-client-id"), "dpop-client");
+        assert_eq!(seen.one("x-scopes"), "read");
+
+        // The same proof again, on new connections of either protocol.
+        for again in Proto::BOTH {
+            let r = again.request(
+                &gw,
+                "GET",
+                &authority,
+                "/orders/7",
+                &[("Authorization", &dpop), ("DPoP", &proof)],
+            );
+            assert_dpop_refused(
+                &r,
+                "dpop_replay",
+                &format!("{proto:?} proof replayed over {again:?}"),
+            );
+        }
+        // Downgraded to a bearer token, with or without the proof.
+        let r = send(&bearer, None);
+        assert_unauthorized(
+            &r,
+            "token_binding_required",
+            &format!("{proto:?} as Bearer"),
+        );
+        // A valid proof by a key the token is not bound to.
+        let r = send(&dpop, Some(&other.proof("GET", &htu, Some(&token))));
+        assert_dpop_refused(&r, "dpop_binding_mismatch", &format!("{proto:?} other key"));
+    }
+    assert_eq!(
+        up.count(),
+        2,
+        "only the two good requests reached the upstream"
+    );
+}
+
+/// A DPoP-bound opaque token of the OP: the OP's introspection answer carries `cnf.jkt`,
+/// which authgate (`dpop` left at its default, "allowed") holds the proof to. The proof's
+/// `htu` is the plain listener's `http://127.0.0.1:PORT/path`. A plain bearer token of
+/// another client still passes.
+#[test]
+fn dpop_bound_opaque_token_by_introspection() {
+    let keys = Keys::load();
+    let work = tempfile::tempdir().unwrap();
+    let op = Op::start(&work.path().join("op-keys.json"), "op-a");
+    let key = DpopKey::new(&keys.ec, Algorithm::ES256);
+    let token = op.dpop_token(&key, "read", false);
+    assert!(!token.contains('.'), "an opaque token");
+    let answer = op.introspect(&token);
+    assert_eq!(answer["active"], true);
+    assert_eq!(answer["token_type"], "DPoP");
+    assert_eq!(
+        answer["cnf"]["jkt"],
+        key.thumbprint(),
+        "the introspection answer names the key"
+    );
+
+    let up = Upstream::start();
+    let gw = introspecting_gateway(&op, &up, &bound_provider(work.path(), ""));
+    gw.wait_ready();
+    let host = format!("127.0.0.1:{}", gw.addr.port());
+    let htu = format!("http://{host}/orders/7");
+    let dpop = format!("DPoP {token}");
+    let send = |auth: &str, proof: Option<&str>| {
+        let mut headers = vec![("Host", host.as_str()), ("Authorization", auth)];
+        headers.extend(proof.map(|p| ("DPoP", p)));
+        get(gw.addr, "/orders/7", &headers)
+    };
+    let r = send(&dpop, Some(&key.proof("GET", &htu, Some(&token))));
+    assert_eq!(r.status, 200, "{r:?}\n{}", gw.logs());
+    let seen = up.last();
+    assert!(!seen.has("dpop"), "the proof is not forwarded");
+    assert_eq!(seen.one("x-client-id"), "dpop-client");
+    assert_eq!(introspections(&gw, "active"), 1.0);
+
+    let r = send(&format!("Bearer {token}"), None);
+    assert_unauthorized(&r, "token_binding_required", "as Bearer");
+    let other = DpopKey::new(&keys.rsa, Algorithm::RS256);
+    let r = send(&dpop, Some(&other.proof("GET", &htu, Some(&token))));
+    assert_dpop_refused(&r, "dpop_binding_mismatch", "other key");
+
+    // dpop = "allowed": an unbound token as Bearer is fine.
+    let plain = op.opaque_token("read");
+    assert_eq!(op.introspect(&plain)["cnf"], serde_json::Value::Null);
+    let r = send(&format!("Bearer {plain}"), None);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(up.last().one("x-client-id"), "orders-client");
+    assert_eq!(up.count(), 2);
+}
+
+/// An https client trusting `tls/ca.pem` that presents the TLS fixture `NAME.pem` (with
+/// `NAME.key`) when the server asks for a client certificate.
+fn client_with_cert(name: Option<&str>, http1_only: bool) -> reqwest::Client {
+    let tls = fixtures().join("tls");
+    let ca = std::fs::read(tls.join("ca.pem")).expect("ca file");
+    let mut b = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("ca pem")])
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(10));
+    if let Some(name) = name {
+        let mut pem = std::fs::read(tls.join(format!("{name}.pem"))).expect("cert");
+        pem.extend(std::fs::read(tls.join(format!("{name}.key"))).expect("key"));
+        b = b.identity(reqwest::Identity::from_pem(&pem).expect("identity"));
+    }
+    if http1_only {
+        b = b.http1_only();
+    }
+    b.build().expect("https client")
+}
+
+/// Certificate-bound tokens of the OP (RFC 8705: `cnf["x5t#S256"]` in the JWT, and in the
+/// introspection answer of the opaque one) through authgate's TLS listener asking for a
+/// client certificate of `tls/client-ca.pem` (`client_auth = "optional"`), over HTTP/1.1 and
+/// HTTP/2: they pass with the certificate they are bound to, and are refused with another
+/// certificate of the same CA or with none; a certificate of an untrusted CA gets no
+/// further than the handshake, or a 401. An unbound token needs no certificate.
+#[test]
+fn certificate_bound_tokens_from_oidc_provider() {
+    let work = tempfile::tempdir().unwrap();
+    let op = Op::start(&work.path().join("op-keys.json"), "op-a");
+    let x5t = x5t_s256("client.pem");
+    let jwt = op.mtls_token("client.pem", "read", true);
+    let c = claims(&jwt);
+    assert_eq!(c["client_id"], "mtls-client");
+    assert_eq!(
+        c["cnf"]["x5t#S256"], x5t,
+        "the OP binds the JWT to client.pem"
+    );
+    let opaque = op.mtls_token("client.pem", "read", false);
+    assert!(!opaque.contains('.'), "an opaque token");
+    assert_eq!(
+        op.introspect(&opaque)["cnf"]["x5t#S256"],
+        x5t,
+        "the introspection answer names the certificate"
+    );
+    let plain = op.token("read");
+
+    let up = Upstream::start();
+    let client_ca = fixtures().join("tls/client-ca.pem");
+    let gw = introspecting_gateway_with(
+        &op,
+        &up,
+        &tls_listener(&format!(
+            "client_ca = {:?}\nclient_auth = \"optional\"",
+            client_ca.display().to_string()
+        )),
+        &bound_provider(work.path(), ""),
+    );
+    gw.wait_ready();
+    let url = format!("https://localhost:{}/orders/7", gw.addr.port());
+    for http1_only in [true, false] {
+        let version = if http1_only {
+            ::http::Version::HTTP_11
+        } else {
+            ::http::Version::HTTP_2
+        };
+        let request = |cert: Option<&str>, token: &str| {
+            let bearer = format!("Bearer {token}");
+            https_get(
+                &client_with_cert(cert, http1_only),
+                &url,
+                &[("authorization", &bearer)],
+            )
+        };
+        for (kind, token) in [("JWT", &jwt), ("opaque", &opaque)] {
+            let what = |cert: &str| format!("{kind} token, {cert}, {version:?}");
+            let r = request(Some("client"), token).expect("https request");
+            assert_eq!(
+                (r.status, r.version),
+                (200, version),
+                "{}: {r:?}\n{}",
+                what("client.pem"),
+                gw.logs()
+            );
+            assert_eq!(up.last().one("x-client-id"), "mtls-client");
+            for cert in [Some("client2"), None] {
+                let r = request(cert, token).expect("https request");
+                assert_eq!(
+                    r.status,
+                    401,
+                    "{}: {r:?}",
+                    what(cert.unwrap_or("no certificate"))
+                );
+            }
+            match request(Some("rogue"), token) {
+                Err(_) => {}
+                Ok(r) => assert_eq!(r.status, 401, "{}: {r:?}", what("rogue.pem")),
+            }
+        }
+        for cert in [None, Some("client2")] {
+            let r = request(cert, &plain).expect("https request");
+            assert_eq!(r.status, 200, "unbound token, {cert:?}, {version:?}: {r:?}");
+        }
+    }
+}
+
+/// TLS ended in front of authgate: the client certificate comes in the RFC 9440
+/// `Client-Cert` header, believed from `trusted_client_cert_peers` only. A token bound to
+/// client.pem by the OP passes with that certificate in the header from a trusted peer, not
+/// with another or none; from a peer that is not trusted the header counts for nothing and
+/// does not reach the upstream.
+#[test]
+fn certificate_bound_token_with_the_client_cert_header() {
+    let work = tempfile::tempdir().unwrap();
+    let op = Op::start(&work.path().join("op-keys.json"), "op-a");
+    let jwt = op.mtls_token("client.pem", "read", true);
+    assert_eq!(claims(&jwt)["cnf"]["x5t#S256"], x5t_s256("client.pem"));
+    let plain = op.token("read");
+    let up = Upstream::start();
+    let field = |cert: &str| {
+        format!(
+            ":{}:",
+            base64::engine::general_purpose::STANDARD.encode(cert_der(cert))
+        )
+    };
+    let (client, client2) = (field("client.pem"), field("client2.pem"));
+    let send = |gw: &Gateway, token: &str, cert: Option<&str>| {
+        let bearer = format!("Bearer {token}");
+        let mut headers = vec![("Authorization", bearer.as_str())];
+        headers.extend(cert.map(|c| ("Client-Cert", c)));
+        get(gw.addr, "/orders/7", &headers)
+    };
+
+    let trusted = introspecting_gateway_with(
+        &op,
+        &up,
+        r#"trusted_client_cert_peers = ["127.0.0.1/32"]"#,
+        &bound_provider(work.path(), ""),
+    );
+    trusted.wait_ready();
+    let r = send(&trusted, &jwt, Some(&client));
+    assert_eq!(r.status, 200, "{r:?}\n{}", trusted.logs());
+    assert_eq!(up.last().one("x-client-id"), "mtls-client");
+    for cert in [Some(client2.as_str()), None] {
+        let r = send(&trusted, &jwt, cert);
+        assert_eq!(
+            r.status, 401,
+            "trusted peer, other or no certificate: {r:?}"
+        );
+    }
+    drop(trusted);
+
+    let untrusted = introspecting_gateway_with(
+        &op,
+        &up,
+        r#"trusted_client_cert_peers = ["10.0.0.0/8"]"#,
+        &bound_provider(work.path(), ""),
+    );
+    untrusted.wait_ready();
+    let r = send(&untrusted, &jwt, Some(&client));
+    assert_eq!(r.status, 401, "untrusted peer: {r:?}");
+    let r = send(&untrusted, &plain, Some(&client));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        !up.last().has("client-cert"),
+        "a Client-Cert header from an untrusted peer is stripped"
+    );
 }
 
 /// A child process that is killed when the test ends, panicking or not.

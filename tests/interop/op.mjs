@@ -19,6 +19,19 @@
 //   no grants, it may introspect the tokens of any client. oidc-provider treats
 //   client_secret_basic and client_secret_post as one method, so the secret may also come in
 //   the form body (client_id, client_secret).
+// - dpop-client / dpop-client-secret-that-is-long-enough (client_secret_basic): as
+//   orders-client, but registered with dpop_bound_access_tokens, so the token endpoint
+//   refuses it without a DPoP proof (400 invalid_grant). The token is bound to the proof's
+//   key: a JWT access token carries cnf.jkt (the RFC 7638 thumbprint of the proof's jwk), an
+//   opaque one has it in its introspection answer (cnf: { jkt }); token_type is DPoP.
+// - mtls-client / mtls-client-secret-that-is-long-enough (client_secret_basic): as
+//   orders-client, registered with tls_client_certificate_bound_access_tokens. The OP listens
+//   on plain http, so the client certificate comes in the request header x-client-cert
+//   (standard base64 of the certificate's DER, no PEM armour, no colons); without one the
+//   token endpoint refuses (400 invalid_grant). The token carries cnf["x5t#S256"] (base64url
+//   SHA-256 of that DER), in the JWT and in the introspection answer. Any client that sends
+//   the header gets no binding from it: only this client's tokens are bound. The OP does not
+//   check the certificate's chain (RFC 8705 binding needs only its thumbprint).
 // - authgate-jwt (private_key_jwt, ES256 only, kid gw1): the gateway again, registered only
 //   when the environment variable OP_CLIENT_KEY_PEM names a file: a fresh P-256 key pair is
 //   generated at startup and its private key written there (PKCS#8 PEM) before OP_READY. The
@@ -31,6 +44,14 @@
 // token_introspection (the JSON response), no exp. The OP refuses to introspect or revoke JWT
 // access tokens (400 unsupported_token_type): only opaque tokens have state it can look up.
 //
+// DPoP (oidc-provider's dPoP feature; proofs ES256, Ed25519 or EdDSA): any client may send a
+// proof and gets a bound token; dpop-client must. Every proof must carry a server nonce: one
+// without (or with a stale one) is answered 400 {"error":"use_dpop_nonce"} with the nonce in
+// the DPoP-Nonce header, and the client retries with it in the proof's nonce claim (RFC 9449
+// section 8). A nonce changes each minute, is accepted for about two more and survives key
+// rotations. The proof's htu is the token endpoint, http://127.0.0.1:PORT/token; its jti is
+// accepted once.
+//
 // Key rotation without a restart: a line "rotate KID" on stdin puts a fresh key KID first
 // (the older ones stay published) and swaps in a provider that signs with it, on the same
 // listening socket; it prints "OP_ROTATED KID". The providers share one in-memory store, so
@@ -40,7 +61,7 @@
 import http from 'node:http';
 import fs from 'node:fs';
 import readline from 'node:readline';
-import { generateKeyPairSync } from 'node:crypto';
+import { X509Certificate, generateKeyPairSync, randomBytes } from 'node:crypto';
 import Provider from 'oidc-provider';
 import { createMemoryAdapter } from 'oidc-provider/lib/adapters/memory_adapter.js';
 
@@ -61,6 +82,24 @@ if (clientKeyFile) {
 // providers a rotation swaps in (by default each provider gets an empty one of its own).
 const adapter = createMemoryAdapter();
 
+// The DPoP nonce secret: one for every provider a rotation swaps in, so a nonce issued
+// before a rotation stays valid.
+const nonceSecret = randomBytes(32);
+
+// RFC 8705 behind plain http: the client certificate from the x-client-cert header (base64
+// DER). A value that is not a certificate is a 500, which a test notices.
+function getCertificate(ctx) {
+  const value = ctx.get('x-client-cert');
+  return value ? new X509Certificate(Buffer.from(value, 'base64')) : undefined;
+}
+
+// Clients of the client credentials grant.
+const grantClient = {
+  grant_types: ['client_credentials'],
+  redirect_uris: [],
+  response_types: [],
+};
+
 // Gateway clients: they only call the introspection (and revocation) endpoints.
 const gateway = { grant_types: [], redirect_uris: [], response_types: [] };
 
@@ -74,11 +113,19 @@ function provider(issuer) {
   return new Provider(issuer, {
     adapter,
     clients: [{
+      ...grantClient,
       client_id: 'orders-client',
       client_secret: 'orders-client-secret-that-is-long-enough',
-      grant_types: ['client_credentials'],
-      redirect_uris: [],
-      response_types: [],
+    }, {
+      ...grantClient,
+      client_id: 'dpop-client',
+      client_secret: 'dpop-client-secret-that-is-long-enough',
+      dpop_bound_access_tokens: true,
+    }, {
+      ...grantClient,
+      client_id: 'mtls-client',
+      client_secret: 'mtls-client-secret-that-is-long-enough',
+      tls_client_certificate_bound_access_tokens: true,
     }, {
       ...gateway,
       client_id: 'authgate',
@@ -118,6 +165,8 @@ function provider(issuer) {
           || token.clientId === client.clientId,
       },
       jwtIntrospection: { enabled: true },
+      dPoP: { enabled: true, nonceSecret, requireNonce: () => true },
+      mTLS: { enabled: true, certificateBoundAccessTokens: true, getCertificate },
       revocation: { enabled: true },
     },
   });
