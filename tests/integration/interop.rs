@@ -14,7 +14,7 @@ use base64::Engine as _;
 use jsonwebtoken::Algorithm;
 use serde_json::json;
 
-use crate::support::dpop::{fresh_jti, x5t_s256, DpopKey};
+use crate::support::dpop::{ath, fresh_jti, x5t_s256, DpopKey};
 use crate::support::tokens::TokenBuilder;
 use crate::support::*;
 
@@ -174,7 +174,7 @@ impl Op {
         let htu = format!("{}/token", self.issuer());
         let mut nonce = None;
         for _ in 0..2 {
-            let proof = token_endpoint_proof(key, &htu, nonce.as_deref());
+            let proof = nonce_proof(key, "POST", &htu, None, nonce.as_deref());
             let r = self.grant(DPOP_CLIENT, scope, extra, &[("DPoP", &proof)]);
             if nonce.is_none() && r.status == 400 && r.json()["error"] == "use_dpop_nonce" {
                 nonce = Some(r.header("dpop-nonce").expect("DPoP-Nonce").to_owned());
@@ -258,10 +258,19 @@ fn access_token(r: &Resp) -> String {
         .to_owned()
 }
 
-/// A DPoP proof for the OP's token endpoint `htu` (POST, no `ath`), with the server `nonce`
-/// when the OP handed one out.
-fn token_endpoint_proof(key: &DpopKey, htu: &str, nonce: Option<&str>) -> String {
-    let mut claims = json!({"jti": fresh_jti(), "htm": "POST", "htu": htu, "iat": now()});
+/// A DPoP proof for `method` `htu` with `ath` of `token` and the server `nonce` (the OP's
+/// or the gateway's) when one was handed out.
+fn nonce_proof(
+    key: &DpopKey,
+    method: &str,
+    htu: &str,
+    token: Option<&str>,
+    nonce: Option<&str>,
+) -> String {
+    let mut claims = json!({"jti": fresh_jti(), "htm": method, "htu": htu, "iat": now()});
+    if let Some(t) = token {
+        claims["ath"] = json!(ath(t));
+    }
     if let Some(n) = nonce {
         claims["nonce"] = json!(n);
     }
@@ -768,6 +777,14 @@ fn tls_listener(extra: &str) -> String {
     )
 }
 
+/// `reason` of a gateway refusal's body; empty when it is not one.
+fn reason(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["reason"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 /// A 401 of the gateway with `reason`.
 fn assert_unauthorized(r: &Resp, reason: &str, what: &str) {
     assert_eq!(
@@ -877,7 +894,8 @@ fn dpop_bound_jwt_from_oidc_provider() {
 /// A DPoP-bound opaque token of the OP: the OP's introspection answer carries `cnf.jkt`,
 /// which authgate (`dpop` left at its default, "allowed") holds the proof to. The proof's
 /// `htu` is the plain listener's `http://127.0.0.1:PORT/path`. A plain bearer token of
-/// another client still passes.
+/// another client still passes. With `dpop_nonce`, the client gets the gateway's nonce as it
+/// got the OP's: `use_dpop_nonce` and a `DPoP-Nonce` to retry with.
 #[test]
 fn dpop_bound_opaque_token_by_introspection() {
     let keys = Keys::load();
@@ -926,6 +944,39 @@ fn dpop_bound_opaque_token_by_introspection() {
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(up.last().one("x-client-id"), "orders-client");
     assert_eq!(up.count(), 2);
+    drop(gw);
+
+    // With dpop_nonce, authgate asks for its own nonce as the OP did, and the client's
+    // retry carrying it passes; the answer brings the next one.
+    let gw = introspecting_gateway(&op, &up, &bound_provider(work.path(), "dpop_nonce = true"));
+    gw.wait_ready();
+    let host = format!("127.0.0.1:{}", gw.addr.port());
+    let htu = format!("http://{host}/orders/7");
+    let send = |nonce: Option<&str>| {
+        let proof = nonce_proof(&key, "GET", &htu, Some(&token), nonce);
+        get(
+            gw.addr,
+            "/orders/7",
+            &[("Host", &host), ("Authorization", &dpop), ("DPoP", &proof)],
+        )
+    };
+    let r = send(None);
+    assert_dpop_refused(&r, "use_dpop_nonce", "no nonce");
+    assert!(
+        r.header("www-authenticate")
+            .unwrap_or_default()
+            .contains(r#"error="use_dpop_nonce""#),
+        "{r:?}"
+    );
+    let nonce = r.header("dpop-nonce").expect("DPoP-Nonce").to_owned();
+    let r = send(Some(&nonce));
+    assert_eq!(r.status, 200, "{r:?}\n{}", gw.logs());
+    assert!(r.header("dpop-nonce").is_some(), "the next nonce: {r:?}");
+    assert_dpop_refused(
+        &send(Some("not-a-nonce-of-authgate")),
+        "use_dpop_nonce",
+        "a made-up nonce",
+    );
 }
 
 /// An https client trusting `tls/ca.pem` that presents the TLS fixture `NAME.pem` (with
@@ -1016,15 +1067,20 @@ fn certificate_bound_tokens_from_oidc_provider() {
             for cert in [Some("client2"), None] {
                 let r = request(cert, token).expect("https request");
                 assert_eq!(
-                    r.status,
-                    401,
+                    (r.status, reason(&r.body).as_str()),
+                    (401, "cert_binding_mismatch"),
                     "{}: {r:?}",
                     what(cert.unwrap_or("no certificate"))
                 );
             }
             match request(Some("rogue"), token) {
                 Err(_) => {}
-                Ok(r) => assert_eq!(r.status, 401, "{}: {r:?}", what("rogue.pem")),
+                Ok(r) => assert_eq!(
+                    (r.status, reason(&r.body).as_str()),
+                    (401, "cert_binding_mismatch"),
+                    "{}: {r:?}",
+                    what("rogue.pem")
+                ),
             }
         }
         for cert in [None, Some("client2")] {
@@ -1073,9 +1129,10 @@ fn certificate_bound_token_with_the_client_cert_header() {
     assert_eq!(up.last().one("x-client-id"), "mtls-client");
     for cert in [Some(client2.as_str()), None] {
         let r = send(&trusted, &jwt, cert);
-        assert_eq!(
-            r.status, 401,
-            "trusted peer, other or no certificate: {r:?}"
+        assert_unauthorized(
+            &r,
+            "cert_binding_mismatch",
+            "trusted peer, other or no certificate",
         );
     }
     drop(trusted);
@@ -1088,7 +1145,7 @@ fn certificate_bound_token_with_the_client_cert_header() {
     );
     untrusted.wait_ready();
     let r = send(&untrusted, &jwt, Some(&client));
-    assert_eq!(r.status, 401, "untrusted peer: {r:?}");
+    assert_unauthorized(&r, "cert_binding_mismatch", "untrusted peer");
     let r = send(&untrusted, &plain, Some(&client));
     assert_eq!(r.status, 200, "{r:?}");
     assert!(
