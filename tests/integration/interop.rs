@@ -873,13 +873,13 @@ fn dpop_bound_jwt_from_oidc_provider() {
                 &format!("{proto:?} proof replayed over {again:?}"),
             );
         }
-        // Downgraded to a bearer token, with or without the proof.
-        let r = send(&bearer, None);
-        assert_unauthorized(
-            &r,
-            "token_binding_required",
-            &format!("{proto:?} as Bearer"),
-        );
+        // Downgraded to a bearer token, with or without a fresh proof.
+        let fresh = key.proof("GET", &htu, Some(&token));
+        for proof in [None, Some(fresh.as_str())] {
+            let r = send(&bearer, proof);
+            let what = format!("{proto:?} as Bearer, proof {}", proof.is_some());
+            assert_unauthorized(&r, "token_binding_required", &what);
+        }
         // A valid proof by a key the token is not bound to.
         let r = send(&dpop, Some(&other.proof("GET", &htu, Some(&token))));
         assert_dpop_refused(&r, "dpop_binding_mismatch", &format!("{proto:?} other key"));
