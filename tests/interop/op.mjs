@@ -61,19 +61,26 @@
 import http from 'node:http';
 import fs from 'node:fs';
 import readline from 'node:readline';
-import { X509Certificate, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { X509Certificate, generateKeyPair, randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
 import Provider from 'oidc-provider';
 import { createMemoryAdapter } from 'oidc-provider/lib/adapters/memory_adapter.js';
 
 const [port, keysFile, newKid] = process.argv.slice(2);
 let keys = fs.existsSync(keysFile) ? JSON.parse(fs.readFileSync(keysFile, 'utf8')) : [];
 
+// Keys are made with the asynchronous generateKeyPair: Node 20's generateKeyPairSync can
+// deadlock when a garbage collection runs during it (the main thread waits forever on a
+// mutex in the key generation job's destructor), which left about one OP start in 300
+// hanging before OP_READY.
+const generate = promisify(generateKeyPair);
+
 // The private_key_jwt gateway client's public key, when OP_CLIENT_KEY_PEM asks for one; made
 // once, so it survives key rotations.
 const clientKeyFile = process.env.OP_CLIENT_KEY_PEM;
 let clientJwk;
 if (clientKeyFile) {
-  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const { publicKey, privateKey } = await generate('ec', { namedCurve: 'P-256' });
   fs.writeFileSync(clientKeyFile, privateKey.export({ format: 'pem', type: 'pkcs8' }));
   clientJwk = { ...publicKey.export({ format: 'jwk' }), kid: 'gw1', alg: 'ES256', use: 'sig' };
 }
@@ -103,8 +110,9 @@ const grantClient = {
 // Gateway clients: they only call the introspection (and revocation) endpoints.
 const gateway = { grant_types: [], redirect_uris: [], response_types: [] };
 
-function addKey(kid) {
-  const jwk = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
+async function addKey(kid) {
+  const { privateKey } = await generate('rsa', { modulusLength: 2048 });
+  const jwk = privateKey.export({ format: 'jwk' });
   keys = [{ ...jwk, kid, alg: 'RS256', use: 'sig' }, ...keys];
   fs.writeFileSync(keysFile, JSON.stringify(keys));
 }
@@ -172,7 +180,7 @@ function provider(issuer) {
   });
 }
 
-if (newKid) addKey(newKid);
+if (newKid) await addKey(newKid);
 
 const server = http.createServer();
 server.on('error', (e) => {
@@ -183,10 +191,10 @@ server.listen(Number(port), '127.0.0.1', () => {
   const issuer = `http://127.0.0.1:${server.address().port}`;
   let handler = provider(issuer).callback();
   server.on('request', (req, res) => handler(req, res));
-  readline.createInterface({ input: process.stdin }).on('line', (line) => {
+  readline.createInterface({ input: process.stdin }).on('line', async (line) => {
     const [cmd, kid] = line.trim().split(/\s+/);
     if (cmd === 'rotate' && kid) {
-      addKey(kid);
+      await addKey(kid);
       handler = provider(issuer).callback();
       console.log(`OP_ROTATED ${kid}`);
     }
