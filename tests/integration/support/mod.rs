@@ -528,6 +528,9 @@ impl Gateway {
                 }
             });
         }
+        // Only the readers hold senders now: a gateway that exits (a refused config) ends
+        // the wait at once instead of after the timeout.
+        drop(tx);
         let line = match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(l) => l,
             Err(_) => {
