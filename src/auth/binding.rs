@@ -141,7 +141,7 @@ pub fn check<C: Context + ?Sized, T: Trace>(
     )
     .map_err(|bad| {
         // Which check failed is for `explain` (the answer and the log say only the reason).
-        trace.step(Step::ProofRefused(bad));
+        trace.step(Step::ProofRefused { bad, htu: &htu });
         Reject::DpopProofInvalid
     })?;
     if checked.jkt != jkt {

@@ -71,8 +71,8 @@ pub enum Step<'a> {
     },
     /// The provider's revocation list was asked.
     Revocation { revoked: bool },
-    /// The DPoP proof failed this check (RFC 9449 §4.3).
-    ProofRefused(BadProof),
+    /// The DPoP proof failed this check (RFC 9449 §4.3); `htu` is the URI it had to name.
+    ProofRefused { bad: BadProof, htu: &'a str },
     /// The token's binding checked out: a DPoP proof by its key, its client certificate
     /// (both false: a bearer token, where the provider allows one).
     Binding(Bound),

@@ -197,10 +197,10 @@ pub(super) fn describe(snap: &Snapshot, step: Step<'_>) -> Line {
             ),
             json!({ "revoked": revoked }),
         ),
-        Step::ProofRefused(bad) => line(
+        Step::ProofRefused { bad, htu } => line(
             "dpop",
-            format!("the DPoP proof is refused: {bad}"),
-            json!({ "proof": bad.to_string() }),
+            format!("the DPoP proof is refused: {bad} (its htu must be {htu})"),
+            json!({ "proof": bad.to_string(), "htu": htu }),
         ),
         Step::Binding(bound) => {
             let text = match (bound.dpop, bound.cert) {

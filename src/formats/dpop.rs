@@ -98,6 +98,14 @@ pub fn public_url_base(url: &str) -> Result<String, &'static str> {
     if url.contains(['?', '#']) {
         return Err("must not have a query or a fragment");
     }
+    // What a client writes in `htu` is URI characters: a space or a quote here would have
+    // to be matched raw, and `%20` (the right spelling) would never pass.
+    if !url
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && !b"\"<>\\^`{|}".contains(&b))
+    {
+        return Err("must be written in URI characters (percent-encode spaces and the like)");
+    }
     let normal = normalize_htu(url)
         .ok_or("must be an absolute http:// or https:// URL (scheme://host[:port][/prefix])")?;
     Ok(normal.trim_end_matches('/').to_owned())
@@ -210,7 +218,14 @@ mod tests {
             public_url_base("https://api.example.com/v1/./x/../"),
             Ok("https://api.example.com/v1".into())
         );
-        for bad in ["https://a/?q", "https://a/#f", "ftp://a", "api.example.com"] {
+        for bad in [
+            "https://a/?q",
+            "https://a/#f",
+            "ftp://a",
+            "api.example.com",
+            "https://a/b c",
+            "https://a/\"x\"",
+        ] {
             assert!(public_url_base(bad).is_err(), "{bad}");
         }
         let a = |host: &str, port| Authority {

@@ -102,6 +102,10 @@ pub fn challenges(
                 " error=\"{code}\", error_description=\"{}\"",
                 reason.description()
             ));
+            if code == "insufficient_scope" {
+                let scopes = route.map_or(String::new(), |r| r.require_scopes.join(" "));
+                v.push_str(&format!(", scope=\"{scopes}\""));
+            }
             sep = ", ";
         }
         if let Some(a) = &algs {
@@ -109,8 +113,11 @@ pub fn challenges(
         }
         HeaderValue::from_str(&v).ok()
     };
-    let dpop_only = route.is_some_and(|r| r.dpop_only);
-    if reason.dpop_challenge() || (dpop_only && reason.status() == 401) {
+    // A route whose providers all require DPoP speaks only DPoP: its 401s, and its 400s
+    // and 403s that carry an OAuth error code.
+    let dpop_only = route.is_some_and(|r| r.dpop_only)
+        && (reason.status() == 401 || reason.oauth_error().is_some());
+    if reason.dpop_challenge() || dpop_only {
         return dpop(reason.oauth_error()).into_iter().collect();
     }
     let mut all: Vec<HeaderValue> = challenge(reason, route).into_iter().collect();

@@ -290,6 +290,21 @@ fn dpop_modes_required_and_off() {
             &[("authorization", &dpop_auth(&bound)), ("dpop", &proof)],
         );
         assert_eq!(r.status, 200, "{proto:?}: {}", r.body);
+        // Its 403s speak DPoP too (`api-delete` wants scope write; the token has read).
+        let proof = client.proof("DELETE", "https://localhost/api/x", Some(&bound));
+        let r = proto.request(
+            &s.gw,
+            "DELETE",
+            "localhost",
+            "/api/x",
+            &[("authorization", &dpop_auth(&bound)), ("dpop", &proof)],
+        );
+        assert_eq!(r.status, 403, "{proto:?}: {}", r.body);
+        let c = challenge(&r);
+        assert!(
+            c.starts_with("DPoP error=\"insufficient_scope\"") && c.contains("scope=\"write\""),
+            "{proto:?}: {c}"
+        );
         // Every provider of the route requires DPoP: no `Bearer` challenge is offered.
         let r = proto.request(&s.gw, "GET", "localhost", "/api/x", &[]);
         assert_eq!(r.reason(), "missing_token", "{proto:?}");

@@ -164,8 +164,9 @@ fn dpop_through_decide_and_its_trace() {
     };
     let mut refused = None;
     let r = decide_traced(&snap, &head, now(), &mut |s: Step<'_>| {
-        if let Step::ProofRefused(b) = s {
-            refused = Some(b);
+        if let Step::ProofRefused { bad, htu } = s {
+            assert_eq!(htu, "http://localhost/api/x");
+            refused = Some(bad);
         }
     });
     assert_eq!(reason(r), Reject::DpopProofInvalid);

@@ -263,3 +263,42 @@ fn report_routes_and_missing_audiences() {
     answer(&mut cx, t, active(json!({"aud": ["other"]})));
     assert_eq!(reason(decide_on(&cx, "/opaque/x", t)), Reject::BadAudience);
 }
+
+/// An IdP that leaves `cnf` out of its answer does not unbind a token that states its own
+/// binding; an answer that says `token_type` DPoP without the key cannot be checked; a
+/// JOSE header the gateway will not parse is never taken for an opaque token.
+#[test]
+fn a_binding_is_never_dropped_by_an_answer() {
+    use base64::Engine as _;
+    let (mut cx, _dir) = setup("");
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    // JWT-shaped, but for the introspecting route: it goes to the endpoint (its header
+    // does not parse as the gateway's, so it is not verified locally either).
+    let bound = format!(
+        "{}.{}.sig",
+        b64(r#"{"typ":"opaque"}"#),
+        b64(r#"{"cnf":{"jkt":"the-clients-key"}}"#)
+    );
+    answer(&mut cx, &bound, active(json!({})));
+    assert_eq!(
+        reason(decide_on(&cx, "/opaque/x", &bound)),
+        Reject::TokenBindingRequired,
+        "the token's own cnf.jkt holds"
+    );
+    let t = "ory_at_plain";
+    answer(&mut cx, t, active(json!({"token_type": "DPoP"})));
+    assert_eq!(
+        reason(decide_on(&cx, "/opaque/x", t)),
+        Reject::BindingUnsupported
+    );
+    answer(&mut cx, t, active(json!({"token_type": "Bearer"})));
+    assert!(decide_on(&cx, "/opaque/x", t).is_ok());
+    // A header naming `alg` twice: malformed, never sent to the endpoint.
+    let doubled = format!(
+        "{}.{}.sig",
+        b64(r#"{"alg":"RS256","alg":"none"}"#),
+        b64(r#"{"sub":"x"}"#)
+    );
+    let r = decide_on(&cx, "/opaque/x", &doubled);
+    assert_eq!(reason(r), Reject::MalformedToken);
+}

@@ -143,7 +143,7 @@ pub(super) fn build_server(cx: &mut Ctx<'_>, raw: &RawConfig) -> ServerSettings 
             .map_err(|e| cx.err(at(u), "server.public_url", e))
             .ok()
     });
-    let trusted_client_cert_peers = s
+    let trusted_client_cert_peers: Vec<ipnet::IpNet> = s
         .trusted_client_cert_peers
         .iter()
         .filter_map(|p| match parse_peer(p.get_ref()) {
@@ -154,6 +154,22 @@ pub(super) fn build_server(cx: &mut Ctx<'_>, raw: &RawConfig) -> ServerSettings 
             }
         })
         .collect();
+    // A trusted peer can claim any client certificate: a range wider than a data center's
+    // is most likely a mistake (`0.0.0.0/1` and `128.0.0.0/1` are `/0` in two parts).
+    let broad: Vec<String> = trusted_client_cert_peers
+        .iter()
+        .filter(|n| match n {
+            ipnet::IpNet::V4(v4) => v4.prefix_len() < 8,
+            ipnet::IpNet::V6(v6) => v6.prefix_len() < 32,
+        })
+        .map(ToString::to_string)
+        .collect();
+    if !broad.is_empty() {
+        cx.warnings.push(format!(
+            "server.trusted_client_cert_peers lists {} : every peer in them can claim any client certificate; list only the proxies in front",
+            broad.join(", ")
+        ));
+    }
     if !(1000..=100_000_000).contains(&s.dpop_replay_max_entries) {
         cx.err(
             None,
@@ -187,6 +203,18 @@ pub(super) fn build_server(cx: &mut Ctx<'_>, raw: &RawConfig) -> ServerSettings 
 /// (`10.1.2.3/8`: which was meant?) and `/0` (every peer could claim any certificate, and
 /// certificates are public) are refused.
 fn parse_peer(p: &str) -> Result<ipnet::IpNet, String> {
+    // `127.0.0.010`: decimal 10 here, octal 8 to `inet_aton` and many tools.
+    let address = p.split('/').next().unwrap_or_default();
+    if address.contains('.')
+        && !address.contains(':')
+        && address
+            .split('.')
+            .any(|octet| octet.len() > 1 && octet.starts_with('0'))
+    {
+        return Err(format!(
+            "{p:?} has an octet with a leading zero (decimal here, octal to other tools): write it without"
+        ));
+    }
     let net = p
         .parse::<ipnet::IpNet>()
         .ok()

@@ -939,6 +939,24 @@ fn sender_constraint_settings_are_checked() {
         "trusts every peer",
     );
     one_error(
+        &server("trusted_client_cert_peers = [\"127.0.0.010/32\"]"),
+        "server.trusted_client_cert_peers",
+        "leading zero",
+    );
+    let split = load_str(
+        &server("trusted_client_cert_peers = [\"0.0.0.0/1\", \"128.0.0.0/1\"]"),
+        Path::new("t.toml"),
+    )
+    .unwrap();
+    assert!(
+        split
+            .warnings
+            .iter()
+            .any(|w| w.contains("can claim any client certificate")),
+        "{:?}",
+        split.warnings
+    );
+    one_error(
         &server("trusted_client_cert_peers = [\"10.1.2.3/8\"]"),
         "server.trusted_client_cert_peers",
         "host bits set: write the network (10.0.0.0/8)",
