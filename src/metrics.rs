@@ -57,6 +57,7 @@ pub struct Metrics {
     pub token_cache_evictions: IntCounterVec,
     /// Set at scrape.
     pub token_cache_entries: Gauge,
+    pub dpop_replay_entries: Gauge,
     pub token_cache_bytes: Gauge,
     /// RFC 7662 calls, by provider and `result`: `active`, `inactive`, or a failure
     /// (`timeout`, `unreachable`, `bad_status`, `bad_response`), each answered 503.
@@ -166,6 +167,10 @@ impl Metrics {
         let token_cache_entries = gauge(
             "authgate_token_cache_entries",
             "Tokens in the verified-token cache.",
+        );
+        let dpop_replay_entries = gauge(
+            "authgate_dpop_replay_entries",
+            "DPoP proofs remembered against replay (bounded by server.dpop_replay_max_entries).",
         );
         let token_cache_bytes = gauge(
             "authgate_token_cache_bytes",
@@ -288,6 +293,7 @@ impl Metrics {
             Box::new(token_cache_lookups.clone()),
             Box::new(token_cache_evictions.clone()),
             Box::new(token_cache_entries.clone()),
+            Box::new(dpop_replay_entries.clone()),
             Box::new(token_cache_bytes.clone()),
             Box::new(introspection_requests.clone()),
             Box::new(introspection_duration.clone()),
@@ -334,6 +340,7 @@ impl Metrics {
             token_cache_lookups,
             token_cache_evictions,
             token_cache_entries,
+            dpop_replay_entries,
             token_cache_bytes,
             introspection_requests,
             introspection_duration,

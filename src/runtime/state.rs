@@ -133,6 +133,9 @@ impl State {
                     .set(bytes as i64);
             }
         }
+        if let Some(n) = snap.dpop.replay.entries() {
+            self.metrics.dpop_replay_entries.set(n as f64);
+        }
         let (entries, bytes) = snap.token_cache.as_ref().map_or((0, 0), |c| c.usage());
         self.metrics.token_cache_entries.set(entries as f64);
         self.metrics.token_cache_bytes.set(bytes as f64);

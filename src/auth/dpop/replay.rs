@@ -34,6 +34,11 @@ pub trait ReplayGuard: Send + Sync {
         now_ms: u64,
         window_ms: u64,
     ) -> Result<bool, Full>;
+
+    /// Proofs held now, where the store can tell (a gauge).
+    fn entries(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// SHA-256 of the proof's key thumbprint and `jti`: a `jti` is scoped to the key that
@@ -90,6 +95,10 @@ impl MemoryReplay {
 }
 
 impl ReplayGuard for MemoryReplay {
+    fn entries(&self) -> Option<usize> {
+        Some(self.len())
+    }
+
     fn first_use(
         &self,
         key: &ProofKey,
