@@ -198,8 +198,10 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
             .map_err(|e| StartError::State(format!("TLS listener: {e}")))?;
         settings.set_cert_resolver(certs);
         if let Some(ca) = &t.client_ca {
-            let verifier = tls::client_verifier(ca, t.client_cert_required)
-                .map_err(|e| StartError::State(format!("TLS listener client_ca: {e}")))?;
+            let verifier =
+                tls::client_verifier(&ca.certs, t.client_cert_required).map_err(|e| {
+                    StartError::State(format!("server.tls.client_ca {}: {e}", ca.path.display()))
+                })?;
             settings.set_client_cert_verifier(verifier);
         }
         if t.http2 {

@@ -11,7 +11,6 @@ use rustls::pki_types::CertificateDer;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-use crate::config::ClientCa;
 use crate::formats::pem::{pair_hash, parse_pair, read_pair, Pair, PairError};
 use crate::metrics::Metrics;
 
@@ -138,14 +137,12 @@ impl ResolvesServerCert for CertStore {
 /// which CAs to the server). `required`: no handshake without one; otherwise a client
 /// without a certificate connects, and only certificate-bound tokens need one.
 pub fn client_verifier(
-    ca: &ClientCa,
+    ca: &[CertificateDer<'static>],
     required: bool,
 ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in ca.certs.iter() {
-        roots
-            .add(cert.clone())
-            .map_err(|e| format!("{}: {e}", ca.path.display()))?;
+    for cert in ca {
+        roots.add(cert.clone()).map_err(|e| e.to_string())?;
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder =
