@@ -114,12 +114,13 @@ pub fn check<C: Context + ?Sized, T: Trace>(
             (None, _, None) => Ok(bound),
         };
     }
-    let Some(jkt) = jkt else {
-        return Err(Reject::DpopBindingMismatch);
-    };
+    // The DPoP scheme needs exactly one proof, whatever the token is bound to.
     let proof = match (proof, repeated) {
         (Some(v), false) => v.to_str().map_err(|_| Reject::DpopProofInvalid)?,
         _ => return Err(Reject::DpopProofInvalid),
+    };
+    let Some(jkt) = jkt else {
+        return Err(Reject::DpopBindingMismatch);
     };
     if proof.len() > cx.config().server.max_token_bytes {
         return Err(Reject::DpopProofInvalid);
@@ -156,9 +157,10 @@ pub fn check<C: Context + ?Sized, T: Trace>(
     {
         return Err(Reject::UseDpopNonce);
     }
-    // Remembered for as long as any provider would accept its `iat`.
+    // Remembered for as long as any provider would accept its `iat`, and a second more:
+    // the store counts whole milliseconds, the window check does not.
     let ms = |t: f64| (t.max(0.0) * 1000.0) as u64;
-    let window = state.window_ms(ms(max_age + leeway));
+    let window = state.window_ms(ms(max_age + leeway)).saturating_add(1000);
     match state.replay.first_use(
         &proof_key(jkt, &checked.jti),
         ms(checked.iat),

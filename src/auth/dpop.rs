@@ -2,7 +2,7 @@
 //! public JWK of an allowed asymmetric algorithm, which signed it), and its claims against
 //! the request (`htm`, `htu`, `iat` within the window, `ath` for the access token). What it
 //! returns, the key's thumbprint and the `jti`, is what the caller compares with the token's
-//! `cnf.jkt` and records against replay. Not wired into `decide` yet (issue 15).
+//! `cnf.jkt` and records against replay (`auth::binding` does both).
 
 use std::str::FromStr;
 

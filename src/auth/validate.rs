@@ -245,30 +245,37 @@ fn introspected<C: Context + ?Sized, T: Trace>(
 /// ask more of the request (a binding is never dropped because an IdP left it out of its
 /// answer); an answer that says `token_type` DPoP without naming the key cannot be checked.
 fn with_token_binding(token: &str, claims: Arc<Claims>) -> Result<Arc<Claims>, Reject> {
-    if claims.contains_key("cnf") {
-        return Ok(claims);
-    }
+    let claims = if claims.contains_key("cnf") {
+        claims
+    } else {
+        // The payload read strictly, as a JWT's claims are: a `cnf` named twice is no claim.
+        use crate::formats::json::{is_duplicate, Strict};
+        let own = match token.split('.').nth(1).map(|p| URL_SAFE_NO_PAD.decode(p)) {
+            Some(Ok(bytes)) => match serde_json::from_slice::<Strict>(&bytes) {
+                Ok(Strict(Value::Object(mut payload))) => payload.remove("cnf"),
+                Err(e) if is_duplicate(&e) => return Err(Reject::MalformedToken),
+                _ => None,
+            },
+            _ => None,
+        };
+        match own {
+            None => claims,
+            Some(cnf) => {
+                let mut bound = (*claims).clone();
+                bound.insert("cnf".to_owned(), cnf);
+                Arc::new(bound)
+            }
+        }
+    };
+    // The IdP says DPoP but names no key: nothing to hold the client to.
     let dpop_typed = claims
         .get("token_type")
         .and_then(Value::as_str)
         .is_some_and(|t| t.eq_ignore_ascii_case("dpop"));
-    if dpop_typed {
+    if dpop_typed && claims.get("cnf").and_then(|c| c.get("jkt")).is_none() {
         return Err(Reject::BindingUnsupported);
     }
-    let own = token
-        .split('.')
-        .nth(1)
-        .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
-        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-        .and_then(|mut v| v.get_mut("cnf").map(Value::take));
-    Ok(match own {
-        None => claims,
-        Some(cnf) => {
-            let mut bound = (*claims).clone();
-            bound.insert("cnf".to_owned(), cnf);
-            Arc::new(bound)
-        }
-    })
+    Ok(claims)
 }
 
 /// Whether `h64` is a JOSE header by its looks (base64url of a JSON object with `alg`),

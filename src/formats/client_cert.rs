@@ -2,10 +2,19 @@
 //! saw, as a structured-field byte sequence (`:` base64 of the DER `:`). Only believed from
 //! `server.trusted_client_cert_peers`; the caller decides that.
 
-use base64::engine::general_purpose::STANDARD;
+use base64::alphabet::STANDARD;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 use http::HeaderMap;
 use sha2::{Digest, Sha256};
+
+/// Standard base64, with or without `=` padding: RFC 8941 §3.3.5 asks byte-sequence parsers
+/// not to fail on padding left out.
+const BYTES: GeneralPurpose = GeneralPurpose::new(
+    &STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
 
 /// Largest `Client-Cert` value read (a certificate is a few KiB; a chain goes elsewhere).
 const MAX_VALUE: usize = 16 * 1024;
@@ -24,7 +33,7 @@ pub fn header_thumbprint(headers: &HeaderMap) -> Option<[u8; 32]> {
         .trim_ascii()
         .strip_prefix(b":")?
         .strip_suffix(b":")?;
-    let der = STANDARD.decode(inner).ok()?;
+    let der = BYTES.decode(inner).ok()?;
     // A DER certificate is a SEQUENCE (0x30) with a long-form length.
     if der.len() < 64 || der[0] != 0x30 {
         return None;
@@ -51,6 +60,7 @@ mod tests {
             .into_iter()
             .chain(std::iter::repeat_n(7, 80))
             .collect();
+        use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
         let field = format!(":{}:", STANDARD.encode(&der));
         let want: [u8; 32] = Sha256::digest(&der).into();
         assert_eq!(header_thumbprint(&with(&[&field])), Some(want));

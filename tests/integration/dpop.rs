@@ -244,9 +244,39 @@ fn dpop_proofs_over_h1_and_h2() {
         );
         assert!(v >= at_least, "{reason}: {v}");
     }
-    // Neither a token nor a proof in any log line.
+    // Neither a token nor a proof in any log line: no signature of either, no proof's
+    // claims (its jti included).
     let logs = s.gw.logs();
-    assert!(!logs.contains(&bound[..40]), "a token was logged");
+    let sig = |jws: &str| jws.rsplit('.').next().unwrap().to_owned();
+    assert!(!logs.contains(&sig(&bound)), "a token was logged");
+    assert!(!logs.contains(&sig(&plain)), "a token was logged");
+    let last = client.proof("GET", &htu("/api/x"), Some(&bound));
+    let r = Proto::H1.request(
+        &s.gw,
+        "GET",
+        host,
+        "/api/x",
+        &[("authorization", &dpop_auth(&bound)), ("dpop", &last)],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let replayed = Proto::H1.request(
+        &s.gw,
+        "GET",
+        host,
+        "/api/x",
+        &[("authorization", &dpop_auth(&bound)), ("dpop", &last)],
+    );
+    assert_eq!(replayed.reason(), "dpop_replay");
+    assert!(s.gw.wait_log(
+        &replayed.header("x-request-id").unwrap_or("-").to_owned(),
+        std::time::Duration::from_secs(5)
+    ));
+    let logs = s.gw.logs();
+    let parts: Vec<&str> = last.split('.').collect();
+    for part in &parts[1..] {
+        assert!(!logs.contains(part), "a proof was logged");
+    }
+    assert!(!logs.contains("jti-"), "a proof's jti was logged");
 }
 
 fn proof_claims(htu: &str, token: &str) -> serde_json::Value {

@@ -116,9 +116,13 @@ impl ReplayGuard for MemoryReplay {
             if !expired(seen) {
                 return Ok(false);
             }
-            // A `jti` used again after its first proof's window: a new proof, once.
+            // A `jti` used again after its first proof's window: only a later proof with
+            // it is new (the same proof at its window's very edge is a replay).
             shard.iat.remove(key);
             shard.horizon = shard.horizon.max(seen);
+            if iat_ms <= shard.horizon {
+                return Ok(false);
+            }
         }
         if shard.iat.len() >= self.per_shard {
             if !expired(shard.oldest) {
@@ -166,7 +170,11 @@ mod tests {
             Ok(false),
             "still in its window"
         );
+        // The same proof at its window's very edge: still a replay.
+        assert_eq!(r.first_use(&k, 1_000, 301_000, W), Ok(false), "at the edge");
         // The same jti in a later proof, once the first one's window is over: new, once.
+        let k = proof_key("jkt-a", "j-2");
+        assert_eq!(r.first_use(&k, 1_000, 1_000, W), Ok(true));
         assert_eq!(r.first_use(&k, 301_000, 301_000, W), Ok(true));
         assert_eq!(r.first_use(&k, 301_000, 301_001, W), Ok(false));
         // The same jti under another key is another proof.

@@ -199,3 +199,33 @@ fn each_check_refuses() {
         );
     }
 }
+
+/// Server nonces: good in their step and the next, and only this state's own.
+#[test]
+fn nonces_are_this_states_own_and_short_lived() {
+    use super::DpopState;
+    let s = DpopState::new(1000);
+    let t = 1_800_000_015.0; // inside a 30 s step
+    let n = s.nonce(t);
+    assert!(s.nonce_is_fresh(&n, t));
+    assert!(s.nonce_is_fresh(&n, t + 30.0), "the next step");
+    assert!(!s.nonce_is_fresh(&n, t + 60.0), "two steps on");
+    assert!(!s.nonce_is_fresh(&n, t - 30.0), "from the future");
+    // One bit of the tag flipped, or of the step: refused.
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let raw = b64.decode(&n).unwrap();
+    for i in [0, 7, 8, 23] {
+        let mut bad = raw.clone();
+        bad[i] ^= 1;
+        assert!(!s.nonce_is_fresh(&b64.encode(&bad), t), "byte {i} flipped");
+    }
+    // Another process's nonce, a short or long one, garbage.
+    assert!(!DpopState::new(1000).nonce_is_fresh(&n, t));
+    assert!(!s.nonce_is_fresh(&b64.encode(&raw[..23]), t));
+    let mut long = raw.clone();
+    long.push(0);
+    assert!(!s.nonce_is_fresh(&b64.encode(&long), t));
+    assert!(!s.nonce_is_fresh("not base64!", t));
+    assert!(!s.nonce_is_fresh("", t));
+}

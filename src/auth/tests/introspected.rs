@@ -291,8 +291,29 @@ fn a_binding_is_never_dropped_by_an_answer() {
         reason(decide_on(&cx, "/opaque/x", t)),
         Reject::BindingUnsupported
     );
+    // DPoP-typed but bound only to a certificate: no key to hold a proof to.
+    answer(
+        &mut cx,
+        t,
+        active(json!({"token_type": "DPoP", "cnf": {"x5t#S256": "abc"}})),
+    );
+    assert_eq!(
+        reason(decide_on(&cx, "/opaque/x", t)),
+        Reject::BindingUnsupported
+    );
     answer(&mut cx, t, active(json!({"token_type": "Bearer"})));
     assert!(decide_on(&cx, "/opaque/x", t).is_ok());
+    // A JWT-shaped token whose own `cnf` is named twice: malformed, not unbound.
+    let doubled_cnf = format!(
+        "{}.{}.sig",
+        b64(r#"{"typ":"opaque"}"#),
+        b64(r#"{"cnf":{"jkt":"k"},"cnf":{}}"#)
+    );
+    answer(&mut cx, &doubled_cnf, active(json!({})));
+    assert_eq!(
+        reason(decide_on(&cx, "/opaque/x", &doubled_cnf)),
+        Reject::MalformedToken
+    );
     // A header naming `alg` twice: malformed, never sent to the endpoint.
     let doubled = format!(
         "{}.{}.sig",

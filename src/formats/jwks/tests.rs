@@ -208,3 +208,13 @@ fn rsa_public_key_der_is_canonical() {
     assert_eq!(&der[..4], &[0x30, 0x82, 0x01, 0x0a]);
     assert_eq!(&der[4..8], &[0x02, 0x82, 0x01, 0x01]);
 }
+
+/// The RSA algorithms are a slice of the asymmetric list: a reordering must not change them.
+#[test]
+fn rsa_algorithms_are_exactly_rs_and_ps() {
+    use jsonwebtoken::Algorithm as A;
+    assert_eq!(
+        RSA_ALGORITHMS,
+        &[A::RS256, A::RS384, A::RS512, A::PS256, A::PS384, A::PS512]
+    );
+}
