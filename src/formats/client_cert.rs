@@ -58,7 +58,7 @@ mod tests {
     fn byte_sequence_of_a_certificate() {
         let der: Vec<u8> = [0x30, 0x82, 0x01, 0x00]
             .into_iter()
-            .chain(std::iter::repeat_n(7, 80))
+            .chain(std::iter::repeat_n(7, 81))
             .collect();
         use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
         let field = format!(":{}:", STANDARD.encode(&der));
@@ -67,6 +67,13 @@ mod tests {
         assert_eq!(
             header_thumbprint(&with(&[&format!(" {field} ")])),
             Some(want)
+        );
+        let unpadded = format!(":{}:", STANDARD_NO_PAD.encode(&der));
+        assert_ne!(unpadded, field, "the test's DER needs padding");
+        assert_eq!(
+            header_thumbprint(&with(&[&unpadded])),
+            Some(want),
+            "padding left out"
         );
         for bad in [
             STANDARD.encode(&der),                        // not a byte sequence
