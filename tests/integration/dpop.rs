@@ -268,7 +268,7 @@ fn dpop_proofs_over_h1_and_h2() {
     );
     assert_eq!(replayed.reason(), "dpop_replay");
     assert!(s.gw.wait_log(
-        &replayed.header("x-request-id").unwrap_or("-").to_owned(),
+        replayed.header("x-request-id").unwrap_or("-"),
         std::time::Duration::from_secs(5)
     ));
     let logs = s.gw.logs();
