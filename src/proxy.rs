@@ -206,7 +206,12 @@ impl ProxyHttp for Gateway {
         // The next nonce rides on every answer to a proof that needed one (RFC 9449 §8.2):
         // the client never has to fail once per nonce step.
         if let (Some(snap), Outcome::Granted(g)) = (&ctx.snap, &ctx.outcome) {
-            if g.dpop_nonce {
+            // A report-only route that would have asked for a nonce hands one out too: its
+            // clients can then show what enforcing would cost.
+            let wants_nonce = g
+                .would_reject
+                .is_some_and(|d| d.reason == Reject::UseDpopNonce);
+            if g.dpop_nonce || wants_nonce {
                 upstream_response.insert_header("dpop-nonce", snap.dpop.nonce(unix_now()))?;
             }
         }

@@ -24,6 +24,16 @@ fn setup(mode: &str, extra: &str, server: &str) -> Setup {
     })
 }
 
+/// `setup("allowed", extra, "")` with one more route (TOML) at the end of the config.
+fn setup_with_route(extra: &str, route: &str) -> Setup {
+    Setup::start_tls_with(|c| {
+        c.replace(
+            "jwks_refetch_cooldown = \"1s\"",
+            &format!("jwks_refetch_cooldown = \"1s\"\n{extra}"),
+        ) + route
+    })
+}
+
 /// A token of `keys.es256()` bound to `jkt` (`cnf.jkt`), or a plain one.
 fn token(s: &Setup, cnf: Option<serde_json::Value>) -> String {
     let mut claims = good_claims("alice", "read");
@@ -398,6 +408,7 @@ fn dpop_modes_required_and_off() {
 #[test]
 fn dpop_server_nonces() {
     let s = setup("allowed", "dpop_nonce = true", "");
+    let report = setup_with_route("dpop_nonce = true", "[[routes]]\nname = \"rep\"\npath_prefix = \"/rep\"\nmode = \"report\"\nupstream = \"legacy\"\n");
     let client = DpopKey::new(&s.keys.ec, Algorithm::ES256);
     let bound = token(&s, Some(json!({ "jkt": client.thumbprint() })));
     let htu = "https://localhost/api/x";
@@ -437,6 +448,21 @@ fn dpop_server_nonces() {
         let r = send(&with_nonce("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"));
         assert_eq!(r.reason(), "use_dpop_nonce", "{proto:?}: a made-up nonce");
     }
+    // A report-only route lets the proof without a nonce through, and hands out a nonce
+    // for the next one all the same.
+    let proof = client.proof("GET", "https://localhost/rep/x", Some(&bound));
+    let r = Proto::H1.request(
+        &report.gw,
+        "GET",
+        "localhost",
+        "/rep/x",
+        &[("authorization", &dpop_auth(&bound)), ("dpop", &proof)],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.header("dpop-nonce").is_some(),
+        "report-only: a nonce all the same"
+    );
 }
 
 /// Behind a load balancer the URI clients use is `public_url`'s (a route's own wins), never
