@@ -34,6 +34,20 @@ fn setup_with_route(extra: &str, route: &str) -> Setup {
     })
 }
 
+/// `GET /api/x` for `localhost` over `proto`.
+fn api(proto: Proto, gw: &Gateway, headers: &[(&str, &str)]) -> Resp {
+    proto.request(gw, "GET", "localhost", "/api/x", headers)
+}
+
+fn assert_refused(r: &Resp, reason: &str, proto: Proto) {
+    assert_eq!(
+        (r.status, r.reason().as_str()),
+        (401, reason),
+        "{proto:?}: {}",
+        r.body
+    );
+}
+
 /// A token of `keys.es256()` bound to `jkt` (`cnf.jkt`), or a plain one.
 fn token(s: &Setup, cnf: Option<serde_json::Value>) -> String {
     let mut claims = good_claims("alice", "read");
@@ -304,29 +318,21 @@ fn dpop_modes_required_and_off() {
     let bound = token(&s, Some(json!({ "jkt": client.thumbprint() })));
     let plain = token(&s, None);
     for proto in Proto::BOTH {
-        let r = proto.request(
+        let r = api(
+            proto,
             &s.gw,
-            "GET",
-            "localhost",
-            "/api/x",
             &[("authorization", &format!("Bearer {plain}"))],
         );
-        assert_eq!(
-            (r.status, r.reason()),
-            (401, "token_binding_required".into()),
-            "{proto:?}"
-        );
+        assert_refused(&r, "token_binding_required", proto);
         assert!(
             challenge(&r).starts_with("DPoP error=\"invalid_token\""),
             "{}",
             challenge(&r)
         );
         let proof = client.proof("GET", "https://localhost/api/x", Some(&bound));
-        let r = proto.request(
+        let r = api(
+            proto,
             &s.gw,
-            "GET",
-            "localhost",
-            "/api/x",
             &[("authorization", &dpop_auth(&bound)), ("dpop", &proof)],
         );
         assert_eq!(r.status, 200, "{proto:?}: {}", r.body);
@@ -346,7 +352,7 @@ fn dpop_modes_required_and_off() {
             "{proto:?}: {c}"
         );
         // Every provider of the route requires DPoP: no `Bearer` challenge is offered.
-        let r = proto.request(&s.gw, "GET", "localhost", "/api/x", &[]);
+        let r = api(proto, &s.gw, &[]);
         assert_eq!(r.reason(), "missing_token", "{proto:?}");
         assert!(
             challenge(&r).starts_with("DPoP algs=\"ES256 "),
@@ -360,35 +366,21 @@ fn dpop_modes_required_and_off() {
     let plain = token(&s, None);
     for proto in Proto::BOTH {
         let proof = client.proof("GET", "https://localhost/api/x", Some(&bound));
-        let r = proto.request(
+        let r = api(
+            proto,
             &s.gw,
-            "GET",
-            "localhost",
-            "/api/x",
             &[("authorization", &dpop_auth(&bound)), ("dpop", &proof)],
         );
-        assert_eq!(
-            (r.status, r.reason()),
-            (401, "binding_unsupported".into()),
-            "{proto:?}"
-        );
-        let r = proto.request(
+        assert_refused(&r, "binding_unsupported", proto);
+        let r = api(
+            proto,
             &s.gw,
-            "GET",
-            "localhost",
-            "/api/x",
             &[("authorization", &format!("Bearer {bound}"))],
         );
-        assert_eq!(
-            (r.status, r.reason()),
-            (401, "binding_unsupported".into()),
-            "{proto:?}"
-        );
-        let r = proto.request(
+        assert_refused(&r, "binding_unsupported", proto);
+        let r = api(
+            proto,
             &s.gw,
-            "GET",
-            "localhost",
-            "/api/x",
             &[
                 ("authorization", &format!("Bearer {plain}")),
                 ("dpop", "stray"),
