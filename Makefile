@@ -4,14 +4,14 @@
 SHELL := /bin/bash
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: demo test check lint bench load soak fuzz ensure-cmake interop-deps deploy-check layering
+.PHONY: demo test check lint bench load soak fuzz ensure-cmake interop-deps redis-deps deploy-check layering
 
 ## Run the self-contained demo: dev issuer + echo upstream + gateway (Ctrl-C stops it).
 demo: ensure-cmake
 	cargo run --bin authgate -- demo
 
 ## Run every test (unit, integration, and interop with a real OpenID provider). CI runs exactly this.
-test: ensure-cmake interop-deps layering
+test: ensure-cmake interop-deps redis-deps layering
 	@if cargo nextest --version >/dev/null 2>&1; then \
 		cargo nextest run --no-fail-fast; \
 	else \
@@ -68,6 +68,17 @@ ensure-cmake:
 			python3 -m pip install --user --quiet cmake && echo "installed cmake from PyPI into $(HOME)/.local/bin"; \
 		fi; \
 		command -v cmake >/dev/null 2>&1 || { echo "could not install cmake; install it and retry"; exit 1; }; \
+	fi
+
+# The fleet-store tests start a real redis-server (Debian's package) on a loopback port.
+redis-deps:
+	@if ! command -v redis-server >/dev/null 2>&1; then \
+		echo "redis-server is missing (the fleet-store tests start one); installing it..."; \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			(apt-get update -qq && apt-get install -y -qq redis-server >/dev/null) && echo "installed redis-server from Debian packages"; \
+		else \
+			echo "install redis-server (7+), then retry"; exit 1; \
+		fi; \
 	fi
 
 # The interop tests run the npm package oidc-provider as a real OpenID provider.

@@ -13,6 +13,7 @@ pub mod poll;
 pub mod reload;
 pub mod revocations;
 mod state;
+pub mod store;
 
 use std::sync::Arc;
 

@@ -22,6 +22,7 @@ mod report;
 mod revocation;
 mod routing;
 mod soak;
+mod store;
 mod tls;
 mod tokens;
 mod upstream;

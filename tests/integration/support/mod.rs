@@ -8,6 +8,7 @@ pub mod dpop;
 pub mod h2;
 pub mod http;
 pub mod introspect;
+pub mod redis;
 pub mod tokens;
 
 use std::io::{BufRead, BufReader};

@@ -1,0 +1,151 @@
+//! A real `redis-server` (Debian's package; `make test` installs it) on a loopback port,
+//! killed on drop. The port is picked free and, should another process take it before
+//! Redis binds, Redis is started again on another: no port race fails a test.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::fixtures;
+
+pub struct RedisServer {
+    child: Child,
+    pub port: u16,
+    tls: bool,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Plain TCP; with `password`, `requirepass` (the default user's password).
+    pub fn start(password: Option<&str>) -> Self {
+        Self::start_with(password, false)
+    }
+
+    /// TLS only (`tls-port`), with the fixture certificate for 127.0.0.1 (`tls/server.pem`,
+    /// issued by `tls/ca.pem`); clients are not asked for certificates.
+    pub fn start_tls(password: Option<&str>) -> Self {
+        Self::start_with(password, true)
+    }
+
+    fn start_with(password: Option<&str>, tls: bool) -> Self {
+        for _ in 0..10 {
+            if let Some(s) = Self::try_start(password, tls) {
+                return s;
+            }
+        }
+        panic!("redis-server did not start (is it installed? `make test` installs it)");
+    }
+
+    /// `None` when the port was taken before Redis bound it.
+    fn try_start(password: Option<&str>, tls: bool) -> Option<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let dir = tempfile::tempdir().expect("redis dir");
+        let certs = fixtures().join("tls");
+        let mut args: Vec<String> = vec![
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--save".into(),
+            String::new(),
+            "--appendonly".into(),
+            "no".into(),
+            "--dir".into(),
+            dir.path().display().to_string(),
+        ];
+        if tls {
+            args.extend(
+                [
+                    "--port",
+                    "0",
+                    "--tls-port",
+                    &port.to_string(),
+                    "--tls-cert-file",
+                    &certs.join("server.pem").display().to_string(),
+                    "--tls-key-file",
+                    &certs.join("server.key").display().to_string(),
+                    "--tls-ca-cert-file",
+                    &certs.join("ca.pem").display().to_string(),
+                    "--tls-auth-clients",
+                    "no",
+                ]
+                .map(String::from),
+            );
+        } else {
+            args.extend(["--port".to_owned(), port.to_string()]);
+        }
+        if let Some(p) = password {
+            args.extend(["--requirepass".to_owned(), p.to_owned()]);
+        }
+        let mut child = Command::new("redis-server")
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server (is it installed? `make test` installs it)");
+        let out = BufReader::new(child.stdout.take().expect("stdout"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                if line.contains("Ready to accept connections") {
+                    let _ = tx.send(true);
+                } else if line.contains("Address already in use") {
+                    let _ = tx.send(false);
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(true) => Some(Self {
+                child,
+                port,
+                tls,
+                _dir: dir,
+            }),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                None
+            }
+        }
+    }
+
+    /// `redis://127.0.0.1:PORT` (or `rediss://`).
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGSTOP: Redis accepts nothing and answers nothing until `resume` (a hung store).
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{sig} redis-server");
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.resume_quietly();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl RedisServer {
+    fn resume_quietly(&self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
+    }
+}
