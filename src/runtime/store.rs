@@ -2,6 +2,13 @@
 //! process cannot know alone (a DPoP proof used at another replica, a revocation written
 //! elsewhere). Not configurable yet: the `[store]` table comes with the features that use it.
 //!
+//! The plan for DPoP replay: `decide` stays pure and keeps its in-memory check (a replay to
+//! the same replica is caught there, for free); a granted DPoP request carries its proof's
+//! key and window, and the thin layer asks the store (`first_use`) once, then a pure function
+//! of `auth` turns the answer into the final decision (a replay elsewhere, an outage under
+//! the configured policy, report-only routes). One decision, one proof check: a `Pending`
+//! step would decide twice and verify the proof's signature twice.
+//!
 //! One `redis` (redis-rs) `ConnectionManager`: a multiplexed connection that reconnects with
 //! backoff, with a bounded command pipeline and no offline queue (a command while Redis is
 //! away fails, it is never held or re-sent: a re-sent `SET NX` could read its own first write
