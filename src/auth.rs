@@ -30,6 +30,7 @@ use crate::formats::revocation::Revocations;
 use binding::Bound;
 use cache::{TokenCache, TokenKey};
 use claims::render_header_value;
+use dpop::replay::ProofKey;
 use dpop::DpopState;
 use extract::extract_token;
 use introspection::Lookup;
@@ -86,6 +87,9 @@ pub struct Grant {
     pub bound: Bound,
     /// The answer carries a fresh `DPoP-Nonce` (the provider wants nonces in proofs).
     pub dpop_nonce: bool,
+    /// The DPoP proof that passed this replica's replay check, for the fleet store's
+    /// (`settle_fleet`): its key and how long to hold it, ms.
+    pub fleet_proof: Option<(ProofKey, u64)>,
 }
 
 /// A refusal, with what the thin layer needs to answer it and to retry.
@@ -247,24 +251,76 @@ fn decide_steps<C: Context + ?Sized, T: Trace>(
         would_reject: None,
         bound: Bound::default(),
         dpop_nonce: false,
+        fleet_proof: None,
     };
     match authenticate(cx, head, route, &target.path, &mut grant, now, trace) {
         Ok(()) => Ok(grant),
-        // Report-only: the request goes through as an anonymous one, carrying the refusal
-        // it would have had (and nothing the token said).
-        Err(denial) if route.mode == Mode::Report && denial.reason.is_reportable() => {
-            grant.claim_headers.clear();
-            grant.provider = None;
-            grant.remaining_lifetime = None;
-            grant.subject = None;
-            grant.token_source = None;
-            grant.bound = Bound::default();
-            grant.dpop_nonce = false;
-            grant.would_reject = Some(denial);
-            Ok(grant)
-        }
-        Err(denial) => Err(denial),
+        Err(denial) => refuse_or_report(route, grant, denial),
     }
+}
+
+/// A refusal where the route enforces; on a report-only route, for the refusals it reports,
+/// the request goes through as an anonymous one, carrying the refusal it would have had
+/// (and nothing the token said).
+fn refuse_or_report(route: &Route, mut grant: Grant, denial: Denial) -> Result<Grant, Denial> {
+    if route.mode != Mode::Report || !denial.reason.is_reportable() {
+        return Err(denial);
+    }
+    grant.claim_headers.clear();
+    grant.provider = None;
+    grant.remaining_lifetime = None;
+    grant.subject = None;
+    grant.token_source = None;
+    grant.bound = Bound::default();
+    grant.dpop_nonce = false;
+    grant.fleet_proof = None;
+    grant.would_reject = Some(denial);
+    Ok(grant)
+}
+
+/// What the fleet store said of a granted request's DPoP proof (`Grant::fleet_proof`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FleetAnswer {
+    /// The first use anywhere in the fleet.
+    First,
+    /// Used before, at this replica or another.
+    Seen,
+    /// The store could not say (down, slow, an error).
+    Unavailable,
+}
+
+/// What to do with a proof the fleet store cannot vouch for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnStoreOutage {
+    /// 503 `dpop_replay_unavailable` (the default).
+    FailClosed,
+    /// This replica's own replay check stands (it already passed).
+    Local,
+}
+
+/// The decision once the fleet store has answered for the grant's proof: a replay at another
+/// replica is refused (or reported, on a report-only route) as one here would be; an outage
+/// follows `on_outage`. Pure: the thin layer does the asking.
+pub fn settle_fleet(
+    config: &Config,
+    grant: Grant,
+    answer: FleetAnswer,
+    on_outage: OnStoreOutage,
+) -> Result<Grant, Denial> {
+    let reason = match (answer, on_outage) {
+        (FleetAnswer::First, _) | (FleetAnswer::Unavailable, OnStoreOutage::Local) => {
+            return Ok(grant)
+        }
+        (FleetAnswer::Seen, _) => Reject::DpopReplay,
+        (FleetAnswer::Unavailable, OnStoreOutage::FailClosed) => Reject::DpopReplayUnavailable,
+    };
+    let route = config.routes.get(grant.route);
+    let denial = Denial {
+        reason,
+        route: Some(grant.route),
+        provider: grant.provider,
+    };
+    refuse_or_report(route, grant, denial)
 }
 
 /// The token part of `decide` for a matched route: extract, verify, authorize, and the
@@ -332,7 +388,7 @@ fn authenticate<C: Context + ?Sized, T: Trace>(
                 provider: Some(verified.provider),
             }
         })?;
-    trace.step(Step::Binding(bound));
+    trace.step(Step::Binding(bound.bound));
     trace.step(Step::Authorize {
         route,
         claims: &verified.claims,
@@ -352,8 +408,9 @@ fn authenticate<C: Context + ?Sized, T: Trace>(
     }
     grant.provider = Some(verified.provider);
     grant.token_source = Some(found_source);
-    grant.bound = bound;
-    grant.dpop_nonce = bound.dpop && provider.dpop.nonce;
+    grant.bound = bound.bound;
+    grant.dpop_nonce = bound.bound.dpop && provider.dpop.nonce;
+    grant.fleet_proof = bound.proof;
     grant.remaining_lifetime = verified.remaining_lifetime;
     if config.server.log_subject {
         grant.subject = verified

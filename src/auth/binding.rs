@@ -9,7 +9,7 @@ use http::HeaderName;
 use serde_json::Value;
 
 use super::claims::Claims;
-use super::dpop::replay::proof_key;
+use super::dpop::replay::{proof_key, ProofKey};
 use super::dpop::{check_proof, Expected};
 use super::trace::{Step, Trace};
 use super::{Context, Reject, RequestHead};
@@ -42,6 +42,14 @@ impl Bound {
     }
 }
 
+/// A binding check that passed: how, and the proof's replay key and window (ms) for the
+/// fleet store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Checked {
+    pub bound: Bound,
+    pub proof: Option<(ProofKey, u64)>,
+}
+
 /// The request as the binding checks see it.
 pub struct Presented<'a> {
     pub head: &'a RequestHead<'a>,
@@ -64,7 +72,7 @@ pub fn check<C: Context + ?Sized, T: Trace>(
     claims: &Claims,
     now: f64,
     trace: &mut T,
-) -> Result<Bound, Reject> {
+) -> Result<Checked, Reject> {
     let mut jkt = None;
     let mut x5t = None;
     match claims.get("cnf") {
@@ -103,7 +111,7 @@ pub fn check<C: Context + ?Sized, T: Trace>(
         if p.dpop_scheme || jkt.is_some() {
             return Err(Reject::BindingUnsupported);
         }
-        return Ok(bound);
+        return Ok(Checked { bound, proof: None });
     }
     if !p.dpop_scheme {
         return match (jkt, mode, proof) {
@@ -111,7 +119,7 @@ pub fn check<C: Context + ?Sized, T: Trace>(
             (Some(_), _, _) | (None, DpopMode::Required, _) => Err(Reject::TokenBindingRequired),
             // A proof with a token bound to no key proves nothing about the token.
             (None, _, Some(_)) => Err(Reject::DpopBindingMismatch),
-            (None, _, None) => Ok(bound),
+            (None, _, None) => Ok(Checked { bound, proof: None }),
         };
     }
     // The DPoP scheme needs exactly one proof, whatever the token is bound to.
@@ -161,16 +169,20 @@ pub fn check<C: Context + ?Sized, T: Trace>(
     // the store counts whole milliseconds, the window check does not.
     let ms = |t: f64| (t.max(0.0) * 1000.0) as u64;
     let window = state.window_ms(ms(max_age + leeway)).saturating_add(1000);
-    match state.replay.first_use(
-        &proof_key(jkt, &checked.jti),
-        ms(checked.iat),
-        ms(now),
-        window,
-    ) {
+    let key = proof_key(jkt, &checked.jti);
+    match state
+        .replay
+        .first_use(&key, ms(checked.iat), ms(now), window)
+    {
         Ok(true) => {}
         Ok(false) => return Err(Reject::DpopReplay),
         Err(_) => return Err(Reject::DpopReplayUnavailable),
     }
     bound.dpop = true;
-    Ok(bound)
+    // The fleet holds it until its window ends: `iat` + window, from now.
+    let hold = (ms(checked.iat).saturating_add(window)).saturating_sub(ms(now));
+    Ok(Checked {
+        bound,
+        proof: Some((key, hold)),
+    })
 }

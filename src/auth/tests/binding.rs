@@ -246,3 +246,85 @@ fn a_claim_named_twice_is_no_token() {
     );
     assert!(r.is_ok(), "{r:?}");
 }
+
+/// The fleet store's answer for a granted proof: the first use stands, a use elsewhere is a
+/// replay, an outage follows the policy; a bearer request carries no proof to ask about.
+#[test]
+fn the_fleet_store_settles_a_granted_proof() {
+    use crate::auth::{settle_fleet, FleetAnswer, OnStoreOutage};
+    let snap = snapshot();
+    let (_, jkt) = proof("/api/x", "", "probe");
+    let t = token_with(json!({ "jkt": jkt }));
+    let grant = |jti: &str| {
+        let (p, _) = proof("/api/x", &t, jti);
+        let map = headers_to_localhost(&[("authorization", &format!("DPoP {t}")), ("dpop", &p)]);
+        decide(&snap, &head_of(&map, false, None), now()).expect("a fresh proof")
+    };
+    let g = grant("f-1");
+    let (_, hold) = g.fleet_proof.expect("the proof, for the fleet");
+    // Held for the window from its iat (60 s + 30 s leeway, and the store's extra second).
+    assert!((85_000..=91_000).contains(&hold), "{hold}");
+    let cfg = &snap.config;
+    assert!(settle_fleet(cfg, g, FleetAnswer::First, OnStoreOutage::FailClosed).is_ok());
+    let r = settle_fleet(cfg, grant("f-2"), FleetAnswer::Seen, OnStoreOutage::Local);
+    assert_eq!(reason(r), Reject::DpopReplay);
+    let r = settle_fleet(
+        cfg,
+        grant("f-3"),
+        FleetAnswer::Unavailable,
+        OnStoreOutage::FailClosed,
+    );
+    assert_eq!(reason(r), Reject::DpopReplayUnavailable);
+    let r = settle_fleet(
+        cfg,
+        grant("f-4"),
+        FleetAnswer::Unavailable,
+        OnStoreOutage::Local,
+    );
+    assert!(r.is_ok());
+    // A bearer request has no proof for the fleet.
+    let plain = run(
+        &snap,
+        Method::GET,
+        "/api/x",
+        &[("authorization", &bearer(&rs256(&claims())))],
+    );
+    assert_eq!(plain.unwrap().fleet_proof, None);
+}
+
+/// On a report-only route a replay elsewhere is reported, not enforced: the request goes
+/// through anonymous, without the token's claims or its proof.
+#[test]
+fn a_fleet_replay_on_a_report_only_route_is_reported() {
+    use crate::auth::{settle_fleet, FleetAnswer, OnStoreOutage};
+    let text = config_text() + "[[routes]]\nname = \"rep\"\npath_prefix = \"/rep\"\nmode = \"report\"\nupstream = \"up\"\n";
+    let config = load_str(&text, Path::new("test.toml")).expect("config builds");
+    let keys = config
+        .providers
+        .iter()
+        .map(|p| ProviderKeys::new(p, None))
+        .collect();
+    let snap = Snapshot {
+        config,
+        keys,
+        token_cache: None,
+        dpop: crate::auth::dpop::DpopState::new(10_000),
+    };
+    let (_, jkt) = proof("/rep/x", "", "probe");
+    let t = token_with(json!({ "jkt": jkt }));
+    let (p, _) = proof("/rep/x", &t, "r-1");
+    let map = headers_to_localhost(&[("authorization", &format!("DPoP {t}")), ("dpop", &p)]);
+    let mut head = head_of(&map, false, None);
+    head.target = b"/rep/x";
+    let g = decide(&snap, &head, now()).expect("granted");
+    assert!(g.fleet_proof.is_some() && !g.claim_headers.is_empty());
+    let g = settle_fleet(
+        &snap.config,
+        g,
+        FleetAnswer::Seen,
+        OnStoreOutage::FailClosed,
+    )
+    .expect("reported, not refused");
+    assert_eq!(g.would_reject.map(|d| d.reason), Some(Reject::DpopReplay));
+    assert!(g.claim_headers.is_empty() && g.provider.is_none() && g.fleet_proof.is_none());
+}
