@@ -50,6 +50,33 @@ pub struct Config {
     pub headers: HeaderPolicy,
     pub routes: RouteTable,
     pub token_cache: CacheSettings,
+    /// `[store]`, where configured.
+    pub store: Option<StoreConfig>,
+}
+
+/// `[store]`: the fleet store, read at load (bound at start: a change is a restart).
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    pub redis_url: String,
+    pub password: Option<String>,
+    /// PEM bytes of `ca_file`.
+    pub ca: Option<Vec<u8>>,
+    pub timeout: Duration,
+    /// A DPoP proof the store cannot vouch for passes on this replica's own check.
+    pub dpop_local_on_outage: bool,
+}
+
+impl fmt::Debug for StoreConfig {
+    // The password stays out of every log line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("redis_url", &self.redis_url)
+            .field("password", &self.password.as_ref().map(|_| "<set>"))
+            .field("ca", &self.ca.as_ref().map(Vec::len))
+            .field("timeout", &self.timeout)
+            .field("dpop_local_on_outage", &self.dpop_local_on_outage)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

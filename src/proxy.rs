@@ -69,6 +69,30 @@ async fn introspect_and_decide(
     Some(decision(session, &cx))
 }
 
+/// The fleet store's word on the grant's DPoP proof: `SET authgate:dpop:<key> NX PX hold`.
+async fn fleet_answer(
+    store: &Result<crate::runtime::store::Store, crate::runtime::store::StoreError>,
+    grant: &Grant,
+) -> auth::FleetAnswer {
+    let (Ok(store), Some((key, hold))) = (store, grant.fleet_proof) else {
+        return auth::FleetAnswer::Unavailable;
+    };
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    match store.first_use(&format!("authgate:dpop:{hex}"), hold).await {
+        Ok(true) => auth::FleetAnswer::First,
+        Ok(false) => auth::FleetAnswer::Seen,
+        Err(e) => {
+            // Once a second at most: an outage must not flood the log.
+            static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let now = unix_now() as u64;
+            if LAST.swap(now, std::sync::atomic::Ordering::Relaxed) != now {
+                tracing::warn!(error = %e, "the fleet store did not answer for a DPoP proof");
+            }
+            auth::FleetAnswer::Unavailable
+        }
+    }
+}
+
 /// Longest a request waits for the single-flight JWKS refetch an unknown `kid` triggers.
 const REFETCH_WAIT: Duration = Duration::from_secs(3);
 
@@ -150,6 +174,19 @@ impl ProxyHttp for Gateway {
                 .await
                 .unwrap_or(first),
             None => first,
+        };
+        // A DPoP proof this replica has not seen may have been used at another: the fleet
+        // store says, and `settle_fleet` decides.
+        let result = match (result, &self.state.store) {
+            (Ok(grant), Some(store)) if grant.fleet_proof.is_some() => {
+                let answer = fleet_answer(store, &grant).await;
+                let on_outage = match &snap.config.store {
+                    Some(s) if s.dpop_local_on_outage => auth::OnStoreOutage::Local,
+                    _ => auth::OnStoreOutage::FailClosed,
+                };
+                auth::settle_fleet(&snap.config, grant, answer, on_outage)
+            }
+            (result, _) => result,
         };
         ctx.auth = started.elapsed();
         ctx.snap = Some(snap.clone());

@@ -135,6 +135,10 @@ pub fn build(
     }
     let headers = headers::build_headers(&mut cx, &raw.headers);
     let token_cache = server::build_token_cache(&mut cx, &raw);
+    let store = raw
+        .store
+        .as_ref()
+        .and_then(|s| server::build_store(&mut cx, s));
     let routes = routes::build_routes(&mut cx, &raw, &upstream_names, &provider_names, &providers);
 
     if cx.errors.is_empty() {
@@ -152,6 +156,7 @@ pub fn build(
                 headers,
                 routes,
                 token_cache,
+                store,
             });
         }
     }

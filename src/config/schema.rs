@@ -30,6 +30,27 @@ pub struct RawConfig {
     pub token_cache: RawTokenCache,
     #[serde(default)]
     pub defaults: RawDefaults,
+    /// `[store]`: the fleet store (Redis). Default: none, everything in-process.
+    pub store: Option<Spanned<RawStore>>,
+}
+
+/// `[store]`: state shared by every replica, on Redis.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    /// `redis://host:port[/db]` or `rediss://...` (TLS); an ACL user may be in it
+    /// (`redis://user@host`), never a password.
+    pub redis_url: String,
+    /// File holding the password (ACL user's, or `requirepass`). Default: none.
+    pub password_file: Option<String>,
+    /// PEM CA certificates trusted for `rediss://` besides the system roots.
+    pub ca_file: Option<String>,
+    /// The whole of one store call on the request path. Default 250ms.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    /// When the store cannot say whether a DPoP proof was used elsewhere: `fail_closed`
+    /// (default: 503) or `local` (this replica's own check stands).
+    pub dpop_replay_on_outage: Option<String>,
 }
 
 /// `[defaults]`: what a route says when it does not say it itself.

@@ -177,6 +177,11 @@ fn not_live(old: &Config, new: &Config) -> Option<String> {
         ),
         ("server.log_format", o.log_format != n.log_format, ""),
         (
+            "store",
+            old.store != new.store,
+            " (the connection is made at start)",
+        ),
+        (
             "server.dpop_replay_max_entries",
             o.dpop_replay_max_entries != n.dpop_replay_max_entries,
             " (the replay store outlives reloads)",

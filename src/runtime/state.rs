@@ -19,6 +19,10 @@ pub struct State {
     pub draining: AtomicBool,
     /// Requests between head received and response finished (see `InFlight`).
     pub in_flight: AtomicUsize,
+    /// The fleet store (`[store]`), opened at start: `None` without one. A store whose
+    /// settings could not open one (logged) is `Some(Err)`: every question to it is an
+    /// outage, never a skipped check.
+    pub store: Option<Result<super::store::Store, super::store::StoreError>>,
 }
 
 /// Counts one request in `State::in_flight` for as long as it lives (it sits in the request
@@ -48,6 +52,19 @@ impl State {
         control: tokio::runtime::Handle,
         client: reqwest::Client,
     ) -> Arc<Self> {
+        let store = config.store.as_ref().map(|s| {
+            let settings = super::store::StoreSettings {
+                url: s.redis_url.clone(),
+                password: s.password.clone(),
+                ca: s.ca.clone(),
+                timeout: s.timeout,
+            };
+            let opened = super::store::Store::open(&settings, &control);
+            if let Err(e) = &opened {
+                tracing::error!(error = %e, "the fleet store cannot be opened: DPoP proofs follow store.dpop_replay_on_outage");
+            }
+            opened
+        });
         let snapshot = Snapshot::assemble(config, None, &control, &client, &metrics);
         Arc::new(Self {
             snapshot: ArcSwap::from_pointee(snapshot),
@@ -56,6 +73,7 @@ impl State {
             client,
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
+            store,
         })
     }
 

@@ -106,3 +106,75 @@ fn a_hung_or_gone_store_is_bounded() {
     drop(redis);
     assert!(first(&store, "while-down", 1000).is_err());
 }
+
+/// Two replicas on one store: a DPoP proof accepted by one is a replay at the other. With
+/// the store hung, `fail_closed` answers 503 and `local` lets this replica's own check stand.
+#[test]
+fn a_proof_is_accepted_once_per_fleet() {
+    use crate::support::dpop::DpopKey;
+    use crate::support::{get, good_claims, standard_config, Gateway, JwksServer, Keys, Upstream};
+    use jsonwebtoken::Algorithm;
+    let redis = RedisServer::start(None);
+    let keys = Keys::load();
+    let jwks = JwksServer::start(keys.standard_jwks());
+    let upstream = Upstream::start();
+    let with_store = |policy: &str| {
+        let gw = Gateway::start(&format!(
+            "{}\n[store]\nredis_url = \"{}\"\ntimeout = \"300ms\"\ndpop_replay_on_outage = \"{policy}\"\n",
+            standard_config(&jwks.url(), &upstream.url()),
+            redis.url()
+        ));
+        gw.wait_ready();
+        gw
+    };
+    let a = with_store("fail_closed");
+    let b = with_store("local");
+    let client = DpopKey::new(&keys.ec, Algorithm::ES256);
+    let mut claims = good_claims("alice", "read");
+    claims["cnf"] = serde_json::json!({ "jkt": client.thumbprint() });
+    let bound = keys.es256().claims(claims).sign();
+    let auth = format!("DPoP {bound}");
+    let send = |gw: &Gateway, proof: &str| {
+        get(
+            gw.addr,
+            "/api/x",
+            &[("authorization", &auth), ("dpop", proof)],
+        )
+    };
+    let proof = client.proof("GET", "http://localhost/api/x", Some(&bound));
+    assert_eq!(send(&a, &proof).status, 200);
+    assert_eq!(
+        send(&b, &proof).reason(),
+        "dpop_replay",
+        "the other replica"
+    );
+    let proof = client.proof("GET", "http://localhost/api/x", Some(&bound));
+    assert_eq!(send(&b, &proof).status, 200);
+    assert_eq!(send(&a, &proof).reason(), "dpop_replay");
+    // The store hangs: each replica by its policy, within the store's timeout.
+    redis.pause();
+    let r = send(
+        &a,
+        &client.proof("GET", "http://localhost/api/x", Some(&bound)),
+    );
+    assert_eq!(
+        (r.status, r.reason().as_str()),
+        (503, "dpop_replay_unavailable")
+    );
+    let proof = client.proof("GET", "http://localhost/api/x", Some(&bound));
+    assert_eq!(
+        send(&b, &proof).status,
+        200,
+        "local: this replica's check stands"
+    );
+    assert_eq!(
+        send(&b, &proof).reason(),
+        "dpop_replay",
+        "and still holds here"
+    );
+    redis.resume();
+    // Bearer tokens never ask the store.
+    let plain = keys.es256().claims(good_claims("bob", "read")).sign();
+    redis.pause();
+    assert_eq!(a.get_with("/api/x", &plain).status, 200);
+}

@@ -7,8 +7,8 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::{at, Ctx};
-use crate::config::schema::RawConfig;
-use crate::config::{CacheSettings, ClientCa, LogFormat, ServerSettings, ServerTls};
+use crate::config::schema::{RawConfig, RawStore};
+use crate::config::{CacheSettings, ClientCa, LogFormat, ServerSettings, ServerTls, StoreConfig};
 use crate::formats::dpop::public_url_base;
 use crate::formats::pem;
 
@@ -270,4 +270,83 @@ pub(super) fn build_token_cache(cx: &mut Ctx<'_>, raw: &RawConfig) -> CacheSetti
         max_bytes: tc.max_bytes,
         ttl: tc.ttl,
     }
+}
+
+/// `[store]`: the URL (no password in it), the password and CA read from files.
+pub(super) fn build_store(cx: &mut Ctx<'_>, s: &Spanned<RawStore>) -> Option<StoreConfig> {
+    let span = at(s);
+    let raw = s.get_ref();
+    let before = cx.errors.len();
+    let url = raw.redis_url.as_str();
+    let tls = url.starts_with("rediss://");
+    let rest = url
+        .strip_prefix("rediss://")
+        .or_else(|| url.strip_prefix("redis://"));
+    match rest {
+        None => cx.err(
+            span,
+            "store.redis_url",
+            "must start with redis:// or rediss://",
+        ),
+        Some(rest) => {
+            let authority = rest.split('/').next().unwrap_or_default();
+            if authority
+                .rsplit_once('@')
+                .is_some_and(|(user, _)| user.contains(':'))
+            {
+                cx.err(
+                    span,
+                    "store.redis_url",
+                    "carries a password: put it in password_file (never inline)",
+                );
+            }
+        }
+    }
+    let password = raw.password_file.as_deref().and_then(|f| {
+        let (path, bytes) = cx.read_secret(span, "store.password_file", f)?;
+        match String::from_utf8(bytes) {
+            Ok(p) if !p.is_empty() => Some(p),
+            _ => {
+                cx.err(
+                    span,
+                    "store.password_file",
+                    format!("{} holds no UTF-8 password", path.display()),
+                );
+                None
+            }
+        }
+    });
+    let ca = raw
+        .ca_file
+        .as_deref()
+        .and_then(|f| cx.read_ca(span, "store.ca_file", f));
+    if ca.is_some() && !tls {
+        cx.err(span, "store.ca_file", "only applies to rediss:// (TLS)");
+    }
+    let timeout = raw.timeout.unwrap_or(Duration::from_millis(250));
+    if timeout < Duration::from_millis(10) || timeout > Duration::from_secs(10) {
+        cx.err(span, "store.timeout", "must be between 10ms and 10s");
+    }
+    let dpop_local_on_outage = match raw.dpop_replay_on_outage.as_deref() {
+        None | Some("fail_closed") => false,
+        Some("local") => true,
+        Some(other) => {
+            cx.err(
+                span,
+                "store.dpop_replay_on_outage",
+                format!("{other:?} is not a policy: use \"fail_closed\" or \"local\""),
+            );
+            false
+        }
+    };
+    if cx.errors.len() > before {
+        return None;
+    }
+    Some(StoreConfig {
+        redis_url: raw.redis_url.clone(),
+        password,
+        ca,
+        timeout,
+        dpop_local_on_outage,
+    })
 }

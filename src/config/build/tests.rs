@@ -1018,3 +1018,54 @@ fn sender_constraint_settings_are_checked() {
     assert!(t.client_cert_required);
     assert_eq!(t.client_ca.as_ref().unwrap().certs.len(), 1);
 }
+
+/// Issue 16: `[store]`, the fleet store.
+#[test]
+fn the_store_is_checked() {
+    let b = base();
+    let store = |body: &str| format!("{b}[store]\n{body}\n");
+    one_error(
+        &store("redis_url = \"http://r:6379\""),
+        "store.redis_url",
+        "redis://",
+    );
+    one_error(
+        &store("redis_url = \"redis://u:secret@r:6379\""),
+        "store.redis_url",
+        "password_file",
+    );
+    one_error(
+        &store(&format!(
+            "redis_url = \"redis://r:6379\"\nca_file = \"{FIX}/../tls/ca.pem\""
+        )),
+        "store.ca_file",
+        "rediss://",
+    );
+    one_error(
+        &store("redis_url = \"redis://r:6379\"\npassword_file = \"/nonexistent\""),
+        "store.password_file",
+        "cannot read",
+    );
+    one_error(
+        &store("redis_url = \"redis://r:6379\"\ntimeout = \"1h\""),
+        "store.timeout",
+        "between",
+    );
+    one_error(
+        &store("redis_url = \"redis://r:6379\"\ndpop_replay_on_outage = \"open\""),
+        "store.dpop_replay_on_outage",
+        "not a policy",
+    );
+    let c = load_str(
+        &store(&format!(
+            "redis_url = \"rediss://authgate@r:6380/2\"\npassword_file = \"{FIX}/hmac.secret\"\nca_file = \"{FIX}/../tls/ca.pem\"\ndpop_replay_on_outage = \"local\""
+        )),
+        Path::new("t.toml"),
+    )
+    .unwrap();
+    let s = c.store.as_ref().unwrap();
+    assert!(s.dpop_local_on_outage && s.password.is_some() && s.ca.is_some());
+    assert_eq!(s.timeout, std::time::Duration::from_millis(250));
+    assert!(!format!("{s:?}").contains(s.password.as_deref().unwrap()));
+    assert!(load_str(&b, Path::new("t.toml")).unwrap().store.is_none());
+}
