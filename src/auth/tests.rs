@@ -105,6 +105,22 @@ upstream = "up"
     )
 }
 
+/// A snapshot of `text` with its keys loaded, no token cache and its own DPoP state.
+fn snapshot_of(text: &str) -> Snapshot {
+    let config = load_str(text, Path::new("test.toml")).expect("config builds");
+    let keys = config
+        .providers
+        .iter()
+        .map(|p| ProviderKeys::new(p, None))
+        .collect();
+    Snapshot {
+        config,
+        keys,
+        token_cache: None,
+        dpop: super::dpop::DpopState::new(10_000),
+    }
+}
+
 fn snapshot_with(keys_loaded: bool) -> Snapshot {
     let config = load_str(&config_text(), Path::new("test.toml")).expect("config builds");
     let keys = config

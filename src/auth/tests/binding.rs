@@ -298,18 +298,7 @@ fn the_fleet_store_settles_a_granted_proof() {
 fn a_fleet_replay_on_a_report_only_route_is_reported() {
     use crate::auth::{settle_fleet, FleetAnswer, OnStoreOutage};
     let text = config_text() + "[[routes]]\nname = \"rep\"\npath_prefix = \"/rep\"\nmode = \"report\"\nupstream = \"up\"\n";
-    let config = load_str(&text, Path::new("test.toml")).expect("config builds");
-    let keys = config
-        .providers
-        .iter()
-        .map(|p| ProviderKeys::new(p, None))
-        .collect();
-    let snap = Snapshot {
-        config,
-        keys,
-        token_cache: None,
-        dpop: crate::auth::dpop::DpopState::new(10_000),
-    };
+    let snap = snapshot_of(&text);
     let (_, jkt) = proof("/rep/x", "", "probe");
     let t = token_with(json!({ "jkt": jkt }));
     let (p, _) = proof("/rep/x", &t, "r-1");

@@ -43,18 +43,7 @@ fn setup(idp_extra: &str) -> (WithAnswers, tempfile::TempDir) {
             secret.display().to_string()
         ),
     ) + "[[routes]]\nname = \"opaque\"\npath_prefix = \"/opaque\"\nproviders = [\"idp\"]\nrequire_scopes = [\"read\"]\nupstream = \"up\"\n[[routes]]\nname = \"mixed\"\npath_prefix = \"/mixed\"\nproviders = [\"corp\", \"idp\"]\nupstream = \"up\"\n[[routes]]\nname = \"report\"\npath_prefix = \"/report\"\nproviders = [\"idp\"]\nmode = \"report\"\nupstream = \"up\"\n[[routes]]\nname = \"jwt-only\"\npath_prefix = \"/jwt\"\nproviders = [\"corp\"]\nupstream = \"up\"\n";
-    let config = load_str(&text, Path::new("test.toml")).expect("config builds");
-    let keys = config
-        .providers
-        .iter()
-        .map(|p| ProviderKeys::new(p, None))
-        .collect();
-    let snap = Snapshot {
-        config,
-        keys,
-        token_cache: None,
-        dpop: crate::auth::dpop::DpopState::new(10_000),
-    };
+    let snap = snapshot_of(&text);
     let cx = WithAnswers {
         snap,
         answers: HashMap::new(),
