@@ -63,6 +63,8 @@ pub struct Metrics {
     /// (`timeout`, `unreachable`, `bad_status`, `bad_response`), each answered 503.
     pub introspection_requests: IntCounterVec,
     pub introspection_duration: HistogramVec,
+    pub store_requests: IntCounterVec,
+    pub store_duration: HistogramVec,
     /// `result`: `hit` (an active answer was used), `inactive_hit`, `miss`.
     pub introspection_cache_lookups: IntCounterVec,
     /// By provider and `kind` (`active`, `inactive`); set at scrape.
@@ -251,6 +253,17 @@ impl Metrics {
             &["provider"],
             LATENCY_BUCKETS,
         );
+        let store_requests = counters(
+            "authgate_store_requests_total",
+            "Calls to the fleet store (Redis), by operation and result (ok, timeout, error).",
+            &["op", "result"],
+        );
+        let store_duration = histograms(
+            "authgate_store_duration_seconds",
+            "Time of one fleet store call (waiting for the connection included), by operation.",
+            &["op"],
+            LATENCY_BUCKETS,
+        );
         let introspection_cache_lookups = counters(
             "authgate_introspection_cache_lookups_total",
             "Introspection answer cache lookups, by provider and result (hit, inactive_hit, miss).",
@@ -297,6 +310,8 @@ impl Metrics {
             Box::new(token_cache_bytes.clone()),
             Box::new(introspection_requests.clone()),
             Box::new(introspection_duration.clone()),
+            Box::new(store_requests.clone()),
+            Box::new(store_duration.clone()),
             Box::new(introspection_cache_lookups.clone()),
             Box::new(introspection_cache_entries.clone()),
             Box::new(introspection_cache_bytes.clone()),
@@ -344,6 +359,8 @@ impl Metrics {
             token_cache_bytes,
             introspection_requests,
             introspection_duration,
+            store_requests,
+            store_duration,
             introspection_cache_lookups,
             introspection_cache_entries,
             introspection_cache_bytes,

@@ -59,7 +59,7 @@ impl State {
                 ca: s.ca.clone(),
                 timeout: s.timeout,
             };
-            let opened = super::store::Store::open(&settings, &control);
+            let opened = super::store::Store::open(&settings, &control, metrics.clone());
             if let Err(e) = &opened {
                 tracing::error!(error = %e, "the fleet store cannot be opened: DPoP proofs follow store.dpop_replay_on_outage");
             }

@@ -16,11 +16,14 @@
 //! for a reconnect or a free slot too: the request path never waits on Redis longer than
 //! `timeout`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::io::tcp::TcpSettings;
 use redis::{Client, IntoConnectionInfo, TlsCertificates};
+
+use crate::metrics::Metrics;
 
 /// How to reach the store.
 #[derive(Clone)]
@@ -64,6 +67,7 @@ pub enum StoreError {
 pub struct Store {
     conn: ConnectionManager,
     timeout: Duration,
+    metrics: Arc<Metrics>,
 }
 
 /// Commands waiting for the connection at once; more fail at once (`Unavailable`).
@@ -75,7 +79,11 @@ impl Store {
     /// Opens the connection lazily: nothing is sent until the first call (a store that is
     /// down at start is an error of that call, not of the gateway's start). The connection's
     /// task runs on `rt`.
-    pub fn open(settings: &StoreSettings, rt: &tokio::runtime::Handle) -> Result<Self, StoreError> {
+    pub fn open(
+        settings: &StoreSettings,
+        rt: &tokio::runtime::Handle,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StoreError> {
         let _on = rt.enter();
         let bad = |e: redis::RedisError| StoreError::Misconfigured(e.to_string());
         let info = settings.url.as_str().into_connection_info().map_err(bad)?;
@@ -115,6 +123,7 @@ impl Store {
         Ok(Self {
             conn,
             timeout: settings.timeout,
+            metrics,
         })
     }
 
@@ -128,23 +137,41 @@ impl Store {
             .arg("PX")
             .arg(ttl_ms.max(1))
             .clone();
-        let answer: Option<String> = self.call(cmd).await?;
+        let answer: Option<String> = self.call("first_use", cmd).await?;
         Ok(answer.is_some())
     }
 
     /// `PING`: whether the store answers now.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let _: String = self.call(redis::cmd("PING").clone()).await?;
+        let _: String = self.call("ping", redis::cmd("PING").clone()).await?;
         Ok(())
     }
 
-    async fn call<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, StoreError> {
+    /// One command under the store's deadline, counted and timed as `op`.
+    async fn call<T: redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        cmd: redis::Cmd,
+    ) -> Result<T, StoreError> {
         let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut conn)).await {
+        let started = std::time::Instant::now();
+        let result = match tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut conn)).await
+        {
             Err(_) => Err(StoreError::Timeout(self.timeout)),
             Ok(Err(e)) if e.is_timeout() => Err(StoreError::Timeout(self.timeout)),
             Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
             Ok(Ok(v)) => Ok(v),
-        }
+        };
+        let m = &self.metrics;
+        m.store_duration
+            .with_label_values(&[op])
+            .observe(started.elapsed().as_secs_f64());
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(StoreError::Timeout(_)) => "timeout",
+            Err(_) => "error",
+        };
+        m.store_requests.with_label_values(&[op, outcome]).inc();
+        result
     }
 }

@@ -9,6 +9,10 @@ use authgate::runtime::store::{Store, StoreError, StoreSettings};
 use crate::support::redis::RedisServer;
 use crate::support::{eventually, fixtures, rt};
 
+fn metrics() -> std::sync::Arc<authgate::metrics::Metrics> {
+    std::sync::Arc::new(authgate::metrics::Metrics::new())
+}
+
 fn settings(url: String) -> StoreSettings {
     StoreSettings {
         url,
@@ -27,8 +31,8 @@ fn first(store: &Store, key: &str, ttl_ms: u64) -> Result<bool, StoreError> {
 #[test]
 fn first_use_is_once_across_connections() {
     let redis = RedisServer::start(None);
-    let a = Store::open(&settings(redis.url()), rt().handle()).unwrap();
-    let b = Store::open(&settings(redis.url()), rt().handle()).unwrap();
+    let a = Store::open(&settings(redis.url()), rt().handle(), metrics()).unwrap();
+    let b = Store::open(&settings(redis.url()), rt().handle(), metrics()).unwrap();
     assert_eq!(first(&a, "proof-1", 60_000), Ok(true));
     assert_eq!(first(&b, "proof-1", 60_000), Ok(false), "the other replica");
     assert_eq!(first(&a, "proof-1", 60_000), Ok(false));
@@ -46,17 +50,17 @@ fn first_use_is_once_across_connections() {
 fn passwords_come_from_the_settings() {
     let redis = RedisServer::start(Some("store-secret-long-enough"));
     let mut s = settings(redis.url());
-    let anonymous = Store::open(&s, rt().handle()).unwrap();
+    let anonymous = Store::open(&s, rt().handle(), metrics()).unwrap();
     assert!(matches!(
         first(&anonymous, "k", 1000),
         Err(StoreError::Unavailable(_))
     ));
     s.password = Some("wrong".into());
-    let wrong = Store::open(&s, rt().handle()).unwrap();
+    let wrong = Store::open(&s, rt().handle(), metrics()).unwrap();
     let e = first(&wrong, "k", 1000).unwrap_err();
     assert!(!format!("{e} {e:?}").contains("wrong"), "{e:?}");
     s.password = Some("store-secret-long-enough".into());
-    let right = Store::open(&s, rt().handle()).unwrap();
+    let right = Store::open(&s, rt().handle(), metrics()).unwrap();
     assert_eq!(first(&right, "k", 1000), Ok(true));
     assert!(!format!("{s:?}").contains("store-secret"), "Debug hides it");
     let inline = settings(format!(
@@ -64,7 +68,7 @@ fn passwords_come_from_the_settings() {
         redis.port
     ));
     assert!(matches!(
-        Store::open(&inline, rt().handle()),
+        Store::open(&inline, rt().handle(), metrics()),
         Err(StoreError::Misconfigured(m)) if m.contains("password")
     ));
 }
@@ -76,10 +80,10 @@ fn tls_with_a_private_ca() {
     let redis = RedisServer::start_tls(None);
     let mut s = settings(redis.url());
     s.ca = Some(std::fs::read(fixtures().join("tls/ca.pem")).unwrap());
-    let store = Store::open(&s, rt().handle()).unwrap();
+    let store = Store::open(&s, rt().handle(), metrics()).unwrap();
     assert_eq!(first(&store, "tls-key", 1000), Ok(true));
     assert_eq!(first(&store, "tls-key", 1000), Ok(false));
-    let untrusting = Store::open(&settings(redis.url()), rt().handle()).unwrap();
+    let untrusting = Store::open(&settings(redis.url()), rt().handle(), metrics()).unwrap();
     assert!(first(&untrusting, "tls-key-2", 1000).is_err());
 }
 
@@ -89,7 +93,7 @@ fn tls_with_a_private_ca() {
 #[test]
 fn a_hung_or_gone_store_is_bounded() {
     let redis = RedisServer::start(None);
-    let store = Store::open(&settings(redis.url()), rt().handle()).unwrap();
+    let store = Store::open(&settings(redis.url()), rt().handle(), metrics()).unwrap();
     rt().block_on(store.ping()).unwrap();
     redis.pause();
     let started = Instant::now();
@@ -177,4 +181,13 @@ fn a_proof_is_accepted_once_per_fleet() {
     let plain = keys.es256().claims(good_claims("bob", "read")).sign();
     redis.pause();
     assert_eq!(a.get_with("/api/x", &plain).status, 200);
+    // Every call counted by result: two first uses and one timeout at `a`.
+    let m = a.metrics();
+    let calls = |result: &str| {
+        crate::support::metric_value(
+            &m,
+            &format!("authgate_store_requests_total{{op=\"first_use\",result=\"{result}\"}}"),
+        )
+    };
+    assert_eq!((calls("ok"), calls("timeout")), (2.0, 1.0));
 }
