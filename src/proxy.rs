@@ -77,8 +77,8 @@ async fn fleet_answer(
     let (Ok(store), Some((key, hold))) = (store, grant.fleet_proof) else {
         return auth::FleetAnswer::Unavailable;
     };
-    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-    match store.first_use(&format!("authgate:dpop:{hex}"), hold).await {
+    let key = crate::formats::hex(&key);
+    match store.first_use(&format!("authgate:dpop:{key}"), hold).await {
         Ok(true) => auth::FleetAnswer::First,
         Ok(false) => auth::FleetAnswer::Seen,
         Err(e) => {

@@ -64,11 +64,16 @@ pub fn normalize_htu(htu: &str) -> Option<String> {
     let (scheme, a, rest) = split_http_url(htu)?;
     let path = rest.split(['?', '#']).next().unwrap_or_default();
     let path = normalize_path(if path.is_empty() { "/" } else { path }).ok()?;
-    let scheme_name = scheme.as_str();
-    Some(match a.port.filter(|&p| p != scheme.default_port()) {
-        Some(p) => format!("{scheme_name}://{}:{p}{path}", a.host),
-        None => format!("{scheme_name}://{}{path}", a.host),
-    })
+    Some(url_of(scheme, &a, &path))
+}
+
+/// `scheme://host[:port]path`, the scheme's default port left out: the one spelling of a
+/// URI both sides of the `htu` compare are written in.
+fn url_of(scheme: Scheme, a: &Authority, path: &str) -> String {
+    match a.port.filter(|&p| p != scheme.default_port()) {
+        Some(p) => format!("{}://{}:{p}{path}", scheme.as_str(), a.host),
+        None => format!("{}://{}{path}", scheme.as_str(), a.host),
+    }
 }
 
 /// The JOSE name of `alg` (for `algs="..."` in a `DPoP` challenge).
@@ -89,6 +94,14 @@ pub const fn algorithm_name(alg: Algorithm) -> &'static str {
         // jsonwebtoken's enum is non-exhaustive: a name it adds later is not offered.
         _ => "unknown",
     }
+}
+
+/// `algs="..."` of a `DPoP` challenge: the JOSE names, space-separated.
+pub fn algorithm_names<'a>(algs: impl IntoIterator<Item = &'a Algorithm>) -> String {
+    algs.into_iter()
+        .map(|a| algorithm_name(*a))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A configured `public_url` as the start of every `htu`: `normalize_htu` form without a
@@ -119,10 +132,7 @@ pub fn expected_htu(base: Option<&str>, tls: bool, authority: &Authority, path: 
         return format!("{base}{path}");
     }
     let scheme = if tls { Scheme::Https } else { Scheme::Http };
-    match authority.port.filter(|&p| p != scheme.default_port()) {
-        Some(p) => format!("{}://{}:{p}{path}", scheme.as_str(), authority.host),
-        None => format!("{}://{}{path}", scheme.as_str(), authority.host),
-    }
+    url_of(scheme, authority, path)
 }
 
 #[cfg(test)]

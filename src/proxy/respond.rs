@@ -8,7 +8,7 @@ use pingora::proxy::Session;
 use crate::auth::{Denial, Reject};
 use crate::config::routes::Route;
 use crate::config::{Config, DpopMode, ProviderSettings};
-use crate::formats::dpop::algorithm_name;
+use crate::formats::dpop::algorithm_names;
 use crate::runtime::UpstreamFailure;
 
 /// One answer the gateway writes itself: a refusal (`Reject`) or an upstream failure.
@@ -84,14 +84,7 @@ pub fn challenges(
     provider: Option<&ProviderSettings>,
 ) -> Vec<HeaderValue> {
     let algs = match provider.filter(|p| p.dpop.mode != DpopMode::Off) {
-        Some(p) => Some(
-            p.dpop
-                .algorithms
-                .iter()
-                .map(|a| algorithm_name(*a))
-                .collect::<Vec<_>>()
-                .join(" "),
-        ),
+        Some(p) => Some(algorithm_names(&p.dpop.algorithms)),
         None => route.and_then(|r| r.dpop_algs.clone()),
     };
     let dpop = |code: Option<&str>| {

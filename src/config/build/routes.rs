@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderName, HeaderValue, Method};
+use jsonwebtoken::Algorithm;
 
 use super::providers::DPOP_ALGORITHMS;
 use super::{at, is_label, Ctx};
@@ -14,7 +15,7 @@ use crate::config::schema::{RawAuthMode, RawConfig, RawMode, RawRoute};
 use crate::config::{DpopMode, ProviderId, ProviderSettings, UpstreamId};
 use crate::formats::canonical_header;
 use crate::formats::claim_path::ClaimPath;
-use crate::formats::dpop::{algorithm_name, public_url_base};
+use crate::formats::dpop::{algorithm_names, public_url_base};
 use crate::formats::header_names::is_managed;
 use crate::formats::normalize::{normalize_host, normalize_path};
 
@@ -335,7 +336,7 @@ pub(super) fn build_route(
     };
     // What `WWW-Authenticate: DPoP algs="..."` offers: every algorithm a provider of the
     // route that takes DPoP accepts in a proof.
-    let dpop_algs: Vec<&str> = DPOP_ALGORITHMS
+    let dpop_algs: Vec<&Algorithm> = DPOP_ALGORITHMS
         .iter()
         .filter(|alg| {
             route_providers.iter().any(|&p| {
@@ -344,7 +345,6 @@ pub(super) fn build_route(
                 })
             })
         })
-        .map(|alg| algorithm_name(*alg))
         .collect();
     // One `server.public_url` for routes of another host: a proof for the public URL's
     // host would be what these routes accept (or, more likely, every proof fails).
@@ -388,7 +388,7 @@ pub(super) fn build_route(
         introspection: introspecting.first().copied().map(ProviderId::new),
         insufficient_scope_challenge: challenge?,
         htu_base,
-        dpop_algs: (!dpop_algs.is_empty()).then(|| dpop_algs.join(" ")),
+        dpop_algs: (!dpop_algs.is_empty()).then(|| algorithm_names(dpop_algs)),
         dpop_only,
     })
 }
