@@ -52,14 +52,8 @@ impl State {
         control: tokio::runtime::Handle,
         client: reqwest::Client,
     ) -> Arc<Self> {
-        let store = config.store.as_ref().map(|s| {
-            let settings = super::store::StoreSettings {
-                url: s.redis_url.clone(),
-                password: s.password.clone(),
-                ca: s.ca.clone(),
-                timeout: s.timeout,
-            };
-            let opened = super::store::Store::open(&settings, &control, metrics.clone());
+        let store = config.store.as_ref().map(|settings| {
+            let opened = super::store::Store::open(settings, &control, metrics.clone());
             if let Err(e) = &opened {
                 tracing::error!(error = %e, "the fleet store cannot be opened: DPoP proofs follow store.dpop_replay_on_outage");
             }

@@ -23,33 +23,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::io::tcp::TcpSettings;
 use redis::{Client, IntoConnectionInfo, TlsCertificates};
 
+use crate::config::StoreConfig;
 use crate::metrics::Metrics;
-
-/// How to reach the store.
-#[derive(Clone)]
-pub struct StoreSettings {
-    /// `redis://host:port[/db]` or `rediss://...` (TLS); a user name may be in it, never a
-    /// password.
-    pub url: String,
-    /// The ACL password (or `requirepass`), read from a file.
-    pub password: Option<String>,
-    /// PEM CA certificates trusted for `rediss://` besides the system roots.
-    pub ca: Option<Vec<u8>>,
-    /// The whole of one call: waiting for a connection or a slot, sending, the answer.
-    pub timeout: Duration,
-}
-
-impl std::fmt::Debug for StoreSettings {
-    // The password stays out of every log line.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoreSettings")
-            .field("url", &self.url)
-            .field("password", &self.password.as_ref().map(|_| "<set>"))
-            .field("ca", &self.ca.as_ref().map(Vec::len))
-            .field("timeout", &self.timeout)
-            .finish()
-    }
-}
 
 /// Why a store call has no answer. Never carries a password or a key's value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -80,13 +55,17 @@ impl Store {
     /// down at start is an error of that call, not of the gateway's start). The connection's
     /// task runs on `rt`.
     pub fn open(
-        settings: &StoreSettings,
+        settings: &StoreConfig,
         rt: &tokio::runtime::Handle,
         metrics: Arc<Metrics>,
     ) -> Result<Self, StoreError> {
         let _on = rt.enter();
         let bad = |e: redis::RedisError| StoreError::Misconfigured(e.to_string());
-        let info = settings.url.as_str().into_connection_info().map_err(bad)?;
+        let info = settings
+            .redis_url
+            .as_str()
+            .into_connection_info()
+            .map_err(bad)?;
         if info.redis_settings().password().is_some() {
             return Err(StoreError::Misconfigured(
                 "the URL carries a password: put it in a file".to_owned(),

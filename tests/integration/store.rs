@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use authgate::runtime::store::{Store, StoreError, StoreSettings};
+use authgate::config::StoreConfig;
+use authgate::runtime::store::{Store, StoreError};
 
 use crate::support::redis::RedisServer;
 use crate::support::{eventually, fixtures, rt};
@@ -13,12 +14,13 @@ fn metrics() -> std::sync::Arc<authgate::metrics::Metrics> {
     std::sync::Arc::new(authgate::metrics::Metrics::new())
 }
 
-fn settings(url: String) -> StoreSettings {
-    StoreSettings {
-        url,
+fn settings(redis_url: String) -> StoreConfig {
+    StoreConfig {
+        redis_url,
         password: None,
         ca: None,
         timeout: Duration::from_millis(300),
+        dpop_local_on_outage: false,
     }
 }
 
