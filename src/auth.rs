@@ -30,7 +30,6 @@ use crate::formats::revocation::Revocations;
 use binding::Bound;
 use cache::{TokenCache, TokenKey};
 use claims::render_header_value;
-use dpop::replay::ProofKey;
 use dpop::DpopState;
 use extract::extract_token;
 use introspection::Lookup;
@@ -83,13 +82,11 @@ pub struct Grant {
     /// On a report-only route: the refusal this request would have had. The request goes
     /// through without claim headers, and without `Authorization` even with `forward_token`.
     pub would_reject: Option<Denial>,
-    /// How the token was held to its sender (DPoP proof, client certificate).
+    /// How the token was held to its sender: a DPoP proof (with its key and hold time for
+    /// the fleet store, `settle_fleet`), a client certificate.
     pub bound: Bound,
     /// The answer carries a fresh `DPoP-Nonce` (the provider wants nonces in proofs).
     pub dpop_nonce: bool,
-    /// The DPoP proof that passed this replica's replay check, for the fleet store's
-    /// (`settle_fleet`): its key and how long to hold it, ms.
-    pub fleet_proof: Option<(ProofKey, u64)>,
 }
 
 /// A refusal, with what the thin layer needs to answer it and to retry.
@@ -251,7 +248,6 @@ fn decide_steps<C: Context + ?Sized, T: Trace>(
         would_reject: None,
         bound: Bound::default(),
         dpop_nonce: false,
-        fleet_proof: None,
     };
     match authenticate(cx, head, route, &target.path, &mut grant, now, trace) {
         Ok(()) => Ok(grant),
@@ -273,12 +269,11 @@ fn refuse_or_report(route: &Route, mut grant: Grant, denial: Denial) -> Result<G
     grant.token_source = None;
     grant.bound = Bound::default();
     grant.dpop_nonce = false;
-    grant.fleet_proof = None;
     grant.would_reject = Some(denial);
     Ok(grant)
 }
 
-/// What the fleet store said of a granted request's DPoP proof (`Grant::fleet_proof`).
+/// What the fleet store said of a granted request's DPoP proof (`Bound::proof`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FleetAnswer {
     /// The first use anywhere in the fleet.
@@ -388,7 +383,7 @@ fn authenticate<C: Context + ?Sized, T: Trace>(
                 provider: Some(verified.provider),
             }
         })?;
-    trace.step(Step::Binding(bound.bound));
+    trace.step(Step::Binding(bound));
     trace.step(Step::Authorize {
         route,
         claims: &verified.claims,
@@ -408,9 +403,8 @@ fn authenticate<C: Context + ?Sized, T: Trace>(
     }
     grant.provider = Some(verified.provider);
     grant.token_source = Some(found_source);
-    grant.bound = bound.bound;
-    grant.dpop_nonce = bound.bound.dpop && provider.dpop.nonce;
-    grant.fleet_proof = bound.proof;
+    grant.bound = bound;
+    grant.dpop_nonce = bound.dpop() && provider.dpop.nonce;
     grant.remaining_lifetime = verified.remaining_lifetime;
     if config.server.log_subject {
         grant.subject = verified

@@ -74,7 +74,7 @@ async fn fleet_answer(
     store: &Result<crate::runtime::store::Store, crate::runtime::store::StoreError>,
     grant: &Grant,
 ) -> auth::FleetAnswer {
-    let (Ok(store), Some((key, hold))) = (store, grant.fleet_proof) else {
+    let (Ok(store), Some((key, hold))) = (store, grant.bound.proof) else {
         return auth::FleetAnswer::Unavailable;
     };
     let key = crate::formats::hex(&key);
@@ -178,7 +178,7 @@ impl ProxyHttp for Gateway {
         // A DPoP proof this replica has not seen may have been used at another: the fleet
         // store says, and `settle_fleet` decides.
         let result = match (result, &self.state.store) {
-            (Ok(grant), Some(store)) if grant.fleet_proof.is_some() => {
+            (Ok(grant), Some(store)) if grant.bound.dpop() => {
                 let answer = fleet_answer(store, &grant).await;
                 let on_outage = match &snap.config.store {
                     Some(s) if s.dpop_local_on_outage => auth::OnStoreOutage::Local,

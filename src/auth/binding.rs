@@ -24,30 +24,28 @@ pub static DPOP: HeaderName = HeaderName::from_static("dpop");
 /// How the verified token was held to its sender.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Bound {
-    /// A DPoP proof by the token's key came with it.
-    pub dpop: bool,
+    /// A DPoP proof by the token's key came with it, and passed this replica's replay
+    /// check: its replay key and how long (ms) the fleet store should hold it.
+    pub proof: Option<(ProofKey, u64)>,
     /// The client certificate on the connection is the token's.
     pub cert: bool,
 }
 
 impl Bound {
+    /// A DPoP proof came with the token.
+    pub const fn dpop(self) -> bool {
+        self.proof.is_some()
+    }
+
     /// The access log's `binding`: `dpop`, `mtls`, `dpop+mtls`, or none (a bearer token).
     pub const fn label(self) -> Option<&'static str> {
-        match (self.dpop, self.cert) {
+        match (self.dpop(), self.cert) {
             (true, true) => Some("dpop+mtls"),
             (true, false) => Some("dpop"),
             (false, true) => Some("mtls"),
             (false, false) => None,
         }
     }
-}
-
-/// A binding check that passed: how, and the proof's replay key and window (ms) for the
-/// fleet store.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Checked {
-    pub bound: Bound,
-    pub proof: Option<(ProofKey, u64)>,
 }
 
 /// The request as the binding checks see it.
@@ -72,7 +70,7 @@ pub fn check<C: Context + ?Sized, T: Trace>(
     claims: &Claims,
     now: f64,
     trace: &mut T,
-) -> Result<Checked, Reject> {
+) -> Result<Bound, Reject> {
     let mut jkt = None;
     let mut x5t = None;
     match claims.get("cnf") {
@@ -111,7 +109,7 @@ pub fn check<C: Context + ?Sized, T: Trace>(
         if p.dpop_scheme || jkt.is_some() {
             return Err(Reject::BindingUnsupported);
         }
-        return Ok(Checked { bound, proof: None });
+        return Ok(bound);
     }
     if !p.dpop_scheme {
         return match (jkt, mode, proof) {
@@ -119,7 +117,7 @@ pub fn check<C: Context + ?Sized, T: Trace>(
             (Some(_), _, _) | (None, DpopMode::Required, _) => Err(Reject::TokenBindingRequired),
             // A proof with a token bound to no key proves nothing about the token.
             (None, _, Some(_)) => Err(Reject::DpopBindingMismatch),
-            (None, _, None) => Ok(Checked { bound, proof: None }),
+            (None, _, None) => Ok(bound),
         };
     }
     // The DPoP scheme needs exactly one proof, whatever the token is bound to.
@@ -178,11 +176,8 @@ pub fn check<C: Context + ?Sized, T: Trace>(
         Ok(false) => return Err(Reject::DpopReplay),
         Err(_) => return Err(Reject::DpopReplayUnavailable),
     }
-    bound.dpop = true;
     // The fleet holds it until its window ends: `iat` + window, from now.
     let hold = (ms(checked.iat).saturating_add(window)).saturating_sub(ms(now));
-    Ok(Checked {
-        bound,
-        proof: Some((key, hold)),
-    })
+    bound.proof = Some((key, hold));
+    Ok(bound)
 }

@@ -203,7 +203,7 @@ pub(super) fn describe(snap: &Snapshot, step: Step<'_>) -> Line {
             json!({ "proof": bad.to_string(), "htu": htu }),
         ),
         Step::Binding(bound) => {
-            let text = match (bound.dpop, bound.cert) {
+            let text = match (bound.dpop(), bound.cert) {
                 (false, false) => "a bearer token: not bound to a key or certificate (its provider allows that)",
                 (true, false) => "DPoP: the proof checked out (method, URI, age, token hash, first use) and its key is the token's cnf.jkt",
                 (false, true) => "certificate-bound: the client certificate is the token's cnf x5t#S256",
@@ -212,7 +212,7 @@ pub(super) fn describe(snap: &Snapshot, step: Step<'_>) -> Line {
             line(
                 "binding",
                 text.to_owned(),
-                json!({ "dpop": bound.dpop, "certificate": bound.cert }),
+                json!({ "dpop": bound.dpop(), "certificate": bound.cert }),
             )
         }
         Step::Authorize { route, claims } => authorize_line(route, claims),

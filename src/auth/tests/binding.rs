@@ -261,7 +261,7 @@ fn the_fleet_store_settles_a_granted_proof() {
         decide(&snap, &head_of(&map, false, None), now()).expect("a fresh proof")
     };
     let g = grant("f-1");
-    let (_, hold) = g.fleet_proof.expect("the proof, for the fleet");
+    let (_, hold) = g.bound.proof.expect("the proof, for the fleet");
     // Held for the window from its iat (60 s + 30 s leeway, and the store's extra second).
     assert!((85_000..=91_000).contains(&hold), "{hold}");
     let cfg = &snap.config;
@@ -289,7 +289,7 @@ fn the_fleet_store_settles_a_granted_proof() {
         "/api/x",
         &[("authorization", &bearer(&rs256(&claims())))],
     );
-    assert_eq!(plain.unwrap().fleet_proof, None);
+    assert_eq!(plain.unwrap().bound.proof, None);
 }
 
 /// On a report-only route a replay elsewhere is reported, not enforced: the request goes
@@ -306,7 +306,7 @@ fn a_fleet_replay_on_a_report_only_route_is_reported() {
     let mut head = head_of(&map, false, None);
     head.target = b"/rep/x";
     let g = decide(&snap, &head, now()).expect("granted");
-    assert!(g.fleet_proof.is_some() && !g.claim_headers.is_empty());
+    assert!(g.bound.proof.is_some() && !g.claim_headers.is_empty());
     let g = settle_fleet(
         &snap.config,
         g,
@@ -315,5 +315,5 @@ fn a_fleet_replay_on_a_report_only_route_is_reported() {
     )
     .expect("reported, not refused");
     assert_eq!(g.would_reject.map(|d| d.reason), Some(Reject::DpopReplay));
-    assert!(g.claim_headers.is_empty() && g.provider.is_none() && g.fleet_proof.is_none());
+    assert!(g.claim_headers.is_empty() && g.provider.is_none() && g.bound.proof.is_none());
 }
