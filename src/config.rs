@@ -64,6 +64,13 @@ pub struct StoreConfig {
     pub timeout: Duration,
     /// A DPoP proof the store cannot vouch for passes on this replica's own check.
     pub dpop_local_on_outage: bool,
+    /// First segment of every key and channel (`key_prefix`).
+    pub key_prefix: String,
+    /// `/readyz` fails when a revocation copy is older than this.
+    pub revocation_max_age: Duration,
+    /// Before a provider's first copy is read, its tokens pass unchecked against the store
+    /// (`revocation_without_copy = "fail_open"`).
+    pub revocation_fail_open: bool,
 }
 
 impl fmt::Debug for StoreConfig {
@@ -75,6 +82,9 @@ impl fmt::Debug for StoreConfig {
             .field("ca", &self.ca.as_ref().map(Vec::len))
             .field("timeout", &self.timeout)
             .field("dpop_local_on_outage", &self.dpop_local_on_outage)
+            .field("key_prefix", &self.key_prefix)
+            .field("revocation_max_age", &self.revocation_max_age)
+            .field("revocation_fail_open", &self.revocation_fail_open)
             .finish()
     }
 }
@@ -267,6 +277,8 @@ pub struct ProviderSettings {
     pub require_exp: bool,
     pub max_token_lifetime: Option<Duration>,
     pub revocation_file: Option<RevocationFile>,
+    /// `revocation = "store"`: the fleet store's list applies too.
+    pub revocation_store: bool,
     /// Lowercase, without `application/`.
     pub required_typ: Option<String>,
     /// Refuse tokens without `aud` (JWTs and introspection responses alike). Default true.

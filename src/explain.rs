@@ -282,6 +282,7 @@ fn snapshot(
             &tokio::runtime::Handle::current(),
             &client,
             &metrics,
+            None,
         );
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while snap.providers().any(|(_, p)| !p.keys.is_usable())

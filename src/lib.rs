@@ -15,6 +15,7 @@ pub mod formats;
 pub mod httpd;
 pub mod metrics;
 pub mod proxy;
+pub mod revoke;
 pub mod runtime;
 pub mod tls;
 

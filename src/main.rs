@@ -62,6 +62,29 @@ enum Command {
         #[arg(required = true)]
         cases: Vec<PathBuf>,
     },
+    /// Revoke a token (--jti) or a subject's tokens (--subject) in the fleet store every
+    /// gateway on this config reads, or list what the store holds (--list).
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["jti", "subject", "list"])))]
+    Revoke {
+        #[arg(short, long, env = "AUTHGATE_CONFIG")]
+        config: PathBuf,
+        /// The provider whose tokens these are (a `[providers.NAME]` with
+        /// `revocation = "store"`).
+        #[arg(long)]
+        provider: String,
+        /// Revoke the token with this `jti`.
+        #[arg(long)]
+        jti: Option<String>,
+        /// Revoke every token of this `sub` issued before --before.
+        #[arg(long)]
+        subject: Option<String>,
+        /// With --subject: the cutoff, RFC 3339 or Unix seconds (default: now).
+        #[arg(long, requires = "subject")]
+        before: Option<String>,
+        /// Print the provider's revocations in the store (revocation_file format).
+        #[arg(long)]
+        list: bool,
+    },
     /// Explain one request: every step of the decision the gateway would make, the answer,
     /// and what the upstream would get. Never prints the token.
     Explain {
@@ -240,6 +263,30 @@ fn execute(command: Command, log_format: Option<LogFormat>) -> anyhow::Result<()
                 anyhow::bail!("{failed} case(s) failed");
             }
             Ok(())
+        }
+        Command::Revoke {
+            config,
+            provider,
+            jti,
+            subject,
+            before,
+            list,
+        } => {
+            let cfg = load_file(&config).map_err(ConfigErrors)?;
+            let action = match (jti, subject, list) {
+                (Some(jti), _, _) => authgate::revoke::Action::Jti(jti),
+                (_, Some(sub), _) => authgate::revoke::Action::Subject {
+                    sub,
+                    before: before
+                        .map(|t| authgate::cases::instant(&t))
+                        .transpose()
+                        .map_err(anyhow::Error::msg)?,
+                },
+                _ => authgate::revoke::Action::List,
+            };
+            let text =
+                authgate::revoke::run(&cfg, &provider, action).map_err(anyhow::Error::msg)?;
+            print_out(&text)
         }
         Command::Demo => {
             let _log_guard = init_logging(log_format);

@@ -65,6 +65,13 @@ pub struct Metrics {
     pub introspection_duration: HistogramVec,
     pub store_requests: IntCounterVec,
     pub store_duration: HistogramVec,
+    /// The revocation feed's subscription made again after it was lost.
+    pub store_reconnects: IntCounter,
+    /// By provider, for `revocation = "store"`; set at scrape.
+    pub revocation_age: GaugeVec,
+    pub revocation_entries: IntGaugeVec,
+    /// `store.revocation_max_age`, for the alert (absent without a store).
+    pub revocation_max_age: Gauge,
     /// `result`: `hit` (an active answer was used), `inactive_hit`, `miss`.
     pub introspection_cache_lookups: IntCounterVec,
     /// By provider and `kind` (`active`, `inactive`); set at scrape.
@@ -264,6 +271,28 @@ impl Metrics {
             &["op"],
             LATENCY_BUCKETS,
         );
+        let store_reconnects = IntCounter::new(
+            "authgate_store_reconnects_total",
+            "Times the fleet store's revocation subscription was made again after it was lost.",
+        )
+        .expect("static metric definition");
+        let revocation_age = GaugeVec::new(
+            Opts::new(
+                "authgate_revocation_age_seconds",
+                "Seconds since the provider's copy of the fleet store's revocations was last found current (since start, before the first copy).",
+            ),
+            &["provider"],
+        )
+        .expect("static metric definition");
+        let revocation_entries = int_gauges(
+            "authgate_revocation_entries",
+            "Revoked jtis and subjects in the provider's copy of the fleet store's revocations.",
+            &["provider"],
+        );
+        let revocation_max_age = gauge(
+            "authgate_revocation_max_age_seconds",
+            "store.revocation_max_age: /readyz fails when a revocation copy is older.",
+        );
         let introspection_cache_lookups = counters(
             "authgate_introspection_cache_lookups_total",
             "Introspection answer cache lookups, by provider and result (hit, inactive_hit, miss).",
@@ -312,6 +341,9 @@ impl Metrics {
             Box::new(introspection_duration.clone()),
             Box::new(store_requests.clone()),
             Box::new(store_duration.clone()),
+            Box::new(store_reconnects.clone()),
+            Box::new(revocation_age.clone()),
+            Box::new(revocation_entries.clone()),
             Box::new(introspection_cache_lookups.clone()),
             Box::new(introspection_cache_entries.clone()),
             Box::new(introspection_cache_bytes.clone()),
@@ -361,10 +393,23 @@ impl Metrics {
             introspection_duration,
             store_requests,
             store_duration,
+            store_reconnects,
+            revocation_age,
+            revocation_entries,
+            revocation_max_age,
             introspection_cache_lookups,
             introspection_cache_entries,
             introspection_cache_bytes,
         }
+    }
+
+    /// `authgate_revocation_max_age_seconds` exists only on a gateway with a fleet store.
+    pub fn enable_store(&self, revocation_max_age: std::time::Duration) {
+        let _ = self
+            .registry
+            .register(Box::new(self.revocation_max_age.clone()));
+        self.revocation_max_age
+            .set(revocation_max_age.as_secs_f64());
     }
 
     /// The TLS series exist only on a gateway that terminates TLS.

@@ -28,7 +28,7 @@ use crate::config::{Config, ProviderId, RouteId, UpstreamId};
 use crate::formats::revocation::Revocations;
 use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
 use introspection::Introspector;
-use revocations::FileRevocations;
+use revocations::{FileRevocations, ProviderRevocations};
 
 pub use state::{InFlight, State};
 
@@ -50,8 +50,8 @@ pub struct Snapshot {
 /// One provider's running parts.
 pub struct ProviderRuntime {
     pub keys: Arc<ProviderKeys>,
-    /// Where a `revocation_file` is configured.
-    pub revocations: Option<Arc<FileRevocations>>,
+    /// Its `revocation_file` and its copy of the fleet store's list, where configured.
+    pub revocations: ProviderRevocations,
     /// `authgate_token_remaining_lifetime_seconds{provider}`.
     pub token_lifetime: Histogram,
     /// Where the provider introspects (none in an offline snapshot).
@@ -205,14 +205,18 @@ impl Snapshot {
 
     /// A snapshot that runs no background task: key stores hold what the config read
     /// (HMAC secrets, `jwks_file`s) and URL providers stay unloaded; revocation lists are
-    /// those read at load. For benchmarks, fuzzing and tools that decide offline.
+    /// the files read at load (the fleet store is not asked). For benchmarks, fuzzing and
+    /// tools that decide offline.
     pub fn offline(config: Config, metrics: &Metrics) -> Self {
         let providers = config
             .providers
             .iter()
             .map(|p| ProviderRuntime {
                 keys: ProviderKeys::new(p, None),
-                revocations: p.revocation_file.as_ref().map(FileRevocations::new),
+                revocations: ProviderRevocations {
+                    file: p.revocation_file.as_ref().map(FileRevocations::new),
+                    store: None,
+                },
                 token_lifetime: metrics
                     .token_remaining_lifetime
                     .with_label_values(&[&p.name]),
@@ -223,14 +227,16 @@ impl Snapshot {
     }
 
     /// Builds the snapshot for `config`, reusing what `old` runs for unchanged sources:
-    /// key stores with the same identity, revocation lists of the same file. New ones start
-    /// their tasks on `control`; dropped ones stop theirs when the old snapshot goes.
+    /// key stores with the same identity, revocation lists of the same file, the fleet
+    /// store's copies (`store`) of the same provider. New ones start their tasks on
+    /// `control`; dropped ones stop theirs when the old snapshot goes.
     pub fn assemble(
         config: Config,
         old: Option<&Snapshot>,
         control: &tokio::runtime::Handle,
         client: &reqwest::Client,
         metrics: &Arc<Metrics>,
+        store: Option<&Result<store::Store, store::StoreError>>,
     ) -> Self {
         let old_providers = old.map_or(&[][..], |o| &o.providers[..]);
         let providers = config
@@ -250,10 +256,10 @@ impl Snapshot {
                     }
                 };
                 // A list already running keeps polling its file (edits apply within seconds).
-                let revocations = p.revocation_file.as_ref().map(|file| {
+                let file = p.revocation_file.as_ref().map(|file| {
                     let running = old_providers
                         .iter()
-                        .filter_map(|o| o.revocations.as_ref())
+                        .filter_map(|o| o.revocations.file.as_ref())
                         .find(|r| r.path == file.path);
                     match running {
                         Some(list) => list.clone(),
@@ -264,6 +270,24 @@ impl Snapshot {
                         }
                     }
                 });
+                // The store keeps one copy per provider, shared by every snapshot.
+                let fail_open = config
+                    .store
+                    .as_ref()
+                    .is_some_and(|s| s.revocation_fail_open);
+                let from_store = match store {
+                    _ if !p.revocation_store => None,
+                    Some(Ok(store)) => Some(store.revocations(&p.name, fail_open, control)),
+                    // Refused by the config check; a store that could not open never
+                    // reads one.
+                    Some(Err(_)) | None => Some(store::revocations::StoreRevocations::unreadable(
+                        &p.name, fail_open,
+                    )),
+                };
+                let revocations = ProviderRevocations {
+                    file,
+                    store: from_store,
+                };
                 // Same provider, same introspection settings: keep its client and answers
                 // (they are re-checked against the new config on every use).
                 let introspector = p.introspection.as_ref().map(|settings| {
@@ -308,6 +332,10 @@ impl Snapshot {
                 let _ = metrics
                     .introspection_cache_bytes
                     .remove_label_values(&[&gone.name]);
+                let _ = metrics.revocation_age.remove_label_values(&[&gone.name]);
+                let _ = metrics
+                    .revocation_entries
+                    .remove_label_values(&[&gone.name]);
             }
         }
         metrics.config_loaded(&config.content_hash);
@@ -347,10 +375,8 @@ impl Context for Snapshot {
     }
 
     fn revocations(&self, provider: ProviderId) -> Option<&dyn Revocations> {
-        self.provider(provider)
-            .revocations
-            .as_deref()
-            .map(|r| r as &dyn Revocations)
+        let r = &self.provider(provider).revocations;
+        r.is_some().then_some(r as &dyn Revocations)
     }
 
     fn token_cache(&self) -> Option<&TokenCache> {

@@ -51,6 +51,9 @@ pub enum Reject {
     BadType,
     /// The token's `jti` is revoked, or its subject's tokens issued before a cutoff are.
     Revoked,
+    /// The provider's revocations come from the fleet store and no copy of them has been
+    /// read since start (`store.revocation_without_copy = "fail_closed"`).
+    RevocationUnavailable,
     /// A forwarded claim would put control characters into a header.
     UnsafeClaimValue,
     InsufficientScope,
@@ -97,7 +100,7 @@ pub enum Reject {
 
 impl Reject {
     /// Every variant, for documentation and for pre-registering metric labels.
-    pub const ALL: [Reject; 40] = [
+    pub const ALL: [Reject; 41] = [
         Self::NoRoute,
         Self::BadPath,
         Self::BadHost,
@@ -121,6 +124,7 @@ impl Reject {
         Self::LifetimeTooLong,
         Self::BadType,
         Self::Revoked,
+        Self::RevocationUnavailable,
         Self::UnsafeClaimValue,
         Self::InsufficientScope,
         Self::ClaimMismatch,
@@ -171,6 +175,7 @@ impl Reject {
             Self::LifetimeTooLong => "lifetime_too_long",
             Self::BadType => "bad_typ",
             Self::Revoked => "revoked",
+            Self::RevocationUnavailable => "revocation_unavailable",
             Self::UnsafeClaimValue => "unsafe_claim_value",
             Self::InsufficientScope => "insufficient_scope",
             Self::ClaimMismatch => "claim_mismatch",
@@ -228,6 +233,7 @@ impl Reject {
             Self::HeadersTooLarge => 431,
             Self::KeysUnavailable
             | Self::IntrospectionUnavailable
+            | Self::RevocationUnavailable
             | Self::DpopReplayUnavailable => 503,
             Self::BodyTimeout => 408,
             Self::InternalError => 500,
@@ -259,6 +265,7 @@ impl Reject {
             | Self::KeysUnavailable
             | Self::InactiveToken
             | Self::IntrospectionUnavailable
+            | Self::RevocationUnavailable
             | Self::CsrfFailed
             | Self::DpopProofInvalid
             | Self::DpopReplay
@@ -320,6 +327,7 @@ impl Reject {
             | Self::MissingToken
             | Self::KeysUnavailable
             | Self::IntrospectionUnavailable
+            | Self::RevocationUnavailable
             | Self::CsrfFailed
             | Self::DpopReplayUnavailable
             | Self::BodyTimeout
@@ -353,6 +361,7 @@ impl Reject {
             Self::LifetimeTooLong => "token lifetime is longer than allowed",
             Self::BadType => "token type not accepted",
             Self::Revoked => "token has been revoked",
+            Self::RevocationUnavailable => "token revocations cannot be checked now",
             Self::UnsafeClaimValue => "token claim cannot be forwarded safely",
             Self::InsufficientScope => "token lacks a required scope",
             Self::ClaimMismatch => "token lacks a required claim value",

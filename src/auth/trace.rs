@@ -3,6 +3,7 @@
 //! nothing, so explaining a request runs the very code that decides it, at no cost to the
 //! request path.
 
+use crate::formats::revocation::Verdict;
 use http::HeaderName;
 
 use super::binding::Bound;
@@ -69,8 +70,8 @@ pub enum Step<'a> {
         now: f64,
         leeway: f64,
     },
-    /// The provider's revocation list was asked.
-    Revocation { revoked: bool },
+    /// The provider's revocation lists were asked.
+    Revocation { verdict: Verdict },
     /// The DPoP proof failed this check (RFC 9449 §4.3); `htu` is the URI it had to name.
     ProofRefused { bad: BadProof, htu: &'a str },
     /// The token's binding checked out: a DPoP proof by its key, its client certificate

@@ -18,13 +18,13 @@ use super::cache::{TokenCache, TokenKey};
 use super::claims::Claims;
 use super::introspection::Lookup;
 use super::keystore::ProviderKeys;
-use super::trace::{Step, Trace};
+use super::trace::{NoTrace, Step, Trace};
 use super::{Context, Reject};
 use crate::config::routes::Route;
 use crate::config::{ProviderId, ProviderSettings};
 use crate::formats::jwks::{Candidates, KeySet};
 use crate::formats::media_type;
-use crate::formats::revocation;
+use crate::formats::revocation::{self, Verdict};
 
 /// A token whose signature and registered claims checked out.
 #[derive(Debug)]
@@ -167,13 +167,7 @@ pub fn verify<C: Context + ?Sized, T: Trace>(
         leeway: provider.leeway.as_secs_f64(),
     });
     let exp = check_registered_claims(&claims, provider, now).map_err(plain)?;
-    if let Some(list) = cx.revocations(provider_idx) {
-        let revoked = revocation::check(list, &claims);
-        trace.step(Step::Revocation { revoked });
-        if revoked {
-            return Err(plain(Reject::Revoked));
-        }
-    }
+    not_revoked(cx, provider_idx, &claims, trace).map_err(plain)?;
     let remaining_lifetime = exp.map(|exp| exp - now);
     let claims = Arc::new(claims);
     if let Some((cache, key)) = cache {
@@ -226,13 +220,7 @@ fn introspected<C: Context + ?Sized, T: Trace>(
         leeway: provider.leeway.as_secs_f64(),
     });
     let exp = check_registered_claims(&claims, provider, now).map_err(|r| (r, None))?;
-    if let Some(list) = cx.revocations(provider_idx) {
-        let revoked = revocation::check(list, &claims);
-        trace.step(Step::Revocation { revoked });
-        if revoked {
-            return Err((Reject::Revoked, None));
-        }
-    }
+    not_revoked(cx, provider_idx, &claims, trace).map_err(|r| (r, None))?;
     Ok(Verified {
         provider: provider_idx,
         claims,
@@ -312,6 +300,26 @@ fn is_access_token(claims: &Claims) -> bool {
     token_type && token_use && typ
 }
 
+/// The provider's revocation lists on a token's claims: `Revoked`, or
+/// `RevocationUnavailable` while a list it must ask has no copy yet (fail closed).
+fn not_revoked<C: Context + ?Sized, T: Trace>(
+    cx: &C,
+    provider: ProviderId,
+    claims: &Claims,
+    trace: &mut T,
+) -> Result<(), Reject> {
+    let Some(list) = cx.revocations(provider) else {
+        return Ok(());
+    };
+    let verdict = revocation::check(list, claims);
+    trace.step(Step::Revocation { verdict });
+    match verdict {
+        Verdict::Clear => Ok(()),
+        Verdict::Revoked => Err(Reject::Revoked),
+        Verdict::NoCopy => Err(Reject::RevocationUnavailable),
+    }
+}
+
 /// A cached verification of this token, if one holds for this route now: `None` sends the
 /// token through the full check. The time-dependent claims and the revocation list are
 /// checked again on every use.
@@ -333,11 +341,7 @@ fn cached<C: Context + ?Sized>(
     let provider = &cx.config().providers[entry.provider.index()];
     Some(
         check_registered_claims(&entry.claims, provider, now).and_then(|exp| {
-            if let Some(list) = cx.revocations(entry.provider) {
-                if revocation::check(list, &entry.claims) {
-                    return Err(Reject::Revoked);
-                }
-            }
+            not_revoked(cx, entry.provider, &entry.claims, &mut NoTrace)?;
             Ok(Verified {
                 provider: entry.provider,
                 claims: entry.claims.clone(),

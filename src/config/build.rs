@@ -140,6 +140,22 @@ pub fn build(
         .as_ref()
         .and_then(|s| server::build_store(&mut cx, s));
     let routes = routes::build_routes(&mut cx, &raw, &upstream_names, &provider_names, &providers);
+    if raw.store.is_none() {
+        for (name, p) in &raw.providers {
+            if let Some(r) = p
+                .get_ref()
+                .revocation
+                .as_ref()
+                .filter(|r| r.get_ref() == "store")
+            {
+                cx.err(
+                    at(r),
+                    format!("providers.{name}.revocation"),
+                    "needs a [store] table (redis_url) to read revocations from",
+                );
+            }
+        }
+    }
 
     if cx.errors.is_empty() {
         if let Some(routes) = routes {

@@ -51,6 +51,16 @@ pub struct RawStore {
     /// When the store cannot say whether a DPoP proof was used elsewhere: `fail_closed`
     /// (default: 503) or `local` (this replica's own check stands).
     pub dpop_replay_on_outage: Option<String>,
+    /// First segment of every key and channel, so fleets can share one Redis. Default
+    /// `authgate`.
+    pub key_prefix: Option<String>,
+    /// `/readyz` fails while a provider's revocation copy has not been confirmed current
+    /// for this long. Default 5m.
+    #[serde(default, with = "humantime_serde")]
+    pub revocation_max_age: Option<Duration>,
+    /// Before the first copy of a provider's revocations is read: `fail_closed` (default:
+    /// its tokens get 503) or `fail_open` (they pass unchecked against the store).
+    pub revocation_without_copy: Option<String>,
 }
 
 /// `[defaults]`: what a route says when it does not say it itself.
@@ -287,6 +297,9 @@ pub struct RawProvider {
     /// Revoked `jti`s and per-`sub` cutoffs (TOML, see README "Revocation"); re-read when it
     /// changes. Relative to the config file. Default: none.
     pub revocation_file: Option<String>,
+    /// `"store"`: revocations also come from the fleet store (`[store]`), written by
+    /// `authgate revoke`. Default: none.
+    pub revocation: Option<Spanned<String>>,
     /// Required JOSE `typ` header, e.g. `at+jwt` (RFC 9068); compared case-insensitively,
     /// with or without the `application/` prefix. Default: not checked.
     pub required_typ: Option<String>,

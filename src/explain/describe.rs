@@ -1,6 +1,7 @@
 //! The text and JSON of each step of an explanation: what `decide` did at that step, in an
 //! operator's words, never the token, its signature or a query string.
 
+use crate::formats::revocation::Verdict;
 use std::time::Duration;
 
 use http::Method;
@@ -189,13 +190,17 @@ pub(super) fn describe(snap: &Snapshot, step: Step<'_>) -> Line {
                 }),
             )
         }
-        Step::Revocation { revoked } => line(
+        Step::Revocation { verdict } => line(
             "revocation",
             format!(
                 "revocation list: {}",
-                if revoked { "REVOKED" } else { "not revoked" }
+                match verdict {
+                    Verdict::Clear => "not revoked",
+                    Verdict::Revoked => "REVOKED",
+                    Verdict::NoCopy => "NOT KNOWN (no copy of the fleet store's list yet)",
+                }
             ),
-            json!({ "revoked": revoked }),
+            json!({ "revoked": verdict == Verdict::Revoked, "known": verdict != Verdict::NoCopy }),
         ),
         Step::ProofRefused { bad, htu } => line(
             "dpop",

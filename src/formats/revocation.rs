@@ -2,10 +2,10 @@
 //! change: every token of that subject issued before it is refused).
 //!
 //! `Revocations` is the small trait a request asks; `RevocationSet` is one parsed list
-//! (`runtime::revocations::FileRevocations` keeps one current from a TOML file). A store
-//! shared by many replicas (e.g. Redis) would implement the same trait with a local,
-//! lock-free copy refreshed in the background: the request path must not wait on the
-//! network (see README, "Revocation").
+//! (`runtime::revocations::FileRevocations` keeps one current from a TOML file, and
+//! `runtime::store::revocations` a copy of the fleet store's, kept current by `Change`s
+//! published with each write). The request path never waits on the network (see README,
+//! "Revocation" and "Running a fleet").
 //!
 //! ```toml
 //! jti = ["4f1c0d", "b7e9aa"]
@@ -21,12 +21,22 @@ use serde_json::{Map, Value};
 
 /// Asked once per verified token; must answer from memory, without blocking.
 pub trait Revocations: Send + Sync {
-    /// True when the token is revoked. `iat` is the token's issue time (Unix seconds).
-    fn is_revoked(&self, jti: Option<&str>, sub: Option<&str>, iat: Option<f64>) -> bool;
+    /// Whether the token is revoked. `iat` is the token's issue time (Unix seconds).
+    fn verdict(&self, jti: Option<&str>, sub: Option<&str>, iat: Option<f64>) -> Verdict;
+}
+
+/// A revocation list's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Clear,
+    Revoked,
+    /// The list that must be asked is not known yet (a fleet store not read since start):
+    /// the token can be neither passed nor called revoked.
+    NoCopy,
 }
 
 /// One parsed revocation list.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct RevocationSet {
     jtis: HashSet<String>,
     /// `sub` → Unix seconds; tokens of that subject issued before are revoked.
@@ -74,6 +84,42 @@ impl RevocationSet {
         })
     }
 
+    /// A list of these `jti`s and per-`sub` cutoffs (Unix seconds).
+    pub fn from_parts(
+        jtis: impl IntoIterator<Item = String>,
+        not_before: impl IntoIterator<Item = (String, f64)>,
+    ) -> Self {
+        Self {
+            jtis: jtis.into_iter().collect(),
+            not_before: not_before.into_iter().collect(),
+        }
+    }
+
+    /// Applies one change; a subject's cutoff only moves later.
+    pub fn apply(&mut self, change: Change) {
+        match change {
+            Change::Jti(jti) => {
+                self.jtis.insert(jti);
+            }
+            Change::Subject { sub, not_before } => {
+                let at = self.not_before.entry(sub).or_insert(not_before);
+                *at = at.max(not_before);
+            }
+        }
+    }
+
+    /// True when the token is revoked (see `Revocations`).
+    pub fn is_revoked(&self, jti: Option<&str>, sub: Option<&str>, iat: Option<f64>) -> bool {
+        if jti.is_some_and(|j| self.jtis.contains(j)) {
+            return true;
+        }
+        match sub.and_then(|s| self.not_before.get(s)) {
+            // Without `iat` the token cannot show it was issued after: refused.
+            Some(&cutoff) => iat.is_none_or(|iat| iat < cutoff),
+            None => false,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.jtis.len() + self.not_before.len()
     }
@@ -84,21 +130,51 @@ impl RevocationSet {
 }
 
 impl Revocations for RevocationSet {
-    fn is_revoked(&self, jti: Option<&str>, sub: Option<&str>, iat: Option<f64>) -> bool {
-        if jti.is_some_and(|j| self.jtis.contains(j)) {
-            return true;
+    fn verdict(&self, jti: Option<&str>, sub: Option<&str>, iat: Option<f64>) -> Verdict {
+        if self.is_revoked(jti, sub, iat) {
+            Verdict::Revoked
+        } else {
+            Verdict::Clear
         }
-        match sub.and_then(|s| self.not_before.get(s)) {
-            // Without `iat` the token cannot show it was issued after: refused.
-            Some(&cutoff) => iat.is_none_or(|iat| iat < cutoff),
-            None => false,
-        }
+    }
+}
+
+/// One revocation written to the fleet store, as published to every replica: the store's
+/// version after it, then `jti <at_ms> <id>` or `sub <cutoff_ms> <sub>`. The id comes last,
+/// whole, so it may hold spaces.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Jti(String),
+    /// Tokens of `sub` issued before `not_before` (Unix seconds) are revoked.
+    Subject {
+        sub: String,
+        not_before: f64,
+    },
+}
+
+impl Change {
+    /// Reads a published message: `(version, change)`, `None` when it is not one.
+    pub fn parse(message: &str) -> Option<(u64, Self)> {
+        let mut parts = message.splitn(4, ' ');
+        let version = parts.next()?.parse().ok()?;
+        let kind = parts.next()?;
+        let at_ms: i64 = parts.next()?.parse().ok()?;
+        let id = parts.next().filter(|id| !id.is_empty())?.to_owned();
+        let change = match kind {
+            "jti" => Self::Jti(id),
+            "sub" => Self::Subject {
+                sub: id,
+                not_before: at_ms as f64 / 1000.0,
+            },
+            _ => return None,
+        };
+        Some((version, change))
     }
 }
 
 /// Asks `list` about a verified token's claims. A `jti` or `sub` that is a number is
 /// compared as its JSON text; one of another type cannot be matched, so it is refused.
-pub fn check(list: &dyn Revocations, claims: &Map<String, Value>) -> bool {
+pub fn check(list: &dyn Revocations, claims: &Map<String, Value>) -> Verdict {
     let id = |k: &str| -> Result<Option<String>, ()> {
         match claims.get(k) {
             None | Some(Value::Null) => Ok(None),
@@ -108,10 +184,10 @@ pub fn check(list: &dyn Revocations, claims: &Map<String, Value>) -> bool {
         }
     };
     let (Ok(jti), Ok(sub)) = (id("jti"), id("sub")) else {
-        return true;
+        return Verdict::Revoked;
     };
     let iat = claims.get("iat").and_then(Value::as_f64);
-    list.is_revoked(jti.as_deref(), sub.as_deref(), iat)
+    list.verdict(jti.as_deref(), sub.as_deref(), iat)
 }
 
 #[cfg(test)]
@@ -141,18 +217,63 @@ mod tests {
     fn odd_claim_types() {
         let set = RevocationSet::parse("jti = [\"42\"]\n").unwrap();
         let c = |v: serde_json::Value| v.as_object().cloned().unwrap();
-        assert!(
+        assert_eq!(
             check(&set, &c(serde_json::json!({"jti": 42}))),
+            Verdict::Revoked,
             "a numeric jti compares as text"
         );
-        assert!(
+        assert_eq!(
             check(&set, &c(serde_json::json!({"jti": ["42"]}))),
+            Verdict::Revoked,
             "an array jti cannot be matched: refused"
         );
-        assert!(!check(
-            &set,
-            &c(serde_json::json!({"jti": "43", "sub": "x"}))
-        ));
+        assert_eq!(
+            check(&set, &c(serde_json::json!({"jti": "43", "sub": "x"}))),
+            Verdict::Clear
+        );
+    }
+
+    #[test]
+    fn published_changes() {
+        assert_eq!(
+            Change::parse("7 jti 1700000000000 a b"),
+            Some((7, Change::Jti("a b".into())))
+        );
+        assert_eq!(
+            Change::parse("8 sub 1700000000500 alice"),
+            Some((
+                8,
+                Change::Subject {
+                    sub: "alice".into(),
+                    not_before: 1_700_000_000.5
+                }
+            ))
+        );
+        for bad in [
+            "",
+            "x jti 1 a",
+            "7 jti 1",
+            "7 jti 1 ",
+            "7 key 1 a",
+            "7 sub x a",
+        ] {
+            assert_eq!(Change::parse(bad), None, "{bad:?}");
+        }
+        let mut set = RevocationSet::default();
+        set.apply(Change::Subject {
+            sub: "alice".into(),
+            not_before: 10.0,
+        });
+        set.apply(Change::Subject {
+            sub: "alice".into(),
+            not_before: 5.0,
+        });
+        assert!(
+            set.is_revoked(None, Some("alice"), Some(9.0)),
+            "a cutoff only moves later"
+        );
+        set.apply(Change::Jti("j".into()));
+        assert!(set.is_revoked(Some("j"), None, None));
     }
 
     #[test]

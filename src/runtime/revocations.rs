@@ -1,5 +1,6 @@
-//! A provider's `revocation_file`, kept current: polled, a changed content applied once two
-//! polls agree, a broken one reported and the last good list kept.
+//! A provider's revocation lists: its `revocation_file`, kept current (polled, a changed
+//! content applied once two polls agree, a broken one reported and the last good list
+//! kept), and its copy of the fleet store's list (`store::revocations`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,13 +8,40 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use super::store::revocations::StoreRevocations;
 use crate::config::RevocationFile;
-use crate::formats::revocation::{RevocationSet, Revocations};
+use crate::formats::revocation::{RevocationSet, Revocations, Verdict};
 use crate::formats::sha256_hex;
 use crate::metrics::Metrics;
 
 /// How often the file is checked for changes.
 pub const POLL: Duration = Duration::from_secs(2);
+
+/// A provider's lists: a token either one revokes is revoked.
+#[derive(Default, Clone)]
+pub struct ProviderRevocations {
+    pub file: Option<Arc<FileRevocations>>,
+    pub store: Option<Arc<StoreRevocations>>,
+}
+
+impl ProviderRevocations {
+    pub fn is_some(&self) -> bool {
+        self.file.is_some() || self.store.is_some()
+    }
+}
+
+impl Revocations for ProviderRevocations {
+    fn verdict(&self, jti: Option<&str>, sub: Option<&str>, iat: Option<f64>) -> Verdict {
+        let file = self
+            .file
+            .as_ref()
+            .map_or(Verdict::Clear, |f| f.verdict(jti, sub, iat));
+        match (&self.store, file) {
+            (_, Verdict::Revoked) | (None, _) => file,
+            (Some(store), _) => store.verdict(jti, sub, iat),
+        }
+    }
+}
 
 /// The file-backed list of one provider.
 pub struct FileRevocations {
@@ -101,8 +129,8 @@ impl FileRevocations {
 }
 
 impl Revocations for FileRevocations {
-    fn is_revoked(&self, jti: Option<&str>, sub: Option<&str>, iat: Option<f64>) -> bool {
-        self.current.load().is_revoked(jti, sub, iat)
+    fn verdict(&self, jti: Option<&str>, sub: Option<&str>, iat: Option<f64>) -> Verdict {
+        self.current.load().verdict(jti, sub, iat)
     }
 }
 
@@ -125,14 +153,14 @@ mod tests {
         assert_eq!(list.poll(), Ok(false));
         std::fs::write(&path, "jti = [\"a\", \"b\"]").unwrap();
         assert_eq!(list.poll(), Ok(false), "seen once");
-        assert!(!list.is_revoked(Some("b"), None, None));
+        assert!(!list.current.load().is_revoked(Some("b"), None, None));
         assert_eq!(list.poll(), Ok(true), "seen twice: applied");
-        assert!(list.is_revoked(Some("b"), None, None));
+        assert!(list.current.load().is_revoked(Some("b"), None, None));
         std::fs::write(&path, "jti = [").unwrap();
         assert_eq!(list.poll(), Ok(false));
         assert!(list.poll().is_err(), "a stable broken file is reported");
         assert!(
-            list.is_revoked(Some("b"), None, None),
+            list.current.load().is_revoked(Some("b"), None, None),
             "and the last good list stays"
         );
         assert_eq!(list.poll(), Ok(false), "reported once");

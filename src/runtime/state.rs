@@ -59,7 +59,11 @@ impl State {
             }
             opened
         });
-        let snapshot = Snapshot::assemble(config, None, &control, &client, &metrics);
+        if let Some(settings) = &config.store {
+            metrics.enable_store(settings.revocation_max_age);
+        }
+        let snapshot =
+            Snapshot::assemble(config, None, &control, &client, &metrics, store.as_ref());
         Arc::new(Self {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
@@ -87,6 +91,7 @@ impl State {
             &self.control,
             &self.client,
             &self.metrics,
+            self.store.as_ref(),
         );
         self.snapshot.store(Arc::new(snapshot));
     }
@@ -111,12 +116,47 @@ impl State {
                 format!("{} ({why})", p.name)
             })
             .collect();
-        if missing.is_empty() {
+        if !missing.is_empty() {
+            return Err(format!(
+                "no usable keys for provider(s): {}",
+                missing.join(", ")
+            ));
+        }
+        self.revocations_ready(&snap)
+    }
+
+    /// The fleet store's revocation copies: read (unless `fail_open`), and found current
+    /// within `store.revocation_max_age`.
+    fn revocations_ready(&self, snap: &Snapshot) -> Result<(), String> {
+        let Some(settings) = &snap.config.store else {
+            return Ok(());
+        };
+        let now_ms = super::unix_now() * 1000.0;
+        let mut problems = Vec::new();
+        for (p, (_, r)) in snap.config.providers.iter().zip(snap.providers()) {
+            let Some(copy) = &r.revocations.store else {
+                continue;
+            };
+            if !copy.is_loaded() {
+                if !copy.fails_open() {
+                    problems.push(format!("{} (not read from the store yet)", p.name));
+                }
+                continue;
+            }
+            let age = copy.age(now_ms as u64);
+            if age > settings.revocation_max_age.as_secs_f64() {
+                problems.push(format!(
+                    "{} ({age:.0}s old; store.revocation_max_age is {:?})",
+                    p.name, settings.revocation_max_age
+                ));
+            }
+        }
+        if problems.is_empty() {
             Ok(())
         } else {
             Err(format!(
-                "no usable keys for provider(s): {}",
-                missing.join(", ")
+                "no current revocation copy for provider(s): {}",
+                problems.join(", ")
             ))
         }
     }
@@ -143,6 +183,18 @@ impl State {
                 m.introspection_cache_bytes
                     .with_label_values(&[&p.name])
                     .set(bytes as i64);
+            }
+        }
+        let now_ms = (super::unix_now() * 1000.0) as u64;
+        for (p, (_, r)) in snap.config.providers.iter().zip(snap.providers()) {
+            if let Some(copy) = &r.revocations.store {
+                let m = &self.metrics;
+                m.revocation_age
+                    .with_label_values(&[&p.name])
+                    .set(copy.age(now_ms));
+                m.revocation_entries
+                    .with_label_values(&[&p.name])
+                    .set(i64::try_from(copy.len()).unwrap_or(i64::MAX));
             }
         }
         if let Some(n) = snap.dpop.replay.entries() {

@@ -1,6 +1,5 @@
-//! The fleet store (issue 16, in progress): Redis, shared by every replica, for what one
-//! process cannot know alone (a DPoP proof used at another replica, a revocation written
-//! elsewhere). Not configurable yet: the `[store]` table comes with the features that use it.
+//! The fleet store: Redis, shared by every replica, for what one process cannot know alone
+//! (a DPoP proof used at another replica, a revocation written elsewhere).
 //!
 //! The plan for DPoP replay: `decide` stays pure and keeps its in-memory check (a replay to
 //! the same replica is caught there, for free); a granted DPoP request carries its proof's
@@ -15,8 +14,15 @@
 //! as a replay). Every call also runs under the store's own deadline, which covers waiting
 //! for a reconnect or a free slot too: the request path never waits on Redis longer than
 //! `timeout`.
+//!
+//! Revocations (`revocations`) are read in the background on a connection of their own
+//! (`bulk`, with a longer deadline): a large list must not hold up a proof's `SET NX` behind
+//! it on the request path's connection. `authgate revoke` writes through `revoke`.
 
-use std::sync::Arc;
+pub mod revocations;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -37,13 +43,101 @@ pub enum StoreError {
     Misconfigured(String),
 }
 
-/// A connection to the store, cheap to clone (one multiplexed connection underneath).
+/// A connection to the store, cheap to clone (multiplexed connections underneath).
 #[derive(Clone)]
 pub struct Store {
+    /// The request path's connection (proofs' `SET NX`).
     conn: ConnectionManager,
+    /// Background reads and `authgate revoke`'s writes, under `BULK_TIMEOUT`.
+    bulk: ConnectionManager,
+    /// For the subscription connection of the revocation feed.
+    client: Client,
     timeout: Duration,
+    key_prefix: String,
     metrics: Arc<Metrics>,
+    /// The revocation copies kept current, by provider (`revocations::StoreRevocations`).
+    copies: Arc<Mutex<HashMap<String, Weak<revocations::StoreRevocations>>>>,
+    /// Whether the feed task (the subscription) runs.
+    feed: Arc<std::sync::Once>,
 }
+
+/// Where one provider's revocations live: a sorted set of `jti`s (scored by when they were
+/// revoked, ms), a hash of subjects' cutoffs (ms), a version counter bumped by every write,
+/// and the channel each write is published on. Provider names are labels
+/// (`[A-Za-z0-9_.-]`), so one provider's keys never spell another's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationKeys {
+    pub jti: String,
+    pub sub: String,
+    pub version: String,
+    pub channel: String,
+}
+
+impl RevocationKeys {
+    pub fn new(prefix: &str, provider: &str) -> Self {
+        let base = format!("{prefix}:revocations:{provider}");
+        Self {
+            jti: format!("{base}:jti"),
+            sub: format!("{base}:sub"),
+            version: format!("{base}:version"),
+            channel: base,
+        }
+    }
+
+    /// The pattern every provider's channel matches, and the provider a channel is for.
+    pub fn pattern(prefix: &str) -> String {
+        format!("{prefix}:revocations:*")
+    }
+
+    pub fn provider_of<'a>(prefix: &str, channel: &'a str) -> Option<&'a str> {
+        channel
+            .strip_prefix(prefix)?
+            .strip_prefix(":revocations:")
+            .filter(|p| !p.contains(':'))
+    }
+}
+
+/// What one revocation is: a token id, or every token of a subject issued before an instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revoke {
+    Jti(String),
+    Subject { sub: String, before_ms: i64 },
+}
+
+/// A provider's revocations as read from the store at one version.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct StoredRevocations {
+    pub version: u64,
+    /// `(jti, revoked at, ms)`, oldest first.
+    pub jtis: Vec<(String, i64)>,
+    /// `(sub, cutoff, ms)`.
+    pub subjects: Vec<(String, i64)>,
+}
+
+/// One write, atomic in Redis: the entry (a subject's cutoff only moves later), the
+/// pruning of `jti`s revoked before ARGV[4] (when > 0: their tokens have expired), the
+/// version bump, and the publication of `<version> <kind> <ms> <id>`.
+const REVOKE: &str = r#"
+local kind, id, at, prune = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+if kind == 'jti' then
+  redis.call('ZADD', KEYS[1], at, id)
+else
+  local cur = redis.call('HGET', KEYS[2], id)
+  if cur and tonumber(cur) >= at then
+    return {0, tonumber(redis.call('GET', KEYS[3]) or 0)}
+  end
+  redis.call('HSET', KEYS[2], id, at)
+end
+if prune > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. prune)
+end
+local v = redis.call('INCR', KEYS[3])
+redis.call('PUBLISH', ARGV[5], v .. ' ' .. kind .. ' ' .. ARGV[3] .. ' ' .. id)
+return {1, v}
+"#;
+
+/// Deadline of background reads and of `authgate revoke`'s calls.
+const BULK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Commands waiting for the connection at once; more fail at once (`Unavailable`).
 const PIPELINE: usize = 256;
@@ -90,20 +184,107 @@ impl Store {
             None => Client::open(info),
         }
         .map_err(bad)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(settings.timeout))
-            .set_response_timeout(Some(settings.timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(100))
-            .set_max_delay(Duration::from_secs(5))
-            .set_pipeline_buffer_size(PIPELINE)
-            .set_concurrency_limit(IN_FLIGHT);
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(bad)?;
+        let config = |timeout| {
+            ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(timeout))
+                .set_response_timeout(Some(timeout))
+                .set_number_of_retries(1)
+                .set_min_delay(Duration::from_millis(100))
+                .set_max_delay(Duration::from_secs(5))
+                .set_pipeline_buffer_size(PIPELINE)
+                .set_concurrency_limit(IN_FLIGHT)
+        };
+        let conn =
+            ConnectionManager::new_lazy_with_config(client.clone(), config(settings.timeout))
+                .map_err(bad)?;
+        let bulk = ConnectionManager::new_lazy_with_config(client.clone(), config(BULK_TIMEOUT))
+            .map_err(bad)?;
         Ok(Self {
             conn,
+            bulk,
+            client,
             timeout: settings.timeout,
+            key_prefix: settings.key_prefix.clone(),
             metrics,
+            copies: Arc::default(),
+            feed: Arc::new(std::sync::Once::new()),
         })
+    }
+
+    pub fn key_prefix(&self) -> &str {
+        &self.key_prefix
+    }
+
+    /// Writes one revocation for `provider` and publishes it to every replica: `(applied,
+    /// version)`; not applied when the subject already has a later cutoff. With
+    /// `prune_before_ms`, `jti`s revoked before it are dropped (their tokens have expired).
+    pub async fn revoke(
+        &self,
+        provider: &str,
+        what: &Revoke,
+        now_ms: i64,
+        prune_before_ms: Option<i64>,
+    ) -> Result<(bool, u64), StoreError> {
+        let keys = RevocationKeys::new(&self.key_prefix, provider);
+        let (kind, id, at) = match what {
+            Revoke::Jti(jti) => ("jti", jti.as_str(), now_ms),
+            Revoke::Subject { sub, before_ms } => ("sub", sub.as_str(), *before_ms),
+        };
+        let script = redis::Script::new(REVOKE);
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .key(&keys.jti)
+            .key(&keys.sub)
+            .key(&keys.version)
+            .arg(kind)
+            .arg(id)
+            .arg(at)
+            .arg(prune_before_ms.unwrap_or(0))
+            .arg(&keys.channel);
+        let mut conn = self.bulk.clone();
+        let (applied, version): (i64, u64) = self
+            .timed("revoke", BULK_TIMEOUT, invocation.invoke_async(&mut conn))
+            .await?;
+        Ok((applied == 1, version))
+    }
+
+    /// Every revocation of `provider`, read at one version (`MULTI`).
+    pub async fn read_revocations(&self, provider: &str) -> Result<StoredRevocations, StoreError> {
+        let keys = RevocationKeys::new(&self.key_prefix, provider);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .get(&keys.version)
+            .zrange_withscores(&keys.jti, 0, -1)
+            .hgetall(&keys.sub);
+        let mut conn = self.bulk.clone();
+        type Read = (Option<u64>, Vec<(String, f64)>, HashMap<String, f64>);
+        let (version, jtis, subjects): Read = self
+            .timed(
+                "read_revocations",
+                BULK_TIMEOUT,
+                pipe.query_async(&mut conn),
+            )
+            .await?;
+        let ms = |v: f64| v.clamp(i64::MIN as f64, i64::MAX as f64) as i64;
+        Ok(StoredRevocations {
+            version: version.unwrap_or(0),
+            jtis: jtis.into_iter().map(|(j, at)| (j, ms(at))).collect(),
+            subjects: subjects.into_iter().map(|(s, at)| (s, ms(at))).collect(),
+        })
+    }
+
+    /// The version of `provider`'s revocations (0: none written yet).
+    pub async fn revocation_version(&self, provider: &str) -> Result<u64, StoreError> {
+        let keys = RevocationKeys::new(&self.key_prefix, provider);
+        let mut conn = self.bulk.clone();
+        let v: Option<u64> = self
+            .timed(
+                "revocation_version",
+                BULK_TIMEOUT.min(self.timeout * 4),
+                redis::cmd("GET").arg(&keys.version).query_async(&mut conn),
+            )
+            .await?;
+        Ok(v.unwrap_or(0))
     }
 
     /// `SET key 1 NX PX ttl_ms`: `true` for the first writer of `key` within `ttl_ms`,
@@ -126,18 +307,29 @@ impl Store {
         Ok(())
     }
 
-    /// One command under the store's deadline, counted and timed as `op`.
+    /// One command on the request path's connection under the store's deadline, counted
+    /// and timed as `op`.
     async fn call<T: redis::FromRedisValue>(
         &self,
         op: &'static str,
         cmd: redis::Cmd,
     ) -> Result<T, StoreError> {
         let mut conn = self.conn.clone();
+        self.timed(op, self.timeout, cmd.query_async::<T>(&mut conn))
+            .await
+    }
+
+    /// `call`, for any store future under any deadline.
+    async fn timed<T>(
+        &self,
+        op: &'static str,
+        deadline: Duration,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
         let started = std::time::Instant::now();
-        let result = match tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut conn)).await
-        {
-            Err(_) => Err(StoreError::Timeout(self.timeout)),
-            Ok(Err(e)) if e.is_timeout() => Err(StoreError::Timeout(self.timeout)),
+        let result = match tokio::time::timeout(deadline, call).await {
+            Err(_) => Err(StoreError::Timeout(deadline)),
+            Ok(Err(e)) if e.is_timeout() => Err(StoreError::Timeout(deadline)),
             Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
             Ok(Ok(v)) => Ok(v),
         };

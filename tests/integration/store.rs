@@ -21,6 +21,9 @@ fn settings(redis_url: String) -> StoreConfig {
         ca: None,
         timeout: Duration::from_millis(300),
         dpop_local_on_outage: false,
+        key_prefix: "authgate".into(),
+        revocation_max_age: Duration::from_secs(300),
+        revocation_fail_open: false,
     }
 }
 

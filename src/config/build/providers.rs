@@ -244,6 +244,21 @@ pub(super) fn build_provider(
         HOUR,
     );
     let dpop = build_dpop(cx, span, &key, raw);
+    let revocation_store = match &raw.revocation {
+        None => false,
+        Some(r) if r.get_ref() == "store" => true,
+        Some(r) => {
+            cx.err(
+                at(r),
+                key("revocation"),
+                format!(
+                    "{:?} is not a source: use \"store\" (the fleet store), or revocation_file",
+                    r.get_ref()
+                ),
+            );
+            false
+        }
+    };
     if cx.errors.len() > before {
         return None;
     }
@@ -261,6 +276,7 @@ pub(super) fn build_provider(
         require_exp: raw.require_exp,
         max_token_lifetime: raw.max_token_lifetime,
         revocation_file,
+        revocation_store,
         required_typ: raw.required_typ.as_deref().map(media_type),
         require_aud: raw.require_aud,
         introspect_jwts: raw.introspect_jwts || matches!(key_source, KeySource::None),

@@ -339,6 +339,39 @@ pub(super) fn build_store(cx: &mut Ctx<'_>, s: &Spanned<RawStore>) -> Option<Sto
             false
         }
     };
+    let key_prefix = raw
+        .key_prefix
+        .clone()
+        .unwrap_or_else(|| "authgate".to_owned());
+    if !super::is_label(&key_prefix) {
+        cx.err(
+            span,
+            "store.key_prefix",
+            "must be 1-64 characters of [A-Za-z0-9_.-]",
+        );
+    }
+    let revocation_max_age = raw.revocation_max_age.unwrap_or(Duration::from_secs(300));
+    if revocation_max_age < Duration::from_secs(5)
+        || revocation_max_age > Duration::from_secs(7 * 86_400)
+    {
+        cx.err(
+            span,
+            "store.revocation_max_age",
+            "must be between 5s and 7d (the copy is checked every second)",
+        );
+    }
+    let revocation_fail_open = match raw.revocation_without_copy.as_deref() {
+        None | Some("fail_closed") => false,
+        Some("fail_open") => true,
+        Some(other) => {
+            cx.err(
+                span,
+                "store.revocation_without_copy",
+                format!("{other:?} is not a policy: use \"fail_closed\" or \"fail_open\""),
+            );
+            false
+        }
+    };
     if cx.errors.len() > before {
         return None;
     }
@@ -348,5 +381,8 @@ pub(super) fn build_store(cx: &mut Ctx<'_>, s: &Spanned<RawStore>) -> Option<Sto
         ca,
         timeout,
         dpop_local_on_outage,
+        key_prefix,
+        revocation_max_age,
+        revocation_fail_open,
     })
 }

@@ -1,0 +1,213 @@
+//! `authgate revoke`: writes a revocation to the fleet store every replica reads (and each
+//! replica's copy takes it within about a second), or lists what the store holds for a
+//! provider in the `revocation_file` format.
+//!
+//! It reads the same config as the gateways: the `[store]` table says where, and the
+//! provider must read the store (`revocation = "store"`), or what is written would be
+//! enforced by nobody.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::config::{Config, ProviderSettings};
+use crate::metrics::Metrics;
+use crate::runtime::store::{Revoke, Store};
+
+/// What to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Jti(String),
+    /// Every token of `sub` issued before `before` (Unix seconds; default now).
+    Subject {
+        sub: String,
+        before: Option<f64>,
+    },
+    List,
+}
+
+/// Longest `jti` or `sub` accepted (tokens carry far shorter ones).
+const MAX_ID_BYTES: usize = 1024;
+
+/// Runs `action` for `provider` against the store `config` names; the text to print.
+pub fn run(config: &Config, provider: &str, action: Action) -> Result<String, String> {
+    let settings = config.store.as_ref().ok_or_else(|| {
+        format!(
+            "{} has no [store] table: nothing to write to",
+            config.origin.display()
+        )
+    })?;
+    let p = config
+        .providers
+        .iter()
+        .find(|p| p.name == provider)
+        .ok_or_else(|| {
+            let names: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
+            format!(
+                "no provider {provider:?} in {} (providers: {})",
+                config.origin.display(),
+                names.join(", ")
+            )
+        })?;
+    if !p.revocation_store && action != Action::List {
+        return Err(format!(
+            "providers.{provider}.revocation is not \"store\": the gateways would not read this revocation"
+        ));
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| "the clock is before 1970".to_owned())?;
+    let now_ms = i64::try_from(now.as_millis()).unwrap_or(i64::MAX);
+    let revoke = match &action {
+        Action::Jti(jti) => Some(Revoke::Jti(checked_id("--jti", jti)?)),
+        Action::Subject { sub, before } => {
+            let before_ms = match before {
+                None => now_ms,
+                Some(s) if s.is_finite() && *s >= 0.0 && *s < 1.0e14 => (s * 1000.0).round() as i64,
+                Some(s) => return Err(format!("--before {s} is not a usable instant")),
+            };
+            Some(Revoke::Subject {
+                sub: checked_id("--subject", sub)?,
+                before_ms,
+            })
+        }
+        Action::List => None,
+    };
+
+    crate::tls::install_crypto_provider();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+    let store =
+        Store::open(settings, rt.handle(), Arc::new(Metrics::new())).map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        match revoke {
+            Some(what) => {
+                let prune = prune_before(p, now_ms);
+                let (applied, version) = store
+                    .revoke(provider, &what, now_ms, prune)
+                    .await
+                    .map_err(|e| format!("{}: {e}", settings.redis_url))?;
+                Ok(written(provider, &what, applied, version))
+            }
+            None => {
+                let read = store
+                    .read_revocations(provider)
+                    .await
+                    .map_err(|e| format!("{}: {e}", settings.redis_url))?;
+                Ok(listing(provider, &settings.redis_url, &read))
+            }
+        }
+    })
+}
+
+/// A `jti` or `sub` as given: not empty, not huge.
+fn checked_id(flag: &str, id: &str) -> Result<String, String> {
+    if id.is_empty() || id.len() > MAX_ID_BYTES {
+        return Err(format!("{flag} must be 1 to {MAX_ID_BYTES} bytes"));
+    }
+    Ok(id.to_owned())
+}
+
+/// `jti`s revoked before this can go: every token that carried one has expired (the
+/// provider caps token lifetimes; leeway both ways and a minute of margin). None without a
+/// cap: they stay until removed by hand.
+fn prune_before(p: &ProviderSettings, now_ms: i64) -> Option<i64> {
+    let cap = p.max_token_lifetime?;
+    let keep = cap
+        .saturating_add(p.leeway.saturating_mul(2))
+        .saturating_add(Duration::from_secs(60));
+    let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+    Some(now_ms.saturating_sub(keep_ms)).filter(|t| *t > 0)
+}
+
+fn written(provider: &str, what: &Revoke, applied: bool, version: u64) -> String {
+    match what {
+        Revoke::Jti(jti) => format!(
+            "revoked jti {} of provider {provider} (store version {version})\n",
+            quoted(jti)
+        ),
+        Revoke::Subject { sub, before_ms } if applied => format!(
+            "revoked every token of subject {} of provider {provider} issued before {} (store version {version})\n",
+            quoted(sub),
+            instant(*before_ms)
+        ),
+        Revoke::Subject { sub, .. } => format!(
+            "subject {} of provider {provider} already has a later cutoff: nothing written (store version {version})\n",
+            quoted(sub)
+        ),
+    }
+}
+
+/// The store's list for `provider`, as a `revocation_file` would hold it.
+fn listing(provider: &str, url: &str, read: &crate::runtime::store::StoredRevocations) -> String {
+    let mut out = format!(
+        "# revocations of provider {provider} in {url} (store version {}): {} jti(s), {} subject(s)\n",
+        read.version,
+        read.jtis.len(),
+        read.subjects.len()
+    );
+    out.push_str("jti = [\n");
+    for (jti, at) in &read.jtis {
+        out.push_str(&format!("  {},  # revoked {}\n", quoted(jti), instant(*at)));
+    }
+    out.push_str("]\n\n[subjects]\n");
+    let mut subjects = read.subjects.clone();
+    subjects.sort();
+    for (sub, at) in &subjects {
+        out.push_str(&format!("{} = {}\n", quoted(sub), quoted(&instant(*at))));
+    }
+    out
+}
+
+/// A TOML string literal (also safe to print: control characters escaped).
+fn quoted(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
+/// RFC 3339, to the millisecond when there is one.
+fn instant(ms: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    if ms % 1000 == 0 {
+        humantime::format_rfc3339_seconds(t).to_string()
+    } else {
+        humantime::format_rfc3339_millis(t).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::revocation::RevocationSet;
+    use crate::runtime::store::StoredRevocations;
+
+    #[test]
+    fn the_listing_is_a_revocation_file() {
+        let read = StoredRevocations {
+            version: 3,
+            jtis: vec![
+                ("a\"b".into(), 1_700_000_000_000),
+                ("c".into(), 1_700_000_000_500),
+            ],
+            subjects: vec![("alice".into(), 1_700_000_000_250), ("bob x".into(), 0)],
+        };
+        let text = listing("p", "redis://r", &read);
+        let set = RevocationSet::parse(&text).unwrap();
+        assert!(set.is_revoked(Some("a\"b"), None, None), "{text}");
+        assert!(set.is_revoked(None, Some("alice"), Some(1_700_000_000.0)));
+        assert!(!set.is_revoked(None, Some("alice"), Some(1_700_000_000.25)));
+        assert!(set.is_revoked(None, Some("bob x"), None));
+        assert_eq!(set.len(), 4);
+    }
+
+    #[test]
+    fn pruning_follows_the_lifetime_cap() {
+        let text = "[upstreams.u]\nurl = \"http://127.0.0.1:1\"\n[providers.p]\nissuer = \"https://i\"\naudiences = [\"a\"]\njwks_url = \"https://i/jwks\"\nleeway = \"30s\"\n";
+        let cfg = crate::config::load_str(text, std::path::Path::new("t.toml")).unwrap();
+        let mut p = cfg.providers[0].clone();
+        assert_eq!(prune_before(&p, 10_000_000), None, "no cap: kept");
+        p.max_token_lifetime = Some(Duration::from_secs(3600));
+        assert_eq!(prune_before(&p, 10_000_000), Some(10_000_000 - 3_720_000));
+        assert_eq!(prune_before(&p, 1_000), None);
+    }
+}
