@@ -196,3 +196,322 @@ fn a_proof_is_accepted_once_per_fleet() {
     };
     assert_eq!((calls("ok"), calls("timeout")), (2.0, 1.0));
 }
+
+/// A gateway whose provider reads revocations from the store at `redis_url`, with the
+/// `[store]` lines `extra`.
+fn revoking_gateway(
+    jwks: &crate::support::JwksServer,
+    upstream: &crate::support::Upstream,
+    redis_url: &str,
+    extra: &str,
+) -> crate::support::Gateway {
+    let config = crate::support::standard_config(&jwks.url(), &upstream.url()).replace(
+        "jwks_refetch_cooldown = \"1s\"",
+        "jwks_refetch_cooldown = \"1s\"\nrevocation = \"store\"",
+    );
+    crate::support::Gateway::start(&format!(
+        "{config}\n[store]\nredis_url = \"{redis_url}\"\ntimeout = \"300ms\"\n{extra}\n"
+    ))
+}
+
+/// `authgate revoke -c CONFIG ARGS`: success, stdout, stderr.
+fn revoke(gw: &crate::support::Gateway, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(crate::support::bin())
+        .arg("revoke")
+        .arg("-c")
+        .arg(gw.config_path())
+        .args(args)
+        .output()
+        .expect("run authgate revoke");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn token(keys: &crate::support::Keys, sub: &str, jti: &str, iat: i64) -> String {
+    let mut c = crate::support::good_claims(sub, "read");
+    c["jti"] = serde_json::json!(jti);
+    c["iat"] = serde_json::json!(iat);
+    keys.rs256().claims(c).sign()
+}
+
+/// How long a revocation written at one replica may take to be enforced by every replica:
+/// the product's bound (about a second: the feed is immediate, the version check runs each
+/// second) with room for a loaded test machine.
+const FLEET_BOUND: Duration = Duration::from_secs(3);
+
+/// Two replicas on one store: `authgate revoke` through the config of one is enforced by
+/// both within the bound, a `jti` and a subject's cutoff alike; `--list` reads back what
+/// was written as a revocation file.
+#[test]
+fn a_revocation_reaches_every_replica() {
+    use crate::support::{now, JwksServer, Keys, Upstream};
+    let redis = RedisServer::start(None);
+    let keys = Keys::load();
+    let jwks = JwksServer::start(keys.standard_jwks());
+    let upstream = Upstream::start();
+    let a = revoking_gateway(&jwks, &upstream, &redis.url(), "");
+    let b = revoking_gateway(&jwks, &upstream, &redis.url(), "");
+    a.wait_ready();
+    b.wait_ready();
+    let now = now();
+    let victim = token(&keys, "bob", "stolen-1", now);
+    let other = token(&keys, "bob", "fine-1", now);
+    let old_alice = token(&keys, "alice", "a-old", now - 60);
+    let new_alice = token(&keys, "alice", "a-new", now - 2);
+    for gw in [&a, &b] {
+        for t in [&victim, &other, &old_alice, &new_alice] {
+            assert_eq!(gw.get_with("/api/x", t).status, 200);
+        }
+    }
+
+    let (ok, out, err) = revoke(&a, &["--provider", "corp", "--jti", "stolen-1"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("revoked jti \"stolen-1\""), "{out}");
+    let written = Instant::now();
+    for gw in [&a, &b] {
+        assert!(
+            eventually(FLEET_BOUND.saturating_sub(written.elapsed()), || gw
+                .get_with("/api/x", &victim)
+                .reason()
+                == "revoked"),
+            "the jti is enforced at every replica within {FLEET_BOUND:?}"
+        );
+        assert_eq!(gw.get_with("/api/x", &other).status, 200);
+    }
+    let r = b.get_with("/api/x", &victim);
+    assert_eq!(r.status, 401);
+    assert!(r
+        .header("www-authenticate")
+        .is_some_and(|h| h.contains("error=\"invalid_token\"")));
+
+    // alice logged out 30 s ago: her tokens issued before are refused everywhere.
+    let cutoff = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + Duration::from_secs((now - 30) as u64),
+    )
+    .to_string();
+    let (ok, out, err) = revoke(
+        &b,
+        &[
+            "--provider",
+            "corp",
+            "--subject",
+            "alice",
+            "--before",
+            &cutoff,
+        ],
+    );
+    assert!(
+        ok && out.contains("revoked every token of subject \"alice\""),
+        "{out}{err}"
+    );
+    let written = Instant::now();
+    for gw in [&a, &b] {
+        assert!(eventually(
+            FLEET_BOUND.saturating_sub(written.elapsed()),
+            || gw.get_with("/api/x", &old_alice).reason() == "revoked"
+        ));
+        assert_eq!(gw.get_with("/api/x", &new_alice).status, 200);
+    }
+    // An earlier cutoff never undoes a later one.
+    let (ok, out, _) = revoke(
+        &a,
+        &[
+            "--provider",
+            "corp",
+            "--subject",
+            "alice",
+            "--before",
+            "1000000000",
+        ],
+    );
+    assert!(ok && out.contains("already has a later cutoff"), "{out}");
+
+    // `--list` is a revocation file of what the store holds.
+    let (ok, out, err) = revoke(&a, &["--provider", "corp", "--list"]);
+    assert!(ok, "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let listed = dir.path().join("listed.toml");
+    std::fs::write(&listed, &out).unwrap();
+    let text = std::fs::read_to_string(&listed).unwrap();
+    assert!(text.contains("\"stolen-1\""), "{text}");
+    assert!(
+        text.contains(&format!("\"alice\" = \"{cutoff}\"")),
+        "{text}"
+    );
+    // Parsed as the gateway parses a revocation_file: a config that uses it loads.
+    let with_file = crate::support::standard_config(&jwks.url(), &upstream.url()).replace(
+        "jwks_refetch_cooldown = \"1s\"",
+        &format!(
+            "jwks_refetch_cooldown = \"1s\"\nrevocation_file = \"{}\"",
+            listed.display()
+        ),
+    );
+    let cfg = dir.path().join("authgate.toml");
+    std::fs::write(&cfg, with_file).unwrap();
+    let (ok, out, err) = crate::support::check_config(&cfg);
+    assert!(ok, "{out}{err}");
+
+    // What cannot be enforced is not written.
+    let (ok, _, err) = revoke(&a, &["--provider", "nobody", "--jti", "x"]);
+    assert!(!ok && err.contains("no provider \"nobody\""), "{err}");
+    let (ok, _, err) = revoke(&a, &["--provider", "corp", "--jti", ""]);
+    assert!(!ok && err.contains("--jti"), "{err}");
+    let (ok, _, err) = revoke(&a, &["--provider", "corp"]);
+    assert!(
+        !ok && err.contains("--jti"),
+        "one of --jti, --subject, --list: {err}"
+    );
+    let m = a.metrics();
+    assert_eq!(
+        crate::support::metric_value(&m, "authgate_revocation_entries{provider=\"corp\"}"),
+        2.0
+    );
+}
+
+/// The store goes away: the last copy keeps serving (a revoked token stays refused, others
+/// pass, no request waits), its age grows and `/readyz` fails past `revocation_max_age`.
+/// Redis comes back (with its data): the replicas subscribe again, resync, are ready, and a
+/// new revocation reaches both.
+#[test]
+fn an_outage_keeps_the_last_copy_and_a_restart_resyncs() {
+    use crate::support::{get, metric_value, now, JwksServer, Keys, Upstream};
+    let mut redis = RedisServer::start_persistent();
+    let keys = Keys::load();
+    let jwks = JwksServer::start(keys.standard_jwks());
+    let upstream = Upstream::start();
+    let extra = "revocation_max_age = \"5s\"";
+    let a = revoking_gateway(&jwks, &upstream, &redis.url(), extra);
+    let b = revoking_gateway(&jwks, &upstream, &redis.url(), extra);
+    a.wait_ready();
+    b.wait_ready();
+    let now = now();
+    let revoked = token(&keys, "bob", "gone-1", now);
+    let later = token(&keys, "bob", "gone-2", now);
+    let fine = token(&keys, "carol", "ok-1", now);
+    assert!(revoke(&a, &["--provider", "corp", "--jti", "gone-1"]).0);
+    for gw in [&a, &b] {
+        assert!(eventually(FLEET_BOUND, || gw
+            .get_with("/api/x", &revoked)
+            .reason()
+            == "revoked"));
+    }
+
+    redis.stop();
+    let (ok, _, err) = revoke(&a, &["--provider", "corp", "--jti", "gone-2"]);
+    assert!(
+        !ok && err.contains("127.0.0.1"),
+        "an outage is an error: {err}"
+    );
+    for gw in [&a, &b] {
+        assert_eq!(gw.get_with("/api/x", &revoked).reason(), "revoked");
+        assert_eq!(gw.get_with("/api/x", &fine).status, 200);
+    }
+    let age = |gw: &crate::support::Gateway| {
+        metric_value(
+            &gw.metrics(),
+            "authgate_revocation_age_seconds{provider=\"corp\"}",
+        )
+    };
+    for gw in [&a, &b] {
+        assert!(
+            eventually(Duration::from_secs(20), || get(gw.admin, "/readyz", &[])
+                .status
+                == 503),
+            "unready once the copy is older than revocation_max_age"
+        );
+        let r = get(gw.admin, "/readyz", &[]);
+        assert!(
+            r.body.contains("corp") && r.body.contains("revocation"),
+            "{}",
+            r.body
+        );
+        assert!(age(gw) > 5.0);
+        // Still serving from the copy while unready.
+        assert_eq!(gw.get_with("/api/x", &revoked).reason(), "revoked");
+        assert_eq!(gw.get_with("/api/x", &fine).status, 200);
+    }
+    assert_eq!(
+        metric_value(&a.metrics(), "authgate_revocation_max_age_seconds"),
+        5.0
+    );
+
+    redis.restart();
+    for gw in [&a, &b] {
+        gw.wait_ready();
+        assert!(age(gw) < 5.0);
+        assert!(eventually(Duration::from_secs(20), || metric_value(
+            &gw.metrics(),
+            "authgate_store_reconnects_total"
+        ) >= 1.0));
+        assert_eq!(
+            gw.get_with("/api/x", &revoked).reason(),
+            "revoked",
+            "the persisted list, read again"
+        );
+    }
+    assert!(revoke(&b, &["--provider", "corp", "--jti", "gone-2"]).0);
+    let written = Instant::now();
+    for gw in [&a, &b] {
+        assert!(eventually(
+            FLEET_BOUND.saturating_sub(written.elapsed()),
+            || gw.get_with("/api/x", &later).reason() == "revoked"
+        ));
+    }
+}
+
+/// Before the first copy is read: `fail_closed` (default) answers 503 and is not ready,
+/// `fail_open` serves; once Redis answers, both enforce what it holds.
+#[test]
+fn without_a_first_copy_the_policy_decides() {
+    use crate::support::{get, now, JwksServer, Keys, Upstream};
+    let mut redis = RedisServer::start_persistent();
+    let keys = Keys::load();
+    let jwks = JwksServer::start(keys.standard_jwks());
+    let upstream = Upstream::start();
+    let probe = revoking_gateway(&jwks, &upstream, &redis.url(), "");
+    probe.wait_ready();
+    assert!(revoke(&probe, &["--provider", "corp", "--jti", "pre-1"]).0);
+    drop(probe);
+    redis.stop();
+    let closed = revoking_gateway(&jwks, &upstream, &redis.url(), "");
+    let open = revoking_gateway(
+        &jwks,
+        &upstream,
+        &redis.url(),
+        "revocation_without_copy = \"fail_open\"",
+    );
+    open.wait_ready();
+    let now = now();
+    let revoked = token(&keys, "bob", "pre-1", now);
+    let fine = token(&keys, "carol", "ok-1", now);
+    let r = closed.get_with("/api/x", &fine);
+    assert_eq!(
+        (r.status, r.reason().as_str()),
+        (503, "revocation_unavailable")
+    );
+    let ready = get(closed.admin, "/readyz", &[]);
+    assert_eq!(ready.status, 503);
+    assert!(
+        ready.body.contains("not read from the store"),
+        "{}",
+        ready.body
+    );
+    assert_eq!(open.get_with("/api/x", &fine).status, 200);
+    assert_eq!(
+        open.get_with("/api/x", &revoked).status,
+        200,
+        "fail_open: not known to be revoked"
+    );
+    redis.restart();
+    closed.wait_ready();
+    for gw in [&closed, &open] {
+        assert!(eventually(Duration::from_secs(10), || gw
+            .get_with("/api/x", &revoked)
+            .reason()
+            == "revoked"));
+        assert_eq!(gw.get_with("/api/x", &fine).status, 200);
+    }
+}

@@ -13,6 +13,7 @@ pub struct RedisServer {
     pub port: u16,
     tls: bool,
     _dir: tempfile::TempDir,
+    args: Vec<String>,
 }
 
 impl RedisServer {
@@ -27,6 +28,17 @@ impl RedisServer {
         Self::start_with(password, true)
     }
 
+    /// Plain TCP, writing every change to its append-only file before answering: a
+    /// `restart` keeps what was written (Redis run as a fleet store should persist).
+    pub fn start_persistent() -> Self {
+        let mut s = Self::start_with(None, false);
+        s.stop();
+        s.args
+            .extend(["--appendonly", "yes", "--appendfsync", "always"].map(String::from));
+        s.restart();
+        s
+    }
+
     fn start_with(password: Option<&str>, tls: bool) -> Self {
         for _ in 0..10 {
             if let Some(s) = Self::try_start(password, tls) {
@@ -34,6 +46,26 @@ impl RedisServer {
             }
         }
         panic!("redis-server did not start (is it installed? `make test` installs it)");
+    }
+
+    /// Kills Redis (SIGKILL: no goodbye to its clients' sockets beyond the kernel's).
+    pub fn stop(&mut self) {
+        self.resume_quietly();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts Redis again on the same port and data directory. The port was free a moment
+    /// ago: should another process hold it meanwhile, this waits for it (up to 20 s).
+    pub fn restart(&mut self) {
+        for _ in 0..100 {
+            if let Some(child) = Self::spawn(&self.args) {
+                self.child = child;
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("redis-server did not start again on port {}", self.port);
     }
 
     /// `None` when the port was taken before Redis bound it.
@@ -78,8 +110,20 @@ impl RedisServer {
         if let Some(p) = password {
             args.extend(["--requirepass".to_owned(), p.to_owned()]);
         }
+        let child = Self::spawn(&args)?;
+        Some(Self {
+            child,
+            port,
+            tls,
+            _dir: dir,
+            args,
+        })
+    }
+
+    /// Runs `redis-server args` until it is ready; `None` when its port is in use.
+    fn spawn(args: &[String]) -> Option<Child> {
         let mut child = Command::new("redis-server")
-            .args(&args)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -96,12 +140,7 @@ impl RedisServer {
             }
         });
         match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(true) => Some(Self {
-                child,
-                port,
-                tls,
-                _dir: dir,
-            }),
+            Ok(true) => Some(child),
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
