@@ -202,7 +202,7 @@ mod tests {
 
     #[test]
     fn pruning_follows_the_lifetime_cap() {
-        let text = "[upstreams.u]\nurl = \"http://127.0.0.1:1\"\n[providers.p]\nissuer = \"https://i\"\naudiences = [\"a\"]\njwks_url = \"https://i/jwks\"\nleeway = \"30s\"\n";
+        let text = "[upstreams.u]\nurl = \"http://127.0.0.1:1\"\n[providers.p]\nissuer = \"https://i\"\naudiences = [\"a\"]\njwks_url = \"https://i/jwks\"\nleeway = \"30s\"\n[[routes]]\nname = \"r\"\npath_prefix = \"/\"\nupstream = \"u\"\n";
         let cfg = crate::config::load_str(text, std::path::Path::new("t.toml")).unwrap();
         let mut p = cfg.providers[0].clone();
         assert_eq!(prune_before(&p, 10_000_000), None, "no cap: kept");

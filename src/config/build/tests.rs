@@ -1068,4 +1068,60 @@ fn the_store_is_checked() {
     assert_eq!(s.timeout, std::time::Duration::from_millis(250));
     assert!(!format!("{s:?}").contains(s.password.as_deref().unwrap()));
     assert!(load_str(&b, Path::new("t.toml")).unwrap().store.is_none());
+    assert_eq!(s.key_prefix, "authgate");
+    assert_eq!(s.revocation_max_age, std::time::Duration::from_secs(300));
+    assert!(!s.revocation_fail_open);
+    one_error(
+        &store("redis_url = \"redis://r\"\nkey_prefix = \"a b\""),
+        "store.key_prefix",
+        "characters",
+    );
+    one_error(
+        &store("redis_url = \"redis://r\"\nrevocation_max_age = \"1s\""),
+        "store.revocation_max_age",
+        "between",
+    );
+    one_error(
+        &store("redis_url = \"redis://r\"\nrevocation_without_copy = \"open\""),
+        "store.revocation_without_copy",
+        "fail_open",
+    );
+    // `revocation = "store"`: the one source, and only with a store to read.
+    let with_source = |v: &str| {
+        b.replace(
+            "algorithms = [\"RS256\"]",
+            &format!("algorithms = [\"RS256\"]\nrevocation = \"{v}\""),
+        )
+    };
+    one_error(
+        &with_source("store"),
+        "providers.corp.revocation",
+        "[store]",
+    );
+    one_error(
+        &format!(
+            "{}[store]\nredis_url = \"redis://r\"\n",
+            with_source("redis")
+        ),
+        "providers.corp.revocation",
+        "not a source",
+    );
+    let c = load_str(
+        &format!(
+            "{}[store]\nredis_url = \"redis://r\"\nkey_prefix = \"staging.authgate\"\nrevocation_max_age = \"1m\"\nrevocation_without_copy = \"fail_open\"\n",
+            with_source("store")
+        ),
+        Path::new("t.toml"),
+    )
+    .unwrap();
+    assert!(c.providers[0].revocation_store);
+    let s = c.store.as_ref().unwrap();
+    assert_eq!(
+        (
+            s.key_prefix.as_str(),
+            s.revocation_max_age.as_secs(),
+            s.revocation_fail_open
+        ),
+        ("staging.authgate", 60, true)
+    );
 }
