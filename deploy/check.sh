@@ -71,7 +71,8 @@ for manifest in "$rendered"/*.yaml; do
 done
 # The config each ConfigMap carries. `authgate check` resolves upstream hosts, and an in-cluster
 # Service name (the base's http://orders:8000) resolves only in the cluster: those hosts are
-# checked as 127.0.0.1, everything else as rendered.
+# checked as 127.0.0.1, the files of a mounted Secret as stand-ins, everything else as
+# rendered.
 "$k8s_venv/bin/python" - "$rendered" <<'PY'
 import pathlib, re, sys, yaml
 out = pathlib.Path(sys.argv[1])
@@ -80,6 +81,11 @@ for manifest in sorted(out.glob("*.yaml")):
                if doc and doc["kind"] == "ConfigMap" and "authgate.toml" in doc.get("data", {})]
     assert len(configs) == 1, f"{manifest}: {len(configs)} ConfigMaps with an authgate.toml"
     text = re.sub(r'(?m)^(url = "http://)[^:/"]+', r"\g<1>127.0.0.1", configs[0])
+    # The fleet's Redis password and CA come from a Secret mounted in the pod: checked here
+    # as a stand-in password file and the test CA.
+    (out / "redis-password").write_text("stand-in-password")
+    text = text.replace("/etc/authgate-redis/password", str((out / "redis-password").resolve()))
+    text = text.replace("/etc/authgate-redis/ca.pem", str(pathlib.Path("tests/fixtures/tls/ca.pem").resolve()))
     (out / f"{manifest.stem}.authgate.toml").write_text(text)
 PY
 for config in "$rendered"/*.authgate.toml; do
