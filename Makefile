@@ -42,9 +42,10 @@ load: ensure-cmake
 	cargo build --release --bin authgate
 	bash benches/load.sh
 
-## Chaos under load for SOAK_SECONDS (default 600) against the release binary; prints the figures.
+## Chaos under load for SOAK_SECONDS (default 600) against the release binary, one gateway and
+## a fleet of two on Redis (restarted, paused, revocations streaming in); prints the figures.
 SOAK_SECONDS ?= 600
-soak: ensure-cmake interop-deps
+soak: ensure-cmake interop-deps redis-deps
 	cargo build --release --bin authgate
 	AUTHGATE_SOAK_SECONDS=$(SOAK_SECONDS) AUTHGATE_BIN=$(CURDIR)/target/release/authgate \
 		cargo nextest run --no-capture -E 'test(soak::)'

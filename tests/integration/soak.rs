@@ -354,3 +354,246 @@ fn chaos_under_load() {
         assert!(metric_value(&m, series) >= 1.0, "{series} never moved");
     }
 }
+
+/// A fleet under load (issue 16): two replicas on one Redis while revocations stream in
+/// through `authgate revoke` and Redis is killed and restarted, and paused. What must hold:
+/// no wrong accept (a revoked token answered 200 after the fleet bound from the moment its
+/// write returned; a DPoP proof answered 200 by both replicas); valid bearer tokens always
+/// pass (the copy serves through every outage); no panic. Prints how long revocations took
+/// to be enforced by both replicas.
+#[test]
+fn fleet_under_load() {
+    use crate::support::dpop::DpopKey;
+    use crate::support::redis::RedisServer;
+    use jsonwebtoken::Algorithm;
+
+    /// The product's bound (about a second) with room for a loaded machine: a 200 for a
+    /// revoked token later than this after its write returned is a wrong accept.
+    const BOUND: Duration = Duration::from_secs(3);
+    let seconds = soak_seconds();
+    let redis = Arc::new(Mutex::new(RedisServer::start_persistent()));
+    let url = redis.lock().unwrap().url();
+    let keys = Arc::new(Keys::load());
+    let jwks = JwksServer::start(keys.standard_jwks());
+    let up = Upstream::start();
+    let config = standard_config(&jwks.url(), &up.url()).replace(
+        "jwks_refetch_cooldown = \"1s\"",
+        "jwks_refetch_cooldown = \"1s\"\nrevocation = \"store\"",
+    ) + &format!("\n[store]\nredis_url = \"{url}\"\ntimeout = \"250ms\"\n");
+    let start = |config: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("authgate.toml");
+        std::fs::write(&path, config).unwrap();
+        let gw = Gateway::start_at(dir, &path, "info,authgate::access=off");
+        gw.wait_ready();
+        Arc::new(gw)
+    };
+    let replicas = [start(&config), start(&config)];
+    let config_path = replicas[0].config_path();
+
+    let valid = format!(
+        "Bearer {}",
+        keys.rs256().claims(good_claims("alice", "read")).sign()
+    );
+    // The DPoP client and its bound token.
+    let mut bound_claims = good_claims("dora", "read");
+    bound_claims["cnf"] = json!({ "jkt": DpopKey::new(&keys.ec, Algorithm::ES256).thumbprint() });
+    let bound = format!("DPoP {}", keys.es256().claims(bound_claims).sign());
+
+    // Revoked tokens: (token, when its write returned).
+    let revoked: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let wrong: Arc<Mutex<Vec<String>>> = Arc::default();
+    let tally: Arc<Mutex<BTreeMap<(&'static str, u16), u64>>> = Arc::default();
+    let count = |tally: &Mutex<BTreeMap<(&'static str, u16), u64>>, what, status| {
+        *tally.lock().unwrap().entry((what, status)).or_default() += 1;
+    };
+    let started = Instant::now();
+    let mut threads = Vec::new();
+    for worker in 0..3usize {
+        let (stop, revoked, wrong, tally, keys) = (
+            stop.clone(),
+            revoked.clone(),
+            wrong.clone(),
+            tally.clone(),
+            keys.clone(),
+        );
+        let (replicas, valid, bound) = (replicas.clone(), valid.clone(), bound.clone());
+        threads.push(std::thread::spawn(move || {
+            let client = DpopKey::new(&keys.ec, Algorithm::ES256);
+            let access = bound.strip_prefix("DPoP ").unwrap().to_owned();
+            let mut n = worker;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let gw = &replicas[n % 2];
+                match n % 3 {
+                    0 => {
+                        let r = get(gw.addr, "/api/x", &[("authorization", &valid)]);
+                        count(&tally, "valid", r.status);
+                        if r.status != 200 {
+                            wrong.lock().unwrap().push(format!(
+                                "a valid token answered {} ({})",
+                                r.status,
+                                r.reason()
+                            ));
+                        }
+                    }
+                    1 => {
+                        let pick = {
+                            let list = revoked.lock().unwrap();
+                            (!list.is_empty()).then(|| list[n % list.len()].clone())
+                        };
+                        let Some((token, written)) = pick else {
+                            continue;
+                        };
+                        let r = get(gw.addr, "/api/x", &[("authorization", &token)]);
+                        count(&tally, "revoked", r.status);
+                        if r.status == 200 && written.elapsed() > BOUND {
+                            wrong.lock().unwrap().push(format!(
+                                "a token revoked {:?} ago passed",
+                                written.elapsed()
+                            ));
+                        }
+                    }
+                    _ => {
+                        // One proof, to this replica and then to the other.
+                        let proof = client.proof("GET", "http://localhost/api/x", Some(&access));
+                        let headers = [("authorization", bound.as_str()), ("dpop", &proof)];
+                        let first = get(gw.addr, "/api/x", &headers);
+                        let second = get(replicas[(n + 1) % 2].addr, "/api/x", &headers);
+                        count(&tally, "dpop_first", first.status);
+                        count(&tally, "dpop_replayed", second.status);
+                        if first.status == 200 && second.status == 200 {
+                            wrong
+                                .lock()
+                                .unwrap()
+                                .push("a DPoP proof passed twice".into());
+                        }
+                    }
+                }
+            }
+        }));
+    }
+
+    // Revocations stream in (one every 200 ms) while Redis is killed, restarted and paused.
+    let mut propagation: Vec<Duration> = Vec::new();
+    let (mut writes_ok, mut writes_failed, mut restarts, mut pauses) = (0u64, 0u64, 0u64, 0u64);
+    let mut i = 0u64;
+    while started.elapsed() < Duration::from_secs(seconds) {
+        i += 1;
+        match i % 25 {
+            // Every 5 s: kill Redis, and start it again 1.5 s later.
+            0 => {
+                redis.lock().unwrap().stop();
+                std::thread::sleep(Duration::from_millis(1500));
+                redis.lock().unwrap().restart();
+                restarts += 1;
+            }
+            // Every 5 s, between restarts: a hung Redis for 1 s.
+            12 => {
+                redis.lock().unwrap().pause();
+                std::thread::sleep(Duration::from_secs(1));
+                redis.lock().unwrap().resume();
+                pauses += 1;
+            }
+            _ => {}
+        }
+        let jti = format!("fleet-{i}");
+        let mut c = good_claims("bob", "read");
+        c["jti"] = json!(jti);
+        let token = format!("Bearer {}", keys.rs256().claims(c).sign());
+        let out = std::process::Command::new(bin())
+            .args(["revoke", "-c"])
+            .arg(&config_path)
+            .args(["--provider", "corp", "--jti", &jti])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            writes_ok += 1;
+            let written = Instant::now();
+            revoked.lock().unwrap().push((token.clone(), written));
+            // How long until both replicas refuse it (probed every 10 ms, within 2 x BOUND).
+            let both = replicas.iter().all(|gw| {
+                eventually(BOUND * 2, || {
+                    get(gw.addr, "/api/x", &[("authorization", &token)]).reason() == "revoked"
+                })
+            });
+            if both {
+                propagation.push(written.elapsed());
+            }
+        } else {
+            writes_failed += 1;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let elapsed = started.elapsed();
+
+    propagation.sort();
+    let pct = |p: f64| {
+        propagation
+            .get(((propagation.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or_default()
+    };
+    let total: u64 = tally.lock().unwrap().values().sum();
+    println!(
+        "fleet soak: {total} requests in {elapsed:.1?} ({:.0}/s) over 2 replicas; {writes_ok} revocations written ({writes_failed} refused while Redis was away), {restarts} Redis restarts, {pauses} pauses",
+        total as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "  enforced by both replicas after the write returned: p50 {:?}, p99 {:?}, max {:?} ({} of {writes_ok} measured)",
+        pct(0.5),
+        pct(0.99),
+        pct(1.0),
+        propagation.len()
+    );
+    for ((what, status), n) in tally.lock().unwrap().iter() {
+        println!("  {what} {status}: {n}");
+    }
+    for (k, gw) in replicas.iter().enumerate() {
+        let m = gw.metrics();
+        println!(
+            "  replica {k}: VmHWM {} MiB, reconnects {}, store calls {}",
+            gw.memory_kib("VmHWM") / 1024,
+            metric_value(&m, "authgate_store_reconnects_total"),
+            m.lines()
+                .filter(|l| l.starts_with("authgate_store_requests_total{"))
+                .map(|l| l.trim_start_matches("authgate_store_requests_total"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+
+    let wrong = wrong.lock().unwrap();
+    assert!(
+        wrong.is_empty(),
+        "wrong answers: {:?}",
+        &wrong[..wrong.len().min(20)]
+    );
+    assert_eq!(
+        propagation.len() as u64,
+        writes_ok,
+        "every written revocation was enforced by both replicas"
+    );
+    assert!(writes_ok > 0 && restarts > 0, "the chaos happened");
+    for gw in &replicas {
+        let m = gw.metrics();
+        assert_eq!(metric_value(&m, "authgate_panics_total"), 0.0);
+        assert!(!gw.logs().contains("panic"), "a panic line in the log");
+        assert!(metric_value(&m, "authgate_store_reconnects_total") >= 1.0);
+        assert!(gw.memory_kib("VmHWM") / 1024 < PEAK_RSS_MIB);
+    }
+    let t = tally.lock().unwrap();
+    assert!(
+        t.get(&("dpop_first", 200)).is_some_and(|n| *n > 0),
+        "proofs passed once"
+    );
+    assert!(
+        t.get(&("revoked", 401)).is_some_and(|n| *n > 0),
+        "revoked tokens were sent"
+    );
+}

@@ -31,8 +31,9 @@ use crate::formats::revocation::{Change, RevocationSet, Revocations, Verdict};
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// How often the whole list is read again regardless.
 pub const RESYNC_EVERY: Duration = Duration::from_secs(60);
-/// Longest wait between two attempts to subscribe again.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Longest wait between two attempts to subscribe again: Redis back after a restart is
+/// heard from within this (one connection attempt a second per replica is cheap).
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Changes applied in one step (one copy of the list) when many arrive at once.
 const BATCH: usize = 1024;
 
