@@ -55,7 +55,7 @@ impl State {
         let store = config.store.as_ref().map(|settings| {
             let opened = super::store::Store::open(settings, &control, metrics.clone());
             if let Err(e) = &opened {
-                tracing::error!(error = %e, "the fleet store cannot be opened: DPoP proofs follow store.dpop_replay_on_outage");
+                tracing::error!(error = %e, "the fleet store cannot be opened: DPoP proofs follow store.dpop_replay_on_outage, store revocations store.revocation_without_copy");
             }
             opened
         });

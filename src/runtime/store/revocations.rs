@@ -274,28 +274,33 @@ async fn feed(store: Store) {
     let pattern = RevocationKeys::pattern(store.key_prefix());
     let mut backoff = Duration::from_millis(100);
     let mut subscribed_before = false;
+    let mut last_warned: Option<Instant> = None;
     loop {
         let connect = async {
             let mut pubsub = store.client.get_async_pubsub().await?;
             pubsub.psubscribe(&pattern).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };
-        let pubsub =
-            match tokio::time::timeout(store.timeout.max(Duration::from_secs(1)), connect).await {
-                Ok(Ok(p)) => p,
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "cannot subscribe to revocations; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    continue;
+        let connected =
+            tokio::time::timeout(store.timeout.max(Duration::from_secs(1)), connect).await;
+        let pubsub = match connected {
+            Ok(Ok(p)) => p,
+            failed => {
+                let error = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "timed out".to_owned(),
+                };
+                // A refusal (an ACL without the channel pattern) would otherwise go unseen:
+                // revocations would arrive by the version check alone.
+                if last_warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
+                    last_warned = Some(Instant::now());
+                    tracing::warn!(%error, "cannot subscribe to revocations; retrying (meanwhile they arrive by the check each second)");
                 }
-                Err(_) => {
-                    tracing::debug!("subscribing to revocations timed out; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    continue;
-                }
-            };
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
         if subscribed_before {
             store.metrics.store_reconnects.inc();
             tracing::info!("subscribed to revocations again");
@@ -316,6 +321,7 @@ async fn feed(store: Store) {
             dispatch(&store, batch);
         }
         tracing::warn!("the revocation subscription was lost; subscribing again");
+        last_warned = Some(Instant::now());
         if since.elapsed() > Duration::from_secs(10) {
             backoff = Duration::from_millis(100);
         }
