@@ -138,7 +138,40 @@ fn bench_decide(c: &mut Criterion) {
     }
     bench_token_sources(&mut g);
     bench_dpop_decide(&cached, &mut g);
+    bench_revocations(&mut g);
     g.finish();
+}
+
+/// `ES256_cached` with a revocation list of 100,000 `jti`s and 10,000 subjects: the check
+/// each request makes against a `revocation_file` or a fleet store's copy (the same set).
+fn bench_revocations(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
+    let dir = std::env::temp_dir().join(format!("authgate-bench-rev-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let list = dir.join("revoked.toml");
+    let mut text = String::from("jti = [\n");
+    for i in 0..100_000 {
+        text.push_str(&format!("\"jti-{i}\",\n"));
+    }
+    text.push_str("]\n[subjects]\n");
+    for i in 0..10_000 {
+        text.push_str(&format!("user-{i} = 1700000000\n"));
+    }
+    std::fs::write(&list, text).unwrap();
+    let with_list = snapshot(&config(0).replace(
+        "algorithms = [\"RS256\", \"PS256\", \"ES256\", \"EdDSA\"]",
+        &format!(
+            "algorithms = [\"RS256\", \"PS256\", \"ES256\", \"EdDSA\"]\nrevocation_file = \"{}\"",
+            list.display()
+        ),
+    ));
+    let t = token_with(Algorithm::ES256, "ec", "ec.pem", json!({"jti": "not-revoked"}));
+    let headers = headers_with("authorization", &format!("Bearer {t}"));
+    let head = get(b"/api/orders/7?x=1", &headers);
+    assert!(decide(&with_list, &head, now()).is_ok(), "not revoked");
+    g.bench_function("ES256_cached_revocations_110k", |b| {
+        b.iter(|| decide(black_box(&with_list), black_box(&head), now()))
+    });
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A DPoP-bound ES256 token from the verified-token cache with a fresh ES256 proof per
