@@ -164,7 +164,12 @@ fn bench_revocations(g: &mut criterion::BenchmarkGroup<'_, criterion::measuremen
             list.display()
         ),
     ));
-    let t = token_with(Algorithm::ES256, "ec", "ec.pem", json!({"jti": "not-revoked"}));
+    let t = token_with(
+        Algorithm::ES256,
+        "ec",
+        "ec.pem",
+        json!({"jti": "not-revoked"}),
+    );
     let headers = headers_with("authorization", &format!("Bearer {t}"));
     let head = get(b"/api/orders/7?x=1", &headers);
     assert!(decide(&with_list, &head, now()).is_ok(), "not revoked");

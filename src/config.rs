@@ -528,6 +528,28 @@ impl Config {
                     i.client_auth.method()
                 ));
             }
+            let file = p
+                .revocation_file
+                .as_ref()
+                .map(|f| f.path.display().to_string());
+            let sources: Vec<String> = file
+                .into_iter()
+                .chain(p.revocation_store.then(|| "the fleet store".to_owned()))
+                .collect();
+            if !sources.is_empty() {
+                out.push_str(&format!("  revocations from {}\n", sources.join(" and ")));
+            }
+        }
+        if let Some(s) = &self.store {
+            out.push_str(&format!(
+                "store {} (timeout {:?}, keys {}:*; dpop on outage: {}; revocations: stale after {:?}, {} before the first copy)\n",
+                s.redis_url,
+                s.timeout,
+                s.key_prefix,
+                if s.dpop_local_on_outage { "local" } else { "fail_closed" },
+                s.revocation_max_age,
+                if s.revocation_fail_open { "fail_open" } else { "fail_closed" },
+            ));
         }
         out.push_str("routes (most specific first):\n");
         out.push_str(&self.routes.describe(self));

@@ -354,6 +354,17 @@ fn a_revocation_reaches_every_replica() {
     let (ok, out, err) = crate::support::check_config(&cfg);
     assert!(ok, "{out}{err}");
 
+    // `check` shows where revocations come from.
+    let (ok, out, _) = crate::support::check_config(&a.config_path());
+    assert!(
+        ok && out.contains("  revocations from the fleet store\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("store {} (timeout 300ms", redis.url())),
+        "{out}"
+    );
+
     // What cannot be enforced is not written.
     let (ok, _, err) = revoke(&a, &["--provider", "nobody", "--jti", "x"]);
     assert!(!ok && err.contains("no provider \"nobody\""), "{err}");
