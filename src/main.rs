@@ -79,7 +79,7 @@ enum Command {
         #[arg(long)]
         subject: Option<String>,
         /// With --subject: the cutoff, RFC 3339 or Unix seconds (default: now).
-        #[arg(long, requires = "subject")]
+        #[arg(long, requires = "subject", conflicts_with_all = ["jti", "list"])]
         before: Option<String>,
         /// Print the provider's revocations in the store (revocation_file format).
         #[arg(long)]
@@ -280,7 +280,7 @@ fn execute(command: Command, log_format: Option<LogFormat>) -> anyhow::Result<()
                     before: before
                         .map(|t| authgate::cases::instant(&t))
                         .transpose()
-                        .map_err(anyhow::Error::msg)?,
+                        .map_err(|e| anyhow::anyhow!("--before {e}"))?,
                 },
                 _ => authgate::revoke::Action::List,
             };

@@ -70,6 +70,7 @@ pub struct Metrics {
     /// By provider, for `revocation = "store"`; set at scrape.
     pub revocation_age: GaugeVec,
     pub revocation_entries: IntGaugeVec,
+    pub revocation_unreadable: IntGaugeVec,
     /// `store.revocation_max_age`, for the alert (absent without a store).
     pub revocation_max_age: Gauge,
     /// `result`: `hit` (an active answer was used), `inactive_hit`, `miss`.
@@ -289,6 +290,11 @@ impl Metrics {
             "Revoked jtis and subjects in the provider's copy of the fleet store's revocations.",
             &["provider"],
         );
+        let revocation_unreadable = int_gauges(
+            "authgate_revocation_unreadable_entries",
+            "Entries in the fleet store that did not read as revocations at the provider's last full read (left out; written by hand?).",
+            &["provider"],
+        );
         let revocation_max_age = gauge(
             "authgate_revocation_max_age_seconds",
             "store.revocation_max_age: /readyz fails when a revocation copy is older.",
@@ -344,6 +350,7 @@ impl Metrics {
             Box::new(store_reconnects.clone()),
             Box::new(revocation_age.clone()),
             Box::new(revocation_entries.clone()),
+            Box::new(revocation_unreadable.clone()),
             Box::new(introspection_cache_lookups.clone()),
             Box::new(introspection_cache_entries.clone()),
             Box::new(introspection_cache_bytes.clone()),
@@ -396,6 +403,7 @@ impl Metrics {
             store_reconnects,
             revocation_age,
             revocation_entries,
+            revocation_unreadable,
             revocation_max_age,
             introspection_cache_lookups,
             introspection_cache_entries,

@@ -25,8 +25,12 @@ pub enum Action {
     List,
 }
 
-/// Longest `jti` or `sub` accepted (tokens carry far shorter ones).
-const MAX_ID_BYTES: usize = 1024;
+/// Longest `jti` or `sub` accepted: `server.max_token_bytes` at its largest, so whatever id
+/// a token can carry can be revoked. (An empty one cannot: revoke its subject.)
+const MAX_ID_BYTES: usize = 65_536;
+
+/// 9999-12-31T23:59:59.999Z, the last instant RFC 3339 spells: the latest `--before`.
+const LAST_INSTANT_MS: i64 = 253_402_300_799_999;
 
 /// Runs `action` for `provider` against the store `config` names; the text to print.
 pub fn run(config: &Config, provider: &str, action: Action) -> Result<String, String> {
@@ -62,8 +66,14 @@ pub fn run(config: &Config, provider: &str, action: Action) -> Result<String, St
         Action::Subject { sub, before } => {
             let before_ms = match before {
                 None => now_ms,
-                Some(s) if s.is_finite() && *s >= 0.0 && *s < 1.0e14 => (s * 1000.0).round() as i64,
-                Some(s) => return Err(format!("--before {s} is not a usable instant")),
+                Some(s) if s.is_finite() && *s >= 0.0 && *s * 1000.0 <= LAST_INSTANT_MS as f64 => {
+                    (s * 1000.0).round() as i64
+                }
+                Some(s) => {
+                    return Err(format!(
+                        "--before {s} is not an instant between 1970 and the end of 9999"
+                    ))
+                }
             };
             Some(Revoke::Subject {
                 sub: checked_id("--subject", sub)?,
@@ -147,6 +157,13 @@ fn listing(provider: &str, url: &str, read: &crate::runtime::store::StoredRevoca
         read.jtis.len(),
         read.subjects.len()
     );
+    if read.unreadable > 0 {
+        out.push_str(&format!(
+            "# {} entr{} in the store that do not read as revocations (written by hand?) left out\n",
+            read.unreadable,
+            if read.unreadable == 1 { "y" } else { "ies" }
+        ));
+    }
     out.push_str("jti = [\n");
     for (jti, at) in &read.jtis {
         out.push_str(&format!("  {},  # revoked {}\n", quoted(jti), instant(*at)));
@@ -155,23 +172,52 @@ fn listing(provider: &str, url: &str, read: &crate::runtime::store::StoredRevoca
     let mut subjects = read.subjects.clone();
     subjects.sort();
     for (sub, at) in &subjects {
-        out.push_str(&format!("{} = {}\n", quoted(sub), quoted(&instant(*at))));
+        out.push_str(&format!("{} = {}\n", quoted(sub), cutoff_value(*at)));
     }
     out
 }
 
-/// A TOML string literal (also safe to print: control characters escaped).
+/// A TOML basic string on one line, valid as a key and as a value (a multi-line string
+/// is not a key); safe to print: every control character escaped.
 fn quoted(s: &str) -> String {
-    toml::Value::String(s.to_owned()).to_string()
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
-/// RFC 3339, to the millisecond when there is one.
+/// RFC 3339, to the millisecond when there is one; Unix seconds for what RFC 3339 cannot
+/// spell (a score written by hand before 1970 or after 9999). Never fails.
 fn instant(ms: i64) -> String {
-    let t = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    if !(0..=LAST_INSTANT_MS).contains(&ms) {
+        return format!("{} (Unix seconds)", ms.div_euclid(1000));
+    }
+    let t = UNIX_EPOCH + Duration::from_millis(ms.unsigned_abs());
     if ms % 1000 == 0 {
         humantime::format_rfc3339_seconds(t).to_string()
     } else {
         humantime::format_rfc3339_millis(t).to_string()
+    }
+}
+
+/// A subject's cutoff as a `revocation_file` value: an RFC 3339 string, or Unix seconds
+/// rounded up (never earlier than the store's) where RFC 3339 cannot spell it.
+fn cutoff_value(ms: i64) -> String {
+    if (0..=LAST_INSTANT_MS).contains(&ms) {
+        quoted(&instant(ms))
+    } else {
+        (ms.div_euclid(1000) + i64::from(ms.rem_euclid(1000) != 0)).to_string()
     }
 }
 
@@ -189,7 +235,14 @@ mod tests {
                 ("a\"b".into(), 1_700_000_000_000),
                 ("c".into(), 1_700_000_000_500),
             ],
-            subjects: vec![("alice".into(), 1_700_000_000_250), ("bob x".into(), 0)],
+            subjects: vec![
+                ("alice".into(), 1_700_000_000_250),
+                ("bob x".into(), 0),
+                ("new\nline\u{7f}\"q\\".into(), 5),
+                ("far".into(), 253_402_300_800_001),
+                ("early".into(), -1_500),
+            ],
+            unreadable: 0,
         };
         let text = listing("p", "redis://r", &read);
         let set = RevocationSet::parse(&text).unwrap();
@@ -197,7 +250,23 @@ mod tests {
         assert!(set.is_revoked(None, Some("alice"), Some(1_700_000_000.0)));
         assert!(!set.is_revoked(None, Some("alice"), Some(1_700_000_000.25)));
         assert!(set.is_revoked(None, Some("bob x"), None));
-        assert_eq!(set.len(), 4);
+        assert!(set.is_revoked(None, Some("new\nline\u{7f}\"q\\"), None));
+        assert!(
+            set.is_revoked(None, Some("far"), Some(253_402_300_800.0)),
+            "past 9999: Unix seconds, rounded up"
+        );
+        assert!(!set.is_revoked(None, Some("early"), Some(0.0)));
+        assert_eq!(set.len(), 7);
+        assert!(text.contains("253402300801"), "{text}");
+    }
+
+    #[test]
+    fn instants_never_fail() {
+        assert_eq!(instant(0), "1970-01-01T00:00:00Z");
+        assert_eq!(instant(LAST_INSTANT_MS), "9999-12-31T23:59:59.999Z");
+        assert_eq!(instant(i64::MAX), "9223372036854775 (Unix seconds)");
+        assert_eq!(instant(i64::MIN), "-9223372036854776 (Unix seconds)");
+        assert_eq!(cutoff_value(i64::MAX), "9223372036854776");
     }
 
     #[test]

@@ -280,7 +280,7 @@ impl Snapshot {
                     Some(Ok(store)) => Some(store.revocations(&p.name, fail_open, control)),
                     // Refused by the config check; a store that could not open never
                     // reads one.
-                    Some(Err(_)) | None => Some(store::revocations::StoreRevocations::unreadable(
+                    Some(Err(_)) | None => Some(store::revocations::StoreRevocations::never_read(
                         &p.name, fail_open,
                     )),
                 };

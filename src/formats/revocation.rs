@@ -172,14 +172,16 @@ impl Change {
     }
 }
 
-/// Asks `list` about a verified token's claims. A `jti` or `sub` that is a number is
-/// compared as its JSON text; one of another type cannot be matched, so it is refused.
+/// Asks `list` about a verified token's claims. A `jti` or `sub` that is an integer is
+/// compared as its JSON text; `null` is no claim; one of another type (an array, an
+/// object, a fraction, an integer too large to read exactly) cannot be matched, so it is
+/// refused.
 pub fn check(list: &dyn Revocations, claims: &Map<String, Value>) -> Verdict {
     let id = |k: &str| -> Result<Option<String>, ()> {
         match claims.get(k) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
             Some(_) => Err(()),
         }
     };
@@ -230,6 +232,22 @@ mod tests {
         assert_eq!(
             check(&set, &c(serde_json::json!({"jti": "43", "sub": "x"}))),
             Verdict::Clear
+        );
+        let big: Map<String, Value> =
+            serde_json::from_str(r#"{"jti": 18446744073709551616}"#).unwrap();
+        assert_eq!(
+            check(&set, &big),
+            Verdict::Revoked,
+            "past u64 the number read is not the one sent: refused"
+        );
+        assert_eq!(
+            check(&set, &c(serde_json::json!({"jti": 4.2}))),
+            Verdict::Revoked
+        );
+        assert_eq!(
+            check(&set, &c(serde_json::json!({"jti": null, "sub": null}))),
+            Verdict::Clear,
+            "null is no claim"
         );
     }
 

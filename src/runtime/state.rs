@@ -195,6 +195,9 @@ impl State {
                 m.revocation_entries
                     .with_label_values(&[&p.name])
                     .set(i64::try_from(copy.len()).unwrap_or(i64::MAX));
+                m.revocation_unreadable
+                    .with_label_values(&[&p.name])
+                    .set(i64::try_from(copy.unreadable()).unwrap_or(i64::MAX));
             }
         }
         if let Some(n) = snap.dpop.replay.entries() {

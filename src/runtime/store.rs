@@ -22,9 +22,11 @@
 pub mod revocations;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::io::tcp::TcpSettings;
 use redis::{Client, IntoConnectionInfo, TlsCertificates};
@@ -47,9 +49,9 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct Store {
     /// The request path's connection (proofs' `SET NX`).
-    conn: ConnectionManager,
+    conn: Arc<Link>,
     /// Background reads and `authgate revoke`'s writes, under `BULK_TIMEOUT`.
-    bulk: ConnectionManager,
+    bulk: Arc<Link>,
     /// For the subscription connection of the revocation feed.
     client: Client,
     timeout: Duration,
@@ -112,6 +114,39 @@ pub struct StoredRevocations {
     pub jtis: Vec<(String, i64)>,
     /// `(sub, cutoff, ms)`.
     pub subjects: Vec<(String, i64)>,
+    /// Entries left out because they do not read as revocations (a key of another type
+    /// counts as one).
+    pub unreadable: usize,
+}
+
+/// The `(id, ms)` pairs of a sorted set read with its scores or of a hash, leaving out (and
+/// counting) what does not read: an id that is not UTF-8 (no token's claim is), an instant
+/// that is not a number.
+fn entries(part: redis::RedisResult<redis::Value>, unreadable: &mut usize) -> Vec<(String, i64)> {
+    let pairs: Vec<(redis::Value, redis::Value)> =
+        match part.and_then(|v| redis::from_redis_value(v).map_err(Into::into)) {
+            Ok(pairs) => pairs,
+            Err(_) => {
+                *unreadable += 1;
+                return Vec::new();
+            }
+        };
+    let mut out = Vec::with_capacity(pairs.len());
+    for (id, at) in pairs {
+        let id = redis::from_redis_value::<Vec<u8>>(id)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok());
+        let at = redis::from_redis_value::<f64>(at)
+            .ok()
+            .filter(|v| !v.is_nan());
+        match (id, at) {
+            (Some(id), Some(at)) => {
+                out.push((id, at.clamp(i64::MIN as f64, i64::MAX as f64) as i64))
+            }
+            _ => *unreadable += 1,
+        }
+    }
+    out
 }
 
 /// One write, atomic in Redis: the entry (a subject's cutoff only moves later), the
@@ -143,6 +178,70 @@ const BULK_TIMEOUT: Duration = Duration::from_secs(10);
 const PIPELINE: usize = 256;
 /// Commands in flight at once.
 const IN_FLIGHT: usize = 512;
+
+/// How many calls in a row may time out on one connection before it is replaced.
+const SILENT_LIMIT: u32 = 2;
+/// The shortest time between two replacements of one connection.
+const RENEW_GAP: Duration = Duration::from_secs(1);
+
+/// One of the store's connections, replaced when it stops answering.
+///
+/// `ConnectionManager` connects again when its connection breaks (a reset, a closed
+/// socket), but not when it goes silent: a Redis behind a hung proxy or a dropped NAT entry
+/// keeps a socket that never errs, and every call on it times out for as long as the
+/// process runs. So calls that time out `SILENT_LIMIT` times in a row on the same
+/// connection put a new one (a new socket, a new handshake) in its place, at most once per
+/// `RENEW_GAP`; calls in flight on the old one end by their deadline.
+struct Link {
+    current: ArcSwap<ConnectionManager>,
+    client: Client,
+    config: ConnectionManagerConfig,
+    /// Timeouts in a row on `current`.
+    timeouts: AtomicU32,
+    renewed: Mutex<Option<std::time::Instant>>,
+}
+
+impl Link {
+    fn open(client: Client, config: ConnectionManagerConfig) -> redis::RedisResult<Arc<Self>> {
+        let first = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())?;
+        Ok(Arc::new(Self {
+            current: ArcSwap::from_pointee(first),
+            client,
+            config,
+            timeouts: AtomicU32::new(0),
+            renewed: Mutex::new(None),
+        }))
+    }
+
+    fn answered(&self) {
+        if self.timeouts.load(Ordering::Relaxed) != 0 {
+            self.timeouts.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// A call on `used` timed out: whether that replaced it.
+    fn silent(&self, used: &Arc<ConnectionManager>) -> bool {
+        if self.timeouts.fetch_add(1, Ordering::Relaxed) + 1 < SILENT_LIMIT {
+            return false;
+        }
+        let mut renewed = self.renewed.lock().unwrap_or_else(|p| p.into_inner());
+        if renewed.is_some_and(|t| t.elapsed() < RENEW_GAP)
+            || !Arc::ptr_eq(&self.current.load(), used)
+        {
+            return false;
+        }
+        let Ok(fresh) =
+            ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())
+        else {
+            return false;
+        };
+        self.current.store(Arc::new(fresh));
+        self.timeouts.store(0, Ordering::Relaxed);
+        *renewed = Some(std::time::Instant::now());
+        tracing::warn!("a store connection stopped answering; connecting again");
+        true
+    }
+}
 
 impl Store {
     /// Opens the connection lazily: nothing is sent until the first call (a store that is
@@ -194,11 +293,8 @@ impl Store {
                 .set_pipeline_buffer_size(PIPELINE)
                 .set_concurrency_limit(IN_FLIGHT)
         };
-        let conn =
-            ConnectionManager::new_lazy_with_config(client.clone(), config(settings.timeout))
-                .map_err(bad)?;
-        let bulk = ConnectionManager::new_lazy_with_config(client.clone(), config(BULK_TIMEOUT))
-            .map_err(bad)?;
+        let conn = Link::open(client.clone(), config(settings.timeout)).map_err(bad)?;
+        let bulk = Link::open(client.clone(), config(BULK_TIMEOUT)).map_err(bad)?;
         Ok(Self {
             conn,
             bulk,
@@ -241,47 +337,63 @@ impl Store {
             .arg(at)
             .arg(prune_before_ms.unwrap_or(0))
             .arg(&keys.channel);
-        let mut conn = self.bulk.clone();
         let (applied, version): (i64, u64) = self
-            .timed("revoke", BULK_TIMEOUT, invocation.invoke_async(&mut conn))
+            .timed("revoke", &self.bulk, BULK_TIMEOUT, |mut c| {
+                let invocation = &invocation;
+                async move { invocation.invoke_async(&mut c).await }
+            })
             .await?;
         Ok((applied == 1, version))
     }
 
-    /// Every revocation of `provider`, read at one version (`MULTI`).
+    /// Every revocation of `provider`, read at one version (`MULTI`). An entry that does not
+    /// read as one (written by hand: a cutoff that is not a number, an id that is not
+    /// UTF-8, a key of another type) is left out and counted in `unreadable`: one bad entry
+    /// must not keep every later revocation from being read.
     pub async fn read_revocations(&self, provider: &str) -> Result<StoredRevocations, StoreError> {
         let keys = RevocationKeys::new(&self.key_prefix, provider);
         let mut pipe = redis::pipe();
         pipe.atomic()
             .get(&keys.version)
             .zrange_withscores(&keys.jti, 0, -1)
-            .hgetall(&keys.sub);
-        let mut conn = self.bulk.clone();
-        type Read = (Option<u64>, Vec<(String, f64)>, HashMap<String, f64>);
-        let (version, jtis, subjects): Read = self
-            .timed(
-                "read_revocations",
-                BULK_TIMEOUT,
-                pipe.query_async(&mut conn),
-            )
+            .hgetall(&keys.sub)
+            .ignore_errors();
+        let parts: Vec<redis::RedisResult<redis::Value>> = self
+            .timed("read_revocations", &self.bulk, BULK_TIMEOUT, |mut c| {
+                let pipe = &pipe;
+                async move { pipe.query_async(&mut c).await }
+            })
             .await?;
-        let ms = |v: f64| v.clamp(i64::MIN as f64, i64::MAX as f64) as i64;
-        Ok(StoredRevocations {
+        let [version, jtis, subjects] = <[_; 3]>::try_from(parts)
+            .map_err(|p| StoreError::Unavailable(format!("a read of {} parts, not 3", p.len())))?;
+        // The version is what every check compares: one that does not read is an error.
+        let version: Option<u64> = version
+            .and_then(|v| redis::from_redis_value(v).map_err(Into::into))
+            .map_err(|e| {
+                StoreError::Unavailable(format!("{} does not read as a version: {e}", keys.version))
+            })?;
+        let mut read = StoredRevocations {
             version: version.unwrap_or(0),
-            jtis: jtis.into_iter().map(|(j, at)| (j, ms(at))).collect(),
-            subjects: subjects.into_iter().map(|(s, at)| (s, ms(at))).collect(),
-        })
+            ..StoredRevocations::default()
+        };
+        read.jtis = entries(jtis, &mut read.unreadable);
+        read.subjects = entries(subjects, &mut read.unreadable);
+        Ok(read)
     }
 
     /// The version of `provider`'s revocations (0: none written yet).
     pub async fn revocation_version(&self, provider: &str) -> Result<u64, StoreError> {
         let keys = RevocationKeys::new(&self.key_prefix, provider);
-        let mut conn = self.bulk.clone();
+        let get = redis::cmd("GET").arg(&keys.version).clone();
         let v: Option<u64> = self
             .timed(
                 "revocation_version",
+                &self.bulk,
                 BULK_TIMEOUT.min(self.timeout * 4),
-                redis::cmd("GET").arg(&keys.version).query_async(&mut conn),
+                |mut c| {
+                    let get = &get;
+                    async move { get.query_async(&mut c).await }
+                },
             )
             .await?;
         Ok(v.unwrap_or(0))
@@ -314,25 +426,51 @@ impl Store {
         op: &'static str,
         cmd: redis::Cmd,
     ) -> Result<T, StoreError> {
-        let mut conn = self.conn.clone();
-        self.timed(op, self.timeout, cmd.query_async::<T>(&mut conn))
-            .await
+        self.timed(op, &self.conn, self.timeout, |mut c| {
+            let cmd = &cmd;
+            async move { cmd.query_async::<T>(&mut c).await }
+        })
+        .await
     }
 
-    /// `call`, for any store future under any deadline.
-    async fn timed<T>(
+    /// `call`, for any command on either connection under any deadline. A connection that
+    /// times out `SILENT_LIMIT` times in a row is replaced (`Link`). A call refused because
+    /// the connection could not be made (the last attempt to connect again failed: Redis
+    /// was still down) was never sent, so it is made once more within the deadline: the
+    /// first call after Redis is back is answered, not failed.
+    async fn timed<T, F>(
         &self,
         op: &'static str,
+        link: &Link,
         deadline: Duration,
-        call: impl std::future::Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, StoreError> {
+        call: impl Fn(ConnectionManager) -> F,
+    ) -> Result<T, StoreError>
+    where
+        F: std::future::Future<Output = redis::RedisResult<T>>,
+    {
         let started = std::time::Instant::now();
-        let result = match tokio::time::timeout(deadline, call).await {
-            Err(_) => Err(StoreError::Timeout(deadline)),
-            Ok(Err(e)) if e.is_timeout() => Err(StoreError::Timeout(deadline)),
-            Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
-            Ok(Ok(v)) => Ok(v),
+        let end = tokio::time::Instant::now() + deadline;
+        let mut tries = 0;
+        let (used, result) = loop {
+            tries += 1;
+            let used = link.current.load_full();
+            let answer = tokio::time::timeout_at(end, call((*used).clone())).await;
+            match answer {
+                Ok(Err(e)) if e.is_connection_refusal() && tries < 2 => continue,
+                Err(_) => break (used, Err(StoreError::Timeout(deadline))),
+                Ok(Err(e)) if e.is_timeout() => break (used, Err(StoreError::Timeout(deadline))),
+                Ok(Err(e)) => break (used, Err(StoreError::Unavailable(e.to_string()))),
+                Ok(Ok(v)) => break (used, Ok(v)),
+            }
         };
+        match &result {
+            Err(StoreError::Timeout(_)) => {
+                if link.silent(&used) {
+                    self.metrics.store_reconnects.inc();
+                }
+            }
+            _ => link.answered(),
+        }
         let m = &self.metrics;
         m.store_duration
             .with_label_values(&[op])

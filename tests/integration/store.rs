@@ -116,6 +116,34 @@ fn a_hung_or_gone_store_is_bounded() {
     assert!(first(&store, "while-down", 1000).is_err());
 }
 
+/// A store that goes silent without closing anything (a hung proxy, a dropped NAT entry:
+/// no reset, no TCP timeout) costs calls their deadline; once Redis can be reached again,
+/// a new connection is made and calls are answered, without a restart.
+#[test]
+fn a_silent_connection_is_replaced() {
+    use crate::support::redis::Relay;
+    let redis = RedisServer::start(None);
+    let relay = Relay::start(redis.port);
+    let m = metrics();
+    let store = Store::open(&settings(relay.url()), rt().handle(), m.clone()).unwrap();
+    assert_eq!(first(&store, "before", 60_000), Ok(true));
+    relay.silence();
+    for key in ["silent-1", "silent-2", "silent-3"] {
+        assert!(matches!(
+            first(&store, key, 60_000),
+            Err(StoreError::Timeout(_))
+        ));
+    }
+    relay.heal();
+    assert!(
+        eventually(Duration::from_secs(10), || first(&store, "after", 60_000)
+            == Ok(true)),
+        "answered again on a new connection"
+    );
+    assert_eq!(first(&store, "before", 60_000), Ok(false), "the same Redis");
+    assert!(m.store_reconnects.get() >= 1);
+}
+
 /// Two replicas on one store: a DPoP proof accepted by one is a replay at the other. With
 /// the store hung, `fail_closed` answers 503 and `local` lets this replica's own check stand.
 #[test]
@@ -375,6 +403,21 @@ fn a_revocation_reaches_every_replica() {
         !ok && err.contains("--jti"),
         "one of --jti, --subject, --list: {err}"
     );
+    let (ok, _, err) = revoke(&a, &["--provider", "corp", "--jti", "x", "--before", "1"]);
+    assert!(
+        !ok && err.contains("--before"),
+        "--before is --subject's: {err}"
+    );
+    for late in ["10000-01-01T00:00:00Z", "253402300800", "1e300"] {
+        let (ok, _, err) = revoke(
+            &a,
+            &["--provider", "corp", "--subject", "x", "--before", late],
+        );
+        assert!(
+            !ok && err.contains("--before") && !err.contains("panicked"),
+            "{late}: {err}"
+        );
+    }
     let m = a.metrics();
     assert_eq!(
         crate::support::metric_value(&m, "authgate_revocation_entries{provider=\"corp\"}"),
@@ -525,4 +568,115 @@ fn without_a_first_copy_the_policy_decides() {
             == "revoked"));
         assert_eq!(gw.get_with("/api/x", &fine).status, 200);
     }
+}
+
+/// The replicas' links to Redis go silent (nothing closed, nothing answered): the copies
+/// serve and grow old, `/readyz` says so; once Redis can be reached again the replicas
+/// connect again on their own (the subscription notices by its ping), are ready, and a new
+/// revocation reaches both.
+#[test]
+fn a_silent_store_is_reached_again() {
+    use crate::support::redis::Relay;
+    use crate::support::{get, now, JwksServer, Keys, Upstream};
+    let redis = RedisServer::start(None);
+    let relay = Relay::start(redis.port);
+    let keys = Keys::load();
+    let jwks = JwksServer::start(keys.standard_jwks());
+    let upstream = Upstream::start();
+    let extra = "revocation_max_age = \"5s\"";
+    let a = revoking_gateway(&jwks, &upstream, &relay.url(), extra);
+    let b = revoking_gateway(&jwks, &upstream, &relay.url(), extra);
+    a.wait_ready();
+    b.wait_ready();
+    let now = now();
+    let revoked = token(&keys, "bob", "hush-1", now);
+    let later = token(&keys, "bob", "hush-2", now);
+    assert!(revoke(&a, &["--provider", "corp", "--jti", "hush-1"]).0);
+    for gw in [&a, &b] {
+        assert!(eventually(FLEET_BOUND, || gw
+            .get_with("/api/x", &revoked)
+            .reason()
+            == "revoked"));
+    }
+    relay.silence();
+    for gw in [&a, &b] {
+        assert!(
+            eventually(Duration::from_secs(20), || get(gw.admin, "/readyz", &[])
+                .status
+                == 503),
+            "unready once the copy is older than revocation_max_age"
+        );
+        assert_eq!(gw.get_with("/api/x", &revoked).reason(), "revoked");
+    }
+    relay.heal();
+    for gw in [&a, &b] {
+        gw.wait_ready();
+        assert!(
+            gw.wait_log("subscribed to revocations again", Duration::from_secs(20)),
+            "the silent subscription is noticed and made again"
+        );
+    }
+    assert!(revoke(&b, &["--provider", "corp", "--jti", "hush-2"]).0);
+    let written = Instant::now();
+    for gw in [&a, &b] {
+        assert!(eventually(
+            FLEET_BOUND.saturating_sub(written.elapsed()),
+            || gw.get_with("/api/x", &later).reason() == "revoked"
+        ));
+    }
+}
+
+/// Entries written into the store by hand that do not read as revocations (a cutoff that is
+/// not a number, an id that is not UTF-8) are left out and counted; they do not stop the
+/// full read, so a revocation that must be read whole (after a gap in the versions) is
+/// still enforced, and the replica stays ready.
+#[test]
+fn a_bad_entry_is_left_out() {
+    use crate::support::{get, metric_value, now, JwksServer, Keys, Upstream};
+    let redis = RedisServer::start(None);
+    let keys = Keys::load();
+    let jwks = JwksServer::start(keys.standard_jwks());
+    let upstream = Upstream::start();
+    let gw = revoking_gateway(&jwks, &upstream, &redis.url(), "");
+    gw.wait_ready();
+    let now = now();
+    let first_token = token(&keys, "bob", "fine-1", now);
+    let second = token(&keys, "bob", "fine-2", now);
+    assert!(revoke(&gw, &["--provider", "corp", "--jti", "fine-1"]).0);
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut c = client.get_connection().unwrap();
+    let k = authgate::runtime::store::RevocationKeys::new("authgate", "corp");
+    redis::cmd("HSET")
+        .arg(&k.sub)
+        .arg("mallory")
+        .arg("next tuesday")
+        .exec(&mut c)
+        .unwrap();
+    redis::cmd("ZADD")
+        .arg(&k.jti)
+        .arg(1)
+        .arg(&b"\xff\xfe"[..])
+        .exec(&mut c)
+        .unwrap();
+    // A version the replica never heard of: the next change is a gap, read whole.
+    redis::cmd("INCR").arg(&k.version).exec(&mut c).unwrap();
+    assert!(revoke(&gw, &["--provider", "corp", "--jti", "fine-2"]).0);
+    assert!(eventually(FLEET_BOUND, || gw
+        .get_with("/api/x", &second)
+        .reason()
+        == "revoked"));
+    assert_eq!(gw.get_with("/api/x", &first_token).reason(), "revoked");
+    let unreadable = "authgate_revocation_unreadable_entries{provider=\"corp\"}";
+    assert!(eventually(Duration::from_secs(10), || metric_value(
+        &gw.metrics(),
+        unreadable
+    ) == 2.0));
+    assert_eq!(get(gw.admin, "/readyz", &[]).status, 200);
+    assert!(gw.wait_log("do not read as revocations", Duration::from_secs(5)));
+    let (ok, listing, err) = revoke(&gw, &["--provider", "corp", "--list"]);
+    assert!(ok, "{err}");
+    assert!(
+        listing.contains("2 entries") && listing.contains("fine-2"),
+        "{listing}"
+    );
 }

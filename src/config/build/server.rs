@@ -288,12 +288,16 @@ pub(super) fn build_store(cx: &mut Ctx<'_>, s: &Spanned<RawStore>) -> Option<Sto
             "store.redis_url",
             "must start with redis:// or rediss://",
         ),
+        Some(rest) if rest.contains(['?', '#']) => cx.err(
+            span,
+            "store.redis_url",
+            "takes no query or fragment (a password=… there would be a secret inline): the settings go in [store]",
+        ),
         Some(rest) => {
             let authority = rest.split('/').next().unwrap_or_default();
-            if authority
-                .rsplit_once('@')
-                .is_some_and(|(user, _)| user.contains(':'))
-            {
+            if authority.rsplit_once('@').is_some_and(|(user, _)| {
+                user.contains(':') || user.to_ascii_lowercase().contains("%3a")
+            }) {
                 cx.err(
                     span,
                     "store.redis_url",

@@ -1035,6 +1035,16 @@ fn the_store_is_checked() {
         "password_file",
     );
     one_error(
+        &store("redis_url = \"redis://default%3Asecret@r:6379\""),
+        "store.redis_url",
+        "password_file",
+    );
+    one_error(
+        &store("redis_url = \"redis://r:6379/0?password=secret\""),
+        "store.redis_url",
+        "no query",
+    );
+    one_error(
         &store(&format!(
             "redis_url = \"redis://r:6379\"\nca_file = \"{FIX}/../tls/ca.pem\""
         )),

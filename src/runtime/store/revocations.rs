@@ -34,6 +34,8 @@ pub const RESYNC_EVERY: Duration = Duration::from_secs(60);
 /// Longest wait between two attempts to subscribe again: Redis back after a restart is
 /// heard from within this (one connection attempt a second per replica is cheap).
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// How often the subscription's connection must answer a ping.
+const PING_EVERY: Duration = Duration::from_secs(5);
 /// Changes applied in one step (one copy of the list) when many arrive at once.
 const BATCH: usize = 1024;
 
@@ -45,6 +47,8 @@ pub struct StoreRevocations {
     version: Mutex<u64>,
     /// Unix ms when the copy was last found current; 0: never.
     confirmed_ms: AtomicU64,
+    /// Entries of the last full read that did not read as revocations.
+    unreadable: AtomicU64,
     created: Instant,
     fail_open: bool,
     /// Wakes the check at once (a gap in the feed, a new subscription).
@@ -60,6 +64,7 @@ impl StoreRevocations {
             copy: ArcSwapOption::empty(),
             version: Mutex::new(0),
             confirmed_ms: AtomicU64::new(0),
+            unreadable: AtomicU64::new(0),
             created: Instant::now(),
             fail_open,
             wake: Notify::new(),
@@ -68,7 +73,7 @@ impl StoreRevocations {
 
     /// A copy that is never read (the store's settings could not open one): its tokens
     /// follow `revocation_without_copy` for as long as the process runs.
-    pub fn unreadable(provider: &str, fail_open: bool) -> Arc<Self> {
+    pub fn never_read(provider: &str, fail_open: bool) -> Arc<Self> {
         Arc::new(Self::new(provider, fail_open))
     }
 
@@ -84,6 +89,11 @@ impl StoreRevocations {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Entries of the last full read left out because they do not read as revocations.
+    pub fn unreadable(&self) -> u64 {
+        self.unreadable.load(Ordering::Relaxed)
     }
 
     pub fn fails_open(&self) -> bool {
@@ -103,6 +113,11 @@ impl StoreRevocations {
     /// writes (a Redis restarted without persistence) or a change arrived while this was
     /// read: the read stands (the store is the truth) and the check runs again at once.
     fn replace(&self, read: StoredRevocations, now_ms: u64) {
+        let unreadable = u64::try_from(read.unreadable).unwrap_or(u64::MAX);
+        if unreadable > 0 && self.unreadable.load(Ordering::Relaxed) != unreadable {
+            tracing::warn!(provider = %self.provider, entries = unreadable, "entries in the store that do not read as revocations are left out (written by hand? `authgate revoke --list` shows what is read)");
+        }
+        self.unreadable.store(unreadable, Ordering::Relaxed);
         let set = RevocationSet::from_parts(
             read.jtis.into_iter().map(|(j, _)| j),
             read.subjects
@@ -275,6 +290,8 @@ async fn feed(store: Store) {
     let mut backoff = Duration::from_millis(100);
     let mut subscribed_before = false;
     let mut last_warned: Option<Instant> = None;
+    let mut last_malformed: Option<Instant> = None;
+    let mut malformed = 0usize;
     loop {
         let connect = async {
             let mut pubsub = store.client.get_async_pubsub().await?;
@@ -308,8 +325,25 @@ async fn feed(store: Store) {
         subscribed_before = true;
         store.wake_all();
         let since = Instant::now();
-        let mut messages = pubsub.into_on_message();
-        while let Some(first) = messages.next().await {
+        let (mut sink, mut messages) = pubsub.split();
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+        let deadline = store.timeout.max(Duration::from_secs(1));
+        let lost = loop {
+            let first = tokio::select! {
+                m = messages.next() => match m {
+                    Some(m) => m,
+                    None => break "closed",
+                },
+                _ = ping.tick() => {
+                    // A subscription whose connection went silent (a hung proxy, a dropped
+                    // NAT entry) never ends by itself: it must answer a ping.
+                    match tokio::time::timeout(deadline, sink.ping::<redis::Value>()).await {
+                        Ok(Ok(_)) => continue,
+                        _ => break "silent",
+                    }
+                }
+            };
             // What has arrived already goes in the same step (one copy of each list).
             let mut batch = vec![first];
             while batch.len() < BATCH {
@@ -318,9 +352,22 @@ async fn feed(store: Store) {
                     _ => break,
                 }
             }
-            dispatch(&store, batch);
-        }
-        tracing::warn!("the revocation subscription was lost; subscribing again");
+            malformed += dispatch(&store, batch);
+            // Anyone who may publish on the channels could flood the log: one line per
+            // 30 s, with the count.
+            if malformed > 0
+                && last_malformed.is_none_or(|t| t.elapsed() >= Duration::from_secs(30))
+            {
+                last_malformed = Some(Instant::now());
+                tracing::warn!(messages = malformed, "messages on the revocation channels that are not revocation changes; checking the store instead");
+                malformed = 0;
+            }
+        };
+        drop((sink, messages));
+        tracing::warn!(
+            why = lost,
+            "the revocation subscription was lost; subscribing again"
+        );
         last_warned = Some(Instant::now());
         if since.elapsed() > Duration::from_secs(10) {
             backoff = Duration::from_millis(100);
@@ -330,8 +377,10 @@ async fn feed(store: Store) {
     }
 }
 
-/// Hands each message to its provider's copy, in order.
-fn dispatch(store: &Store, batch: Vec<redis::Msg>) {
+/// Hands each message to its provider's copy, in order: how many were not revocation
+/// changes (their copies are checked against the store instead).
+fn dispatch(store: &Store, batch: Vec<redis::Msg>) -> usize {
+    let mut malformed = 0;
     let mut by_provider: Vec<(String, Vec<(u64, Change)>)> = Vec::new();
     for m in batch {
         let Some(provider) = RevocationKeys::provider_of(store.key_prefix(), m.get_channel_name())
@@ -342,10 +391,7 @@ fn dispatch(store: &Store, batch: Vec<redis::Msg>) {
             .ok()
             .and_then(Change::parse);
         let Some(change) = parsed else {
-            tracing::warn!(
-                provider,
-                "a revocation message that is not one; checking the store"
-            );
+            malformed += 1;
             if let Some(copy) = store.copy_of(provider) {
                 copy.wake.notify_one();
             }
@@ -361,6 +407,7 @@ fn dispatch(store: &Store, batch: Vec<redis::Msg>) {
             copy.apply(changes);
         }
     }
+    malformed
 }
 
 #[cfg(test)]
@@ -372,6 +419,7 @@ mod tests {
             version,
             jtis: jtis.iter().map(|j| (j.to_string(), 0)).collect(),
             subjects: vec![],
+            unreadable: 0,
         }
     }
 

@@ -188,3 +188,114 @@ impl RedisServer {
             .status();
     }
 }
+
+/// A TCP relay in front of Redis that can go silent the way a hung middlebox or a dropped
+/// NAT entry does: the sockets stay open and take what is sent (the kernel acknowledges
+/// it, so no TCP timeout ever fires), but nothing is passed on either way, and no socket is
+/// ever closed. A client that keeps its connections never hears from Redis again; only a
+/// new connection, made once the relay is `heal`ed, gets through.
+pub struct Relay {
+    pub port: u16,
+    state: std::sync::Arc<RelayState>,
+}
+
+#[derive(Default)]
+struct RelayState {
+    /// Connections made before the last `silence` are silent for good.
+    generation: std::sync::atomic::AtomicU64,
+    silent: std::sync::atomic::AtomicBool,
+    stopped: std::sync::atomic::AtomicBool,
+}
+
+impl Relay {
+    pub fn start(redis_port: u16) -> Self {
+        use std::sync::atomic::Ordering::SeqCst;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the relay");
+        let port = listener.local_addr().unwrap().port();
+        let state = std::sync::Arc::new(RelayState::default());
+        let st = state.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if st.stopped.load(SeqCst) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", redis_port)) else {
+                    continue;
+                };
+                let generation = st.generation.load(SeqCst);
+                let dead_at_birth = st.silent.load(SeqCst);
+                for (from, to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let st = st.clone();
+                    std::thread::spawn(move || pump(from, to, &st, generation, dead_at_birth));
+                }
+            }
+        });
+        Self { port, state }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Every connection open now goes silent for good; new ones are silent until `heal`.
+    pub fn silence(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.state.silent.store(true, SeqCst);
+        self.state.generation.fetch_add(1, SeqCst);
+    }
+
+    /// New connections get through again (the silenced ones stay silent).
+    pub fn heal(&self) {
+        self.state
+            .silent
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Passes bytes `from` → `to` while the connection lives; takes and drops them after.
+fn pump(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    st: &RelayState,
+    generation: u64,
+    dead_at_birth: bool,
+) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering::SeqCst;
+    let _ = from.set_read_timeout(Some(Duration::from_millis(100)));
+    let mut buf = [0u8; 16 * 1024];
+    while !st.stopped.load(SeqCst) {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(_) => break,
+        };
+        let alive = !dead_at_birth && st.generation.load(SeqCst) == generation;
+        if alive && to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    // A silenced connection is never closed while the relay runs (the loop above only
+    // ends when the relay stops or a live peer closes).
+    let _ = to.shutdown(std::net::Shutdown::Both);
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.state.stopped.store(true, SeqCst);
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
