@@ -270,6 +270,84 @@ fn token(keys: &crate::support::Keys, sub: &str, jti: &str, iat: i64) -> String 
 /// second) with room for a loaded test machine.
 const FLEET_BOUND: Duration = Duration::from_secs(3);
 
+/// Two replicas on the store at `redis_url` (with the `[store]` lines `extra`), ready.
+struct Fleet {
+    keys: crate::support::Keys,
+    _jwks: crate::support::JwksServer,
+    _upstream: crate::support::Upstream,
+    a: crate::support::Gateway,
+    b: crate::support::Gateway,
+}
+
+impl Fleet {
+    fn start(redis_url: &str, extra: &str) -> Self {
+        let keys = crate::support::Keys::load();
+        let jwks = crate::support::JwksServer::start(keys.standard_jwks());
+        let upstream = crate::support::Upstream::start();
+        let a = revoking_gateway(&jwks, &upstream, redis_url, extra);
+        let b = revoking_gateway(&jwks, &upstream, redis_url, extra);
+        a.wait_ready();
+        b.wait_ready();
+        Self {
+            keys,
+            _jwks: jwks,
+            _upstream: upstream,
+            a,
+            b,
+        }
+    }
+
+    fn both(&self) -> [&crate::support::Gateway; 2] {
+        [&self.a, &self.b]
+    }
+
+    /// A token of bob's with this `jti`.
+    fn token(&self, jti: &str) -> String {
+        token(&self.keys, "bob", jti, crate::support::now())
+    }
+
+    /// `authgate revoke --jti` through `via`'s config: both replicas refuse `token`
+    /// within `FLEET_BOUND` of the write.
+    fn revoke_everywhere(&self, via: &crate::support::Gateway, jti: &str, token: &str) {
+        let (ok, out, err) = revoke(via, &["--provider", "corp", "--jti", jti]);
+        assert!(ok, "{out}{err}");
+        let written = Instant::now();
+        for gw in self.both() {
+            assert!(
+                eventually(FLEET_BOUND.saturating_sub(written.elapsed()), || gw
+                    .get_with("/api/x", token)
+                    .reason()
+                    == "revoked"),
+                "{jti} enforced at every replica within {FLEET_BOUND:?}"
+            );
+        }
+    }
+
+    /// Both replicas become unready (their copies pass `revocation_max_age`) and still
+    /// refuse `revoked` from the copy.
+    fn unready_but_serving(&self, revoked: &str) {
+        for gw in self.both() {
+            assert!(
+                eventually(Duration::from_secs(20), || crate::support::get(
+                    gw.admin,
+                    "/readyz",
+                    &[]
+                )
+                .status
+                    == 503),
+                "unready once the copy is older than revocation_max_age"
+            );
+            let r = crate::support::get(gw.admin, "/readyz", &[]);
+            assert!(
+                r.body.contains("corp") && r.body.contains("revocation"),
+                "{}",
+                r.body
+            );
+            assert_eq!(gw.get_with("/api/x", revoked).reason(), "revoked");
+        }
+    }
+}
+
 /// Two replicas on one store: `authgate revoke` through the config of one is enforced by
 /// both within the bound, a `jti` and a subject's cutoff alike; `--list` reads back what
 /// was written as a revocation file.
@@ -431,35 +509,22 @@ fn a_revocation_reaches_every_replica() {
 /// new revocation reaches both.
 #[test]
 fn an_outage_keeps_the_last_copy_and_a_restart_resyncs() {
-    use crate::support::{get, metric_value, now, JwksServer, Keys, Upstream};
+    use crate::support::{metric_value, now};
     let mut redis = RedisServer::start_persistent();
-    let keys = Keys::load();
-    let jwks = JwksServer::start(keys.standard_jwks());
-    let upstream = Upstream::start();
-    let extra = "revocation_max_age = \"5s\"";
-    let a = revoking_gateway(&jwks, &upstream, &redis.url(), extra);
-    let b = revoking_gateway(&jwks, &upstream, &redis.url(), extra);
-    a.wait_ready();
-    b.wait_ready();
-    let now = now();
-    let revoked = token(&keys, "bob", "gone-1", now);
-    let later = token(&keys, "bob", "gone-2", now);
-    let fine = token(&keys, "carol", "ok-1", now);
-    assert!(revoke(&a, &["--provider", "corp", "--jti", "gone-1"]).0);
-    for gw in [&a, &b] {
-        assert!(eventually(FLEET_BOUND, || gw
-            .get_with("/api/x", &revoked)
-            .reason()
-            == "revoked"));
-    }
+    let fleet = Fleet::start(&redis.url(), "revocation_max_age = \"5s\"");
+    let (a, b) = (&fleet.a, &fleet.b);
+    let revoked = fleet.token("gone-1");
+    let later = fleet.token("gone-2");
+    let fine = token(&fleet.keys, "carol", "ok-1", now());
+    fleet.revoke_everywhere(a, "gone-1", &revoked);
 
     redis.stop();
-    let (ok, _, err) = revoke(&a, &["--provider", "corp", "--jti", "gone-2"]);
+    let (ok, _, err) = revoke(a, &["--provider", "corp", "--jti", "gone-2"]);
     assert!(
         !ok && err.contains("127.0.0.1"),
         "an outage is an error: {err}"
     );
-    for gw in [&a, &b] {
+    for gw in fleet.both() {
         assert_eq!(gw.get_with("/api/x", &revoked).reason(), "revoked");
         assert_eq!(gw.get_with("/api/x", &fine).status, 200);
     }
@@ -469,22 +534,9 @@ fn an_outage_keeps_the_last_copy_and_a_restart_resyncs() {
             "authgate_revocation_age_seconds{provider=\"corp\"}",
         )
     };
-    for gw in [&a, &b] {
-        assert!(
-            eventually(Duration::from_secs(20), || get(gw.admin, "/readyz", &[])
-                .status
-                == 503),
-            "unready once the copy is older than revocation_max_age"
-        );
-        let r = get(gw.admin, "/readyz", &[]);
-        assert!(
-            r.body.contains("corp") && r.body.contains("revocation"),
-            "{}",
-            r.body
-        );
+    fleet.unready_but_serving(&revoked);
+    for gw in fleet.both() {
         assert!(age(gw) > 5.0);
-        // Still serving from the copy while unready.
-        assert_eq!(gw.get_with("/api/x", &revoked).reason(), "revoked");
         assert_eq!(gw.get_with("/api/x", &fine).status, 200);
     }
     assert_eq!(
@@ -493,7 +545,7 @@ fn an_outage_keeps_the_last_copy_and_a_restart_resyncs() {
     );
 
     redis.restart();
-    for gw in [&a, &b] {
+    for gw in fleet.both() {
         gw.wait_ready();
         assert!(age(gw) < 5.0);
         assert!(eventually(Duration::from_secs(20), || metric_value(
@@ -506,14 +558,7 @@ fn an_outage_keeps_the_last_copy_and_a_restart_resyncs() {
             "the persisted list, read again"
         );
     }
-    assert!(revoke(&b, &["--provider", "corp", "--jti", "gone-2"]).0);
-    let written = Instant::now();
-    for gw in [&a, &b] {
-        assert!(eventually(
-            FLEET_BOUND.saturating_sub(written.elapsed()),
-            || gw.get_with("/api/x", &later).reason() == "revoked"
-        ));
-    }
+    fleet.revoke_everywhere(b, "gone-2", &later);
 }
 
 /// Before the first copy is read: `fail_closed` (default) answers 503 and is not ready,
@@ -577,53 +622,22 @@ fn without_a_first_copy_the_policy_decides() {
 #[test]
 fn a_silent_store_is_reached_again() {
     use crate::support::redis::Relay;
-    use crate::support::{get, now, JwksServer, Keys, Upstream};
     let redis = RedisServer::start(None);
     let relay = Relay::start(redis.port);
-    let keys = Keys::load();
-    let jwks = JwksServer::start(keys.standard_jwks());
-    let upstream = Upstream::start();
-    let extra = "revocation_max_age = \"5s\"";
-    let a = revoking_gateway(&jwks, &upstream, &relay.url(), extra);
-    let b = revoking_gateway(&jwks, &upstream, &relay.url(), extra);
-    a.wait_ready();
-    b.wait_ready();
-    let now = now();
-    let revoked = token(&keys, "bob", "hush-1", now);
-    let later = token(&keys, "bob", "hush-2", now);
-    assert!(revoke(&a, &["--provider", "corp", "--jti", "hush-1"]).0);
-    for gw in [&a, &b] {
-        assert!(eventually(FLEET_BOUND, || gw
-            .get_with("/api/x", &revoked)
-            .reason()
-            == "revoked"));
-    }
+    let fleet = Fleet::start(&relay.url(), "revocation_max_age = \"5s\"");
+    let revoked = fleet.token("hush-1");
+    fleet.revoke_everywhere(&fleet.a, "hush-1", &revoked);
     relay.silence();
-    for gw in [&a, &b] {
-        assert!(
-            eventually(Duration::from_secs(20), || get(gw.admin, "/readyz", &[])
-                .status
-                == 503),
-            "unready once the copy is older than revocation_max_age"
-        );
-        assert_eq!(gw.get_with("/api/x", &revoked).reason(), "revoked");
-    }
+    fleet.unready_but_serving(&revoked);
     relay.heal();
-    for gw in [&a, &b] {
+    for gw in fleet.both() {
         gw.wait_ready();
         assert!(
             gw.wait_log("subscribed to revocations again", Duration::from_secs(20)),
             "the silent subscription is noticed and made again"
         );
     }
-    assert!(revoke(&b, &["--provider", "corp", "--jti", "hush-2"]).0);
-    let written = Instant::now();
-    for gw in [&a, &b] {
-        assert!(eventually(
-            FLEET_BOUND.saturating_sub(written.elapsed()),
-            || gw.get_with("/api/x", &later).reason() == "revoked"
-        ));
-    }
+    fleet.revoke_everywhere(&fleet.b, "hush-2", &fleet.token("hush-2"));
 }
 
 /// Entries written into the store by hand that do not read as revocations (a cutoff that is
