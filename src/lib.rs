@@ -181,9 +181,15 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     let mut options = pingora::apps::HttpServerOptions::default();
     options.h2_idle_timeout = Some(server_settings.keepalive_timeout);
     http.server_options = Some(options);
-    // HTTP/2 heads are bounded as HTTP/1 ones are (pingora's default is 64 KiB).
+    // HTTP/2 heads are bounded as HTTP/1 ones are (pingora's default is 64 KiB). The HTTP/2
+    // layer counts 32 bytes more per field than the head's own bytes, and answers a list
+    // over its bound itself with a bare 431; so its bound is twice `max_header_bytes`, and
+    // a head between the two reaches `decide`, which refuses it with the usual 431 (JSON
+    // body, request id, access line, metric).
     let mut h2 = pingora::protocols::http::v2::server::default_h2_options();
-    h2.max_header_list_size(u32::try_from(server_settings.max_header_bytes).unwrap_or(u32::MAX));
+    h2.max_header_list_size(
+        u32::try_from(server_settings.max_header_bytes.saturating_mul(2)).unwrap_or(u32::MAX),
+    );
     http.h2_options = Some(h2);
     let mut service = pingora::services::listening::Service::new(
         "authgate proxy".to_owned(),

@@ -50,8 +50,9 @@ pub enum Head {
     /// The head is complete in the first `end` bytes of `buf` (what follows came with it:
     /// body bytes, or the next pipelined request).
     Complete { buf: BytesMut, end: usize },
-    /// No end of head within `max_header_bytes`.
-    TooLarge,
+    /// No end of head within `max_header_bytes`; `head_method`: the request is a `HEAD`
+    /// (its answer has no content).
+    TooLarge { head_method: bool },
     /// The client closed, sent nothing in time, or did not finish in time, or the server is
     /// shutting down: close without an answer.
     Closed,
@@ -113,8 +114,8 @@ impl ServerApp for Connections {
                     buf
                 }
                 Head::Complete { buf, .. } => buf,
-                Head::TooLarge => {
-                    refuse_head(&mut stream, &self.state).await;
+                Head::TooLarge { head_method } => {
+                    refuse_head(&mut stream, &self.state, head_method).await;
                     return None;
                 }
                 Head::Closed => return None,
@@ -173,11 +174,16 @@ pub async fn read_head<S: tokio::io::AsyncRead + Unpin>(
         deadline = Instant::now() + whole;
     }
     loop {
-        match search.end(&buf) {
+        let too_large = match search.end(&buf) {
             Some(end) if end <= max_head => return Head::Complete { buf, end },
-            Some(_) => return Head::TooLarge,
-            None if buf.len() > max_head => return Head::TooLarge,
-            None => {}
+            Some(_) => true,
+            None => buf.len() > max_head,
+        };
+        if too_large {
+            let head_method = search
+                .start
+                .is_some_and(|at| buf[at..].starts_with(b"HEAD "));
+            return Head::TooLarge { head_method };
         }
         let room = (limit - buf.len()).min(READ_CHUNK);
         if buf.capacity() - buf.len() < room {
@@ -268,12 +274,16 @@ impl HeadSearch {
 /// Answers a head over `max_header_bytes` with 431 (the usual JSON refusal), counts and
 /// logs it like any refusal, and closes after reading a little of what the client is still
 /// sending (a close with unread input is a reset, which can destroy the answer in flight).
-async fn refuse_head(stream: &mut Stream, state: &State) {
+async fn refuse_head(stream: &mut Stream, state: &State, head_method: bool) {
     let reason = Reject::HeadersTooLarge;
     let request_id = super::fresh_request_id();
     let started = std::time::Instant::now();
     let _ = stream
-        .write_all(&super::respond::rejection_bytes(reason, &request_id))
+        .write_all(&super::respond::rejection_bytes(
+            reason,
+            &request_id,
+            head_method,
+        ))
         .await;
     let _ = stream.flush().await;
     super::log_refused_head(state, reason, &request_id, started);
@@ -367,12 +377,21 @@ mod tests {
         ));
         let mut over = at_limit.clone();
         over.insert(20, b'a');
-        assert_eq!(read(&[&over], 1024).await, Head::TooLarge);
+        assert_eq!(
+            read(&[&over], 1024).await,
+            Head::TooLarge { head_method: false }
+        );
+        let mut head = over.clone();
+        head.splice(0..3, *b"HEAD");
+        assert_eq!(
+            read(&[&head], 1024).await,
+            Head::TooLarge { head_method: true }
+        );
         // A megabyte sent as one stream is cut at the limit, never buffered.
         let big = vec![b'a'; 1 << 20];
         assert_eq!(
             read(&[b"GET / HTTP/1.1\r\nX: ", &big], 32 << 10).await,
-            Head::TooLarge
+            Head::TooLarge { head_method: false }
         );
         assert_eq!(
             read(&[b"GET / HT"], 1024).await,

@@ -212,6 +212,12 @@ pub async fn write_answer(
     // A HEAD request's answer has no content (RFC 9110 §9.3.2); its `Content-Length` tells
     // what a GET would have received. Over HTTP/2 a body here is a stream error.
     if session.req_header().method == http::Method::HEAD {
+        // pingora's `Session::write_response_header` does not end an HTTP/2 stream (the
+        // end is left to a later empty DATA frame, and on a failed proxy attempt the stream
+        // is reset instead): the head itself carries END_STREAM.
+        if let pingora::protocols::http::ServerSession::H2(h2) = &mut *session.downstream_session {
+            return h2.write_response_header(Box::new(resp), true);
+        }
         session.write_response_header(Box::new(resp), true).await?;
         return Ok(());
     }
@@ -224,7 +230,8 @@ pub async fn write_answer(
 
 /// The whole answer for `reason` as HTTP/1.1 bytes, closing the connection: for a refusal
 /// written before pingora has a session for the request (a head over the size limit).
-pub fn rejection_bytes(reason: Reject, request_id: &str) -> Vec<u8> {
+/// `head_method`: the request is a `HEAD`, so no content follows the head.
+pub fn rejection_bytes(reason: Reject, request_id: &str, head_method: bool) -> Vec<u8> {
     let answer = Answer::refusal(reason, None);
     let mut out = format!(
         "HTTP/1.1 {} {}\r\n",
@@ -244,6 +251,8 @@ pub fn rejection_bytes(reason: Reject, request_id: &str) -> Vec<u8> {
         }
     }
     out.extend_from_slice(b"connection: close\r\n\r\n");
-    out.extend_from_slice(&answer.body);
+    if !head_method {
+        out.extend_from_slice(&answer.body);
+    }
     out
 }

@@ -26,3 +26,4 @@ mod store;
 mod tls;
 mod tokens;
 mod upstream;
+mod wire;
