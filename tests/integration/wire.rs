@@ -85,7 +85,8 @@ fn every_refusal_is_well_formed_on_both_protocols() {
     let read = format!("Bearer {}", s.token("read"));
     let forged = format!("Bearer {}.x", s.token("read"));
     let big = "a".repeat(40 << 10);
-    let cases: Vec<(&str, &str, &str, Vec<(&str, &str)>, u16)> = vec![
+    type Case<'a> = (&'a str, &'a str, &'a str, Vec<(&'a str, &'a str)>, u16);
+    let cases: Vec<Case> = vec![
         (
             "a path that cannot be routed",
             &host,
