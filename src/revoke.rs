@@ -119,6 +119,11 @@ fn checked_id(flag: &str, id: &str) -> Result<String, String> {
     Ok(id.to_owned())
 }
 
+/// The least time a revoked `jti` is kept, whatever the config `authgate revoke` runs with
+/// says: a CLI config with a shorter `max_token_lifetime` than the gateways' must not prune
+/// revocations of tokens the gateways still accept.
+const MIN_KEEP: Duration = Duration::from_secs(24 * 3600);
+
 /// `jti`s revoked before this can go: every token that carried one has expired (the
 /// provider caps token lifetimes; leeway both ways and a minute of margin). None without a
 /// cap: they stay until removed by hand.
@@ -126,7 +131,8 @@ fn prune_before(p: &ProviderSettings, now_ms: i64) -> Option<i64> {
     let cap = p.max_token_lifetime?;
     let keep = cap
         .saturating_add(p.leeway.saturating_mul(2))
-        .saturating_add(Duration::from_secs(60));
+        .saturating_add(Duration::from_secs(60))
+        .max(MIN_KEEP);
     let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
     Some(now_ms.saturating_sub(keep_ms)).filter(|t| *t > 0)
 }
@@ -275,8 +281,15 @@ mod tests {
         let cfg = crate::config::load_str(text, std::path::Path::new("t.toml")).unwrap();
         let mut p = cfg.providers[0].clone();
         assert_eq!(prune_before(&p, 10_000_000), None, "no cap: kept");
+        let now = 1_000_000_000;
+        p.max_token_lifetime = Some(Duration::from_secs(2 * 86_400));
+        assert_eq!(prune_before(&p, now), Some(now - 172_860_000 - 60_000));
         p.max_token_lifetime = Some(Duration::from_secs(3600));
-        assert_eq!(prune_before(&p, 10_000_000), Some(10_000_000 - 3_720_000));
+        assert_eq!(
+            prune_before(&p, now),
+            Some(now - 86_400_000),
+            "a day at least, whatever this config's cap"
+        );
         assert_eq!(prune_before(&p, 1_000), None);
     }
 }

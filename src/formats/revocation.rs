@@ -140,8 +140,8 @@ impl Revocations for RevocationSet {
 }
 
 /// One revocation written to the fleet store, as published to every replica: the store's
-/// version after it, then `jti <at_ms> <id>` or `sub <cutoff_ms> <sub>`. The id comes last,
-/// whole, so it may hold spaces.
+/// version after it and the version it followed, then `jti <at_ms> <id>` or
+/// `sub <cutoff_ms> <sub>`. The id comes last, whole, so it may hold spaces.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     Jti(String),
@@ -152,11 +152,19 @@ pub enum Change {
     },
 }
 
+/// Where a published change sits: the version it made, and the one it was written on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Versions {
+    pub version: u64,
+    pub previous: u64,
+}
+
 impl Change {
-    /// Reads a published message: `(version, change)`, `None` when it is not one.
-    pub fn parse(message: &str) -> Option<(u64, Self)> {
-        let mut parts = message.splitn(4, ' ');
+    /// Reads a published message, `None` when it is not one.
+    pub fn parse(message: &str) -> Option<(Versions, Self)> {
+        let mut parts = message.splitn(5, ' ');
         let version = parts.next()?.parse().ok()?;
+        let previous = parts.next()?.parse().ok()?;
         let kind = parts.next()?;
         let at_ms: i64 = parts.next()?.parse().ok()?;
         let id = parts.next().filter(|id| !id.is_empty())?.to_owned();
@@ -168,7 +176,7 @@ impl Change {
             },
             _ => return None,
         };
-        Some((version, change))
+        Some((Versions { version, previous }, change))
     }
 }
 
@@ -253,14 +261,15 @@ mod tests {
 
     #[test]
     fn published_changes() {
+        let v = |version, previous| Versions { version, previous };
         assert_eq!(
-            Change::parse("7 jti 1700000000000 a b"),
-            Some((7, Change::Jti("a b".into())))
+            Change::parse("7 3 jti 1700000000000 a b"),
+            Some((v(7, 3), Change::Jti("a b".into())))
         );
         assert_eq!(
-            Change::parse("8 sub 1700000000500 alice"),
+            Change::parse("1764000000000000 8 sub 1700000000500 alice"),
             Some((
-                8,
+                v(1_764_000_000_000_000, 8),
                 Change::Subject {
                     sub: "alice".into(),
                     not_before: 1_700_000_000.5
@@ -269,11 +278,12 @@ mod tests {
         );
         for bad in [
             "",
-            "x jti 1 a",
-            "7 jti 1",
-            "7 jti 1 ",
-            "7 key 1 a",
-            "7 sub x a",
+            "x 1 jti 1 a",
+            "7 jti 1 a",
+            "7 1 jti 1",
+            "7 1 jti 1 ",
+            "7 1 key 1 a",
+            "7 1 sub x a",
         ] {
             assert_eq!(Change::parse(bad), None, "{bad:?}");
         }

@@ -150,25 +150,36 @@ fn entries(part: redis::RedisResult<redis::Value>, unreadable: &mut usize) -> Ve
 }
 
 /// One write, atomic in Redis: the entry (a subject's cutoff only moves later), the
-/// pruning of `jti`s revoked before ARGV[4] (when > 0: their tokens have expired), the
-/// version bump, and the publication of `<version> <kind> <ms> <id>`.
+/// pruning of `jti`s revoked before ARGV[4] (when > 0: their tokens have expired), the new
+/// version and the publication of `<version> <previous version> <kind> <ms> <id>`.
+///
+/// A version is never used twice, even by a Redis that came back with older data (a
+/// snapshot restored, a failover to a replica that missed the last writes): it is the
+/// later of the previous one + 1 and Redis's clock in microseconds, so a write after a
+/// rollback never spells a version a replica already holds for other content (the replica
+/// would take its copy for current). Exact in Lua's doubles until the year 2255.
 const REVOKE: &str = r#"
+if redis.replicate_commands then pcall(redis.replicate_commands) end
 local kind, id, at, prune = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local previous = tonumber(redis.call('GET', KEYS[3]) or 0)
 if kind == 'jti' then
   redis.call('ZADD', KEYS[1], at, id)
 else
   local cur = redis.call('HGET', KEYS[2], id)
   if cur and tonumber(cur) >= at then
-    return {0, tonumber(redis.call('GET', KEYS[3]) or 0)}
+    return {0, string.format('%.0f', previous)}
   end
   redis.call('HSET', KEYS[2], id, at)
 end
 if prune > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. prune)
 end
-local v = redis.call('INCR', KEYS[3])
-redis.call('PUBLISH', ARGV[5], v .. ' ' .. kind .. ' ' .. ARGV[3] .. ' ' .. id)
-return {1, v}
+local now = redis.call('TIME')
+local v = math.max(previous + 1, tonumber(now[1]) * 1000000 + tonumber(now[2]))
+local version, before = string.format('%.0f', v), string.format('%.0f', previous)
+redis.call('SET', KEYS[3], version)
+redis.call('PUBLISH', ARGV[5], version .. ' ' .. before .. ' ' .. kind .. ' ' .. ARGV[3] .. ' ' .. id)
+return {1, version}
 "#;
 
 /// Deadline of background reads and of `authgate revoke`'s calls.
@@ -434,10 +445,13 @@ impl Store {
     }
 
     /// `call`, for any command on either connection under any deadline. A connection that
-    /// times out `SILENT_LIMIT` times in a row is replaced (`Link`). A call refused because
-    /// the connection could not be made (the last attempt to connect again failed: Redis
-    /// was still down) was never sent, so it is made once more within the deadline: the
-    /// first call after Redis is back is answered, not failed.
+    /// times out `SILENT_LIMIT` times in a row is replaced (`Link`). A call that finds its
+    /// connection gone (refused: the last attempt to connect again failed while Redis was
+    /// down; dropped: Redis closed it while it sat idle, or restarted) is made once more on a
+    /// new one within the deadline, so the first call after Redis is back, or after an idle
+    /// close, is answered. Such a call was not executed, but for one case: Redis executed it
+    /// and died before answering. Then a proof's `SET NX` sent again finds its own first
+    /// write and the proof is refused as a replay: a refusal, as the failure would be.
     async fn timed<T, F>(
         &self,
         op: &'static str,
@@ -456,7 +470,11 @@ impl Store {
             let used = link.current.load_full();
             let answer = tokio::time::timeout_at(end, call((*used).clone())).await;
             match answer {
-                Ok(Err(e)) if e.is_connection_refusal() && tries < 2 => continue,
+                Ok(Err(e))
+                    if (e.is_connection_refusal() || e.is_connection_dropped()) && tries < 2 =>
+                {
+                    continue
+                }
                 Err(_) => break (used, Err(StoreError::Timeout(deadline))),
                 Ok(Err(e)) if e.is_timeout() => break (used, Err(StoreError::Timeout(deadline))),
                 Ok(Err(e)) => break (used, Err(StoreError::Unavailable(e.to_string()))),

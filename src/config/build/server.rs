@@ -293,6 +293,17 @@ pub(super) fn build_store(cx: &mut Ctx<'_>, s: &Spanned<RawStore>) -> Option<Sto
             "store.redis_url",
             "takes no query or fragment (a password=… there would be a secret inline): the settings go in [store]",
         ),
+        Some(rest)
+            if rest
+                .split_once('/')
+                .is_some_and(|(_, db)| !db.is_empty() && !db.bytes().all(|b| b.is_ascii_digit())) =>
+        {
+            cx.err(
+                span,
+                "store.redis_url",
+                "the path after the host must be a database number (redis://host:6379/2) or nothing",
+            )
+        }
         Some(rest) => {
             let authority = rest.split('/').next().unwrap_or_default();
             if authority.rsplit_once('@').is_some_and(|(user, _)| {

@@ -1045,6 +1045,16 @@ fn the_store_is_checked() {
         "no query",
     );
     one_error(
+        &store("redis_url = \"redis://r:6379/SECRET\""),
+        "store.redis_url",
+        "database number",
+    );
+    one_error(
+        &store("redis_url = \"redis://r:6379/0%3Fpassword=x\""),
+        "store.redis_url",
+        "database number",
+    );
+    one_error(
         &store(&format!(
             "redis_url = \"redis://r:6379\"\nca_file = \"{FIX}/../tls/ca.pem\""
         )),

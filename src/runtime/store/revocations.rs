@@ -25,7 +25,7 @@ use futures_util::{FutureExt as _, StreamExt as _};
 use tokio::sync::Notify;
 
 use super::{RevocationKeys, Store, StoreError, StoredRevocations};
-use crate::formats::revocation::{Change, RevocationSet, Revocations, Verdict};
+use crate::formats::revocation::{Change, RevocationSet, Revocations, Verdict, Versions};
 
 /// How often the stored version is compared with the copy's.
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -136,9 +136,10 @@ impl StoreRevocations {
         }
     }
 
-    /// Applies published changes that follow the copy's version; a gap (or no copy yet)
-    /// asks for a full read.
-    fn apply(&self, changes: Vec<(u64, Change)>) {
+    /// Applies published changes, each when it was written on the copy's version; one
+    /// written on another (a message missed, a Redis that came back with other data) or no
+    /// copy yet asks for a full read.
+    fn apply(&self, changes: Vec<(Versions, Change)>) {
         let mut version = self.version.lock().unwrap_or_else(|p| p.into_inner());
         let Some(current) = self.copy.load_full() else {
             drop(version);
@@ -148,15 +149,15 @@ impl StoreRevocations {
         let mut next = None::<RevocationSet>;
         let mut gap = false;
         for (v, change) in changes {
-            if v <= *version {
+            if v.version <= *version {
                 continue;
             }
-            if v != *version + 1 {
+            if v.previous != *version {
                 gap = true;
                 break;
             }
             next.get_or_insert_with(|| (*current).clone()).apply(change);
-            *version = v;
+            *version = v.version;
         }
         if let Some(set) = next {
             self.copy.store(Some(Arc::new(set)));
@@ -381,7 +382,7 @@ async fn feed(store: Store) {
 /// changes (their copies are checked against the store instead).
 fn dispatch(store: &Store, batch: Vec<redis::Msg>) -> usize {
     let mut malformed = 0;
-    let mut by_provider: Vec<(String, Vec<(u64, Change)>)> = Vec::new();
+    let mut by_provider: Vec<(String, Vec<(Versions, Change)>)> = Vec::new();
     for m in batch {
         let Some(provider) = RevocationKeys::provider_of(store.key_prefix(), m.get_channel_name())
         else {
@@ -423,22 +424,26 @@ mod tests {
         }
     }
 
+    fn at(version: u64, previous: u64) -> Versions {
+        Versions { version, previous }
+    }
+
     #[test]
     fn changes_apply_in_version_order() {
         let copy = StoreRevocations::new("p", false);
         assert_eq!(copy.verdict(Some("a"), None, None), Verdict::NoCopy);
-        copy.apply(vec![(1, Change::Jti("a".into()))]);
+        copy.apply(vec![(at(1, 0), Change::Jti("a".into()))]);
         assert_eq!(
             copy.verdict(Some("a"), None, None),
             Verdict::NoCopy,
             "a change without a copy is not a copy"
         );
-        copy.replace(read(3, &["a"]), 1);
+        copy.replace(read(30, &["a"]), 1);
         assert_eq!(copy.verdict(Some("a"), None, None), Verdict::Revoked);
         copy.apply(vec![
-            (3, Change::Jti("old".into())),
-            (4, Change::Jti("b".into())),
-            (6, Change::Jti("c".into())),
+            (at(30, 20), Change::Jti("old".into())),
+            (at(40, 30), Change::Jti("b".into())),
+            (at(60, 50), Change::Jti("c".into())),
         ]);
         assert_eq!(
             copy.verdict(Some("old"), None, None),
@@ -451,8 +456,13 @@ mod tests {
             Verdict::Clear,
             "after a gap: waits for the full read"
         );
-        assert_eq!(*copy.version.lock().unwrap(), 4);
-        copy.replace(read(1, &[]), 2);
+        assert_eq!(*copy.version.lock().unwrap(), 40);
+        // Redis came back with older data (version 35) and took a write on it: the change
+        // follows a version this copy never had, so it is not applied over the copy.
+        copy.apply(vec![(at(70, 35), Change::Jti("d".into()))]);
+        assert_eq!(copy.verdict(Some("d"), None, None), Verdict::Clear);
+        assert_eq!(*copy.version.lock().unwrap(), 40);
+        copy.replace(read(10, &[]), 2);
         assert_eq!(
             copy.verdict(Some("a"), None, None),
             Verdict::Clear,
