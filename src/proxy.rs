@@ -315,8 +315,11 @@ impl ProxyHttp for Gateway {
                 Answer::refusal(reason, route_ref)
             }
         };
-        // The response may have started already; then there is nothing left to say.
+        // The response may have started already; then there is nothing left to say. The
+        // connection is not reused after a failure: the answer says so (`Connection: close`
+        // over HTTP/1.1), rather than promising a keep-alive it will not keep.
         if session.response_written().is_none() {
+            session.set_keepalive(None);
             let _ = respond::write_answer(session, &answer, &ctx.request_id).await;
         }
         FailToProxy {

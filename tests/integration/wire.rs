@@ -166,6 +166,13 @@ fn gateway_errors_are_well_formed_on_both_protocols() {
         |proto, method| proto.request(&gw, method, &host, "/public/x", &[]),
         502,
     );
+    // Over HTTP/1.1 a client that keeps its connection is told it will be closed.
+    let r = crate::support::h2::tls_send(
+        gw.addr,
+        format!("GET /public/x HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(r.status, 502, "{r:?}");
+    assert_eq!(r.header("connection"), Some("close"), "{r:?}");
     let auth = format!(
         "Bearer {}",
         keys.rs256().claims(good_claims("alice", "read")).sign()
