@@ -153,15 +153,21 @@ fn entries(part: redis::RedisResult<redis::Value>, unreadable: &mut usize) -> Ve
 /// pruning of `jti`s revoked before ARGV[4] (when > 0: their tokens have expired), the new
 /// version and the publication of `<version> <previous version> <kind> <ms> <id>`.
 ///
-/// A version is never used twice, even by a Redis that came back with older data (a
-/// snapshot restored, a failover to a replica that missed the last writes): it is the
-/// later of the previous one + 1 and Redis's clock in microseconds, so a write after a
-/// rollback never spells a version a replica already holds for other content (the replica
-/// would take its copy for current). Exact in Lua's doubles until the year 2255.
+/// A version must not be used twice, even by a Redis that came back with older data (a
+/// snapshot restored, a failover to a replica that missed the last writes), or a replica
+/// holding the lost write's version would take its copy for current. It is the later of
+/// the previous one + 1 and Redis's clock in microseconds, plus a random step from the
+/// writer (ARGV[6], 1..=65536): a lost write and the next one share a version only if they
+/// drew the same step, even when the stored version ran ahead of the clock. A version key
+/// that does not hold a usable version (not a number, negative, past 2^52, where Lua's
+/// doubles stop being exact after a step) fails the write before anything is written.
 const REVOKE: &str = r#"
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 local kind, id, at, prune = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local previous = tonumber(redis.call('GET', KEYS[3]) or 0)
+local previous = tonumber(redis.call('GET', KEYS[3]) or '0')
+if not previous or previous ~= previous or previous < 0 or previous > 4503599627370496 then
+  return redis.error_reply(KEYS[3] .. ' does not hold a usable version: SET it to 0 (every replica then reads the list whole) and write again')
+end
 if kind == 'jti' then
   redis.call('ZADD', KEYS[1], at, id)
 else
@@ -175,7 +181,7 @@ if prune > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. prune)
 end
 local now = redis.call('TIME')
-local v = math.max(previous + 1, tonumber(now[1]) * 1000000 + tonumber(now[2]))
+local v = math.max(previous + 1, tonumber(now[1]) * 1000000 + tonumber(now[2])) + tonumber(ARGV[6])
 local version, before = string.format('%.0f', v), string.format('%.0f', previous)
 redis.call('SET', KEYS[3], version)
 redis.call('PUBLISH', ARGV[5], version .. ' ' .. before .. ' ' .. kind .. ' ' .. ARGV[3] .. ' ' .. id)
@@ -347,7 +353,8 @@ impl Store {
             .arg(id)
             .arg(at)
             .arg(prune_before_ms.unwrap_or(0))
-            .arg(&keys.channel);
+            .arg(&keys.channel)
+            .arg(rand::random_range(1..=65_536u32));
         let (applied, version): (i64, u64) = self
             .timed("revoke", &self.bulk, BULK_TIMEOUT, |mut c| {
                 let invocation = &invocation;

@@ -752,4 +752,26 @@ fn a_store_that_went_back_is_not_taken_for_current() {
         .unwrap();
     fleet.revoke_everywhere(&fleet.b, "after-1", &fleet.token("after-1"));
     assert!(version(&mut c) > before + 1, "a version never used before");
+    // A version key that holds no usable version fails the write before anything is written.
+    for bad in ["1152921504606846976", "-5", "nan", "x"] {
+        redis::cmd("SET")
+            .arg(&k.version)
+            .arg(bad)
+            .exec(&mut c)
+            .unwrap();
+        let (ok, _, err) = revoke(&fleet.a, &["--provider", "corp", "--jti", "never-1"]);
+        assert!(!ok && err.contains("usable version"), "{bad}: {err}");
+        let score: Option<f64> = redis::cmd("ZSCORE")
+            .arg(&k.jti)
+            .arg("never-1")
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(score, None, "{bad}: nothing written");
+    }
+    redis::cmd("SET")
+        .arg(&k.version)
+        .arg(0)
+        .exec(&mut c)
+        .unwrap();
+    fleet.revoke_everywhere(&fleet.a, "after-2", &fleet.token("after-2"));
 }

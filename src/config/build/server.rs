@@ -307,7 +307,7 @@ pub(super) fn build_store(cx: &mut Ctx<'_>, s: &Spanned<RawStore>) -> Option<Sto
         Some(rest) => {
             let authority = rest.split('/').next().unwrap_or_default();
             if authority.rsplit_once('@').is_some_and(|(user, _)| {
-                user.contains(':') || user.to_ascii_lowercase().contains("%3a")
+                user.contains([':', '@']) || user.to_ascii_lowercase().contains("%3a")
             }) {
                 cx.err(
                     span,

@@ -1045,6 +1045,11 @@ fn the_store_is_checked() {
         "no query",
     );
     one_error(
+        &store("redis_url = \"redis://user@secret@r:6379\""),
+        "store.redis_url",
+        "password_file",
+    );
+    one_error(
         &store("redis_url = \"redis://r:6379/SECRET\""),
         "store.redis_url",
         "database number",
