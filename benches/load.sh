@@ -194,10 +194,11 @@ PY
 
 main
 run=$(ls -1d "$WORK"/runs/*/ | tail -1)
-python3 benches/load_report.py "$run" "${WRITE_DOC:-1}"
 # TLS and HTTP/2 (issue 17): nginx, HAProxy jwt_verify and authgate behind TLS, with the same
-# keys and tokens, in the same run (see benches/tls_load.py). TLS=0 skips it.
+# keys and tokens, in the same run (see benches/tls_load.py); load_report.py puts its table in
+# docs/PERFORMANCE.md next to the plain-HTTP one. TLS=0 skips it.
 if [[ ${TLS:-1} == 1 ]]; then
   python3 benches/tls_load.py --keys "$KEYS" --work "$run/tls" --authgate "$AUTHGATE_BIN" \
-    --duration "${TLS_DURATION:-10}" | tee "$run/tls.md"
+    --duration "${TLS_DURATION:-10}"
 fi
+python3 benches/load_report.py "$run" "${WRITE_DOC:-1}"

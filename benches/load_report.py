@@ -198,6 +198,29 @@ HAProxy `jwt_verify` ES256 and authgate with the cache off.
 {dpop_text}
 """ if has_dpop else ""
 
+tls_rows = []
+if (run / "tls" / "tls.jsonl").exists():
+    sys.path.insert(0, str(pathlib.Path(__file__).parent))
+    import tls_load
+    tls_rows = [json.loads(l) for l in (run / "tls" / "tls.jsonl").read_text().splitlines() if l.strip()]
+tls_text = tls_load.table(tls_rows) if tls_rows else ""
+tls_section = f"""
+## TLS and HTTP/2 (issue 17)
+
+`benches/tls_load.py`, in the same run: each target behind TLS with one worker, first with an
+ECDSA P-256 and then an RSA-2048 certificate (self-signed, made fresh), proxying to an nginx
+upstream of its own (not measured). CPU µs of the target's process tree per request, or per
+connection for the handshake loads (its inverse: the connections one core could take per
+second). nginx and HAProxy use OpenSSL (`openssl version` above); authgate uses rustls with
+aws-lc-rs. nginx has session tickets on, HAProxy its defaults (tickets on), authgate rustls's
+defaults (tickets and a session cache). In the handshake loads each connection sends one
+`GET /` without a token: nginx and the `auth = "none"` route proxy it (200), HAProxy jwt_verify
+and authgate RS256 answer 401 themselves. `hs-resumed` rows are marked when fewer than 99 % of
+the connections were resumed.
+
+{tls_text}
+""" if tls_rows else ""
+
 report = "\n".join(out)
 checks_failed = [l for l in checks.splitlines() if "FAIL" in l]
 print(report)
@@ -205,6 +228,8 @@ print()
 print("\n".join(tt))
 if has_dpop:
     print("\nDPoP:\n" + dpop_text)
+if tls_rows:
+    print("\nTLS and HTTP/2:\n" + tls_text)
 if r10 and r1000:
     print(f"\nroute lookup 1,000 ÷ 10 routes (criterion): {r1000 / r10:.2f} (target ≤ 2)")
 if not write:
@@ -237,7 +262,7 @@ Correctness checks before each measurement (missing/bad/expired/`alg: none`/no-`
 fresh proof accepted, a replayed one, the bound token as Bearer, no proof, a proof for another
 URL and an unbound token refused):
 {"all passed" if not checks_failed else "FAILED: " + "; ".join(checks_failed)}.
-
+{tls_section}
 ## Targets (issue #6)
 
 {chr(10).join(tt)}

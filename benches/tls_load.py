@@ -416,20 +416,60 @@ def main():
     print(table(rows))
 
 
+LOADS = {
+    "h1": "HTTP/1.1 over TLS, `wrk -t1 -c32` (keep-alive), RS256 token on every request",
+    "h2": "HTTP/2 over TLS, `h2load -t1 -c32 -m10`, RS256 token on every request",
+    "hs": "full TLS 1.3 handshakes, `openssl s_time -new` × 2 clients, one `GET /` each, no resumption",
+    "hs-resumed": "resumed TLS 1.3 handshakes (session tickets), `openssl s_time -reuse` × 2 clients",
+}
+NAMES = {
+    "nginx-tls": "nginx TLS proxy",
+    "haproxy-jwt-tls": "HAProxy TLS + jwt_verify RS256",
+    "authgate-none-tls": 'authgate, `auth = "none"` route',
+    "authgate-tls": "authgate, RS256, token cache on",
+}
+
+
 def table(rows):
-    """CPU µs per request (per connection for handshakes) and its ratio to nginx and HAProxy."""
+    """Per load: CPU µs per request (per connection for handshakes, with the connections one
+    core could take per second) for each certificate, and ratios to nginx and HAProxy."""
     by = {(r["cert"], r["target"], r["load"]): r for r in rows}
-    out = ["| cert | load | target | rate /s | CPU µs each | ÷ nginx | ÷ HAProxy jwt | checks |",
-           "|---|---|---|---:|---:|---:|---:|---|"]
-    for r in rows:
-        us = r["cpu_us_per"]
-        def ratio(peer):
-            p = by.get((r["cert"], peer, r["load"]))
-            return f"{us / p['cpu_us_per']:.2f}" if us and p and p["cpu_us_per"] else "—"
-        out.append(f"| {r['cert']} | {r['load']} | {r['target']} | {r['rate']:.0f} | "
-                   f"{us:.1f} | {ratio('nginx-tls')} | {ratio('haproxy-jwt-tls')} | {r['checks']} |"
-                   if us else f"| {r['cert']} | {r['load']} | {r['target']} | {r['rate']:.0f} | — | — | — | {r['checks']} |")
-    return "\n".join(out)
+    certs = list(dict.fromkeys(r["cert"] for r in rows))
+    targets = list(dict.fromkeys(r["target"] for r in rows))
+    out = []
+    for load in dict.fromkeys(r["load"] for r in rows):
+        hs = load.startswith("hs")
+        out += ["", f"**{LOADS.get(load, load)}**", ""]
+        head = "| target |"
+        rule = "|---|"
+        for c in certs:
+            head += f" {c}: CPU µs/{'conn' if hs else 'req'} |" + (" conn/s per core |" if hs else " rate /s |") \
+                + " ÷ nginx | ÷ HAProxy |"
+            rule += "---:|" * 4
+        out += [head, rule]
+        for t in targets:
+            line = f"| {NAMES.get(t, t)} |"
+            for c in certs:
+                r = by.get((c, t, load))
+                us = r and r["cpu_us_per"]
+                if not us:
+                    line += " — | — | — | — |"
+                    continue
+
+                def ratio(peer):
+                    q = by.get((c, peer, load))
+                    return f"{us / q['cpu_us_per']:.2f}" if q and q["cpu_us_per"] else "—"
+                flag = ""
+                if r.get("non_2xx") and load in ("h1", "h2"):
+                    flag = f" ({r['non_2xx']} non-2xx!)"
+                if r["checks"] != "ok":
+                    flag += " (checks failed!)"
+                if hs and load == "hs-resumed" and r.get("resumed") is not None and r["resumed"] < 0.99:
+                    flag += f" ({r['resumed']:.0%} resumed)"
+                second = f"{1e6 / us:,.0f}" if hs else f"{r['rate']:,.0f}"
+                line += f" {us:.1f}{flag} | {second} | {ratio('nginx-tls')} | {ratio('haproxy-jwt-tls')} |"
+            out.append(line)
+    return "\n".join(out).strip()
 
 
 if __name__ == "__main__":
