@@ -4,8 +4,13 @@
 # upstream and wrk outside the measured process). Absolute times on shared machines are
 # noise: the ratios within one run are the result.
 #
-#   bash benches/load.sh                   # as root, from the project root; ~4-5 min
+#   bash benches/load.sh                   # as root, from the project root; ~17 min
 #   PASSES="1 2" bash benches/load.sh      # also the two-worker pass
+#   TLS=0 bash benches/load.sh             # plain HTTP only (~4-5 min)
+#
+# After the plain-HTTP targets, benches/tls_load.py measures nginx, HAProxy jwt_verify and
+# authgate behind TLS (P-256 and RSA-2048 certificates): HTTP/1.1, HTTP/2, full and resumed
+# handshakes, TLS_ROUNDS rounds (default 2) of TLS_DURATION seconds (default 10) each.
 #
 # Targets (in this order): upstream alone, nginx plain proxy, HAProxy plain, HAProxy
 # jwt_verify (RS256, ES256), authgate on an `auth = "none"` route, authgate RS256/ES256/EdDSA
@@ -199,6 +204,6 @@ run=$(ls -1d "$WORK"/runs/*/ | tail -1)
 # docs/PERFORMANCE.md next to the plain-HTTP one. TLS=0 skips it.
 if [[ ${TLS:-1} == 1 ]]; then
   python3 benches/tls_load.py --keys "$KEYS" --work "$run/tls" --authgate "$AUTHGATE_BIN" \
-    --duration "${TLS_DURATION:-10}"
+    --duration "${TLS_DURATION:-10}" --rounds "${TLS_ROUNDS:-2}"
 fi
 python3 benches/load_report.py "$run" "${WRITE_DOC:-1}"

@@ -21,8 +21,12 @@ system, over the measured window; the load generator runs outside it):
 For handshakes the figure is CPU µs per connection, and its inverse the connections a core
 could take per second.
 
+Every target and load is measured --rounds times (default 2), the targets alternating within
+each round; the table gives the median and the spread. authgate runs with RUST_LOG=warn (no
+access log), as in the plain-HTTP harness: nginx and HAProxy log nothing either.
+
 Writes RUN_DIR/tls.jsonl (one object per measurement) and prints a table. Every target is
-checked once first: 200 and `ok user=<sub>` with the token over h1 and h2, 401 without it
+checked once per start first: 200 and `ok user=<sub>` with the token over h1 and h2, 401 without it
 (for the JWT targets).
 """
 import argparse
@@ -114,10 +118,11 @@ def make_cert(kind, out):
 # --- servers -------------------------------------------------------------------------------
 
 class Server:
-    def __init__(self, name, cmd, port, logfile, cwd=None):
+    def __init__(self, name, cmd, port, logfile, cwd=None, env=None):
         self.name, self.port, self.logfile = name, port, logfile
         self.proc = subprocess.Popen(cmd, stdout=open(logfile, "wb"), stderr=subprocess.STDOUT,
-                                     cwd=cwd, start_new_session=True)
+                                     cwd=cwd, start_new_session=True,
+                                     env=None if env is None else {**os.environ, **env})
         wait_port(port, self.proc, logfile)
 
     def stop(self):
@@ -269,7 +274,11 @@ path_prefix = "/"
 upstream = "bench"
 {'auth = "none"' if none else ''}
 """)
-    s = Server(name, [binary, "run", "--config", str(conf)], port, d / "stdout.log")
+    # No access log, as for the peers (nginx `access_log off`, HAProxy without a log) and as
+    # the plain-HTTP harness runs authgate (RUST_LOG=warn): a log line per request is measured
+    # by itself elsewhere, not here.
+    s = Server(name, [binary, "run", "--config", str(conf)], port, d / "stdout.log",
+               env={"RUST_LOG": os.environ.get("RUST_LOG", "warn")})
     return s
 
 
@@ -373,6 +382,8 @@ def main():
     ap.add_argument("--targets", default="nginx-tls haproxy-jwt-tls authgate-none-tls authgate-tls")
     ap.add_argument("--certs", default="ecdsa rsa")
     ap.add_argument("--loads", default="h1 h2 hs hs-resumed")
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="every target and load this many times, alternating; the table gives the median")
     a = ap.parse_args()
     keys = Path(a.keys)
     work = Path(a.work)
@@ -383,34 +394,36 @@ def main():
     up = start_upstream(work)
     rows = []
     try:
-        for kind in a.certs.split():
-            cert, key, pem = make_cert(kind, work)
-            for target in a.targets.split():
-                if target == "nginx-tls":
-                    s = start_nginx_tls(work / kind, up.port, cert, key, tickets=True)
-                elif target == "haproxy-jwt-tls":
-                    s = start_haproxy_jwt_tls(work / kind, up.port, pem, keys, env)
-                else:
-                    s = start_authgate_tls(work / kind, target, a.authgate, up.port, cert, key, keys,
-                                           env, none=target == "authgate-none-tls")
-                try:
-                    auth = target in ("haproxy-jwt-tls", "authgate-tls")
-                    checks = check(target, s.port, auth, token, sub)
-                    for load in a.loads.split():
-                        run = {"h1": lambda: wrk_load(s.port, token, a.duration),
-                               "h2": lambda: h2load_load(s.port, token, a.duration),
-                               "hs": lambda: handshake_load(s.port, a.duration, False),
-                               "hs-resumed": lambda: handshake_load(s.port, a.duration, True)}[load]()
-                        row = {"target": target, "cert": kind, "load": load, "checks": checks,
-                               **measured(s.proc.pid, run)}
-                        rows.append(row)
-                        with results.open("a") as f:
-                            f.write(json.dumps(row) + "\n")
-                        log(f"{kind:5} {target:18} {load:10} {row['rate']:9.0f}/s "
-                            f"{row['cpu_us_per'] or 0:8.1f} CPU µs each"
-                            + (f", {row['resumed']:.0%} resumed" if row.get('resumed') is not None else ""))
-                finally:
-                    s.stop()
+        certs = {kind: make_cert(kind, work) for kind in a.certs.split()}
+        for rnd, kind, target in [(r, k, t) for r in range(1, a.rounds + 1) for k in certs
+                                  for t in a.targets.split()]:
+            cert, key, pem = certs[kind]
+            if target == "nginx-tls":
+                s = start_nginx_tls(work / kind, up.port, cert, key, tickets=True)
+            elif target == "haproxy-jwt-tls":
+                s = start_haproxy_jwt_tls(work / kind, up.port, pem, keys, env)
+            else:
+                s = start_authgate_tls(work / kind, target, a.authgate, up.port, cert, key, keys,
+                                       env, none=target == "authgate-none-tls")
+            try:
+                auth = target in ("haproxy-jwt-tls", "authgate-tls")
+                checks = check(target, s.port, auth, token, sub)
+                for load in a.loads.split():
+                    run = {"h1": lambda: wrk_load(s.port, token, a.duration),
+                           "h2": lambda: h2load_load(s.port, token, a.duration),
+                           "hs": lambda: handshake_load(s.port, a.duration, False),
+                           "hs-resumed": lambda: handshake_load(s.port, a.duration, True)}[load]()
+                    row = {"target": target, "cert": kind, "load": load, "round": rnd,
+                           "checks": checks,
+                           **measured(s.proc.pid, run)}
+                    rows.append(row)
+                    with results.open("a") as f:
+                        f.write(json.dumps(row) + "\n")
+                    log(f"r{rnd} {kind:5} {target:18} {load:10} {row['rate']:9.0f}/s "
+                        f"{row['cpu_us_per'] or 0:8.1f} CPU µs each"
+                        + (f", {row['resumed']:.0%} resumed" if row.get('resumed') is not None else ""))
+            finally:
+                s.stop()
     finally:
         up.stop()
     print(table(rows))
@@ -430,10 +443,26 @@ NAMES = {
 }
 
 
+def merged(rs):
+    """Rounds of one (cert, target, load): the median CPU figure and rate, the spread, and
+    every flag any round raised."""
+    import statistics
+    us = [r["cpu_us_per"] for r in rs if r["cpu_us_per"]]
+    return {"cpu_us_per": statistics.median(us) if us else None,
+            "spread": (min(us), max(us)) if len(us) > 1 else None,
+            "rate": statistics.median(r["rate"] for r in rs),
+            "non_2xx": sum(r.get("non_2xx") or 0 for r in rs),
+            "checks": "ok" if all(r["checks"] == "ok" for r in rs) else "failed",
+            "resumed": min((r["resumed"] for r in rs if r.get("resumed") is not None), default=None)}
+
+
 def table(rows):
-    """Per load: CPU µs per request (per connection for handshakes, with the connections one
+    """Per load: the median over rounds of CPU µs per request (per connection for handshakes, with the connections one
     core could take per second) for each certificate, and ratios to nginx and HAProxy."""
-    by = {(r["cert"], r["target"], r["load"]): r for r in rows}
+    by = {}
+    for r in rows:
+        by.setdefault((r["cert"], r["target"], r["load"]), []).append(r)
+    by = {k: merged(v) for k, v in by.items()}
     certs = list(dict.fromkeys(r["cert"] for r in rows))
     targets = list(dict.fromkeys(r["target"] for r in rows))
     out = []
@@ -467,6 +496,8 @@ def table(rows):
                 if hs and load == "hs-resumed" and r.get("resumed") is not None and r["resumed"] < 0.99:
                     flag += f" ({r['resumed']:.0%} resumed)"
                 second = f"{1e6 / us:,.0f}" if hs else f"{r['rate']:,.0f}"
+                if r["spread"]:
+                    flag += f" ({r['spread'][0]:.0f}–{r['spread'][1]:.0f})"
                 line += f" {us:.1f}{flag} | {second} | {ratio('nginx-tls')} | {ratio('haproxy-jwt-tls')} |"
             out.append(line)
     return "\n".join(out).strip()

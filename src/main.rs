@@ -14,6 +14,7 @@ use authgate::config::{load_file, ConfigErrors, LogFormat};
 /// The development issuer, echo upstream and demo config: part of the command, not of the
 /// library a production gateway links.
 mod demo;
+mod logs;
 
 // pingora allocates and frees many small buffers per request; mimalloc's thread-local free
 // lists cost less than glibc's malloc there (see docs/PERFORMANCE.md).
@@ -304,9 +305,10 @@ fn print_out(text: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Logs go through a non-blocking writer: the request path hands a line to a queue instead
-/// of taking stdout's lock (the queue blocks rather than drops when full).
-fn init_logging(format: Option<LogFormat>) -> tracing_appender::non_blocking::WorkerGuard {
+/// Logs go through a batching writer (`logs.rs`): the request path appends its line to a
+/// buffer instead of taking stdout's lock or waking a thread (it waits rather than drops when
+/// stdout cannot keep up).
+fn init_logging(format: Option<LogFormat>) -> logs::Guard {
     // AUTHGATE_LOG, else the conventional RUST_LOG, else info (which includes the access log;
     // `warn` turns it off).
     let mut filter = tracing_subscriber::EnvFilter::try_from_env("AUTHGATE_LOG")
@@ -327,9 +329,7 @@ fn init_logging(format: Option<LogFormat>) -> tracing_appender::non_blocking::Wo
         Some(LogFormat::Text) => false,
         None => !std::io::stdout().is_terminal(),
     };
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::stdout());
+    let (writer, guard) = logs::batched(std::io::stdout());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
