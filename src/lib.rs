@@ -191,31 +191,36 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         u32::try_from(server_settings.max_header_bytes.saturating_mul(2)).unwrap_or(u32::MAX),
     );
     http.h2_options = Some(h2);
+    // TLS is done by the connection app (with our rustls config: see `tls::acceptor`), so
+    // pingora's listener is plain TCP either way.
+    let tls = match (&server_settings.tls, certs) {
+        (Some(t), Some(certs)) => {
+            let verifier = match &t.client_ca {
+                Some(ca) => Some(
+                    tls::client_verifier(&ca.certs, t.client_cert_required).map_err(|e| {
+                        StartError::State(format!(
+                            "server.tls.client_ca {}: {e}",
+                            ca.path.display()
+                        ))
+                    })?,
+                ),
+                None => None,
+            };
+            Some(Arc::new(tls::acceptor(certs, verifier, t.http2).map_err(
+                |e| StartError::State(format!("TLS listener: {e}")),
+            )?))
+        }
+        _ => None,
+    };
     let mut service = pingora::services::listening::Service::new(
         "authgate proxy".to_owned(),
-        proxy::connection::Connections::new(http, state),
+        proxy::connection::Connections::new(http, state, tls),
     );
     // pingora's 64 KiB read buffer stays with every connection, idle ones included.
     let buffers = pingora::protocols::l4::stream::L4BufferSettings::default()
         .read(server_settings.read_buffer_bytes);
-    let mut listener =
+    let listener =
         pingora::listeners::ListenerConfig::tcp(proxy_addr.to_string()).l4_buffer(buffers);
-    if let (Some(t), Some(certs)) = (&server_settings.tls, certs) {
-        let mut settings = pingora::listeners::tls::TlsSettings::intermediate("", "")
-            .map_err(|e| StartError::State(format!("TLS listener: {e}")))?;
-        settings.set_cert_resolver(certs);
-        if let Some(ca) = &t.client_ca {
-            let verifier =
-                tls::client_verifier(&ca.certs, t.client_cert_required).map_err(|e| {
-                    StartError::State(format!("server.tls.client_ca {}: {e}", ca.path.display()))
-                })?;
-            settings.set_client_cert_verifier(verifier);
-        }
-        if t.http2 {
-            settings.enable_h2();
-        }
-        listener = listener.tls(settings);
-    }
     service.add_listener(listener);
     server.add_service(service);
     // The control runtime must outlive the server; leak it deliberately (the process exits

@@ -23,6 +23,40 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
+/// The client listener's TLS acceptor: TLS 1.2 and 1.3 (rustls, aws-lc-rs), `certs` choosing
+/// the certificate, `client_certs` checking client certificates when set, ALPN `h2` before
+/// `http/1.1` when `http2` (none otherwise, as pingora's own listener does).
+///
+/// Built here rather than by pingora's `TlsSettings`, whose rustls config keeps rustls's
+/// defaults: sessions resumed only from a 256-entry in-memory cache, each full handshake
+/// storing two, so with more than ~128 clients in rotation nothing was resumed (1,000
+/// clients: 0 resumed, where nginx and HAProxy resumed all; `benches/tls_load.py`). Here
+/// sessions resume by stateless tickets (RFC 5077 construction, AES-256-GCM, a random key
+/// made at start and rotated every 6 hours, as rustls's `Ticketer` does), so any number of
+/// clients resume. No 0-RTT data (it could be replayed).
+pub fn acceptor(
+    certs: Arc<dyn ResolvesServerCert>,
+    client_certs: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+    http2: bool,
+) -> Result<pingora::listeners::tls::Acceptor, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])
+        .map_err(|e| e.to_string())?;
+    let builder = match client_certs {
+        Some(v) => builder.with_client_cert_verifier(v),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(certs);
+    if http2 {
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    }
+    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| e.to_string())?;
+    Ok(pingora::listeners::tls::Acceptor::from_server_config(
+        Arc::new(config),
+    ))
+}
+
 /// The listener's certificate, swapped whole when its files change.
 pub struct CertStore {
     cert: PathBuf,

@@ -19,6 +19,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::BytesMut;
 use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::listeners::tls::Acceptor;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
 use pingora::proxy::HttpProxy;
@@ -33,13 +34,16 @@ use crate::runtime::State;
 pub struct Connections {
     proxy: Arc<HttpProxy<Gateway>>,
     state: Arc<State>,
+    /// The client listener's TLS (`crate::tls::acceptor`), when it has any.
+    tls: Option<Arc<Acceptor>>,
 }
 
 impl Connections {
-    pub fn new(proxy: HttpProxy<Gateway>, state: Arc<State>) -> Self {
+    pub fn new(proxy: HttpProxy<Gateway>, state: Arc<State>, tls: Option<Arc<Acceptor>>) -> Self {
         Self {
             proxy: Arc::new(proxy),
             state,
+            tls,
         }
     }
 }
@@ -65,6 +69,15 @@ const READ_CHUNK: usize = 4096;
 const LINGER_BYTES: usize = 256 << 10;
 const LINGER: Duration = Duration::from_secs(1);
 
+/// The TCP stream inside what pingora's plain listener handed over.
+fn l4_stream(stream: Stream) -> Option<pingora::protocols::l4::stream::Stream> {
+    stream
+        .into_any()
+        .downcast::<pingora::protocols::l4::stream::Stream>()
+        .ok()
+        .map(|b| *b)
+}
+
 /// pingora counts keep-alive timeouts in whole seconds (0 means forever); never 0 here.
 fn whole_seconds(d: std::time::Duration) -> u64 {
     d.as_secs().max(1)
@@ -77,6 +90,29 @@ impl ServerApp for Connections {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        let stream = match &self.tls {
+            None => stream,
+            // The handshake within `header_read_timeout` (pingora's listener gives it no
+            // bound: a client that never sends its hello would hold the task for ever).
+            Some(tls) => {
+                let within = self.state.load().config.server.header_read_timeout;
+                // pingora's listener is plain TCP here: its stream is an L4 one.
+                let Some(l4) = l4_stream(stream) else {
+                    tracing::error!("a TLS connection that is not a TCP stream: closed");
+                    return None;
+                };
+                match pingora::time::timeout(within, tls.tls_handshake(l4)).await {
+                    Ok(Ok(tls_stream)) => Box::new(tls_stream),
+                    // A failed or unfinished handshake: the client gets rustls's alert, if
+                    // any, and the close (pingora logged these at debug level, as here).
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "TLS handshake failed");
+                        return None;
+                    }
+                    Err(_) => return None,
+                }
+            }
+        };
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
             return self.proxy.process_new(stream, shutdown).await;
         }

@@ -3,6 +3,7 @@
 //! system roots, with the SNI name checked).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support::*;
@@ -253,5 +254,98 @@ fn https_upstreams_are_verified_by_default() {
         gw.logs()
             .contains("upstreams.unverified.tls_verify = false"),
         "disabling verification is logged"
+    );
+}
+
+/// One TLS client with a session store of its own, as a separate client machine would have.
+fn own_client() -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(tls_file("ca.pem")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// A TLS connection to `addr` with `config`, one request read to its end (TLS 1.3 session
+/// tickets come after the handshake); returns how the handshake went.
+fn tls_round(
+    addr: std::net::SocketAddr,
+    config: &Arc<rustls::ClientConfig>,
+) -> rustls::HandshakeKind {
+    use std::io::{Read, Write};
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(config.clone(), name).unwrap();
+    let tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(b"GET /public/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    // The close may come without close_notify's being read: what matters is the answer.
+    let _ = tls.read_to_end(&mut answer);
+    assert!(
+        answer.starts_with(b"HTTP/1.1 "),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    tls.conn.handshake_kind().expect("handshake done")
+}
+
+/// Sessions resume for any number of clients (stateless tickets; rustls's default, a
+/// 256-entry server-side cache with two entries per full handshake, resumed none of 300),
+/// and a client that connects and never says hello is closed at `header_read_timeout`
+/// (pingora's listener gave the handshake no bound).
+#[test]
+fn sessions_resume_for_many_clients_and_a_silent_client_is_cut() {
+    let keys = Keys::load();
+    let jwks = JwksServer::start(keys.standard_jwks());
+    let upstream = Upstream::start();
+    let gw = Gateway::start(
+        &tls_config(
+            &jwks.url(),
+            &upstream.url(),
+            &tls_file("server.pem"),
+            &tls_file("server.key"),
+        )
+        .replace(
+            "shutdown_grace = \"1s\"",
+            "shutdown_grace = \"1s\"\nheader_read_timeout = \"1s\"",
+        ),
+    );
+    let clients: Vec<_> = (0..300).map(|_| own_client()).collect();
+    for c in &clients {
+        assert_eq!(tls_round(gw.addr, c), rustls::HandshakeKind::Full);
+    }
+    let resumed = clients
+        .iter()
+        .filter(|c| tls_round(gw.addr, c) == rustls::HandshakeKind::Resumed)
+        .count();
+    assert_eq!(
+        resumed,
+        clients.len(),
+        "resumed sessions of {} clients",
+        clients.len()
+    );
+
+    // Connected, silent: closed within the second, with a margin for a busy machine.
+    let mut silent = std::net::TcpStream::connect(gw.addr).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let closed = matches!(std::io::Read::read(&mut silent, &mut buf), Ok(0));
+    assert!(closed, "closed by the gateway, not by the read timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
     );
 }
