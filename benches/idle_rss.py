@@ -52,28 +52,13 @@ cfg = os.path.join(d, "authgate.toml")
 tls_conf = ""
 client_ctx = None
 if proto != "plain":
-    import datetime
-    import ipaddress
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .sign(key, hashes.SHA256()))
-    with open(os.path.join(d, "cert.pem"), "wb") as f:
-        f.write(cert.public_bytes(serialization.Encoding.PEM))
-    with open(os.path.join(d, "key.pem"), "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
-    tls_conf = f'[server.tls]\ncert = "{d}/cert.pem"\nkey = "{d}/key.pem"\n'
-    client_ctx = ssl.create_default_context(cafile=os.path.join(d, "cert.pem"))
+    # The certificate maker of the TLS load bench (a fresh self-signed P-256 for 127.0.0.1).
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from pathlib import Path
+    from tls_load import make_cert
+    cert_file, key_file, _ = make_cert("ecdsa", Path(d))
+    tls_conf = f'[server.tls]\ncert = "{cert_file}"\nkey = "{key_file}"\n'
+    client_ctx = ssl.create_default_context(cafile=str(cert_file))
     client_ctx.set_alpn_protocols(["h2"] if proto == "h2" else ["http/1.1"])
 with open(cfg, "w") as f:
     f.write(f"""[server]
