@@ -101,6 +101,8 @@ pub struct ServerSettings {
     pub header_read_timeout: Duration,
     pub keepalive_timeout: Duration,
     pub body_read_timeout: Duration,
+    /// Each write of an answer to the client.
+    pub send_timeout: Duration,
     pub read_buffer_bytes: usize,
     pub work_stealing: bool,
     pub upstream_pool_size: usize,

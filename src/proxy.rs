@@ -4,6 +4,7 @@ mod access;
 pub mod connection;
 pub mod guard;
 pub mod headers;
+pub mod preface;
 pub mod respond;
 
 use std::borrow::Cow;
@@ -161,6 +162,9 @@ impl ProxyHttp for Gateway {
         let started = Instant::now();
         ctx.request_id = request_id(session.req_header());
         session.set_read_timeout(Some(snap.config.server.body_read_timeout));
+        // A client that stops reading (an HTTP/2 window left at 0) would otherwise hold the
+        // stream, and the upstream connection behind it, for as long as it likes.
+        session.set_write_timeout(Some(snap.config.server.send_timeout));
         let first = decision(session, &*snap);
         // An unknown `kid` waits for one refetch, and a token whose introspection answer is
         // not known yet for one call; then the request is decided again (on a report-only
@@ -270,6 +274,9 @@ impl ProxyHttp for Gateway {
             (
                 ErrorSource::Downstream,
                 ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed
+            ) | (
+                ErrorSource::Downstream | ErrorSource::Unset,
+                ErrorType::WriteTimedout
             )
         ) {
             // The client went away: there is no one to answer (the outcome stays).

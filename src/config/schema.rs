@@ -156,6 +156,10 @@ pub struct RawServer {
     /// Longest wait for each read of a request body. Default 60s.
     #[serde(default = "default_body_read_timeout", with = "humantime_serde")]
     pub body_read_timeout: Duration,
+    /// Longest wait for each write of an answer to the client (a client that stops reading,
+    /// or leaves an HTTP/2 window at 0). Default 60s, as nginx's `send_timeout`.
+    #[serde(default = "default_send_timeout", with = "humantime_serde")]
+    pub send_timeout: Duration,
     /// Read buffer of each client connection, in bytes; 0 reads straight into the HTTP
     /// parser's own buffers (pingora's default is 64 KiB, held for the connection's whole
     /// life, idle keep-alive included, and copied through on every read). Default 0.
@@ -477,6 +481,9 @@ fn default_keepalive_timeout() -> Duration {
 fn default_body_read_timeout() -> Duration {
     Duration::from_secs(60)
 }
+fn default_send_timeout() -> Duration {
+    Duration::from_secs(60)
+}
 fn default_read_buffer_bytes() -> usize {
     0
 }
@@ -539,6 +546,7 @@ impl Default for RawServer {
             header_read_timeout: default_header_read_timeout(),
             keepalive_timeout: default_keepalive_timeout(),
             body_read_timeout: default_body_read_timeout(),
+            send_timeout: default_send_timeout(),
             read_buffer_bytes: default_read_buffer_bytes(),
             work_stealing: false,
             upstream_pool_size: default_upstream_pool_size(),

@@ -48,6 +48,30 @@ impl Connections {
     }
 }
 
+impl Connections {
+    /// An HTTP/2 connection, served by pingora once its client has sent the connection
+    /// preface: within `header_read_timeout`, or it is closed (pingora waits for the preface
+    /// for ever, and logs an error when such a client finally leaves).
+    async fn serve_h2(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let within = self.state.load().config.server.header_read_timeout;
+        let (counted, read) = super::preface::Counted::new(stream);
+        let serve = self.proxy.process_new(Box::new(counted), shutdown);
+        tokio::pin!(serve);
+        tokio::select! {
+            done = &mut serve => return done,
+            () = tokio::time::sleep(within) => {}
+        }
+        if read.load(std::sync::atomic::Ordering::Relaxed) < super::preface::PREFACE {
+            return None;
+        }
+        serve.await
+    }
+}
+
 /// What reading one request head gave.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Head {
@@ -114,7 +138,7 @@ impl ServerApp for Connections {
             }
         };
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            return self.proxy.process_new(stream, shutdown).await;
+            return self.serve_h2(stream, shutdown).await;
         }
         let (header_read, idle, max_head) = {
             let snap = self.state.load();

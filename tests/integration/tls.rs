@@ -349,3 +349,44 @@ fn sessions_resume_for_many_clients_and_a_silent_client_is_cut() {
         started.elapsed()
     );
 }
+
+/// HTTP/2 clients that hold a connection without taking part: one that never sends the
+/// connection preface is closed at `header_read_timeout` (pingora waited for ever), and one
+/// that never opens a flow-control window has its stream reset at `send_timeout` (it held
+/// the stream, and the upstream connection behind it, for as long as it stayed).
+#[test]
+fn http2_clients_that_never_speak_or_never_read_are_cut() {
+    let keys = Keys::load();
+    let jwks = JwksServer::start(keys.standard_jwks());
+    let upstream = Upstream::start();
+    let gw = Gateway::start(
+        &tls_config(
+            &jwks.url(),
+            &upstream.url(),
+            &tls_file("server.pem"),
+            &tls_file("server.key"),
+        )
+        .replace(
+            "shutdown_grace = \"1s\"",
+            "shutdown_grace = \"1s\"\nheader_read_timeout = \"1s\"\nsend_timeout = \"1s\"",
+        ),
+    );
+    let waited = h2_silent(gw.addr);
+    assert!(waited < Duration::from_secs(6), "closed after {waited:?}");
+
+    let token = keys.rs256().claims(good_claims("alice", "read")).sign();
+    let bearer = format!("Bearer {token}");
+    let reset = h2_never_reading(gw.addr, "/api/orders", &[("authorization", &bearer)]);
+    assert_eq!(reset, Ok(200), "the answer's head, then a reset");
+    assert_eq!(upstream.count(), 1);
+    // The gateway still answers.
+    let r = h2_request(
+        gw.addr,
+        "GET",
+        "localhost",
+        "/api/orders",
+        &[("authorization", &bearer)],
+    )
+    .expect("answered");
+    assert_eq!(r.status, 200);
+}

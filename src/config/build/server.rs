@@ -36,6 +36,7 @@ pub(super) fn build_server(cx: &mut Ctx<'_>, raw: &RawConfig) -> ServerSettings 
         ("server.header_read_timeout", s.header_read_timeout),
         ("server.keepalive_timeout", s.keepalive_timeout),
         ("server.body_read_timeout", s.body_read_timeout),
+        ("server.send_timeout", s.send_timeout),
     ] {
         // pingora counts keep-alive in whole seconds.
         if d < Duration::from_secs(1) || d > Duration::from_secs(3600) {
@@ -188,6 +189,7 @@ pub(super) fn build_server(cx: &mut Ctx<'_>, raw: &RawConfig) -> ServerSettings 
         header_read_timeout: s.header_read_timeout,
         keepalive_timeout: s.keepalive_timeout,
         body_read_timeout: s.body_read_timeout,
+        send_timeout: s.send_timeout,
         read_buffer_bytes: s.read_buffer_bytes,
         work_stealing: s.work_stealing,
         upstream_pool_size: s.upstream_pool_size,

@@ -130,3 +130,67 @@ pub fn tls_send(addr: SocketAddr, raw: &[u8]) -> Resp {
         parse(&buf)
     })
 }
+
+/// An HTTP/2 client that completes TLS (ALPN `h2`) and then sends nothing, not even the
+/// connection preface: how long until the gateway closes (at most 15 s).
+pub fn h2_silent(addr: SocketAddr) -> Duration {
+    rt().block_on(async {
+        let mut io = tls(addr, b"h2").await.expect("tls");
+        let started = std::time::Instant::now();
+        let mut buf = [0u8; 4096];
+        // The server's SETTINGS may come first; then the close (or an error at it).
+        let _ = tokio::time::timeout(Duration::from_secs(15), async {
+            while let Ok(n) = io.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
+        started.elapsed()
+    })
+}
+
+/// A GET on `path` from an HTTP/2 client that grants the server no flow-control window
+/// (`SETTINGS_INITIAL_WINDOW_SIZE` 0) and never opens one: its answer's body can never be
+/// sent. `Ok(status)` once the response head came and the stream was then reset, `Err` when
+/// it was not within 15 s (or failed otherwise).
+pub fn h2_never_reading(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<u16, String> {
+    rt().block_on(async {
+        tokio::time::timeout(Duration::from_secs(15), async {
+            let io = tls(addr, b"h2").await?;
+            let (client, conn) = h2::client::Builder::new()
+                .initial_window_size(0)
+                .handshake::<_, bytes::Bytes>(io)
+                .await
+                .map_err(|e| format!("h2 handshake: {e}"))?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            let mut client = client.ready().await.map_err(|e| format!("ready: {e}"))?;
+            let mut req = http::Request::builder()
+                .method("GET")
+                .uri(format!("https://localhost{path}"));
+            for (n, v) in headers {
+                req = req.header(*n, *v);
+            }
+            let (resp, _) = client
+                .send_request(req.body(()).expect("request"), true)
+                .map_err(|e| format!("send: {e}"))?;
+            let resp = resp.await.map_err(|e| format!("response: {e}"))?;
+            let status = resp.status().as_u16();
+            let mut body = resp.into_body();
+            // Never releases capacity: the first data can never come, only a reset.
+            match body.data().await {
+                Some(Err(_)) => Ok(status),
+                other => Err(format!("body without a window: {other:?}")),
+            }
+        })
+        .await
+        .map_err(|_| "not reset within 15 s".to_owned())?
+    })
+}

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use authgate::httpd::{respond, serve, Handler};
 
-pub use self::h2::{h2_request, tls_send};
+pub use self::h2::{h2_never_reading, h2_request, h2_silent, tls_send};
 pub use self::http::{get, send, Resp};
 pub use self::tokens::Keys;
 
