@@ -25,6 +25,35 @@ const REWRITE_EXACT: &[&str] = &[
 ];
 const REWRITE_PREFIXES: &[&str] = &["x-forwarded-", "x-original-"];
 
+/// Headers that, set by a front proxy or an authenticating gateway, tell an upstream who the
+/// user is or what the TLS connection proved: from a client they are a claim no one checked
+/// (`Remote-User: admin` on a server behind nginx's `auth_request` convention,
+/// `X-SSL-Client-Verify: SUCCESS` on one behind a TLS terminator), and `Proxy` is the httpoxy
+/// variable for CGI-style servers. Never forwarded from a client; unlike the lists above, the
+/// config may still name them as claim headers (the gateway then sets them itself).
+const IDENTITY_EXACT: &[&str] = &[
+    "remote-user",
+    "x-remote-user",
+    "x-authenticated-user",
+    "x-authenticated-userid",
+    "x-client-cert",
+    "x-client-verify",
+    "front-end-https",
+    "x-url-scheme",
+    "x-remote-addr",
+    "x-originating-ip",
+    "fastly-client-ip",
+    "forwarded-for",
+    "proxy",
+];
+const IDENTITY_PREFIXES: &[&str] = &["x-auth-request-", "x-ssl-", "ssl-client-", "x-envoy-"];
+
+/// Identity and TLS-state headers a client must not set (`IDENTITY_EXACT`, `IDENTITY_PREFIXES`).
+pub fn is_identity(canonical: &str) -> bool {
+    IDENTITY_EXACT.contains(&canonical)
+        || IDENTITY_PREFIXES.iter().any(|p| canonical.starts_with(p))
+}
+
 /// Headers the gateway sets itself: the client's copies go in every spelling (its
 /// `X-Request-Id` is taken over when it is a short token; an `x_request_id` would reach a
 /// CGI-style server as a second one).

@@ -7,7 +7,9 @@ use crate::auth::extract::same_cookie_key;
 use crate::config::routes::{Route, TokenSource};
 use crate::config::HeaderPolicy;
 use crate::formats::canonical_header;
-use crate::formats::header_names::{is_gateway_set, is_hop_by_hop, is_rewrite, is_sender_proof};
+use crate::formats::header_names::{
+    is_gateway_set, is_hop_by_hop, is_identity, is_rewrite, is_sender_proof,
+};
 
 /// Names of the client's headers that must not reach the upstream, given the policy.
 /// Compared case-insensitively and with `_` folded to `-`, so `X_User_Id` cannot slip past
@@ -47,6 +49,7 @@ pub fn headers_to_remove(
             || is_hop_by_hop(&canonical)
             || in_connection
             || is_rewrite(&canonical)
+            || is_identity(&canonical)
             || is_gateway_set(&canonical)
             || is_sender_proof(&canonical)
             || (*name == AUTHORIZATION && !carriers.keeps(&TokenSource::Authorization))

@@ -164,6 +164,16 @@ fn rewrite_and_forwarding_headers_are_replaced_or_removed() {
             ("X-Real-IP", "10.0.0.1"),
             ("X-HTTP-Method-Override", "DELETE"),
             ("X_Original_URL", "/admin"),
+            // Identity and TLS state a front proxy would vouch for (and httpoxy's `Proxy`).
+            ("Remote-User", "admin"),
+            ("X-Remote-User", "admin"),
+            ("X-Auth-Request-Email", "admin@example.com"),
+            ("X-SSL-Client-Verify", "SUCCESS"),
+            ("SSL-Client-Cert", "-----BEGIN CERTIFICATE-----"),
+            ("X-Envoy-Original-Path", "/admin"),
+            ("Front-End-Https", "on"),
+            ("Proxy", "http://evil.example:8080"),
+            ("x_remote_user", "admin"),
         ],
     );
     assert_eq!(r.status, 200);
@@ -176,6 +186,15 @@ fn rewrite_and_forwarding_headers_are_replaced_or_removed() {
         "x-real-ip",
         "x-http-method-override",
         "x_original_url",
+        "remote-user",
+        "x-remote-user",
+        "x-auth-request-email",
+        "x-ssl-client-verify",
+        "ssl-client-cert",
+        "x-envoy-original-path",
+        "front-end-https",
+        "proxy",
+        "x_remote_user",
     ] {
         assert!(!seen.has(h), "{h} reached the upstream: {:?}", seen.headers);
     }
@@ -288,4 +307,28 @@ fn headers_and_claims_hold_over_both_protocols() {
             "{proto:?}: reached the upstream"
         );
     }
+}
+
+/// An identity header (stripped from clients) may still carry a claim: the gateway sets it.
+#[test]
+fn an_identity_header_can_carry_a_claim() {
+    let keys = Keys::load();
+    let jwks = JwksServer::start(keys.standard_jwks());
+    let up = Upstream::start();
+    let config = standard_config(&jwks.url(), &up.url())
+        .replace("sub = \"X-User-Id\"", "sub = \"Remote-User\"");
+    assert!(config.contains("sub = \"Remote-User\""), "{config}");
+    let gw = Gateway::start(&config);
+    gw.wait_ready();
+    let t = keys.rs256().claims(good_claims("alice", "read")).sign();
+    let r = get(
+        gw.addr,
+        "/api/x",
+        &[
+            ("Authorization", &format!("Bearer {t}")),
+            ("Remote-User", "admin"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(up.last().one("remote-user"), "alice");
 }
