@@ -298,12 +298,8 @@ fn tls_round(
     tls.conn.handshake_kind().expect("handshake done")
 }
 
-/// Sessions resume for any number of clients (stateless tickets; rustls's default, a
-/// 256-entry server-side cache with two entries per full handshake, resumed none of 300),
-/// and a client that connects and never says hello is closed at `header_read_timeout`
-/// (pingora's listener gave the handshake no bound).
-#[test]
-fn sessions_resume_for_many_clients_and_a_silent_client_is_cut() {
+/// A TLS gateway whose handshake, preface and head wait, and each write to a client, last 1 s.
+fn short_timeouts() -> (Keys, JwksServer, Upstream, Gateway) {
     let keys = Keys::load();
     let jwks = JwksServer::start(keys.standard_jwks());
     let upstream = Upstream::start();
@@ -316,9 +312,19 @@ fn sessions_resume_for_many_clients_and_a_silent_client_is_cut() {
         )
         .replace(
             "shutdown_grace = \"1s\"",
-            "shutdown_grace = \"1s\"\nheader_read_timeout = \"1s\"",
+            "shutdown_grace = \"1s\"\nheader_read_timeout = \"1s\"\nsend_timeout = \"1s\"",
         ),
     );
+    (keys, jwks, upstream, gw)
+}
+
+/// Sessions resume for any number of clients (stateless tickets; rustls's default, a
+/// 256-entry server-side cache with two entries per full handshake, resumed none of 300),
+/// and a client that connects and never says hello is closed at `header_read_timeout`
+/// (pingora's listener gave the handshake no bound).
+#[test]
+fn sessions_resume_for_many_clients_and_a_silent_client_is_cut() {
+    let (_keys, _jwks, _upstream, gw) = short_timeouts();
     let clients: Vec<_> = (0..300).map(|_| own_client()).collect();
     for c in &clients {
         assert_eq!(tls_round(gw.addr, c), rustls::HandshakeKind::Full);
@@ -356,21 +362,7 @@ fn sessions_resume_for_many_clients_and_a_silent_client_is_cut() {
 /// the stream, and the upstream connection behind it, for as long as it stayed).
 #[test]
 fn http2_clients_that_never_speak_or_never_read_are_cut() {
-    let keys = Keys::load();
-    let jwks = JwksServer::start(keys.standard_jwks());
-    let upstream = Upstream::start();
-    let gw = Gateway::start(
-        &tls_config(
-            &jwks.url(),
-            &upstream.url(),
-            &tls_file("server.pem"),
-            &tls_file("server.key"),
-        )
-        .replace(
-            "shutdown_grace = \"1s\"",
-            "shutdown_grace = \"1s\"\nheader_read_timeout = \"1s\"\nsend_timeout = \"1s\"",
-        ),
-    );
+    let (keys, _jwks, upstream, gw) = short_timeouts();
     let waited = h2_silent(gw.addr);
     assert!(waited < Duration::from_secs(6), "closed after {waited:?}");
 
