@@ -46,9 +46,7 @@ impl Connections {
             tls,
         }
     }
-}
 
-impl Connections {
     /// An HTTP/2 connection, served by pingora once its client has sent the connection
     /// preface: within `header_read_timeout`, or it is closed (pingora waits for the preface
     /// for ever, and logs an error when such a client finally leaves).
@@ -56,8 +54,8 @@ impl Connections {
         self: &Arc<Self>,
         stream: Stream,
         shutdown: &ShutdownWatch,
+        within: Duration,
     ) -> Option<Stream> {
-        let within = self.state.load().config.server.header_read_timeout;
         let (counted, read) = super::preface::Counted::new(stream);
         let serve = self.proxy.process_new(Box::new(counted), shutdown);
         tokio::pin!(serve);
@@ -114,18 +112,26 @@ impl ServerApp for Connections {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        let (header_read, idle, max_head) = {
+            let snap = self.state.load();
+            let s = &snap.config.server;
+            (
+                s.header_read_timeout,
+                s.keepalive_timeout,
+                s.max_header_bytes,
+            )
+        };
         let stream = match &self.tls {
             None => stream,
             // The handshake within `header_read_timeout` (pingora's listener gives it no
             // bound: a client that never sends its hello would hold the task for ever).
             Some(tls) => {
-                let within = self.state.load().config.server.header_read_timeout;
                 // pingora's listener is plain TCP here: its stream is an L4 one.
                 let Some(l4) = l4_stream(stream) else {
                     tracing::error!("a TLS connection that is not a TCP stream: closed");
                     return None;
                 };
-                match pingora::time::timeout(within, tls.tls_handshake(l4)).await {
+                match pingora::time::timeout(header_read, tls.tls_handshake(l4)).await {
                     Ok(Ok(tls_stream)) => Box::new(tls_stream),
                     // A failed or unfinished handshake: the client gets rustls's alert, if
                     // any, and the close (pingora logged these at debug level, as here).
@@ -138,17 +144,8 @@ impl ServerApp for Connections {
             }
         };
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            return self.serve_h2(stream, shutdown).await;
+            return self.serve_h2(stream, shutdown, header_read).await;
         }
-        let (header_read, idle, max_head) = {
-            let snap = self.state.load();
-            let s = &snap.config.server;
-            (
-                s.header_read_timeout,
-                s.keepalive_timeout,
-                s.max_header_bytes,
-            )
-        };
         let mut stream = stream;
         let mut settings: Option<pingora::apps::HttpPersistentSettings> = None;
         let mut first_wait = header_read;

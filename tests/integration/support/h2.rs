@@ -48,6 +48,23 @@ async fn tls(
         .map_err(|e| format!("handshake: {e}"))
 }
 
+/// An HTTP/2 connection made by `builder` over TLS (ALPN `h2`), its driver spawned, ready for
+/// a request.
+async fn h2_client(
+    addr: SocketAddr,
+    builder: &h2::client::Builder,
+) -> Result<h2::client::SendRequest<bytes::Bytes>, String> {
+    let io = tls(addr, b"h2").await?;
+    let (client, conn) = builder
+        .handshake::<_, bytes::Bytes>(io)
+        .await
+        .map_err(|e| format!("h2 handshake: {e}"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client.ready().await.map_err(|e| format!("ready: {e}"))
+}
+
 /// One HTTP/2 request: `authority` becomes `:authority` (empty: none at all), `path` the
 /// `:path` as given, `headers` are sent as they are (a `host` among them included).
 /// `Err` when the stream or connection was reset instead of answered.
@@ -60,14 +77,7 @@ pub fn h2_request(
 ) -> Result<Resp, String> {
     rt().block_on(async {
         tokio::time::timeout(Duration::from_secs(15), async {
-            let io = tls(addr, b"h2").await?;
-            let (client, conn) = h2::client::handshake(io)
-                .await
-                .map_err(|e| format!("h2 handshake: {e}"))?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            let mut client = client.ready().await.map_err(|e| format!("ready: {e}"))?;
+            let mut client = h2_client(addr, &h2::client::Builder::new()).await?;
             let uri = if authority.is_empty() {
                 http::Uri::builder().path_and_query(path).build()
             } else {
@@ -162,16 +172,8 @@ pub fn h2_never_reading(
 ) -> Result<u16, String> {
     rt().block_on(async {
         tokio::time::timeout(Duration::from_secs(15), async {
-            let io = tls(addr, b"h2").await?;
-            let (client, conn) = h2::client::Builder::new()
-                .initial_window_size(0)
-                .handshake::<_, bytes::Bytes>(io)
-                .await
-                .map_err(|e| format!("h2 handshake: {e}"))?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            let mut client = client.ready().await.map_err(|e| format!("ready: {e}"))?;
+            let mut client =
+                h2_client(addr, h2::client::Builder::new().initial_window_size(0)).await?;
             let mut req = http::Request::builder()
                 .method("GET")
                 .uri(format!("https://localhost{path}"));
