@@ -11,13 +11,22 @@ demo: ensure-cmake
 	cargo run --bin authgate -- demo
 
 ## Run every test (unit, integration, and interop with a real OpenID provider). CI runs exactly this.
+## The integration tests run twice: on the fast path (the default), then with every gateway
+## on the general path (AUTHGATE_FAST_PATH=false), so the two paths cannot drift apart. The
+## second run leaves out the tests that never send a request through the proxy.
+GENERAL_PATH_TESTS := binary(integration) and not (test(/^cli::/) | test(/^explain::/) | test(/^cases::/) | test(/^fuzz_corpus::/))
 test: ensure-cmake interop-deps redis-deps layering
-	@if cargo nextest --version >/dev/null 2>&1; then \
-		cargo nextest run --no-fail-fast; \
+	@status=0; \
+	if cargo nextest --version >/dev/null 2>&1; then \
+		cargo nextest run --no-fail-fast || status=1; \
+		echo "== the integration tests again, on the general path (AUTHGATE_FAST_PATH=false)"; \
+		AUTHGATE_FAST_PATH=false cargo nextest run --no-fail-fast -E '$(GENERAL_PATH_TESTS)' || status=1; \
 	else \
 		echo "cargo-nextest not found; using cargo test"; \
-		cargo test --no-fail-fast; \
-	fi
+		cargo test --no-fail-fast || status=1; \
+		AUTHGATE_FAST_PATH=false cargo test --no-fail-fast --test integration || status=1; \
+	fi; \
+	exit $$status
 
 ## The dependency arrows of src/ point one way (README, "Code layout"); the check checks itself first.
 layering:

@@ -42,6 +42,10 @@
 # JWT variants); name them in TARGETS, e.g.
 #   AUTHGATE_BASE_BIN=/tmp/authgate-old TARGETS="nginx authgate-base-none authgate-none authgate-base authgate" bash benches/load.sh
 #
+# The fast path (`server.fast_path`, issue 18) A/B, in every run: authgate-general-none and
+# authgate-general are authgate-none and authgate with `fast_path = false` under [server]
+# (every request through pingora-proxy).
+#
 # Writes docs/PERFORMANCE.md (machine, versions, table, ratios, targets) unless
 # WRITE_DOC=0. Needs: apt-get install -y haproxy nginx-light wrk curl; pip install pyjwt
 # cryptography; a release build (made here if missing).
@@ -49,7 +53,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=${SHARED:-$(cd ../shared/bench && pwd)}
 export PASSES=${PASSES:-1}
-export TARGETS=${TARGETS:-"upstream nginx haproxy haproxy-jwt authgate-none authgate-nocache authgate authgate-dpop"}
+export TARGETS=${TARGETS:-"upstream nginx haproxy haproxy-jwt authgate-general-none authgate-none authgate-nocache authgate-general authgate authgate-dpop"}
 export AUTHGATE_BIN=${AUTHGATE_BIN:-$PWD/target/release/authgate}
 [[ -x $AUTHGATE_BIN || ${LOAD_CHECK_ONLY:-0} == 1 ]] || cargo build --release --bin authgate
 
@@ -74,7 +78,7 @@ wrapper() {  # NAME NONE_ROUTE(0|1) -> the wrapper's path
   local w=$RUN_DIR/$1-bin
   {
     echo '#!/usr/bin/env bash'
-    printf 'bin=%q none=%q\n' "${WRAP_BIN:-$AUTHGATE_BIN}" "$2"
+    printf 'bin=%q none=%q general=%q\n' "${WRAP_BIN:-$AUTHGATE_BIN}" "$2" "${GENERAL:-0}"
     cat <<'WRAP'
 set -euo pipefail
 conf=$3  # the harness runs: BIN run --config FILE
@@ -84,6 +88,10 @@ grep -qx 'algorithms = \["RS256", "ES256", "EdDSA"\]' "$conf" \
 if [[ $none == 1 ]]; then
   sed -i 's|^path_prefix = "/"$|&\nauth = "none"|' "$conf"
   grep -qx 'auth = "none"' "$conf" || { echo "could not turn authentication off in $conf" >&2; exit 3; }
+fi
+if [[ $general == 1 ]]; then
+  sed -i 's|^threads = [0-9]*$|&\nfast_path = false|' "$conf"
+  grep -qx 'fast_path = false' "$conf" || { echo "could not turn the fast path off in $conf" >&2; exit 3; }
 fi
 exec "$bin" "$@"
 WRAP
@@ -100,6 +108,8 @@ NO_CACHE=$'[token_cache]\nenabled = false'
 start_authgate_none() { start_variant authgate-none 1 "" "$@"; }
 start_authgate_nocache() { start_variant authgate-nocache 0 "$NO_CACHE" "$@"; }
 start_authgate() { start_variant authgate 0 "" "$@"; }
+start_authgate_general_none() { GENERAL=1 start_variant authgate-general-none 1 "" "$@"; }
+start_authgate_general() { GENERAL=1 start_variant authgate-general 0 "" "$@"; }
 # DPoP: the provider refuses a token without a proof (see the top).
 start_authgate_dpop() { AUTHGATE_PROVIDER_EXTRA='dpop = "required"' start_variant authgate-dpop 0 "" "$@"; }
 start_authgate_base_none() { WRAP_BIN=${AUTHGATE_BASE_BIN:?} start_variant authgate-base-none 1 "" "$@"; }
@@ -115,10 +125,13 @@ declare -f main | grep -q add_eddsa && declare -f main | grep -q add_dpop \
 eval "$(declare -f run_target | sed '/^ *authgate)$/i\
         authgate-none) kind=plain; fn=start_authgate_none ;;\
         authgate-nocache) kind=auth; fn=start_authgate_nocache ;;\
+        authgate-general-none) kind=plain; fn=start_authgate_general_none ;;\
+        authgate-general) kind=auth; fn=start_authgate_general ;;\
         authgate-base-none) kind=plain; fn=start_authgate_base_none ;;\
         authgate-base) kind=auth; fn=start_authgate_base ;;\
         authgate-dpop) kind=dpop; fn=start_authgate_dpop ;;')"
 declare -f run_target | grep -q authgate-nocache && declare -f run_target | grep -q authgate-dpop \
+  && declare -f run_target | grep -q authgate-general-none \
   || die "could not extend the harness's run_target"
 # ... and, for authgate's JWT variants, one more check (with the others, before any
 # measurement) and one more measurement: EdDSA.

@@ -20,14 +20,17 @@ rows = [r for r in rows if not r.get("discarded")]
 machine = (run / "machine.txt").read_text().strip()
 checks = (run / "checks.log").read_text() if (run / "checks.log").exists() else ""
 
-ORDER = ["upstream", "nginx", "haproxy", "haproxy-jwt", "authgate-base-none", "authgate-none",
-         "authgate-nocache", "authgate-base", "authgate", "authgate-dpop"]
+ORDER = ["upstream", "nginx", "haproxy", "haproxy-jwt", "authgate-base-none", "authgate-general-none",
+         "authgate-none", "authgate-nocache", "authgate-base", "authgate-general", "authgate",
+         "authgate-dpop"]
 NAMES = {
     "upstream": "upstream alone",
     "nginx": "nginx plain proxy",
     "haproxy": "HAProxy plain proxy",
     "haproxy-jwt": "HAProxy jwt_verify",
     "authgate-none": 'authgate, `auth = "none"` route',
+    "authgate-general-none": 'authgate, `auth = "none"` route, `fast_path = false`',
+    "authgate-general": "authgate, token cache on, `fast_path = false`",
     "authgate-nocache": "authgate, token cache off",
     "authgate": "authgate, token cache on",
     "authgate-dpop": 'authgate, token cache on, `dpop = "required"` (a fresh ES256 proof per request)',
@@ -115,6 +118,9 @@ p1 = passes[0] if passes else None
 targets = [
     ('authgate `auth = "none"` route ÷ nginx plain proxy', ratio(us(p1, "authgate-none", "-"), us(p1, "nginx", "-")), 1.5),
     ('authgate RS256, cache on ÷ authgate `auth = "none"` route', ratio(us(p1, "authgate", "RS256"), us(p1, "authgate-none", "-")), 1.1),
+    ("authgate RS256, cache on ÷ nginx plain proxy", ratio(us(p1, "authgate", "RS256"), us(p1, "nginx", "-")), 1.65),
+    ('the same, `fast_path = false`: `auth = "none"` ÷ nginx', ratio(us(p1, "authgate-general-none", "-"), us(p1, "nginx", "-")), 1.5),
+    ("the same, `fast_path = false`: RS256, cache on ÷ nginx", ratio(us(p1, "authgate-general", "RS256"), us(p1, "nginx", "-")), 1.65),
     ("authgate RS256, cache on ÷ HAProxy jwt_verify RS256", ratio(us(p1, "authgate", "RS256"), us(p1, "haproxy-jwt", "RS256")), 0.6),
     ("authgate RS256, cache off ÷ HAProxy jwt_verify RS256", ratio(us(p1, "authgate-nocache", "RS256"), us(p1, "haproxy-jwt", "RS256")), 1.0),
     ("authgate ES256, cache off ÷ HAProxy jwt_verify ES256", ratio(us(p1, "authgate-nocache", "ES256"), us(p1, "haproxy-jwt", "ES256")), 0.8),

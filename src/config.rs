@@ -105,6 +105,8 @@ pub struct ServerSettings {
     pub send_timeout: Duration,
     pub read_buffer_bytes: usize,
     pub work_stealing: bool,
+    /// Bodyless HTTP/1.1 requests on the lean path (`proxy::fast`).
+    pub fast_path: bool,
     pub upstream_pool_size: usize,
     pub log_format: Option<LogFormat>,
     pub log_subject: bool,

@@ -136,11 +136,12 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     if let Some(path) = opts.watch {
         control.spawn(watch(Reloader::new(path, state.clone())));
     }
+    let fast_path_on = fast_path(server_settings.fast_path)?;
     spawn_ready_probe(
         &control,
         proxy_addr,
         admin_addr,
-        server_settings.tls.is_some(),
+        (server_settings.tls.is_some(), fast_path_on),
         opts.on_ready,
     );
 
@@ -212,9 +213,20 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         }
         _ => None,
     };
+    let fast = fast_path_on.then(|| {
+        let options =
+            pingora::connectors::ConnectorOptions::from_server_conf(&server.configuration);
+        proxy::fast::FastPath::new(
+            proxy::Gateway {
+                state: state.clone(),
+            },
+            pingora::connectors::http::v1::Connector::new(Some(options)),
+            server.configuration.max_retries,
+        )
+    });
     let mut service = pingora::services::listening::Service::new(
         "authgate proxy".to_owned(),
-        proxy::connection::Connections::new(http, state, tls),
+        proxy::connection::Connections::new(http, state, tls, fast),
     );
     // pingora's 64 KiB read buffer stays with every connection, idle ones included.
     let buffers = pingora::protocols::l4::stream::L4BufferSettings::default()
@@ -231,6 +243,19 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     });
     tracing::info!("authgate stopped");
     Ok(())
+}
+
+/// `server.fast_path`, unless `AUTHGATE_FAST_PATH` (`true` or `false`) says otherwise: the
+/// test suite runs once per path with it.
+fn fast_path(configured: bool) -> Result<bool, StartError> {
+    match std::env::var("AUTHGATE_FAST_PATH").as_deref() {
+        Err(_) => Ok(configured),
+        Ok("true") => Ok(true),
+        Ok("false") => Ok(false),
+        Ok(other) => Err(StartError::State(format!(
+            "AUTHGATE_FAST_PATH must be true or false, not {other:?}"
+        ))),
+    }
 }
 
 fn bind(what: &'static str, addr: &str) -> Result<StdListener, StartError> {
@@ -262,7 +287,7 @@ fn spawn_ready_probe(
     control: &tokio::runtime::Runtime,
     proxy: SocketAddr,
     admin: SocketAddr,
-    tls: bool,
+    (tls, fast_path): (bool, bool),
     on_ready: Option<Box<dyn FnOnce(Ready) + Send>>,
 ) {
     control.spawn(async move {
@@ -280,7 +305,7 @@ fn spawn_ready_probe(
                 Ok(stream) => tls::probe_handshake(stream).await,
             };
             if up {
-                tracing::info!(proxy = %proxy, admin = %admin, version = env!("CARGO_PKG_VERSION"), "authgate ready");
+                tracing::info!(proxy = %proxy, admin = %admin, fast_path, version = env!("CARGO_PKG_VERSION"), "authgate ready");
                 if let Some(f) = on_ready {
                     f(Ready { proxy, admin });
                 }

@@ -2,6 +2,7 @@
 
 mod access;
 pub mod connection;
+pub mod fast;
 pub mod guard;
 pub mod headers;
 pub mod preface;
@@ -31,15 +32,51 @@ use guard::guard;
 use headers::{CookieEdit, TokenCarriers};
 use respond::Answer;
 
-/// `decide` for the request in `session` against `cx`, a panic answered as `InternalError`.
-fn decision<C: Context + ?Sized>(session: &Session, cx: &C) -> Result<Grant, Denial> {
+/// What `decide` and the upstream request read of the client's request, on either path
+/// (pingora-proxy's `Session` or the fast path's HTTP/1 session).
+pub struct Downstream<'a> {
+    pub req: &'a RequestHeader,
+    /// HTTP/1 only: the head as received (a cheap `Bytes` slice), for the framing checks.
+    pub raw: Option<bytes::Bytes>,
+    pub digest: Option<&'a pingora::protocols::Digest>,
+    pub client_addr: Option<&'a pingora::protocols::l4::socket::SocketAddr>,
+}
+
+impl<'a> Downstream<'a> {
+    fn of(session: &'a Session) -> Self {
+        Self {
+            req: session.req_header(),
+            raw: session.as_http1().map(|h1| h1.get_headers_raw_bytes()),
+            digest: session.digest(),
+            client_addr: session.client_addr(),
+        }
+    }
+
+    /// The fast path's request, once its head is read.
+    pub fn of_h1(session: &'a pingora::protocols::http::v1::server::HttpSession) -> Self {
+        Self {
+            req: session.req_header(),
+            raw: Some(session.get_headers_raw_bytes()),
+            digest: Some(session.digest()),
+            client_addr: session.client_addr(),
+        }
+    }
+
+    fn tls(&self) -> bool {
+        self.digest.is_some_and(|d| d.ssl_digest.is_some())
+    }
+
+    fn client_ip(&self) -> Option<std::net::IpAddr> {
+        self.client_addr.and_then(|a| a.as_inet()).map(|a| a.ip())
+    }
+}
+
+/// `decide` for the request `d` against `cx`, a panic answered as `InternalError`.
+fn decision<C: Context + ?Sized>(d: &Downstream<'_>, cx: &C) -> Result<Grant, Denial> {
     guard(|| {
-        inject_fault(session.req_header());
-        // HTTP/1 framing checks read the head as received (a cheap `Bytes` slice).
-        let raw = session.as_http1().map(|h1| h1.get_headers_raw_bytes());
-        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        let mut head = head(session.req_header(), raw.as_deref(), tls);
-        head.client_cert = client_cert(session, cx.config());
+        inject_fault(d.req);
+        let mut head = head(d.req, d.raw.as_deref(), d.tls());
+        head.client_cert = client_cert(d, cx.config());
         decide(cx, &head, unix_now())
     })
     .unwrap_or(Err(Denial::new(Reject::InternalError, None)))
@@ -49,12 +86,12 @@ fn decision<C: Context + ?Sized>(session: &Session, cx: &C) -> Result<Grant, Den
 /// shared with every request for the same token), then decides again with its answer.
 /// `None`: nothing to ask with (the first decision stands).
 async fn introspect_and_decide(
-    session: &Session,
+    d: &Downstream<'_>,
     snap: &Snapshot,
     p: ProviderId,
     route: RouteId,
 ) -> Option<Result<Grant, Denial>> {
-    let token = auth::token_of(&snap.config, &session.req_header().headers, route)?;
+    let token = auth::token_of(&snap.config, &d.req.headers, route)?;
     let runtime = snap.provider(p);
     let answer = runtime
         .introspector
@@ -67,7 +104,7 @@ async fn introspect_and_decide(
         key: TokenCache::key(token),
         answer,
     };
-    Some(decision(session, &cx))
+    Some(decision(d, &cx))
 }
 
 /// The fleet store's word on the grant's DPoP proof: `SET authgate:dpop:<key> NX PX hold`.
@@ -97,6 +134,7 @@ async fn fleet_answer(
 /// Longest a request waits for the single-flight JWKS refetch an unknown `kid` triggers.
 const REFETCH_WAIT: Duration = Duration::from_secs(3);
 
+#[derive(Clone)]
 pub struct Gateway {
     pub state: Arc<State>,
 }
@@ -139,18 +177,7 @@ impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx {
-            start: Instant::now(),
-            snap: None,
-            outcome: Outcome::Undecided,
-            request_id: String::new(),
-            auth: Duration::ZERO,
-            upstream_start: None,
-            upstream: None,
-            upstream_status: 0,
-            would_reject: None,
-            _in_flight: InFlight::new(&self.state),
-        }
+        self.ctx()
     }
 
     /// No downstream modules: pingora's default adds a (disabled) response-compression module
@@ -158,54 +185,16 @@ impl ProxyHttp for Gateway {
     fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let snap = self.state.load();
-        let started = Instant::now();
-        ctx.request_id = request_id(session.req_header());
-        session.set_read_timeout(Some(snap.config.server.body_read_timeout));
-        // A client that stops reading (an HTTP/2 window left at 0) would otherwise hold the
-        // stream, and the upstream connection behind it, for as long as it likes.
-        session.set_write_timeout(Some(snap.config.server.send_timeout));
-        let first = decision(session, &*snap);
-        // An unknown `kid` waits for one refetch, and a token whose introspection answer is
-        // not known yet for one call; then the request is decided again (on a report-only
-        // route too, where the refusal rides on the grant).
-        let result = match pending(&first) {
-            Some(Pending::Refetch(p)) => {
-                snap.provider(p).keys.refetch_and_wait(REFETCH_WAIT).await;
-                decision(session, &*snap)
-            }
-            Some(Pending::Introspect(p, route)) => introspect_and_decide(session, &snap, p, route)
-                .await
-                .unwrap_or(first),
-            None => first,
-        };
-        // A DPoP proof this replica has not seen may have been used at another: the fleet
-        // store says, and `settle_fleet` decides.
-        let result = match (result, &self.state.store) {
-            (Ok(grant), Some(store)) if grant.bound.dpop() => {
-                let answer = fleet_answer(store, &grant).await;
-                let on_outage = match &snap.config.store {
-                    Some(s) if s.dpop_local_on_outage => auth::OnStoreOutage::Local,
-                    _ => auth::OnStoreOutage::FailClosed,
-                };
-                auth::settle_fleet(&snap.config, grant, answer, on_outage)
-            }
-            (result, _) => result,
-        };
-        ctx.auth = started.elapsed();
-        ctx.snap = Some(snap.clone());
-        match result {
-            Ok(grant) => {
-                ctx.would_reject = grant.would_reject.map(|d| d.reason);
-                ctx.outcome = Outcome::Granted(grant);
-                Ok(false)
-            }
-            Err(denial) => {
-                ctx.outcome = Outcome::Denied(denial);
-                let mut answer = Answer::denied(&denial, &snap.config);
-                if denial.reason == Reject::UseDpopNonce {
-                    answer = answer.with_nonce(&snap.dpop.nonce(unix_now()));
-                }
+        let denied = self.authorize(&Downstream::of(session), ctx).await;
+        if let Some(snap) = &ctx.snap {
+            session.set_read_timeout(Some(snap.config.server.body_read_timeout));
+            // A client that stops reading (an HTTP/2 window left at 0) would otherwise hold
+            // the stream, and the upstream connection behind it, for as long as it likes.
+            session.set_write_timeout(Some(snap.config.server.send_timeout));
+        }
+        match denied {
+            None => Ok(false),
+            Some(answer) => {
                 respond::write_answer(session, &answer, &ctx.request_id).await?;
                 Ok(true)
             }
@@ -228,7 +217,7 @@ impl ProxyHttp for Gateway {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        guard(|| upstream_request(session, upstream, ctx)).unwrap_or_else(|_| {
+        guard(|| upstream_request(&Downstream::of(session), upstream, ctx)).unwrap_or_else(|_| {
             Error::e_explain(
                 ErrorType::InternalError,
                 "panic building the upstream request",
@@ -242,21 +231,7 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        ctx.upstream = ctx.upstream_start.map(|t| t.elapsed());
-        ctx.upstream_status = upstream_response.status.as_u16();
-        // The next nonce rides on every answer to a proof that needed one (RFC 9449 §8.2):
-        // the client never has to fail once per nonce step.
-        if let (Some(snap), Outcome::Granted(g)) = (&ctx.snap, &ctx.outcome) {
-            // A report-only route that would have asked for a nonce hands one out too: its
-            // clients can then show what enforcing would cost.
-            let wants_nonce = g
-                .would_reject
-                .is_some_and(|d| d.reason == Reject::UseDpopNonce);
-            if g.dpop_nonce || wants_nonce {
-                upstream_response.insert_header("dpop-nonce", snap.dpop.nonce(unix_now()))?;
-            }
-        }
-        Ok(())
+        response_headers(upstream_response, ctx)
     }
 
     async fn fail_to_proxy(
@@ -265,62 +240,14 @@ impl ProxyHttp for Gateway {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let gone = FailToProxy {
-            error_code: 0,
-            can_reuse_downstream: false,
-        };
-        if matches!(
-            (e.esource(), e.etype()),
-            (
-                ErrorSource::Downstream,
-                ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed
-            ) | (
-                ErrorSource::Downstream | ErrorSource::Unset,
-                ErrorType::WriteTimedout
-            )
-        ) {
-            // The client went away: there is no one to answer (the outcome stays).
-            return gone;
-        }
         // pingora's upstream `read_timeout` runs while the client's body is still being
         // forwarded: a body still arriving then is the client's delay, not the upstream's.
-        let body_pending = !session.is_body_done();
-        let answer = match (e.esource(), std::mem::take(&mut ctx.outcome)) {
-            (ErrorSource::Upstream, Outcome::Granted(grant))
-                if body_pending && matches!(e.etype(), ErrorType::ReadTimedout) =>
-            {
-                let route = ctx.snap.as_ref().map(|s| s.config.routes.get(grant.route));
-                ctx.outcome = Outcome::Denied(Denial::new(Reject::BodyTimeout, Some(grant.route)));
-                Answer::refusal(Reject::BodyTimeout, route)
-            }
-            // The upstream failed a granted request: not a refusal.
-            (ErrorSource::Upstream, Outcome::Granted(grant)) => {
-                let failure = failure_of(e.etype());
-                if let Some(snap) = &ctx.snap {
-                    let _ = guard(|| snap.upstream(grant.upstream).errors(failure).inc());
-                }
-                ctx.outcome = Outcome::Failed(grant, failure);
-                Answer::failure(failure)
-            }
-            // A client body that breaks its framing is a refusal; anything else is a bug
-            // (an upstream error without a grant cannot happen: no grant, no upstream).
-            (source, previous) => {
-                let reason = match (source, e.etype()) {
-                    (ErrorSource::Downstream, ErrorType::ReadTimedout) => Reject::BodyTimeout,
-                    (ErrorSource::Downstream, _) => Reject::BadFraming,
-                    _ => Reject::InternalError,
-                };
-                let route = match previous {
-                    Outcome::Granted(g) | Outcome::Failed(g, _) => Some(g.route),
-                    Outcome::Denied(_) | Outcome::Undecided => None,
-                };
-                ctx.outcome = Outcome::Denied(Denial::new(reason, route));
-                let route_ref = match (&ctx.snap, route) {
-                    (Some(s), Some(r)) => Some(s.config.routes.get(r)),
-                    _ => None,
-                };
-                Answer::refusal(reason, route_ref)
-            }
+        let Some(answer) = failed(e, !session.is_body_done(), ctx) else {
+            // The client went away: there is no one to answer (the outcome stays).
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
         };
         // The response may have started already; then there is nothing left to say. The
         // connection is not reused after a failure: the answer says so (`Connection: close`
@@ -348,8 +275,9 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
         // A panic here has been logged and counted by the hook; the answer is already out.
-        let _ = guard(|| self.log_request(session, ctx));
+        let _ = guard(|| self.log_request(session.req_header(), status, ctx));
     }
 }
 
@@ -365,13 +293,83 @@ impl Outcome {
 }
 
 impl Gateway {
-    /// The request's metrics and its one access-log line.
-    fn log_request(&self, session: &Session, ctx: &RequestCtx) {
+    /// A new request's state (both paths).
+    pub fn ctx(&self) -> RequestCtx {
+        RequestCtx {
+            start: Instant::now(),
+            snap: None,
+            outcome: Outcome::Undecided,
+            request_id: String::new(),
+            auth: Duration::ZERO,
+            upstream_start: None,
+            upstream: None,
+            upstream_status: 0,
+            would_reject: None,
+            _in_flight: InFlight::new(&self.state),
+        }
+    }
+
+    /// Decides the request `d` (waiting for a JWKS refetch, an introspection answer or the
+    /// fleet store when the first decision asks for one) and records the decision, the
+    /// snapshot and the request id in `ctx`. `Some`: the refusal to answer with.
+    pub async fn authorize(&self, d: &Downstream<'_>, ctx: &mut RequestCtx) -> Option<Answer> {
+        let snap = self.state.load();
+        let started = Instant::now();
+        ctx.request_id = request_id(d.req);
+        let first = decision(d, &*snap);
+        // An unknown `kid` waits for one refetch, and a token whose introspection answer is
+        // not known yet for one call; then the request is decided again (on a report-only
+        // route too, where the refusal rides on the grant).
+        let result = match pending(&first) {
+            Some(Pending::Refetch(p)) => {
+                snap.provider(p).keys.refetch_and_wait(REFETCH_WAIT).await;
+                decision(d, &*snap)
+            }
+            Some(Pending::Introspect(p, route)) => introspect_and_decide(d, &snap, p, route)
+                .await
+                .unwrap_or(first),
+            None => first,
+        };
+        // A DPoP proof this replica has not seen may have been used at another: the fleet
+        // store says, and `settle_fleet` decides.
+        let result = match (result, &self.state.store) {
+            (Ok(grant), Some(store)) if grant.bound.dpop() => {
+                let answer = fleet_answer(store, &grant).await;
+                let on_outage = match &snap.config.store {
+                    Some(s) if s.dpop_local_on_outage => auth::OnStoreOutage::Local,
+                    _ => auth::OnStoreOutage::FailClosed,
+                };
+                auth::settle_fleet(&snap.config, grant, answer, on_outage)
+            }
+            (result, _) => result,
+        };
+        ctx.auth = started.elapsed();
+        let answer = match result {
+            Ok(grant) => {
+                ctx.would_reject = grant.would_reject.map(|d| d.reason);
+                ctx.outcome = Outcome::Granted(grant);
+                None
+            }
+            Err(denial) => {
+                ctx.outcome = Outcome::Denied(denial);
+                let mut answer = Answer::denied(&denial, &snap.config);
+                if denial.reason == Reject::UseDpopNonce {
+                    answer = answer.with_nonce(&snap.dpop.nonce(unix_now()));
+                }
+                Some(answer)
+            }
+        };
+        ctx.snap = Some(snap);
+        answer
+    }
+
+    /// The request's metrics and its one access-log line; `status`: the answer's, 0 when
+    /// none was written.
+    pub fn log_request(&self, req: &RequestHeader, status: u16, ctx: &RequestCtx) {
         // A request pingora refused before `request_filter` has no snapshot yet.
         let snap = ctx.snap.clone().unwrap_or_else(|| self.state.load());
         let route_id = ctx.outcome.route();
         let route = route_id.map_or(NO_ROUTE, |r| snap.config.routes.get(r).name.as_str());
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed = ctx.start.elapsed();
         let route_rt = snap.route(route_id);
         let m = route_rt.metrics();
@@ -419,7 +417,6 @@ impl Gateway {
         if let Some(d) = ctx.upstream {
             m.upstream_duration.observe(d.as_secs_f64());
         }
-        let req = session.req_header();
         let subject = match &ctx.outcome {
             Outcome::Granted(g) | Outcome::Failed(g, _) if snap.config.server.log_subject => {
                 g.subject.as_deref()
@@ -454,8 +451,86 @@ impl Gateway {
     }
 }
 
+/// What the gateway does to the upstream's response head (both paths): times it, and hands
+/// out the next DPoP nonce where one was needed.
+pub fn response_headers(
+    upstream_response: &mut ResponseHeader,
+    ctx: &mut RequestCtx,
+) -> Result<()> {
+    ctx.upstream = ctx.upstream_start.map(|t| t.elapsed());
+    ctx.upstream_status = upstream_response.status.as_u16();
+    // The next nonce rides on every answer to a proof that needed one (RFC 9449 §8.2):
+    // the client never has to fail once per nonce step.
+    if let (Some(snap), Outcome::Granted(g)) = (&ctx.snap, &ctx.outcome) {
+        // A report-only route that would have asked for a nonce hands one out too: its
+        // clients can then show what enforcing would cost.
+        let wants_nonce = g
+            .would_reject
+            .is_some_and(|d| d.reason == Reject::UseDpopNonce);
+        if g.dpop_nonce || wants_nonce {
+            upstream_response.insert_header("dpop-nonce", snap.dpop.nonce(unix_now()))?;
+        }
+    }
+    Ok(())
+}
+
+/// What an error met while proxying means (both paths): the outcome it leaves in `ctx`, and
+/// the answer for the client, or `None` when the client is gone (nothing to answer; the
+/// outcome stays). `body_pending`: the client's body was still being read.
+pub fn failed(e: &Error, body_pending: bool, ctx: &mut RequestCtx) -> Option<Answer> {
+    if matches!(
+        (e.esource(), e.etype()),
+        (
+            ErrorSource::Downstream,
+            ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed
+        ) | (
+            ErrorSource::Downstream | ErrorSource::Unset,
+            ErrorType::WriteTimedout
+        )
+    ) {
+        return None;
+    }
+    Some(match (e.esource(), std::mem::take(&mut ctx.outcome)) {
+        (ErrorSource::Upstream, Outcome::Granted(grant))
+            if body_pending && matches!(e.etype(), ErrorType::ReadTimedout) =>
+        {
+            let route = ctx.snap.as_ref().map(|s| s.config.routes.get(grant.route));
+            ctx.outcome = Outcome::Denied(Denial::new(Reject::BodyTimeout, Some(grant.route)));
+            Answer::refusal(Reject::BodyTimeout, route)
+        }
+        // The upstream failed a granted request: not a refusal.
+        (ErrorSource::Upstream, Outcome::Granted(grant)) => {
+            let failure = failure_of(e.etype());
+            if let Some(snap) = &ctx.snap {
+                let _ = guard(|| snap.upstream(grant.upstream).errors(failure).inc());
+            }
+            ctx.outcome = Outcome::Failed(grant, failure);
+            Answer::failure(failure)
+        }
+        // A client body that breaks its framing is a refusal; anything else is a bug
+        // (an upstream error without a grant cannot happen: no grant, no upstream).
+        (source, previous) => {
+            let reason = match (source, e.etype()) {
+                (ErrorSource::Downstream, ErrorType::ReadTimedout) => Reject::BodyTimeout,
+                (ErrorSource::Downstream, _) => Reject::BadFraming,
+                _ => Reject::InternalError,
+            };
+            let route = match previous {
+                Outcome::Granted(g) | Outcome::Failed(g, _) => Some(g.route),
+                Outcome::Denied(_) | Outcome::Undecided => None,
+            };
+            ctx.outcome = Outcome::Denied(Denial::new(reason, route));
+            let route_ref = match (&ctx.snap, route) {
+                (Some(s), Some(r)) => Some(s.config.routes.get(r)),
+                _ => None,
+            };
+            Answer::refusal(reason, route_ref)
+        }
+    })
+}
+
 /// The upstream of the granted route, with its timeouts and TLS settings.
-fn upstream_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+pub fn upstream_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
     let (Some(snap), Outcome::Granted(grant)) = (&ctx.snap, &ctx.outcome) else {
         return Error::e_explain(ErrorType::InternalError, "no grant for an upstream request");
     };
@@ -484,8 +559,8 @@ fn upstream_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
 
 /// The request the upstream gets: the authorized path and authority, spoofable and
 /// hop-by-hop headers out, claims and the gateway's own `X-Forwarded-*` in.
-fn upstream_request(
-    session: &Session,
+pub fn upstream_request(
+    d: &Downstream<'_>,
     upstream: &mut RequestHeader,
     ctx: &RequestCtx,
 ) -> Result<()> {
@@ -494,7 +569,7 @@ fn upstream_request(
     };
     // The upstream sees exactly the path that was routed and authorized.
     upstream.set_raw_path(grant.path_and_query.as_bytes())?;
-    let client_headers = &session.req_header().headers;
+    let client_headers = &d.req.headers;
     let route = snap.config.routes.get(grant.route);
     let carriers = TokenCarriers::of(route, &snap.config.headers, grant.token_source);
     let policy = &snap.config.headers;
@@ -514,14 +589,10 @@ fn upstream_request(
             upstream.remove_header(&http::header::COOKIE);
         }
     }
-    if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
-        upstream.insert_header("x-forwarded-for", addr.ip().to_string())?;
+    if let Some(ip) = d.client_ip() {
+        upstream.insert_header("x-forwarded-for", ip.to_string())?;
     }
-    let proto = if session.digest().is_some_and(|d| d.ssl_digest.is_some()) {
-        "https"
-    } else {
-        "http"
-    };
+    let proto = if d.tls() { "https" } else { "http" };
     upstream.insert_header("x-forwarded-proto", proto)?;
     // The authority that was routed on, normalized, whichever field the client sent it in
     // (`Host`, HTTP/2 `:authority`, an absolute-form target): the upstream never reads
@@ -592,20 +663,17 @@ fn head<'a>(req: &'a RequestHeader, raw_head: Option<&'a [u8]>, tls: bool) -> Re
 /// The client certificate's SHA-256: from a trusted peer (a TLS-terminating proxy in
 /// front), its `Client-Cert` header and nothing else (its own TLS certificate is the
 /// proxy's); from anyone else, the certificate of this TLS connection, never the header.
-fn client_cert(session: &Session, config: &crate::config::Config) -> Option<[u8; 32]> {
+fn client_cert(d: &Downstream<'_>, config: &crate::config::Config) -> Option<[u8; 32]> {
     let peers = &config.server.trusted_client_cert_peers;
     let trusted = !peers.is_empty()
-        && session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .is_some_and(|a| {
-                let ip = a.ip().to_canonical();
-                peers.iter().any(|n| n.contains(&ip))
-            });
+        && d.client_ip().is_some_and(|ip| {
+            let ip = ip.to_canonical();
+            peers.iter().any(|n| n.contains(&ip))
+        });
     if trusted {
-        return crate::formats::client_cert::header_thumbprint(&session.req_header().headers);
+        return crate::formats::client_cert::header_thumbprint(&d.req.headers);
     }
-    let digest = session.digest()?.ssl_digest.as_ref()?;
+    let digest = d.digest?.ssl_digest.as_ref()?;
     <[u8; 32]>::try_from(digest.cert_digest.as_slice()).ok()
 }
 

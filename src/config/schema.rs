@@ -169,6 +169,11 @@ pub struct RawServer {
     /// one single-threaded runtime per thread. Default false.
     #[serde(default)]
     pub work_stealing: bool,
+    /// Serve bodyless HTTP/1.1 requests without upgrade on the lean path (pingora-core, one
+    /// task per request); every other request goes through pingora-proxy. Default true.
+    /// `AUTHGATE_FAST_PATH=false` overrides it (the test suite runs once per path).
+    #[serde(default = "default_true")]
+    pub fast_path: bool,
     /// Idle upstream connections kept for reuse (all upstreams together, per worker
     /// thread). Default 128.
     #[serde(default = "default_upstream_pool_size")]
@@ -549,6 +554,7 @@ impl Default for RawServer {
             send_timeout: default_send_timeout(),
             read_buffer_bytes: default_read_buffer_bytes(),
             work_stealing: false,
+            fast_path: true,
             upstream_pool_size: default_upstream_pool_size(),
             log_format: None,
             log_subject: false,

@@ -27,6 +27,7 @@ use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
+use super::fast::{FastPath, Served};
 use super::Gateway;
 use crate::auth::{has_line_starting, Reject};
 use crate::runtime::State;
@@ -36,14 +37,22 @@ pub struct Connections {
     state: Arc<State>,
     /// The client listener's TLS (`crate::tls::acceptor`), when it has any.
     tls: Option<Arc<Acceptor>>,
+    /// `server.fast_path`: bodyless HTTP/1.1 requests served without pingora-proxy.
+    fast: Option<FastPath>,
 }
 
 impl Connections {
-    pub fn new(proxy: HttpProxy<Gateway>, state: Arc<State>, tls: Option<Arc<Acceptor>>) -> Self {
+    pub fn new(
+        proxy: HttpProxy<Gateway>,
+        state: Arc<State>,
+        tls: Option<Arc<Acceptor>>,
+        fast: Option<FastPath>,
+    ) -> Self {
         Self {
             proxy: Arc::new(proxy),
             state,
             tls,
+            fast,
         }
     }
 
@@ -159,23 +168,42 @@ impl ServerApp for Connections {
                 // A connection parked between requests closes when the server drains.
                 _ = watch.wait_for(|stop| *stop) => Head::Closed,
             };
-            let prefix = match head {
+            let (prefix, carries) = match head {
                 // pingora, with pipelining off, drops what it finds past a request and
                 // closes: a pipelined request would be lost unanswered. After a request
                 // that cannot carry anything more, the gateway keeps those bytes for the
                 // next round itself (after one that can, they stay pingora's: its body).
-                Head::Complete { mut buf, end }
-                    if end < buf.len() && !may_carry_more(&buf[..end]) =>
-                {
-                    pending = buf.split_off(end);
-                    buf
+                Head::Complete { mut buf, end } => {
+                    let carries = may_carry_more(&buf[..end]);
+                    if end < buf.len() && !carries {
+                        pending = buf.split_off(end);
+                    }
+                    (buf, carries)
                 }
-                Head::Complete { buf, .. } => buf,
                 Head::TooLarge { head_method } => {
                     refuse_head(&mut stream, &self.state, head_method).await;
                     return None;
                 }
                 Head::Closed => return None,
+            };
+            let prefix = match &self.fast {
+                Some(fast) if !carries => match fast.serve(stream, prefix, shutdown).await {
+                    Served::Again(next, more) => {
+                        stream = next;
+                        // What the client sent while it was served came after `pending`.
+                        if let Some(more) = more {
+                            pending.unsplit(more);
+                        }
+                        first_wait = idle;
+                        continue;
+                    }
+                    Served::Closed => return None,
+                    Served::General(back, head) => {
+                        stream = back;
+                        head
+                    }
+                },
+                _ => prefix,
             };
             let mut session = ServerSession::new_http1(stream);
             match settings.take() {

@@ -228,6 +228,25 @@ pub async fn write_answer(
     Ok(())
 }
 
+/// Writes the whole of `answer` on the fast path's HTTP/1.1 session, as `write_answer` does
+/// on pingora-proxy's. Errors mean the client is gone.
+pub async fn write_answer_h1(
+    session: &mut pingora::protocols::http::v1::server::HttpSession,
+    answer: &Answer,
+    request_id: &str,
+) -> pingora::Result<()> {
+    let resp = answer_head(answer, request_id)?;
+    // The fast path takes no request with a body: only a framing error closes.
+    if answer.close {
+        session.set_server_keepalive(None);
+    }
+    session.write_response_header(Box::new(resp)).await?;
+    // A HEAD request's answer has no content: pingora's body writer knows, and writes none.
+    session.write_body(&answer.body).await?;
+    session.finish_body().await?;
+    Ok(())
+}
+
 /// The whole answer for `reason` as HTTP/1.1 bytes, closing the connection: for a refusal
 /// written before pingora has a session for the request (a head over the size limit).
 /// `head_method`: the request is a `HEAD`, so no content follows the head.

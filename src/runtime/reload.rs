@@ -165,6 +165,7 @@ fn not_live(old: &Config, new: &Config) -> Option<String> {
             o.work_stealing != n.work_stealing,
             "",
         ),
+        ("server.fast_path", o.fast_path != n.fast_path, ""),
         (
             "server.read_buffer_bytes",
             o.read_buffer_bytes != n.read_buffer_bytes,
@@ -309,6 +310,7 @@ mod tests {
             (with("threads = 3"), any, "server.threads"),
             (tls, any, "server.tls"),
             (with("work_stealing = true"), any, "server.work_stealing"),
+            (with("fast_path = false"), any, "server.fast_path"),
             (
                 with("read_buffer_bytes = 4096"),
                 any,

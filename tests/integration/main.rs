@@ -9,6 +9,7 @@ mod cases;
 mod cli;
 mod dpop;
 mod explain;
+mod fast;
 mod framing;
 mod fuzz_corpus;
 mod hardening;

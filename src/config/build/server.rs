@@ -192,6 +192,7 @@ pub(super) fn build_server(cx: &mut Ctx<'_>, raw: &RawConfig) -> ServerSettings 
         send_timeout: s.send_timeout,
         read_buffer_bytes: s.read_buffer_bytes,
         work_stealing: s.work_stealing,
+        fast_path: s.fast_path,
         upstream_pool_size: s.upstream_pool_size,
         log_format,
         log_subject: s.log_subject,
