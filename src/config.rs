@@ -100,6 +100,8 @@ pub struct ServerSettings {
     pub tls: Option<ServerTls>,
     pub header_read_timeout: Duration,
     pub keepalive_timeout: Duration,
+    /// Requests per HTTP/1.1 connection; 0: no limit.
+    pub keepalive_requests: u32,
     pub body_read_timeout: Duration,
     /// Each write of an answer to the client.
     pub send_timeout: Duration,

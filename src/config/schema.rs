@@ -153,6 +153,11 @@ pub struct RawServer {
     /// How long an idle keep-alive connection is kept open between requests. Default 60s.
     #[serde(default = "default_keepalive_timeout", with = "humantime_serde")]
     pub keepalive_timeout: Duration,
+    /// Most requests one HTTP/1.1 connection carries; the last is answered with
+    /// `Connection: close` (clients reconnect, and spread over new replicas). 0: no limit.
+    /// Default 1000, as nginx.
+    #[serde(default = "default_keepalive_requests")]
+    pub keepalive_requests: u32,
     /// Longest wait for each read of a request body. Default 60s.
     #[serde(default = "default_body_read_timeout", with = "humantime_serde")]
     pub body_read_timeout: Duration,
@@ -492,6 +497,9 @@ fn default_send_timeout() -> Duration {
 fn default_read_buffer_bytes() -> usize {
     0
 }
+fn default_keepalive_requests() -> u32 {
+    1000
+}
 fn default_upstream_pool_size() -> usize {
     128
 }
@@ -556,6 +564,7 @@ impl Default for RawServer {
             work_stealing: false,
             fast_path: true,
             upstream_pool_size: default_upstream_pool_size(),
+            keepalive_requests: default_keepalive_requests(),
             log_format: None,
             log_subject: false,
             public_url: None,

@@ -11,7 +11,9 @@
 //! must arrive within `server.header_read_timeout` (a deadline, not a per-read timeout, so
 //! a client trickling one byte at a time cannot hold the connection). HTTP/2 connections
 //! go to pingora, with `keepalive_timeout` as their idle timeout and `max_header_bytes` as
-//! their header-list limit.
+//! their header-list limit. An HTTP/1 connection carries at most `keepalive_requests`
+//! requests. A bodyless request goes to the fast path (`super::fast`) when it is on; every
+//! other request, and one the fast path hands back, to pingora-proxy.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,13 +123,14 @@ impl ServerApp for Connections {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let (header_read, idle, max_head) = {
+        let (header_read, idle, max_head, max_requests) = {
             let snap = self.state.load();
             let s = &snap.config.server;
             (
                 s.header_read_timeout,
                 s.keepalive_timeout,
                 s.max_header_bytes,
+                s.keepalive_requests,
             )
         };
         let stream = match &self.tls {
@@ -160,6 +163,7 @@ impl ServerApp for Connections {
         let mut first_wait = header_read;
         // Bytes read past a bodyless request: the start of the next, pipelined one.
         let mut pending = BytesMut::new();
+        let mut served: u32 = 0;
         loop {
             let mut watch = shutdown.clone();
             let start = std::mem::take(&mut pending);
@@ -186,8 +190,12 @@ impl ServerApp for Connections {
                 }
                 Head::Closed => return None,
             };
+            served = served.saturating_add(1);
+            // `keepalive_requests`: the last request of a connection is answered with
+            // `Connection: close`.
+            let last = max_requests != 0 && served >= max_requests;
             let prefix = match &self.fast {
-                Some(fast) if !carries => match fast.serve(stream, prefix, shutdown).await {
+                Some(fast) if !carries => match fast.serve(stream, prefix, last, shutdown).await {
                     Served::Again(next, more) => {
                         stream = next;
                         // What the client sent while it was served came after `pending`.
@@ -218,6 +226,9 @@ impl ServerApp for Connections {
                         session.set_keepalive((!*shutdown.borrow()).then_some(whole_seconds(idle)));
                     }
                 }
+            }
+            if last {
+                session.set_keepalive_reuses_remaining(Some(0));
             }
             session.set_pipelined_prefix(prefix);
             let (next, next_settings) = self

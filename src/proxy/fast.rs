@@ -62,8 +62,14 @@ impl FastPath {
     }
 
     /// Serves the request whose complete head is `head` (nothing past it: the caller keeps
-    /// what followed).
-    pub async fn serve(&self, stream: Stream, head: BytesMut, shutdown: &ShutdownWatch) -> Served {
+    /// what followed); `last`: the connection's last (`keepalive_requests`).
+    pub async fn serve(
+        &self,
+        stream: Stream,
+        head: BytesMut,
+        last: bool,
+        shutdown: &ShutdownWatch,
+    ) -> Served {
         let mut client = ClientSession::new(stream);
         client.set_pipelined_prefix(head);
         // Bytes a client sends while its request is served are the next request: kept.
@@ -83,8 +89,9 @@ impl FastPath {
             let head = BytesMut::from(&client.get_headers_raw_bytes()[..]);
             return Served::General(client.into_inner(), head);
         }
-        if *shutdown.borrow() {
-            // A draining server answers this one and closes (`Connection: close`).
+        if last || *shutdown.borrow() {
+            // The connection's last request, or a draining server: answered with
+            // `Connection: close`, then the close.
             client.set_server_keepalive(None);
         }
         let mut ctx = self.gateway.ctx();

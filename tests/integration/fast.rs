@@ -66,6 +66,18 @@ impl RawUpstream {
                                 break;
                             }
                         }
+                        // A body (by `Content-Length` only) is read and dropped.
+                        let length = head
+                            .lines()
+                            .filter_map(|l| l.split_once(':'))
+                            .find(|(n, _)| n.trim().eq_ignore_ascii_case("content-length"))
+                            .and_then(|(_, v)| v.trim().parse::<usize>().ok());
+                        if let Some(n) = length {
+                            let mut body = vec![0; n];
+                            if reader.read_exact(&mut body).is_err() {
+                                return;
+                            }
+                        }
                         let mut words = head.split(' ');
                         let req = Req {
                             method: words.next().unwrap_or("").to_owned(),
@@ -506,6 +518,39 @@ fn connection_lists_are_honoured_and_their_headers_dropped() {
         assert!(!head.contains("keep-alive"), "{head}");
         assert!(!head.contains("connection: close"), "{head}");
     }
+}
+
+/// `keepalive_requests`: a connection carries that many requests (bodyless or not, on
+/// either path); the last is answered with `Connection: close`, and the connection closes.
+#[test]
+fn a_connection_carries_at_most_keepalive_requests() {
+    let up = RawUpstream::start(framings);
+    let keys = Keys::load();
+    let jwks = JwksServer::start(keys.standard_jwks());
+    let gw = Gateway::start(
+        &standard_config(&jwks.url(), &format!("http://{}", up.addr))
+            .replace("threads = 2", "threads = 2\nkeepalive_requests = 3"),
+    );
+    let (mut s, mut r) = client(gw.addr);
+    send(&mut s, "GET", "/public/length", "");
+    let first = read_response(&mut r, false);
+    // A request with a body (the general path) counts too.
+    send(&mut s, "POST", "/public/length", "Content-Length: 1\r\n");
+    s.write_all(b"x").unwrap();
+    let second = read_response(&mut r, false);
+    send(&mut s, "GET", "/public/length", "");
+    let third = read_response(&mut r, false);
+    for (n, got) in [(1, &first), (2, &second), (3, &third)] {
+        assert_eq!(got.status, 200, "request {n}: {got:?}");
+        let close = got.header("connection") == Some("close");
+        assert_eq!(close, n == 3, "request {n}: {got:?}");
+    }
+    let mut rest = Vec::new();
+    assert_eq!(
+        r.read_to_end(&mut rest).ok(),
+        Some(0),
+        "closed after the third"
+    );
 }
 
 /// The ready line says which path bodyless HTTP/1.1 requests take: `server.fast_path`

@@ -194,6 +194,7 @@ pub(super) fn build_server(cx: &mut Ctx<'_>, raw: &RawConfig) -> ServerSettings 
         work_stealing: s.work_stealing,
         fast_path: s.fast_path,
         upstream_pool_size: s.upstream_pool_size,
+        keepalive_requests: s.keepalive_requests,
         log_format,
         log_subject: s.log_subject,
         public_url,
