@@ -36,7 +36,7 @@ use introspection::Lookup;
 use keystore::ProviderKeys;
 use trace::{NoTrace, Step, Trace};
 
-pub use message::has_line_starting;
+pub use message::{has_line_starting, has_line_starting_any};
 pub use reject::Reject;
 
 /// What `decide` reads besides the request: one config and what verifies tokens against

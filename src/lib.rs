@@ -220,7 +220,8 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
             proxy::Gateway {
                 state: state.clone(),
             },
-            pingora::connectors::http::v1::Connector::new(Some(options)),
+            pingora::connectors::TransportConnector::new(Some(options)),
+            server_settings.upstream_pool_size,
             server.configuration.max_retries,
         )
     });

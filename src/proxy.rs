@@ -5,6 +5,7 @@ pub mod connection;
 pub mod fast;
 pub mod guard;
 pub mod headers;
+mod pool;
 pub mod preface;
 pub mod respond;
 

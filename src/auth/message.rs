@@ -59,6 +59,17 @@ pub fn framing(head: &RequestHead<'_>) -> Result<(), Reject> {
 
 /// A line of a raw HTTP/1 head that starts with `prefix`, compared case-insensitively.
 pub fn has_line_starting(head: &[u8], prefix: &[u8]) -> bool {
-    head.split(|&b| b == b'\n')
-        .any(|line| line.len() >= prefix.len() && line[..prefix.len()].eq_ignore_ascii_case(prefix))
+    has_line_starting_any(head, &[prefix])
+}
+
+/// Whether a line of `head` starts with one of `prefixes` (case-insensitively); one pass.
+pub fn has_line_starting_any(head: &[u8], prefixes: &[&[u8]]) -> bool {
+    // A prefix holds no LF, so a comparison running past the end of a line fails there.
+    let starts = |at: usize| {
+        prefixes.iter().any(|p| {
+            head.get(at..at + p.len())
+                .is_some_and(|line| line.eq_ignore_ascii_case(p))
+        })
+    };
+    starts(0) || memchr::memchr_iter(b'\n', head).any(|at| starts(at + 1))
 }

@@ -31,7 +31,7 @@ use tokio::time::Instant;
 
 use super::fast::{FastPath, Served};
 use super::Gateway;
-use crate::auth::{has_line_starting, Reject};
+use crate::auth::{has_line_starting_any, Reject};
 use crate::runtime::State;
 
 pub struct Connections {
@@ -314,9 +314,7 @@ fn may_carry_more(head: &[u8]) -> bool {
         .position(|&b| b != b'\r' && b != b'\n')
         .unwrap_or(0);
     head[first..].starts_with(b"CONNECT")
-        || [&b"content-length"[..], b"transfer-encoding", b"upgrade"]
-            .iter()
-            .any(|name| has_line_starting(head, name))
+        || has_line_starting_any(head, &[b"content-length", b"transfer-encoding", b"upgrade"])
 }
 
 /// Where a head starts and how far its end has been looked for, so that a head arriving
@@ -352,18 +350,14 @@ impl HeadSearch {
         let start = self.start?;
         let from = self.scanned.saturating_sub(2).max(start).min(buf.len());
         self.scanned = buf.len();
-        buf[from..]
-            .iter()
-            .enumerate()
-            .filter(|(_, &b)| b == b'\n')
-            .find_map(|(i, _)| {
-                let at = from + i;
-                match (buf.get(at + 1), buf.get(at + 2)) {
-                    (Some(b'\n'), _) => Some(at + 2),
-                    (Some(b'\r'), Some(b'\n')) => Some(at + 3),
-                    _ => None,
-                }
-            })
+        memchr::memchr_iter(b'\n', &buf[from..]).find_map(|i| {
+            let at = from + i;
+            match (buf.get(at + 1), buf.get(at + 2)) {
+                (Some(b'\n'), _) => Some(at + 2),
+                (Some(b'\r'), Some(b'\n')) => Some(at + 3),
+                _ => None,
+            }
+        })
     }
 }
 

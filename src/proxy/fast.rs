@@ -14,7 +14,7 @@
 use bytes::BytesMut;
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING, UPGRADE};
 use http::{Method, Version};
-use pingora::connectors::http::v1::Connector;
+use pingora::connectors::TransportConnector;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::v1::client::HttpSession as UpstreamSession;
 use pingora::protocols::http::v1::server::HttpSession as ClientSession;
@@ -25,6 +25,7 @@ use pingora::upstreams::peer::Peer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use super::guard::guard;
+use super::pool::Pool;
 use super::{
     failed, respond, response_headers, upstream_peer, upstream_request, Downstream, Gateway,
     RequestCtx,
@@ -32,13 +33,17 @@ use super::{
 
 pub struct FastPath {
     gateway: Gateway,
-    /// Its own pool of idle upstream connections (pingora-proxy's is private to it), of the
-    /// same size and with the same idle timeouts.
-    connector: Connector,
+    /// New upstream connections (TCP and TLS); idle ones are kept in `super::pool`.
+    connector: TransportConnector,
+    /// Idle upstream connections kept per worker thread (`server.upstream_pool_size`).
+    max_idle: usize,
     /// Tries per request, as pingora-proxy's `max_retries`: a request is sent again only
     /// when a reused upstream connection failed before any of the response was written.
     max_retries: usize,
 }
+
+/// An idle upstream connection's life when its upstream sets none (it always does).
+const IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What became of one request.
 pub enum Served {
@@ -53,10 +58,16 @@ pub enum Served {
 }
 
 impl FastPath {
-    pub fn new(gateway: Gateway, connector: Connector, max_retries: usize) -> Self {
+    pub fn new(
+        gateway: Gateway,
+        connector: TransportConnector,
+        max_idle: usize,
+        max_retries: usize,
+    ) -> Self {
         Self {
             gateway,
             connector,
+            max_idle,
             max_retries: max_retries.max(1),
         }
     }
@@ -156,20 +167,28 @@ impl FastPath {
         let mut tries = 0;
         let error = loop {
             tries += 1;
-            let (mut upstream, reused) = match self.connector.get_http_session(&*peer).await {
-                Ok(s) => s,
-                // pingora marks connect errors as not to be retried (a new connection).
-                Err(e) => break e.into_up(),
+            let key = peer.reuse_hash();
+            let (stream, reused) = match Pool::with(self.max_idle, |p| p.take(key)) {
+                Some(stream) => (stream, true),
+                None => match self.connector.new_stream(&*peer).await {
+                    Ok(stream) => (stream, false),
+                    // pingora marks connect errors as not to be retried (a new connection).
+                    Err(e) => break e.into_up(),
+                },
             };
+            let mut upstream = UpstreamSession::new_with_options(stream, &*peer);
             upstream.read_timeout = peer.options.read_timeout;
             upstream.write_timeout = peer.options.write_timeout;
             // A copy only where a retry may need it: a reused connection, an idempotent method.
             let again = (reused && idempotent && tries < self.max_retries).then(|| req.clone());
             match exchange(client, &mut upstream, req, ctx).await {
                 Ok(()) => {
-                    self.connector
-                        .release_http_session(upstream, &*peer, peer.idle_timeout())
-                        .await;
+                    // Kept when the upstream allows it and the response ended cleanly.
+                    upstream.respect_keepalive();
+                    if let Some(stream) = upstream.reuse().await {
+                        let idle = peer.idle_timeout().unwrap_or(IDLE);
+                        Pool::with(self.max_idle, |p| p.put(key, stream, idle));
+                    }
                     return;
                 }
                 Err(mut e) => {
@@ -265,10 +284,8 @@ async fn exchange(
             }
             100..=199 => {
                 let info = Box::new(head.clone());
-                client
-                    .write_response_header(info)
-                    .await
-                    .map_err(Error::into_down)?;
+                let limit = send_limit(client);
+                within(pingora::time::timeout(limit, client.write_response_header(info)).await)?;
             }
             _ => break Box::new(head.clone()),
         }
@@ -286,15 +303,31 @@ async fn exchange(
         resp.set_version(Version::HTTP_11);
         resp.insert_header(TRANSFER_ENCODING, "chunked")?;
     }
-    client
-        .write_response_header(resp)
-        .await
-        .map_err(Error::into_down)?;
+    // pingora bounds each body write with the client's write timeout (`send_timeout`), but
+    // not a head or the end of a body: a client that stops reading is cut there too.
+    let limit = send_limit(client);
+    within(pingora::time::timeout(limit, client.write_response_header(resp)).await)?;
     while let Some(chunk) = upstream.read_body_bytes().await.map_err(Error::into_up)? {
         client.write_body(&chunk).await.map_err(Error::into_down)?;
     }
-    client.finish_body().await.map_err(Error::into_down)?;
+    within(pingora::time::timeout(limit, client.finish_body()).await)?;
     Ok(())
+}
+
+/// The client's write timeout (`server.send_timeout`, set before anything is written).
+fn send_limit(client: &ClientSession) -> std::time::Duration {
+    client
+        .get_write_timeout()
+        .unwrap_or(std::time::Duration::from_secs(60))
+}
+
+/// A write to the client that had to end within its timeout.
+fn within<T>(write: std::result::Result<Result<T>, pingora::time::Elapsed>) -> Result<()> {
+    match write {
+        Ok(done) => done.map(|_| ()).map_err(Error::into_down),
+        Err(_) => Error::e_explain(ErrorType::WriteTimedout, "writing to the client")
+            .map_err(Error::into_down),
+    }
 }
 
 /// pingora-proxy's answer to a head it cannot read: a bare 400, then the close.

@@ -240,11 +240,23 @@ pub async fn write_answer_h1(
     if answer.close {
         session.set_server_keepalive(None);
     }
-    session.write_response_header(Box::new(resp)).await?;
-    // A HEAD request's answer has no content: pingora's body writer knows, and writes none.
-    session.write_body(&answer.body).await?;
-    session.finish_body().await?;
-    Ok(())
+    // The whole answer within the client's write timeout (pingora bounds only body writes).
+    let limit = session.get_write_timeout();
+    let write = async {
+        session.write_response_header(Box::new(resp)).await?;
+        // A HEAD request's answer has no content: pingora's body writer knows, writes none.
+        session.write_body(&answer.body).await?;
+        session.finish_body().await?;
+        Ok(())
+    };
+    match limit {
+        None => write.await,
+        Some(limit) => pingora::time::timeout(limit, write)
+            .await
+            .unwrap_or_else(|_| {
+                pingora::Error::e_explain(pingora::ErrorType::WriteTimedout, "writing an answer")
+            }),
+    }
 }
 
 /// The whole answer for `reason` as HTTP/1.1 bytes, closing the connection: for a refusal

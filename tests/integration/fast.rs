@@ -103,13 +103,16 @@ impl RawUpstream {
 }
 
 fn gateway_for(upstream: &RawUpstream) -> (JwksServer, Gateway) {
+    gateway_with(upstream, "threads = 2")
+}
+
+/// With `server` lines under `[server]` in place of the standard `threads = 2`.
+fn gateway_with(upstream: &RawUpstream, server: &str) -> (JwksServer, Gateway) {
     let keys = Keys::load();
     let jwks = JwksServer::start(keys.standard_jwks());
-    let gw = Gateway::start(&standard_config(
-        &jwks.url(),
-        &format!("http://{}", upstream.addr),
-    ));
-    (jwks, gw)
+    let config = standard_config(&jwks.url(), &format!("http://{}", upstream.addr))
+        .replace("threads = 2", server);
+    (jwks, Gateway::start(&config))
 }
 
 /// A response as a client reads it off a kept-alive connection.
@@ -395,7 +398,8 @@ fn a_stale_pooled_connection_is_retried_only_for_idempotent_requests() {
         );
         true
     });
-    let (_jwks, gw) = gateway_for(&up);
+    // One worker thread: one pool of idle upstream connections (each thread has its own).
+    let (_jwks, gw) = gateway_with(&up, "threads = 1");
     let first = get(gw.addr, "/public/one", &[]);
     assert_eq!((first.status, first.body.as_str()), (200, "/public/one"));
     let second = get(gw.addr, "/public/two", &[]);
@@ -427,7 +431,7 @@ fn a_stale_pooled_connection_is_retried_only_for_idempotent_requests() {
         let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
         true
     });
-    let (_jwks2, gw) = gateway_for(&up);
+    let (_jwks2, gw) = gateway_with(&up, "threads = 1");
     assert_eq!(get(gw.addr, "/public/one", &[]).status, 200);
     let post = crate::support::http::request(gw.addr, "POST", "/public/two", &[]);
     assert_eq!(
