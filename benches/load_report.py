@@ -269,7 +269,7 @@ fresh proof accepted, a replayed one, the bound token as Bearer, no proof, a pro
 URL and an unbound token refused):
 {"all passed" if not checks_failed else "FAILED: " + "; ".join(checks_failed)}.
 {tls_section}
-## Targets (issue #6)
+## Targets (issues 6 and 18)
 
 {chr(10).join(tt)}
 
