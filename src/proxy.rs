@@ -452,14 +452,15 @@ impl Gateway {
     }
 }
 
-/// What the gateway does to the upstream's response head (both paths): times it, and hands
-/// out the next DPoP nonce where one was needed.
+/// What the gateway does to the upstream's response head (both paths): times it, drops its
+/// hop-by-hop headers, and hands out the next DPoP nonce where one was needed.
 pub fn response_headers(
     upstream_response: &mut ResponseHeader,
     ctx: &mut RequestCtx,
 ) -> Result<()> {
     ctx.upstream = ctx.upstream_start.map(|t| t.elapsed());
     ctx.upstream_status = upstream_response.status.as_u16();
+    headers::strip_response_hop_by_hop(upstream_response);
     // The next nonce rides on every answer to a proof that needed one (RFC 9449 §8.2):
     // the client never has to fail once per nonce step.
     if let (Some(snap), Outcome::Granted(g)) = (&ctx.snap, &ctx.outcome) {

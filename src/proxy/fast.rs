@@ -122,7 +122,7 @@ impl FastPath {
                     client.set_server_keepalive(None);
                 }
             }
-            None => self.proxy(&mut client, &mut ctx).await,
+            None => self.proxy(&mut client, &mut ctx, shutdown).await,
         }
         let status = client.response_written().map_or(0, |r| r.status.as_u16());
         // A panic here has been logged and counted by the hook; the answer is already out.
@@ -139,7 +139,12 @@ impl FastPath {
 
     /// Sends the granted request upstream and its response to the client; on a failure,
     /// the answer `failed` gives (when nothing was written yet) and the close.
-    async fn proxy(&self, client: &mut ClientSession, ctx: &mut RequestCtx) {
+    async fn proxy(
+        &self,
+        client: &mut ClientSession,
+        ctx: &mut RequestCtx,
+        shutdown: &ShutdownWatch,
+    ) {
         let peer = match guard(|| upstream_peer(ctx)) {
             Ok(Ok(peer)) => peer,
             Ok(Err(e)) => return self.fail(client, ctx, &e).await,
@@ -181,7 +186,7 @@ impl FastPath {
             upstream.write_timeout = peer.options.write_timeout;
             // A copy only where a retry may need it: a reused connection, an idempotent method.
             let again = (reused && idempotent && tries < self.max_retries).then(|| req.clone());
-            match exchange(client, &mut upstream, req, ctx).await {
+            match exchange(client, &mut upstream, req, ctx, shutdown).await {
                 Ok(()) => {
                     // Kept when the upstream allows it and the response ended cleanly.
                     upstream.respect_keepalive();
@@ -257,6 +262,7 @@ async fn exchange(
     upstream: &mut UpstreamSession,
     req: Box<RequestHeader>,
     ctx: &mut RequestCtx,
+    shutdown: &ShutdownWatch,
 ) -> Result<()> {
     upstream
         .write_request_header(req)
@@ -303,11 +309,20 @@ async fn exchange(
         resp.set_version(Version::HTTP_11);
         resp.insert_header(TRANSFER_ENCODING, "chunked")?;
     }
+    // A drain that began while the upstream worked: this answer is the connection's last.
+    if *shutdown.borrow() {
+        client.set_server_keepalive(None);
+    }
     // pingora bounds each body write with the client's write timeout (`send_timeout`), but
     // not a head or the end of a body: a client that stops reading is cut there too.
     let limit = send_limit(client);
     within(pingora::time::timeout(limit, client.write_response_header(resp)).await)?;
     while let Some(chunk) = upstream.read_body_bytes().await.map_err(Error::into_up)? {
+        // A read that brought no body bytes (a chunk-size line alone, trailers) writes
+        // nothing: to pingora's chunked writer an empty write is the last chunk.
+        if chunk.is_empty() {
+            continue;
+        }
         client.write_body(&chunk).await.map_err(Error::into_down)?;
     }
     within(pingora::time::timeout(limit, client.finish_body()).await)?;

@@ -63,6 +63,30 @@ pub fn headers_to_remove(
     remove
 }
 
+/// The upstream's hop-by-hop response headers, which are about its connection to the gateway,
+/// not the client's: `Connection` (the gateway writes its own), every header it names except
+/// the framing ones (pingora frames the body by them), `Keep-Alive` and `Proxy-Connection`.
+pub fn strip_response_hop_by_hop(resp: &mut pingora::http::ResponseHeader) {
+    if resp.headers.contains_key(CONNECTION) {
+        let named: Vec<HeaderName> = resp
+            .headers
+            .get_all(CONNECTION)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim_ascii()).ok())
+            .filter(|n| {
+                *n != http::header::CONTENT_LENGTH && *n != http::header::TRANSFER_ENCODING
+            })
+            .collect();
+        for name in named {
+            resp.remove_header(&name);
+        }
+        resp.remove_header(&CONNECTION);
+    }
+    resp.remove_header("keep-alive");
+    resp.remove_header("proxy-connection");
+}
+
 /// A route's token carriers, which the upstream does not get: a token is a credential,
 /// forwarded only with `forward_token`, and then only the one carrier whose token was
 /// verified (`kept`). Look-alike names go always, in every spelling an upstream may read as
@@ -197,6 +221,28 @@ pub fn edit_cookies(headers: &HeaderMap, strip: &dyn Fn(&[u8]) -> bool) -> Cooki
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_upstreams_hop_by_hop_response_headers_are_dropped() {
+        let mut resp = pingora::http::ResponseHeader::build(200, None).unwrap();
+        for (n, v) in [
+            ("Connection", "close, X-Foo"),
+            ("Connection", "Content-Length, transfer-encoding"),
+            ("X-Foo", "secret"),
+            ("Keep-Alive", "timeout=1"),
+            ("Proxy-Connection", "keep-alive"),
+            ("Content-Length", "5"),
+            ("Transfer-Encoding", "chunked"),
+            ("X-Kept", "1"),
+        ] {
+            resp.append_header(n, v).unwrap();
+        }
+        strip_response_hop_by_hop(&mut resp);
+        let mut left: Vec<_> = resp.headers.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        // The framing headers stay whatever the upstream named: pingora frames by them.
+        assert_eq!(left, ["content-length", "transfer-encoding", "x-kept"]);
+    }
 
     fn policy() -> HeaderPolicy {
         HeaderPolicy {

@@ -226,6 +226,21 @@ fn framings(req: &Req, s: &mut TcpStream) -> bool {
         "head" => b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n",
         "204" => b"HTTP/1.1 204 No Content\r\n\r\n",
         "304" => b"HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\n\r\n",
+        "trailer" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n",
+        "hop" => b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Foo\r\nX-Foo: secret\r\nKeep-Alive: timeout=1\r\nContent-Length: 5\r\n\r\nhello",
+        // The chunk-size line and its data in separate writes, then the last chunk in two.
+        "split" => {
+            for part in [
+                &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n"[..],
+                b"hello\r\n0\r\n",
+                b"\r\n",
+            ] {
+                let _ = s.write_all(part);
+                let _ = s.flush();
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            return true;
+        }
         "early" => b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
         _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
     };
@@ -247,6 +262,11 @@ fn every_response_framing_reaches_the_client_on_one_kept_connection() {
         ("GET", "204", 204, b""),
         ("GET", "304", 304, b""),
         ("GET", "early", 200, b"ok"),
+        // Reads that bring no body bytes (a chunk-size line alone, trailers) add no empty
+        // chunk, which would end the body early and leave the rest to desync the connection.
+        ("GET", "split", 200, b"hello"),
+        ("GET", "trailer", 200, b"hello"),
+        ("GET", "hop", 200, b"hello"),
         ("GET", "length", 200, b"hello"),
     ] {
         send(&mut s, method, &format!("/public/{kind}"), "");
@@ -262,6 +282,11 @@ fn every_response_framing_reaches_the_client_on_one_kept_connection() {
             "head" => assert_eq!(got.header("content-length"), Some("1000"), "{got:?}"),
             "304" => assert_eq!(got.header("etag"), Some("\"v1\""), "{got:?}"),
             "early" => assert_eq!(got.informational, vec![103], "{got:?}"),
+            // The upstream's hop-by-hop headers are its own connection's.
+            "hop" => assert!(
+                got.header("x-foo").is_none() && got.header("keep-alive").is_none(),
+                "{got:?}"
+            ),
             _ => {}
         }
     }
