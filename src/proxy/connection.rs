@@ -167,10 +167,16 @@ impl ServerApp for Connections {
         loop {
             let mut watch = shutdown.clone();
             let start = std::mem::take(&mut pending);
-            let head = tokio::select! {
-                head = read_head(&mut stream, start, max_head, first_wait, header_read) => head,
-                // A connection parked between requests closes when the server drains.
-                _ = watch.wait_for(|stop| *stop) => Head::Closed,
+            let head = if start.is_empty() {
+                tokio::select! {
+                    head = read_head(&mut stream, start, max_head, first_wait, header_read) => head,
+                    // A connection parked between requests closes when the server drains.
+                    _ = watch.wait_for(|stop| *stop) => Head::Closed,
+                }
+            } else {
+                // A request that has begun to arrive is read and answered, draining or not
+                // (then with `Connection: close`).
+                read_head(&mut stream, start, max_head, first_wait, header_read).await
             };
             let (prefix, carries) = match head {
                 // pingora, with pipelining off, drops what it finds past a request and
@@ -206,6 +212,10 @@ impl ServerApp for Connections {
                         continue;
                     }
                     Served::Closed => return None,
+                    Served::Close(mut stream) => {
+                        linger(&mut stream).await;
+                        return None;
+                    }
                     Served::General(back, head) => {
                         stream = back;
                         head
@@ -377,6 +387,14 @@ async fn refuse_head(stream: &mut Stream, state: &State, head_method: bool) {
         .await;
     let _ = stream.flush().await;
     super::log_refused_head(state, reason, &request_id, started);
+    linger(stream).await;
+}
+
+/// Closes after an answer gently: the write side first (the client sees the answer end),
+/// then what the client is still sending is read and dropped, up to `LINGER_BYTES` for up
+/// to `LINGER` (a close with unread input is a reset, which can destroy the answer).
+async fn linger(stream: &mut Stream) {
+    let _ = pingora::time::timeout(LINGER, stream.shutdown()).await;
     let mut sink = [0u8; 4096];
     let mut drained = 0;
     let until = Instant::now() + LINGER;

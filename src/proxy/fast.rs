@@ -52,6 +52,10 @@ pub enum Served {
     Again(Stream, Option<BytesMut>),
     /// Answered (or the client left): the connection is closed.
     Closed,
+    /// Answered with `Connection: close`: the connection is to be closed gently (what the
+    /// client may still be sending, a pipelined request, is read and dropped for a moment,
+    /// so the close does not become a reset that destroys the answer in flight).
+    Close(Stream),
     /// Not for the fast path (seen once its head was parsed): the stream and the head as
     /// received, for the general path to read again.
     General(Stream, BytesMut),
@@ -128,6 +132,9 @@ impl FastPath {
         // A panic here has been logged and counted by the hook; the answer is already out.
         let _ = guard(|| self.gateway.log_request(client.req_header(), status, &ctx));
         drop(ctx);
+        if !client.will_keepalive() && client.response_written().is_some() {
+            return Served::Close(client.into_inner());
+        }
         match client.reuse().await {
             Ok(Some(next)) => {
                 let (stream, prefix) = next.into_parts();

@@ -74,9 +74,7 @@ pub fn strip_response_hop_by_hop(resp: &mut pingora::http::ResponseHeader) {
             .iter()
             .flat_map(|v| v.as_bytes().split(|&b| b == b','))
             .filter_map(|t| HeaderName::from_bytes(t.trim_ascii()).ok())
-            .filter(|n| {
-                *n != http::header::CONTENT_LENGTH && *n != http::header::TRANSFER_ENCODING
-            })
+            .filter(|n| *n != http::header::CONTENT_LENGTH && *n != http::header::TRANSFER_ENCODING)
             .collect();
         for name in named {
             resp.remove_header(&name);

@@ -549,6 +549,49 @@ fn connection_lists_are_honoured_and_their_headers_dropped() {
     }
 }
 
+/// A drain that begins while the upstream is working: the answer says `Connection: close`,
+/// and the connection then ends with a close, not a reset, though the client had already
+/// sent its next request (which it must send again elsewhere). The general path answers
+/// such a pipelined request with a 400 (see `pipelined_requests_are_answered_in_order`).
+#[test]
+fn a_drain_mid_request_answers_with_close_and_closes_gently() {
+    if !fast_path() {
+        return;
+    }
+    let up = RawUpstream::start(|req, s| {
+        std::thread::sleep(Duration::from_millis(600));
+        let _ = write!(
+            s,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{}",
+            req.path.len(),
+            req.path
+        );
+        true
+    });
+    let (_jwks, gw) = gateway_for(&up);
+    let (mut s, mut r) = client(gw.addr);
+    send(&mut s, "GET", "/public/slow", "");
+    std::thread::sleep(Duration::from_millis(150));
+    gw.signal("TERM");
+    std::thread::sleep(Duration::from_millis(150));
+    send(&mut s, "GET", "/public/after", "");
+    let got = read_response(&mut r, false);
+    assert_eq!(
+        (got.status, &got.body[..], got.header("connection")),
+        (200, &b"/public/slow"[..], Some("close")),
+        "{got:?}"
+    );
+    let mut rest = Vec::new();
+    match r.read_to_end(&mut rest) {
+        Ok(_) => assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest)),
+        Err(e) => panic!("the connection was reset, not closed: {e}"),
+    }
+    assert!(
+        !up.seen().iter().any(|r| r.path == "/public/after"),
+        "a request read during a drain after a `close` answer went upstream"
+    );
+}
+
 /// `keepalive_requests`: a connection carries that many requests (bodyless or not, on
 /// either path); the last is answered with `Connection: close`, and the connection closes.
 #[test]
