@@ -27,6 +27,16 @@ pub fn media_type(typ: &str) -> String {
 }
 
 /// Lowercase, `_` folded to `-`: the spellings that CGI-style servers treat as one name.
+/// `canonical_header` without building a string when `name` is canonical already (a
+/// `HeaderName` is lowercase; only a `_` needs folding): the per-request form.
+pub fn canonical_name(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.bytes().any(|b| b == b'_' || b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(canonical_header(name))
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    }
+}
+
 pub fn canonical_header(name: &str) -> String {
     name.bytes()
         .map(|b| {

@@ -6,10 +6,10 @@ use http::{HeaderMap, HeaderValue};
 use crate::auth::extract::same_cookie_key;
 use crate::config::routes::{Route, TokenSource};
 use crate::config::HeaderPolicy;
-use crate::formats::canonical_header;
 use crate::formats::header_names::{
     is_gateway_set, is_hop_by_hop, is_identity, is_rewrite, is_sender_proof,
 };
+use crate::formats::{canonical_header, canonical_name};
 
 /// Names of the client's headers that must not reach the upstream, given the policy.
 /// Compared case-insensitively and with `_` folded to `-`, so `X_User_Id` cannot slip past
@@ -38,22 +38,24 @@ pub fn headers_to_remove(
     });
     for name in headers.keys() {
         let n = name.as_str();
-        let canonical = canonical_header(n);
+        let canonical = canonical_name(n);
+        let canonical: &str = &canonical;
         // A websocket `Upgrade` stays (the upstream decides); `h2c` never passes.
-        let in_connection = listed.contains(&canonical) && (canonical != "upgrade" || h2c);
-        let strip = policy.strip_exact.contains(&canonical)
+        let in_connection =
+            listed.iter().any(|l| l == canonical) && (canonical != "upgrade" || h2c);
+        let strip = policy.strip_exact.iter().any(|e| e == canonical)
             || policy
                 .strip_prefixes
                 .iter()
                 .any(|p| canonical.starts_with(p.as_str()))
-            || is_hop_by_hop(&canonical)
+            || is_hop_by_hop(canonical)
             || in_connection
-            || is_rewrite(&canonical)
-            || is_identity(&canonical)
-            || is_gateway_set(&canonical)
-            || is_sender_proof(&canonical)
+            || is_rewrite(canonical)
+            || is_identity(canonical)
+            || is_gateway_set(canonical)
+            || is_sender_proof(canonical)
             || (*name == AUTHORIZATION && !carriers.keeps(&TokenSource::Authorization))
-            || carriers.strips_header(name, &canonical)
+            || carriers.strips_header(name, canonical)
             || (*name == UPGRADE && h2c)
             || (*name == CONNECTION && h2c);
         if strip && !remove.contains(name) {
