@@ -160,21 +160,10 @@ impl FastPath {
                 return self.fail(client, ctx, &e).await;
             }
         };
-        let mut req = Box::new(client.req_header().clone());
-        // `keep-alive` or `close` only (anything else went to the general path): the upstream
-        // connection is the gateway's own, kept alive.
-        req.remove_header(&CONNECTION);
-        match guard(|| upstream_request(&Downstream::of_h1(client), &mut req, ctx)) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return self.fail(client, ctx, &e).await,
-            Err(_) => {
-                let e = Error::explain(
-                    ErrorType::InternalError,
-                    "panic building the upstream request",
-                );
-                return self.fail(client, ctx, &e).await;
-            }
-        }
+        let mut req = match upstream_head(client, ctx) {
+            Ok(req) => req,
+            Err(e) => return self.fail(client, ctx, &e).await,
+        };
         let idempotent = client.req_header().method.is_idempotent();
         let mut tries = 0;
         let error = loop {
@@ -191,8 +180,7 @@ impl FastPath {
             let mut upstream = UpstreamSession::new_with_options(stream, &*peer);
             upstream.read_timeout = peer.options.read_timeout;
             upstream.write_timeout = peer.options.write_timeout;
-            // A copy only where a retry may need it: a reused connection, an idempotent method.
-            let again = (reused && idempotent && tries < self.max_retries).then(|| req.clone());
+            let may_retry = reused && idempotent && tries < self.max_retries;
             match exchange(client, &mut upstream, req, ctx, shutdown).await {
                 Ok(()) => {
                     // Kept when the upstream allows it and the response ended cleanly.
@@ -210,9 +198,14 @@ impl FastPath {
                     if e.esource() == &ErrorSource::Upstream && client.response_written().is_none()
                     {
                         e.retry.decide_reuse(reused);
-                        if let (true, Some(copy)) = (e.retry(), again) {
+                        if e.retry() && may_retry {
                             tracing::debug!(error = %e, tries, "retrying on a new upstream connection");
-                            req = copy;
+                            // Built again (the sent one went with the connection): no copy
+                            // is kept for a retry that almost never comes.
+                            req = match upstream_head(client, ctx) {
+                                Ok(req) => req,
+                                Err(e) => break e,
+                            };
                             continue;
                         }
                     }
@@ -238,6 +231,22 @@ impl FastPath {
         if client.response_written().is_none() {
             let _ = respond::write_answer_h1(client, &answer, &ctx.request_id).await;
         }
+    }
+}
+
+/// The upstream's request head: the client's, shaped by `upstream_request` (as on the general
+/// path), without its `Connection` (`keep-alive` or `close` only, anything else went to the
+/// general path: the upstream connection is the gateway's own, kept alive).
+fn upstream_head(client: &ClientSession, ctx: &RequestCtx) -> Result<Box<RequestHeader>> {
+    let mut req = Box::new(client.req_header().clone());
+    req.remove_header(&CONNECTION);
+    match guard(|| upstream_request(&Downstream::of_h1(client), &mut req, ctx)) {
+        Ok(Ok(())) => Ok(req),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Error::e_explain(
+            ErrorType::InternalError,
+            "panic building the upstream request",
+        ),
     }
 }
 
