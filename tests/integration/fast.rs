@@ -216,6 +216,17 @@ fn send(s: &mut TcpStream, method: &str, path: &str, extra: &str) {
     .unwrap();
 }
 
+/// Answers with the request's path as the body, keeping the connection.
+fn echo_path(req: &Req, s: &mut TcpStream) -> bool {
+    let _ = write!(
+        s,
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{}",
+        req.path.len(),
+        req.path
+    );
+    true
+}
+
 /// The response each path of the scripted upstream gives (`/public/<kind>`).
 fn framings(req: &Req, s: &mut TcpStream) -> bool {
     let kind = req.path.trim_start_matches("/public/");
@@ -415,13 +426,7 @@ fn a_stale_pooled_connection_is_retried_only_for_idempotent_requests() {
         if req.conn == 0 && req.nth == 1 {
             return false;
         }
-        let _ = write!(
-            s,
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{}",
-            req.path.len(),
-            req.path
-        );
-        true
+        echo_path(req, s)
     });
     // One worker thread: one pool of idle upstream connections (each thread has its own).
     let (_jwks, gw) = gateway_with(&up, "threads = 1");
@@ -479,13 +484,7 @@ fn pipelined_requests_are_answered_in_order() {
         if req.path.ends_with("slow") {
             std::thread::sleep(Duration::from_millis(500));
         }
-        let _ = write!(
-            s,
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{}",
-            req.path.len(),
-            req.path
-        );
-        true
+        echo_path(req, s)
     });
     let (_jwks, gw) = gateway_for(&up);
     let (mut s, mut r) = client(gw.addr);
@@ -560,13 +559,7 @@ fn a_drain_mid_request_answers_with_close_and_closes_gently() {
     }
     let up = RawUpstream::start(|req, s| {
         std::thread::sleep(Duration::from_millis(600));
-        let _ = write!(
-            s,
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{}",
-            req.path.len(),
-            req.path
-        );
-        true
+        echo_path(req, s)
     });
     let (_jwks, gw) = gateway_for(&up);
     let (mut s, mut r) = client(gw.addr);
