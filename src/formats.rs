@@ -26,7 +26,6 @@ pub fn media_type(typ: &str) -> String {
         .map_or(lower.clone(), str::to_owned)
 }
 
-/// Lowercase, `_` folded to `-`: the spellings that CGI-style servers treat as one name.
 /// `canonical_header` without building a string when `name` is canonical already (a
 /// `HeaderName` is lowercase; only a `_` needs folding): the per-request form.
 pub fn canonical_name(name: &str) -> std::borrow::Cow<'_, str> {
@@ -37,6 +36,7 @@ pub fn canonical_name(name: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Lowercase, `_` folded to `-`: the spellings that CGI-style servers treat as one name.
 pub fn canonical_header(name: &str) -> String {
     name.bytes()
         .map(|b| {

@@ -310,6 +310,9 @@ fn trim_spaces(mut b: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::{HeaderName, HeaderValue};
+
+    use crate::auth::tests::header_map as headers;
 
     #[test]
     fn the_b64token_check_agrees_with_the_table() {
@@ -319,9 +322,6 @@ mod tests {
         assert!(is_b64token(b"abc.DEF-123_~+/=="));
         assert!(!is_b64token(b"abc def"));
     }
-    use http::{HeaderName, HeaderValue};
-
-    use crate::auth::tests::header_map as headers;
 
     #[test]
     fn sources() {

@@ -165,9 +165,9 @@ impl ServerApp for Connections {
         let mut pending = BytesMut::new();
         let mut served: u32 = 0;
         loop {
-            let mut watch = shutdown.clone();
             let start = std::mem::take(&mut pending);
             let head = if start.is_empty() {
+                let mut watch = shutdown.clone();
                 tokio::select! {
                     head = read_head(&mut stream, start, max_head, first_wait, header_read) => head,
                     // A connection parked between requests closes when the server drains.

@@ -26,6 +26,7 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use super::guard::guard;
 use super::pool::Pool;
+use super::respond::within_send_timeout;
 use super::{
     failed, respond, response_headers, upstream_peer, upstream_request, Downstream, Gateway,
     RequestCtx,
@@ -93,9 +94,12 @@ impl FastPath {
             Ok(Some(_)) => {}
             Ok(None) => return Served::Closed,
             Err(e) => {
-                // As pingora-proxy: a head it cannot read gets a bare 400 and the close.
+                // As pingora-proxy, with its own code: a head it cannot read gets a bare 400
+                // and the close.
                 if *e.etype() == ErrorType::InvalidHTTPHeader {
-                    let _ = bad_request(&mut client).await;
+                    let mut session = ServerSession::H1(client);
+                    let _ = session.respond_error(400).await;
+                    session.shutdown().await;
                 }
                 return Served::Closed;
             }
@@ -165,10 +169,10 @@ impl FastPath {
             Err(e) => return self.fail(client, ctx, &e).await,
         };
         let idempotent = client.req_header().method.is_idempotent();
+        let key = peer.reuse_hash();
         let mut tries = 0;
         let error = loop {
             tries += 1;
-            let key = peer.reuse_hash();
             let (stream, reused) = match Pool::with(self.max_idle, |p| p.take(key)) {
                 Some(stream) => (stream, true),
                 None => match self.connector.new_stream(&*peer).await {
@@ -306,8 +310,12 @@ async fn exchange(
             }
             100..=199 => {
                 let info = Box::new(head.clone());
-                let limit = send_limit(client);
-                within(pingora::time::timeout(limit, client.write_response_header(info)).await)?;
+                within_send_timeout(
+                    client.get_write_timeout(),
+                    client.write_response_header(info),
+                )
+                .await
+                .map_err(Error::into_down)?;
             }
             _ => break Box::new(head.clone()),
         }
@@ -329,10 +337,12 @@ async fn exchange(
     if *shutdown.borrow() {
         client.set_server_keepalive(None);
     }
-    // pingora bounds each body write with the client's write timeout (`send_timeout`), but
-    // not a head or the end of a body: a client that stops reading is cut there too.
-    let limit = send_limit(client);
-    within(pingora::time::timeout(limit, client.write_response_header(resp)).await)?;
+    within_send_timeout(
+        client.get_write_timeout(),
+        client.write_response_header(resp),
+    )
+    .await
+    .map_err(Error::into_down)?;
     while let Some(chunk) = upstream.read_body_bytes().await.map_err(Error::into_up)? {
         // A read that brought no body bytes (a chunk-size line alone, trailers) writes
         // nothing: to pingora's chunked writer an empty write is the last chunk.
@@ -341,32 +351,8 @@ async fn exchange(
         }
         client.write_body(&chunk).await.map_err(Error::into_down)?;
     }
-    within(pingora::time::timeout(limit, client.finish_body()).await)?;
-    Ok(())
-}
-
-/// The client's write timeout (`server.send_timeout`, set before anything is written).
-fn send_limit(client: &ClientSession) -> std::time::Duration {
-    client
-        .get_write_timeout()
-        .unwrap_or(std::time::Duration::from_secs(60))
-}
-
-/// A write to the client that had to end within its timeout.
-fn within<T>(write: std::result::Result<Result<T>, pingora::time::Elapsed>) -> Result<()> {
-    match write {
-        Ok(done) => done.map(|_| ()).map_err(Error::into_down),
-        Err(_) => Error::e_explain(ErrorType::WriteTimedout, "writing to the client")
-            .map_err(Error::into_down),
-    }
-}
-
-/// pingora-proxy's answer to a head it cannot read: a bare 400, then the close.
-async fn bad_request(client: &mut ClientSession) -> Result<()> {
-    client.set_server_keepalive(None);
-    let resp = ServerSession::generate_error(400);
-    client.write_response_header(Box::new(resp)).await?;
-    client.finish_body().await?;
-    client.shutdown().await;
+    within_send_timeout(client.get_write_timeout(), client.finish_body())
+        .await
+        .map_err(Error::into_down)?;
     Ok(())
 }

@@ -240,21 +240,34 @@ pub async fn write_answer_h1(
     if answer.close {
         session.set_server_keepalive(None);
     }
-    // The whole answer within the client's write timeout (pingora bounds only body writes).
+    // The whole answer within the client's write timeout.
     let limit = session.get_write_timeout();
-    let write = async {
+    within_send_timeout(limit, async {
         session.write_response_header(Box::new(resp)).await?;
         // A HEAD request's answer has no content: pingora's body writer knows, writes none.
         session.write_body(&answer.body).await?;
         session.finish_body().await?;
         Ok(())
-    };
+    })
+    .await
+}
+
+/// `write` to the client, within its write timeout (`server.send_timeout`): pingora bounds
+/// each body write with it, but not a head or the end of a body, where a client that stops
+/// reading would otherwise hold the connection.
+pub async fn within_send_timeout<T>(
+    limit: Option<std::time::Duration>,
+    write: impl std::future::Future<Output = pingora::Result<T>>,
+) -> pingora::Result<T> {
     match limit {
         None => write.await,
         Some(limit) => pingora::time::timeout(limit, write)
             .await
             .unwrap_or_else(|_| {
-                pingora::Error::e_explain(pingora::ErrorType::WriteTimedout, "writing an answer")
+                pingora::Error::e_explain(
+                    pingora::ErrorType::WriteTimedout,
+                    "writing to the client",
+                )
             }),
     }
 }
