@@ -312,17 +312,14 @@ fn headers_and_claims_hold_over_both_protocols() {
 /// An identity header (stripped from clients) may still carry a claim: the gateway sets it.
 #[test]
 fn an_identity_header_can_carry_a_claim() {
-    let keys = Keys::load();
-    let jwks = JwksServer::start(keys.standard_jwks());
-    let up = Upstream::start();
-    let config = standard_config(&jwks.url(), &up.url())
-        .replace("sub = \"X-User-Id\"", "sub = \"Remote-User\"");
-    assert!(config.contains("sub = \"Remote-User\""), "{config}");
-    let gw = Gateway::start(&config);
-    gw.wait_ready();
-    let t = keys.rs256().claims(good_claims("alice", "read")).sign();
+    let s = Setup::start_with(|config| {
+        let config = config.replace("sub = \"X-User-Id\"", "sub = \"Remote-User\"");
+        assert!(config.contains("sub = \"Remote-User\""), "{config}");
+        config
+    });
+    let t = s.keys.rs256().claims(good_claims("alice", "read")).sign();
     let r = get(
-        gw.addr,
+        s.gw.addr,
         "/api/x",
         &[
             ("Authorization", &format!("Bearer {t}")),
@@ -330,5 +327,5 @@ fn an_identity_header_can_carry_a_claim() {
         ],
     );
     assert_eq!(r.status, 200, "{r:?}");
-    assert_eq!(up.last().one("remote-user"), "alice");
+    assert_eq!(s.upstream.last().one("remote-user"), "alice");
 }
